@@ -1,0 +1,26 @@
+"""gunicorn settings for either role: ``PAR_ROLE=node gunicorn parsite.wsgi -c gunicorn.conf.py``.
+
+Threaded workers (gthread) so that a long pcap download does not block other
+requests. Every value can be overridden with the usual GUNICORN_CMD_ARGS or the
+PAR_BIND / PAR_WORKERS / PAR_THREADS variables.
+"""
+
+import os
+
+_role = os.environ.get("PAR_ROLE", "collector").strip().lower() or "collector"
+_port = 9002 if _role == "node" else 9001
+
+bind = os.environ.get("PAR_BIND", f"127.0.0.1:{_port}").split(",")
+worker_class = "gthread"
+workers = int(os.environ.get("PAR_WORKERS", "2"))
+threads = int(os.environ.get("PAR_THREADS", "8"))
+# A streamed answer may take long; the per-chunk read timeout lives in the app.
+timeout = int(os.environ.get("PAR_WORKER_TIMEOUT", "300"))
+graceful_timeout = 30
+keepalive = 5
+accesslog = "-"
+# No query string in the access log: the seed's clients put api_key there.
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
+errorlog = "-"
+proc_name = f"par-{_role}"
+forwarded_allow_ips = os.environ.get("PAR_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")

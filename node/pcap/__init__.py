@@ -1,0 +1,1 @@
+"""The pcap engine: read, dissect, index and query captures. No Django in here."""

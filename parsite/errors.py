@@ -1,0 +1,56 @@
+"""Every error is JSON: ``{"error": "<message>"}`` with a fitting status."""
+
+from __future__ import annotations
+
+import logging
+
+from django.http import JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+log = logging.getLogger("parsite")
+
+
+def error_response(message: str, status_code: int) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status_code)
+
+
+def _message(detail: object) -> str:
+    """Flatten DRF's detail (str, list or dict) into one readable message."""
+    if isinstance(detail, dict):
+        parts = []
+        for field, value in detail.items():
+            text = _message(value)
+            parts.append(text if field in ("non_field_errors", "detail") else f"{field}: {text}")
+        return "; ".join(parts)
+    if isinstance(detail, list):
+        return "; ".join(_message(item) for item in detail)
+    return str(detail)
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None  # unexpected: Django's 500 handler answers, and logs it
+    detail = exc.detail if isinstance(exc, exceptions.APIException) else response.data
+    response.data = {"error": _message(detail)}
+    if response.status_code == status.HTTP_403_FORBIDDEN and isinstance(exc, exceptions.NotAuthenticated):
+        response.status_code = status.HTTP_401_UNAUTHORIZED
+    return response
+
+
+def handler400(request, exception=None):
+    return error_response("bad request", 400)
+
+
+def handler403(request, exception=None):
+    return error_response("forbidden", 403)
+
+
+def handler404(request, exception=None):
+    return error_response("not found", 404)
+
+
+def handler500(request):
+    return error_response("internal error", 500)

@@ -1,0 +1,116 @@
+"""Validation of /data.pcap parameters, shared by node and collector.
+
+The collector validates exactly as the node does, so a bad request is refused
+with a 400 before any node round-trip.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from ipaddress import ip_address
+
+from dateutil import parser as dateparser
+
+from node.pcap.flow import PROTO_NAMES, FlowQuery, IPAddress
+
+FLOW_PARAMS = ("src_addr", "src_port", "dst_addr", "dst_port", "start_time", "end_time", "proto")
+
+_PORT = re.compile(r"\d{1,5}")
+_EPOCH = re.compile(r"\d{1,11}(?:\.\d+)?")
+# Sub-second digits right after the seconds field, kept exactly (ns) instead
+# of dateutil's microseconds.
+_FRACTION = re.compile(r"(?<=:\d\d)[.,](\d+)")
+_NS = 1_000_000_000
+
+
+class FlowParamError(ValueError):
+    """A /data.pcap parameter is missing or invalid; the message names it."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def parse_addr(name: str, value: str) -> IPAddress:
+    if "%" in value or "/" in value:
+        raise FlowParamError(name, f"invalid {name}: an IPv4 or IPv6 address is required")
+    try:
+        return ip_address(value.strip("[]") if value.startswith("[") else value)
+    except ValueError:
+        raise FlowParamError(name, f"invalid {name}: an IPv4 or IPv6 address is required") from None
+
+
+def parse_port(name: str, value: str) -> int:
+    if not _PORT.fullmatch(value) or int(value) > 65535:
+        raise FlowParamError(name, f"invalid {name}: a port number from 0 to 65535 is required")
+    return int(value)
+
+
+def parse_proto(value: str) -> int:
+    name = value.strip().lower()
+    if name in PROTO_NAMES:
+        return PROTO_NAMES[name]
+    if name.isdigit() and int(name) <= 255:
+        return int(name)
+    raise FlowParamError("proto", "invalid proto: tcp, udp, sctp or a protocol number from 0 to 255")
+
+
+def parse_time(value: str, *, utc: bool = True) -> int:
+    """A time as integer nanoseconds since the epoch.
+
+    Accepts epoch seconds (fractions exact, as decimal), ISO 8601, and forms
+    like ``2001-01-01 5:01pm``. A time without zone is UTC, or local when
+    ``utc`` is false. Raises ValueError when it cannot be read.
+    """
+    text = value.strip()
+    if not text:
+        raise ValueError("empty time")
+    if _EPOCH.fullmatch(text):
+        try:
+            return int(Decimal(text) * _NS)
+        except InvalidOperation:
+            raise ValueError("bad epoch") from None
+    extra_ns = 0
+    match = _FRACTION.search(text)
+    if match:
+        digits = match.group(1)
+        extra_ns = int(digits[:9].ljust(9, "0"))
+        text = text[: match.start()] + text[match.end() :]
+    try:
+        when = dateparser.parse(text, default=datetime(1970, 1, 1))
+    except (ValueError, OverflowError, TypeError) as exc:
+        raise ValueError(str(exc)) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC) if utc else when.astimezone()
+    epoch_s = int((when - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds())
+    return epoch_s * _NS + extra_ns
+
+
+def parse_flow_query(params: Mapping[str, str], *, utc: bool, max_window: int) -> FlowQuery:
+    """Validate the seed's /data.pcap parameters into a FlowQuery."""
+    missing = [name for name in FLOW_PARAMS[:6] if not params.get(name, "").strip()]
+    if missing:
+        raise FlowParamError(missing[0], f"missing parameter: {', '.join(missing)}")
+    a = parse_addr("src_addr", params["src_addr"].strip())
+    a_port = parse_port("src_port", params["src_port"].strip())
+    b = parse_addr("dst_addr", params["dst_addr"].strip())
+    b_port = parse_port("dst_port", params["dst_port"].strip())
+    proto = parse_proto(params["proto"]) if params.get("proto", "").strip() else None
+    try:
+        start_ns = parse_time(params["start_time"], utc=utc)
+    except ValueError:
+        raise FlowParamError("start_time", "invalid start time") from None
+    try:
+        end_ns = parse_time(params["end_time"], utc=utc)
+    except ValueError:
+        raise FlowParamError("end_time", "invalid end time") from None
+    if start_ns < 0:
+        raise FlowParamError("start_time", "invalid start time: before 1970")
+    if end_ns < start_ns:
+        raise FlowParamError("end_time", "invalid end time: before the start time")
+    if end_ns - start_ns > max_window * _NS:
+        raise FlowParamError("end_time", f"time window too long: at most {max_window} seconds")
+    return FlowQuery(a=a, a_port=a_port, b=b, b_port=b_port, start_ns=start_ns, end_ns=end_ns, proto=proto)

@@ -1,0 +1,211 @@
+"""Settings for both roles, read from the environment (see SPEC.md "Configuration")."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from parsite.envconf import (
+    env_bool,
+    env_choice,
+    env_int,
+    env_list,
+    env_networks,
+    env_path,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# --- Packets at Rest -------------------------------------------------------
+
+PAR_ROLE = env_choice("PAR_ROLE", "collector", ("collector", "node"))
+PAR_DATA_DIR = env_path("PAR_DATA_DIR", BASE_DIR / "var").resolve()
+PAR_CAPTURE_DIR = env_path("PAR_CAPTURE_DIR", "/data/pcap")
+PAR_FILER_DIR = env_path("PAR_FILER_DIR", "/data/filed")
+PAR_FILE_PREFIX = env_str("PAR_FILE_PREFIX", "pcap")
+if not PAR_FILE_PREFIX or "/" in PAR_FILE_PREFIX or PAR_FILE_PREFIX.startswith("."):
+    raise ImproperlyConfigured(f"PAR_FILE_PREFIX must be a plain file name prefix, not {PAR_FILE_PREFIX!r}")
+PAR_UTC = env_bool("PAR_UTC", True)
+PAR_NODE_ALLOW = env_networks("PAR_NODE_ALLOW", "127.0.0.0/8,::1/128")
+PAR_NODE_DENY = env_networks("PAR_NODE_DENY", "")
+PAR_NODE_SECRET = env_str("PAR_NODE_SECRET", "")
+PAR_MAX_WINDOW = env_int("PAR_MAX_WINDOW", 86400, minimum=1)
+# Proxies (CIDRs) whose X-Forwarded-For a node trusts; none by default, so the
+# socket peer is the caller and a forged header cannot get past the ACL.
+PAR_TRUSTED_PROXIES = env_networks("PAR_TRUSTED_PROXIES", "")
+# Collector -> node timeouts in seconds (connect, read between chunks).
+PAR_NODE_CONNECT_TIMEOUT = env_int("PAR_NODE_CONNECT_TIMEOUT", 5, minimum=1)
+PAR_NODE_READ_TIMEOUT = env_int("PAR_NODE_READ_TIMEOUT", 120, minimum=1)
+# Requests per key per minute on the collector (DRF throttling); 0 = unlimited.
+PAR_KEY_RATE = env_int("PAR_KEY_RATE", 600, minimum=0)
+# Plugins are enabled explicitly, by package name under plugins/.
+PAR_PLUGINS = env_list("PAR_PLUGINS", "")
+
+PAR_DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _persistent_secret(name: str) -> str:
+    """A random secret generated once and kept in PAR_DATA_DIR (mode 0600)."""
+    path = PAR_DATA_DIR / name
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    value = secrets.token_urlsafe(48)
+    tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    try:
+        os.link(tmp, path)  # first writer wins; a concurrent start reads its value
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_text().strip()
+
+
+# --- Django ----------------------------------------------------------------
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or _persistent_secret("secret_key")
+# Pepper of the API-key HMAC. Collectors sharing one database must share it.
+PAR_KEY_PEPPER = os.environ.get("PAR_KEY_PEPPER") or _persistent_secret("key_pepper")
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "node.apps.NodeConfig",
+    "collector.apps.CollectorConfig",
+] + [f"plugins.{name}" for name in PAR_PLUGINS]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = f"parsite.urls_{PAR_ROLE}"
+WSGI_APPLICATION = "parsite.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+_default_db = f"sqlite:///{PAR_DATA_DIR / 'par.sqlite3'}"
+_db_url = os.environ.get("DATABASE_URL") or _default_db
+if not _db_url.startswith(("sqlite:", "postgres:", "postgresql:", "pgsql:")):
+    raise ImproperlyConfigured(
+        "DATABASE_URL must be sqlite:///PATH or postgres://USER:PW@HOST:PORT/DB, "
+        f"not {_db_url.split(':', 1)[0]}:..."
+    )
+try:
+    DATABASES = {"default": dj_database_url.parse(_db_url, conn_max_age=60, conn_health_checks=True)}
+except ValueError as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL is not valid: {exc}") from None
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Threads of one gthread worker share the file: wait for locks instead of failing.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = PAR_DATA_DIR / "static"
+
+# --- Security (production values documented in README "Deployment") --------
+
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", SECURE_HSTS_SECONDS > 0)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+
+# --- REST framework -----------------------------------------------------------
+
+REST_FRAMEWORK = {
+    # Each role's views name their own authentication and permission classes.
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "parsite.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": {"api_key": f"{PAR_KEY_RATE}/min" if PAR_KEY_RATE else None},
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Packets at Rest",
+    "DESCRIPTION": "Pull one network flow's packets out of the captures on distributed sensors.",
+    "VERSION": "",  # filled from parsite.version in apps
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Logging: one line per event on stderr, and a file in PAR_DATA_DIR -------
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": os.environ.get("PAR_LOG_LEVEL", "INFO").upper()},
+    "loggers": {
+        "django.server": {"level": "WARNING"},
+    },
+}

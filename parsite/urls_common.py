@@ -1,0 +1,14 @@
+"""Routes every role serves: the OpenAPI document and its offline docs."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+urlpatterns = [
+    path("schema", SpectacularAPIView.as_view(), name="schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+]
+
+handler400 = "parsite.errors.handler400"
+handler403 = "parsite.errors.handler403"
+handler404 = "parsite.errors.handler404"
+handler500 = "parsite.errors.handler500"

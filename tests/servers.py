@@ -1,0 +1,84 @@
+"""Real servers for tests: gunicorn processes of either role on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    role: str
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def gunicorn(
+    role: str, env: dict[str, str], *, port: int | None = None, workers: int = 1
+) -> Iterator[Server]:
+    """Start ``gunicorn parsite.wsgi`` for ``role`` and wait until /ping answers (any status)."""
+    port = port or free_port()
+    data_dir = Path(env.get("PAR_DATA_DIR") or os.environ.get("PAR_DATA_DIR") or ROOT / "var")
+    log_path = data_dir / f"gunicorn-{role}-{port}.log"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    full_env = {
+        **os.environ,
+        "PAR_ROLE": role,
+        "PAR_BIND": f"127.0.0.1:{port}",
+        "PAR_WORKERS": str(workers),
+        "DJANGO_SETTINGS_MODULE": "parsite.settings",
+        **env,
+    }
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [str(GUNICORN), "parsite.wsgi", "-c", str(ROOT / "gunicorn.conf.py")],
+            cwd=ROOT,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(role=role, url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"gunicorn ({role}) exited {process.returncode}:\n{server.log()}")
+            try:
+                requests.get(f"{server.url}/ping", timeout=2)
+                break
+            except requests.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"gunicorn ({role}) did not answer:\n{server.log()}") from None
+                time.sleep(0.1)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -1,0 +1,188 @@
+"""The project's ground: settings from the environment, both roles, JSON errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.test import Client, override_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "parsite.settings", **env}
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PAR_ROLE", "sensor"),
+        ("PAR_UTC", "maybe"),
+        ("PAR_MAX_WINDOW", "a day"),
+        ("PAR_MAX_WINDOW", "0"),
+        ("PAR_NODE_ALLOW", "10.0.0.0/33"),
+        ("PAR_NODE_DENY", "not-a-network"),
+        ("DATABASE_URL", "mysql://x@y/z"),
+        ("PAR_FILE_PREFIX", "../pcap"),
+    ],
+)
+def test_a_bad_setting_is_refused_naming_the_variable(variable, value, tmp_path):
+    result = run_python("import django; django.setup()", **{variable: value, "PAR_DATA_DIR": str(tmp_path)})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert variable in result.stderr
+
+
+def test_the_defaults_of_the_spec(tmp_path):
+    code = (
+        "import django, json; django.setup(); from django.conf import settings as s;"
+        "print(json.dumps([s.PAR_ROLE, str(s.PAR_CAPTURE_DIR), str(s.PAR_FILER_DIR), s.PAR_FILE_PREFIX,"
+        " s.PAR_UTC, [str(n) for n in s.PAR_NODE_ALLOW], s.PAR_NODE_DENY, s.PAR_MAX_WINDOW,"
+        " s.DATABASES['default']['NAME'], s.ROOT_URLCONF]))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAR_") and k != "DATABASE_URL"}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": "parsite.settings", "PAR_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [
+        "collector",
+        "/data/pcap",
+        "/data/filed",
+        "pcap",
+        True,
+        ["127.0.0.0/8", "::1/128"],
+        [],
+        86400,
+        str(tmp_path / "par.sqlite3"),
+        "parsite.urls_collector",
+    ]
+
+
+def test_a_node_with_missing_directories_fails_its_checks(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "PAR_ROLE": "node",
+            "PAR_DATA_DIR": str(tmp_path),
+            "PAR_CAPTURE_DIR": str(tmp_path / "nope"),
+            "PAR_FILER_DIR": str(tmp_path / "nope2"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "node.E001" in result.stderr and "node.E002" in result.stderr
+
+
+def test_version_flag_prints_both_versions():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "--version"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    from parsite.version import API_VERSION, VERSION
+
+    assert result.returncode == 0
+    assert VERSION in result.stdout and API_VERSION in result.stdout
+
+
+@override_settings(ROOT_URLCONF="parsite.urls_node", PAR_ROLE="node")
+def test_node_ping_answers_its_role():
+    response = Client().get("/ping")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["role"] == "node"
+    assert set(body) >= {"version", "api_version", "uptime", "date", "role"}
+
+
+@override_settings(ROOT_URLCONF="parsite.urls_node", PAR_ROLE="node")
+def test_unknown_path_is_a_json_404():
+    response = Client().get("/no/such/thing")
+    assert response.status_code == 404
+    assert response.json() == {"error": "not found"}
+
+
+def test_deploy_check_passes_with_the_documented_production_settings(tmp_path):
+    env = {
+        **os.environ,
+        "PAR_DATA_DIR": str(tmp_path),
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "x7Gk2-pL9qW4zR8vN1mB5tY3cH6jD0sF-aE7uI2oP4lK9wQ1zX5nM8bV3cT6yR0",
+        "DJANGO_ALLOWED_HOSTS": "par.example.org",
+        "DJANGO_SECURE_SSL_REDIRECT": "true",
+        "DJANGO_SECURE_HSTS_SECONDS": "31536000",
+        "DJANGO_BEHIND_TLS_PROXY": "true",
+        "DJANGO_SECURE_HSTS_PRELOAD": "true",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.slow
+def test_both_roles_answer_ping_under_gunicorn(tmp_path):
+    from tests.servers import gunicorn
+
+    (tmp_path / "capture").mkdir()
+    (tmp_path / "filed").mkdir()
+    env = {
+        "PAR_DATA_DIR": str(tmp_path),
+        "PAR_CAPTURE_DIR": str(tmp_path / "capture"),
+        "PAR_FILER_DIR": str(tmp_path / "filed"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    }
+    import requests
+
+    with gunicorn("node", env) as node:
+        answer = requests.get(f"{node.url}/ping", timeout=5)
+        assert answer.status_code == 200
+        assert answer.json()["role"] == "node"
+    with gunicorn("collector", env) as collector:
+        answer = requests.get(f"{collector.url}/ping", timeout=5)
+        assert answer.status_code in (200, 401)  # a valid key is required once keys exist
+        assert "gthread" in collector.log() or "Booting worker" in collector.log()
+
+
+def test_a_node_refuses_to_start_without_its_directories(tmp_path):
+    from tests.servers import GUNICORN, free_port
+
+    env = {
+        **os.environ,
+        "PAR_ROLE": "node",
+        "PAR_DATA_DIR": str(tmp_path),
+        "PAR_CAPTURE_DIR": str(tmp_path / "missing"),
+        "PAR_FILER_DIR": str(tmp_path),
+        "PAR_BIND": f"127.0.0.1:{free_port()}",
+    }
+    result = subprocess.run(
+        [str(GUNICORN), "parsite.wsgi", "-c", "gunicorn.conf.py"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "node.E001" in result.stderr
