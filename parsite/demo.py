@@ -1,0 +1,206 @@
+"""``make demo``: both roles on loopback, with demo captures, and a working curl.
+
+Writes everything under ``var/demo/`` (captures, filed tree, databases), files
+the captures with the real filer, starts a node and a collector under
+gunicorn, registers the node and an admin API key, fetches one flow through
+the collector to prove the chain works, prints a ready-to-paste curl and
+serves until Ctrl-C. Stopping it stops everything it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlencode
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "var" / "demo"
+FILE_SECONDS = 60
+FILES = 6  # five finished files and the one "still being written"
+
+
+def _port(preferred: int) -> int:
+    """The preferred port when it is free, else any free loopback port."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+
+def _manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        sys.exit(f"manage.py {args[0]} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def write_demo_captures(capture_dir: Path, now: int):
+    """Several minutes of mixed traffic in rotating ``pcap.<epoch>`` files; returns the flows."""
+    sys.path.insert(0, str(ROOT))
+    from tests.pcapgen import mixed_flows, mixed_traffic, write_pcap
+
+    flows = mixed_flows(400, seed=7)
+    first = now - FILES * FILE_SECONDS
+    for n in range(FILES):
+        start = first + n * FILE_SECONDS
+        records = mixed_traffic(start * 10**9, FILE_SECONDS, flows, pps=300, seed=n)
+        path = capture_dir / f"pcap.{start}"
+        write_pcap(path, records)
+        os.utime(path, (start + FILE_SECONDS, start + FILE_SECONDS))
+    return flows, first
+
+
+def _serve(role: str, env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    out = open(log, "ab")  # noqa: SIM115 - lives as long as the server
+    process = subprocess.Popen(
+        [str(gunicorn), "parsite.wsgi", "-c", "gunicorn.conf.py"],
+        cwd=ROOT,
+        env={**env, "PAR_BIND": f"127.0.0.1:{port}"},
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"the {role} did not start; see {log}:\n{log.read_text()[-2000:]}")
+        try:
+            requests.get(f"http://127.0.0.1:{port}/ping", timeout=1)
+            return process
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    sys.exit(f"the {role} did not answer on port {port}; see {log}")
+
+
+def main() -> None:
+    if DEMO.exists():
+        shutil.rmtree(DEMO)
+    capture_dir, filer_dir = DEMO / "capture", DEMO / "filed"
+    for path in (capture_dir, filer_dir, DEMO / "node", DEMO / "collector"):
+        path.mkdir(parents=True)
+    base = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PAR_", "DJANGO_")) and k != "DATABASE_URL"
+    }
+    node_env = {
+        **base,
+        "PAR_ROLE": "node",
+        "PAR_DATA_DIR": str(DEMO / "node"),
+        "PAR_CAPTURE_DIR": str(capture_dir),
+        "PAR_FILER_DIR": str(filer_dir),
+    }
+    collector_env = {**base, "PAR_ROLE": "collector", "PAR_DATA_DIR": str(DEMO / "collector")}
+
+    now = int(time.time())
+    print("== writing demo captures")
+    flows, first = write_demo_captures(capture_dir, now)
+    print("== filing them (manage.py runfiler)")
+    print(_manage(node_env, "runfiler").rstrip())
+
+    print("== collector database")
+    _manage(collector_env, "migrate", "--noinput")
+    password = secrets.token_urlsafe(12)
+    _manage(
+        {**collector_env, "DJANGO_SUPERUSER_PASSWORD": password},
+        "createsuperuser",
+        "--noinput",
+        "--username",
+        "admin",
+        "--email",
+        "admin@localhost",
+    )
+    key = _manage(collector_env, "createapikey", "--name", "demo analyst", "--admin").split()[-1]
+
+    node_port, collector_port = _port(9002), _port(9001)
+    nodes_conf = DEMO / "nodes.conf"
+    nodes_conf.write_text(json.dumps({"1": f"127.0.0.1:{node_port}"}))
+    print(_manage(collector_env, "importconfig", "--node-file", str(nodes_conf)).rstrip())
+
+    children = []
+
+    def stop(*_args) -> None:
+        for child in children:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+        sys.exit(0)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    print(f"== node on 127.0.0.1:{node_port}, collector on 127.0.0.1:{collector_port}")
+    children.append(_serve("node", node_env, node_port, DEMO / "node.log"))
+    children.append(_serve("collector", collector_env, collector_port, DEMO / "collector.log"))
+
+    flow = flows[0]
+    start = datetime.fromtimestamp(first, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    end = datetime.fromtimestamp(now + 60, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    query = urlencode(
+        {
+            "src_addr": flow.a,
+            "src_port": flow.a_port,
+            "dst_addr": flow.b,
+            "dst_port": flow.b_port,
+            "start_time": start,
+            "end_time": end,
+            "node_id": 1,
+        }
+    )
+    url = f"http://127.0.0.1:{collector_port}/data.pcap?{query}"
+    answer = requests.get(url, headers={"Authorization": f"Api-Key {key}"}, timeout=120)
+    if answer.status_code != 200:
+        stop_msg = f"the demo query failed: {answer.status_code} {answer.text}"
+        print(stop_msg, file=sys.stderr)
+        stop()
+    out = DEMO / "flow.pcap"
+    out.write_bytes(answer.content)
+    packets = _count_records(answer.content)
+    proto = {6: "tcp", 17: "udp", 132: "sctp"}[flow.proto]
+    print(
+        f"\nFetched {proto} {flow.a}:{flow.a_port} <-> {flow.b}:{flow.b_port} through the collector:\n"
+        f"  {packets} packets, {len(answer.content)} bytes -> {out}\n"
+        f"\nFetch it again:\n\n"
+        f"  curl -H 'Authorization: Api-Key {key}' -o flow.pcap '{url}'\n"
+        f"\nAdmin:   http://127.0.0.1:{collector_port}/admin/  (admin / {password})\n"
+        f"API docs: http://127.0.0.1:{collector_port}/docs\n"
+        f"Logs:    {DEMO}/node.log, {DEMO}/collector.log\n"
+        f"\nServing until Ctrl-C."
+    )
+    while True:
+        for child in children:
+            if child.poll() is not None:
+                print("a server stopped unexpectedly; see the logs", file=sys.stderr)
+                stop()
+        time.sleep(1)
+
+
+def _count_records(pcap: bytes) -> int:
+    """Records of a classic little-endian pcap."""
+    count, offset = 0, 24
+    while offset + 16 <= len(pcap):
+        offset += 16 + int.from_bytes(pcap[offset + 8 : offset + 12], "little")
+        count += 1
+    return count
+
+
+if __name__ == "__main__":
+    main()
