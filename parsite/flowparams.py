@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from ipaddress import ip_address
 
@@ -18,12 +18,15 @@ from node.pcap.flow import PROTO_NAMES, FlowQuery, IPAddress
 
 FLOW_PARAMS = ("src_addr", "src_port", "dst_addr", "dst_port", "start_time", "end_time", "proto")
 
-_PORT = re.compile(r"\d{1,5}")
-_EPOCH = re.compile(r"\d{1,11}(?:\.\d+)?")
+# ASCII digits only: \d would also take other scripts' digits, which int() reads.
+_PORT = re.compile(r"[0-9]{1,5}")
+_EPOCH = re.compile(r"[0-9]{1,11}(?:\.[0-9]+)?")
 # Sub-second digits right after the seconds field, kept exactly (ns) instead
 # of dateutil's microseconds.
-_FRACTION = re.compile(r"(?<=:\d\d)[.,](\d+)")
+_FRACTION = re.compile(r"(?<=:[0-9][0-9])[.,]([0-9]+)")
 _NS = 1_000_000_000
+_TIME_FORMS = "use ISO 8601, epoch seconds or a form like 2001-01-01 5:01pm"
+_EPOCH_START = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class FlowParamError(ValueError):
@@ -53,7 +56,7 @@ def parse_proto(value: str) -> int:
     name = value.strip().lower()
     if name in PROTO_NAMES:
         return PROTO_NAMES[name]
-    if name.isdigit() and int(name) <= 255:
+    if name.isascii() and name.isdigit() and int(name) <= 255:
         return int(name)
     raise FlowParamError("proto", "invalid proto: tcp, udp, sctp or a protocol number from 0 to 255")
 
@@ -80,13 +83,31 @@ def parse_time(value: str, *, utc: bool = True) -> int:
         extra_ns = int(digits[:9].ljust(9, "0"))
         text = text[: match.start()] + text[match.end() :]
     try:
-        when = dateparser.parse(text, default=datetime(1970, 1, 1))
+        when = _parse_calendar_time(text, utc=utc)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC) if utc else when.astimezone()
+        epoch_s = (when - _EPOCH_START) // timedelta(seconds=1)
     except (ValueError, OverflowError, TypeError) as exc:
         raise ValueError(str(exc)) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC) if utc else when.astimezone()
-    epoch_s = int((when - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds())
     return epoch_s * _NS + extra_ns
+
+
+def _parse_calendar_time(text: str, *, utc: bool) -> datetime:
+    """Read a calendar time the way the seed's Ruby ``Time.parse`` did.
+
+    Date parts missing above the first one given come from today (``5pm`` is
+    today at 17:00); parts missing below it are their minimum (``2015-02`` is
+    the 1st of February).
+    """
+    low = dateparser.parse(text, default=datetime(1970, 1, 1))
+    high = dateparser.parse(text, default=datetime(1971, 2, 2))
+    given = (low.year == high.year, low.month == high.month, low.day == high.day)
+    if given[0]:
+        return low
+    top = given.index(True) if any(given) else len(given)
+    today = datetime.now(UTC) if utc else datetime.now()
+    fill = dict(list({"year": today.year, "month": today.month, "day": today.day}.items())[:top])
+    return low.replace(**fill)
 
 
 def parse_flow_query(params: Mapping[str, str], *, utc: bool, max_window: int) -> FlowQuery:
@@ -102,15 +123,17 @@ def parse_flow_query(params: Mapping[str, str], *, utc: bool, max_window: int) -
     try:
         start_ns = parse_time(params["start_time"], utc=utc)
     except ValueError:
-        raise FlowParamError("start_time", "invalid start time") from None
+        raise FlowParamError("start_time", f"invalid start time (start_time): {_TIME_FORMS}") from None
     try:
         end_ns = parse_time(params["end_time"], utc=utc)
     except ValueError:
-        raise FlowParamError("end_time", "invalid end time") from None
+        raise FlowParamError("end_time", f"invalid end time (end_time): {_TIME_FORMS}") from None
     if start_ns < 0:
-        raise FlowParamError("start_time", "invalid start time: before 1970")
+        raise FlowParamError("start_time", "invalid start time (start_time): before 1970")
     if end_ns < start_ns:
-        raise FlowParamError("end_time", "invalid end time: before the start time")
+        raise FlowParamError("end_time", "invalid end time (end_time): before the start time")
     if end_ns - start_ns > max_window * _NS:
-        raise FlowParamError("end_time", f"time window too long: at most {max_window} seconds")
+        raise FlowParamError(
+            "end_time", f"time window too long (start_time to end_time): at most {max_window} seconds"
+        )
     return FlowQuery(a=a, a_port=a_port, b=b, b_port=b_port, start_ns=start_ns, end_ns=end_ns, proto=proto)
