@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
+import zoneinfo
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -74,3 +76,24 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
 
 def env_path(name: str, default: str | Path) -> Path:
     return Path(os.environ.get(name) or default).expanduser()
+
+
+def host_time_zone() -> str:
+    """The IANA name of this host's time zone: ``TZ`` if it names one, else /etc/localtime, else UTC."""
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    with contextlib.suppress(OSError):
+        candidates.append(os.readlink("/etc/localtime").partition("zoneinfo/")[2])
+    with contextlib.suppress(OSError):
+        candidates.append(Path("/etc/timezone").read_text().strip())
+    for name in candidates:
+        if name and _is_zone(name):
+            return name
+    return "UTC"
+
+
+def _is_zone(name: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True

@@ -17,6 +17,7 @@ from parsite.envconf import (
     env_networks,
     env_path,
     env_str,
+    host_time_zone,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -148,7 +149,9 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
+# Django exports TIME_ZONE as the process's TZ: keep the host's own zone, so that local time
+# (PAR_UTC=false, runfiler --localtime) is the sensor's local time. Stored datetimes stay UTC.
+TIME_ZONE = host_time_zone()
 USE_I18N = True
 USE_TZ = True
 
