@@ -1,11 +1,275 @@
-"""The plugin registry: plugins enabled in PAR_PLUGINS, fixed at start-up.
+"""The plugin registry: plugins enabled in PAR_PLUGINS, validated at start-up, fixed after.
 
-(The plugin machinery fills this in; until then no plugin is registered.)
+A plugin is a package whose ``__init__.py`` defines a :class:`PluginConfig`
+subclass and exports it as ``config`` (NetBox's model). A plain name in
+``PAR_PLUGINS`` is a folder under ``plugins/``; a dotted name is a full module
+path, so a plugin may live anywhere on ``sys.path``.
+
+``settings.py`` calls :func:`load_plugins` while it is read: a missing
+package, a wrong version or bad metadata stops the process with an
+``ImproperlyConfigured`` naming the plugin. Plugins that apply to the running
+role become Django apps; the others are validated the same way (one
+``PAR_PLUGINS`` fits the whole fleet) but not installed, mounted or listed.
+After ``django.setup()`` the registry is a tuple read from the app registry,
+which Django never changes again.
+
+This module is imported by settings.py, so it imports nothing that reads
+settings at import time (no DRF here; the URL side is ``parsite.plugin_urls``).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.apps import AppConfig, apps
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from parsite.version import VERSION
+
+ROLES = ("collector", "node")
+HIDDEN = "********"
+_ROOT = Path(__file__).resolve().parent.parent
+_SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?(?:\+[0-9A-Za-z.-]+)?$"
+)
+_PLUGIN_ID = re.compile(r"^[a-z][a-z0-9_]*$")
+_LINK = re.compile(r"^(?:https?://[^\s/]+\S*|mailto:[^\s@]+@[^\s@]+)$")
+_REQUIRED_TEXT = ("verbose_name", "description", "version", "author")
+
+
+class PluginConfig(AppConfig):
+    """A plugin: a Django app plus the metadata ``GET /plugins`` shows.
+
+    Django's own attributes keep their meaning: ``name`` is the package's module
+    path, ``label`` the plugin's id (its URL prefix ``/plugins/<id>/``),
+    ``verbose_name`` its display name.
+    """
+
+    description: str = ""
+    version: str = ""  # semantic version of the plugin, MAJOR.MINOR.PATCH
+    author: str = ""
+    author_url: str = ""  # https://... or mailto:...
+    url: str = ""  # the plugin's home page
+    roles: tuple[str, ...] = ROLES  # where it applies: "collector", "node" or both
+    min_version: str | None = None  # oldest Packets at Rest it runs on
+    max_version: str | None = None  # newest Packets at Rest it runs on
+    default_settings: dict[str, Any] = {}
+    required_settings: tuple[str, ...] = ()  # must be given in PAR_PLUGINS_CONFIG
+    secret_settings: tuple[str, ...] = ()  # shown as ******** by GET /plugins
+    urls: str = "api.urls"  # module, under the package, whose urlpatterns go under /plugins/<id>/
+
+    def metadata(self) -> dict[str, Any]:
+        """The seed's fields: ``{id, name, description, url, author, author_url, version, settings, directory}``."""
+        return {
+            "id": self.label,
+            "name": str(self.verbose_name),
+            "description": self.description,
+            "url": self.url or None,
+            "author": self.author,
+            "author_url": self.author_url or None,
+            "version": self.version,
+            "settings": self.shown_settings(),
+            "directory": _shown_directory(Path(self.path)),
+        }
+
+    def shown_settings(self) -> dict[str, Any] | None:
+        """This plugin's settings as in effect, secrets hidden; None when it has none."""
+        values = settings.PAR_PLUGINS_CONFIG.get(self.label) or {}
+        if not values:
+            return None
+        return {key: HIDDEN if key in self.secret_settings else value for key, value in values.items()}
+
+
+@dataclass(frozen=True)
+class LoadedPlugins:
+    """What settings.py needs: the apps to install and each plugin's settings in effect."""
+
+    apps: list[str] = field(default_factory=list)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def module_path(entry: str) -> str:
+    """``sysinfo`` -> ``plugins.sysinfo``; a dotted entry is already a module path."""
+    return entry if "." in entry else f"plugins.{entry}"
+
+
+def parse_plugins_config(raw: str, variable: str = "PAR_PLUGINS_CONFIG") -> dict[str, dict[str, Any]]:
+    """``{"<plugin id>": {"<setting>": value}}`` from JSON; empty means none."""
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ImproperlyConfigured(f"{variable} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise ImproperlyConfigured(
+            f'{variable} must be a JSON object like {{"<plugin id>": {{"<setting>": ...}}}}'
+        )
+    return value
+
+
+def load_plugins(entries: list[str], user_settings: dict[str, dict], *, role: str) -> LoadedPlugins:
+    """Import and validate every plugin of ``entries``; raise ImproperlyConfigured naming the first bad one."""
+    loaded = LoadedPlugins()
+    seen: dict[str, str] = {}
+    for entry in entries:
+        config = import_plugin(entry)
+        validate(entry, config)
+        plugin_id = _label(config)
+        if plugin_id in seen:
+            raise ImproperlyConfigured(
+                f"plugin {entry!r}: id {plugin_id!r} is already taken by plugin {seen[plugin_id]!r}"
+            )
+        seen[plugin_id] = entry
+        loaded.settings[plugin_id] = effective_settings(entry, config, user_settings.get(plugin_id, {}))
+        if role in config.roles:
+            loaded.apps.append(f"{config.__module__}.{config.__qualname__}")
+    unknown = sorted(set(user_settings) - set(seen))
+    if unknown:
+        raise ImproperlyConfigured(
+            f"PAR_PLUGINS_CONFIG configures {', '.join(map(repr, unknown))}, which PAR_PLUGINS does not enable"
+        )
+    return loaded
+
+
+def import_plugin(entry: str) -> type[PluginConfig]:
+    """The ``config`` class of the plugin package named by ``entry``."""
+    path = module_path(entry)
+    try:
+        module = importlib.import_module(path)
+    except ModuleNotFoundError as exc:
+        if exc.name and (path == exc.name or path.startswith(exc.name + ".")):
+            where = "a folder under plugins/" if "." not in entry else "an importable module path"
+            raise ImproperlyConfigured(
+                f"plugin {entry!r}: no package {path} (PAR_PLUGINS names {where})"
+            ) from None
+        raise ImproperlyConfigured(f"plugin {entry!r}: importing {path} failed: {exc}") from exc
+    except Exception as exc:  # a broken plugin must name itself, whatever it raised
+        raise ImproperlyConfigured(
+            f"plugin {entry!r}: importing {path} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    config = getattr(module, "config", None)
+    if not (isinstance(config, type) and issubclass(config, PluginConfig)):
+        raise ImproperlyConfigured(
+            f"plugin {entry!r}: {path} must set `config` to its subclass of parsite.plugins.PluginConfig"
+        )
+    return config
+
+
+def validate(entry: str, config: type[PluginConfig]) -> None:
+    """Check a plugin's metadata; one ImproperlyConfigured lists every problem."""
+    problems = _metadata_problems(config, module_path(entry))
+    if problems:
+        raise ImproperlyConfigured(f"plugin {entry!r}: " + "; ".join(problems))
+
+
+def _metadata_problems(config: type[PluginConfig], path: str) -> list[str]:
+    problems = []
+    if config.name != path:
+        problems.append(f"name must be its module path {path!r}, not {config.name!r}")
+    if not _PLUGIN_ID.match(_label(config)):
+        problems.append(f"id (label) {_label(config)!r} must be lower-case letters, digits and _")
+    for attr in _REQUIRED_TEXT:
+        value = getattr(config, attr, None)
+        if not isinstance(value, str) or not value.strip():
+            problems.append(f"{attr} is required")
+    if isinstance(config.version, str) and config.version and not _SEMVER.match(config.version):
+        problems.append(f"version {config.version!r} is not a semantic version (MAJOR.MINOR.PATCH)")
+    for attr in ("url", "author_url"):
+        value = getattr(config, attr)
+        if value and not (isinstance(value, str) and _LINK.match(value)):
+            problems.append(f"{attr} {value!r} must be an http(s):// or mailto: address")
+    problems += _roles_problems(config.roles)
+    problems += _product_version_problems(config)
+    problems += _settings_problems(config)
+    return problems
+
+
+def _roles_problems(roles: object) -> list[str]:
+    if isinstance(roles, tuple | list | set | frozenset) and roles and set(roles) <= set(ROLES):
+        return []
+    return [f"roles {roles!r} must name one or both of {', '.join(ROLES)}"]
+
+
+def _product_version_problems(config: type[PluginConfig]) -> list[str]:
+    problems = []
+    for attr, bound in (("min_version", "at least"), ("max_version", "at most")):
+        value = getattr(config, attr)
+        if value is None:
+            continue
+        if not (isinstance(value, str) and _SEMVER.match(value)):
+            problems.append(f"{attr} {value!r} is not a semantic version (MAJOR.MINOR.PATCH)")
+            continue
+        ours, theirs = version_key(VERSION), version_key(value)
+        if (attr == "min_version" and ours < theirs) or (attr == "max_version" and ours > theirs):
+            problems.append(f"needs Packets at Rest {bound} {value}, this is {VERSION}")
+    return problems
+
+
+def _settings_problems(config: type[PluginConfig]) -> list[str]:
+    problems = []
+    if not isinstance(config.default_settings, dict):
+        problems.append("default_settings must be a dict")
+    for attr in ("required_settings", "secret_settings"):
+        value = getattr(config, attr)
+        if not (isinstance(value, tuple | list) and all(isinstance(v, str) for v in value)):
+            problems.append(f"{attr} must be a tuple of setting names")
+    return problems
+
+
+def effective_settings(entry: str, config: type[PluginConfig], given: dict[str, Any]) -> dict[str, Any]:
+    """Defaults overlaid with what the operator gave; every required setting present."""
+    missing = [name for name in config.required_settings if name not in given]
+    if missing:
+        raise ImproperlyConfigured(
+            f"plugin {entry!r}: required setting(s) {', '.join(missing)} missing from "
+            f"PAR_PLUGINS_CONFIG[{_label(config)!r}]"
+        )
+    return {**config.default_settings, **given}
+
+
+def version_key(version: str) -> tuple:
+    """A sort key following semantic versioning's precedence (build metadata ignored)."""
+    match = _SEMVER.match(version)
+    if not match:
+        raise ValueError(f"not a semantic version: {version!r}")
+    major, minor, patch, pre = match.groups()
+    # A pre-release sorts before its release; numeric identifiers before alphanumeric ones.
+    pre_key = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split(".")) if pre else ()
+    return (int(major), int(minor), int(patch), 0 if pre else 1, pre_key)
+
+
+def _label(config: type[PluginConfig]) -> str:
+    return getattr(config, "label", None) or str(config.name).rpartition(".")[2]
+
+
+def _shown_directory(path: Path) -> str:
+    """The plugin's folder, relative to the project when it lives inside it."""
+    try:
+        return str(path.resolve().relative_to(_ROOT))
+    except ValueError:
+        return str(path)
+
+
+@functools.cache
+def registry() -> tuple[PluginConfig, ...]:
+    """The plugins of this role, in PAR_PLUGINS order; fixed once apps are loaded."""
+    apps.check_apps_ready()
+    return tuple(app for app in apps.get_app_configs() if isinstance(app, PluginConfig))
+
 
 def plugin_metadata() -> list[dict]:
     """``[{id, name, description, url, author, author_url, version, settings, directory}]``."""
-    return []
+    return [plugin.metadata() for plugin in registry()]
+
+
+def plugin_setting(plugin_id: str, name: str) -> Any:
+    """One setting of a plugin as in effect (PAR_PLUGINS_CONFIG over the plugin's defaults)."""
+    return settings.PAR_PLUGINS_CONFIG[plugin_id][name]

@@ -19,6 +19,7 @@ from parsite.envconf import (
     env_str,
     host_time_zone,
 )
+from parsite.plugins import load_plugins, parse_plugins_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -44,8 +45,13 @@ PAR_NODE_CONNECT_TIMEOUT = env_int("PAR_NODE_CONNECT_TIMEOUT", 5, minimum=1)
 PAR_NODE_READ_TIMEOUT = env_int("PAR_NODE_READ_TIMEOUT", 120, minimum=1)
 # Requests per key per minute on the collector (DRF throttling); 0 = unlimited.
 PAR_KEY_RATE = env_int("PAR_KEY_RATE", 600, minimum=0)
-# Plugins are enabled explicitly, by package name under plugins/.
+# Plugins are enabled explicitly: a name is a folder under plugins/, a dotted
+# name a full module path. Each is imported and validated now, so a bad one
+# stops the start with its name (parsite/plugins.py); PAR_PLUGINS_CONFIG is
+# JSON, {"<plugin id>": {"<setting>": value}}, and becomes the settings in effect.
 PAR_PLUGINS = env_list("PAR_PLUGINS", "")
+_plugins = load_plugins(PAR_PLUGINS, parse_plugins_config(env_str("PAR_PLUGINS_CONFIG", "")), role=PAR_ROLE)
+PAR_PLUGINS_CONFIG = _plugins.settings
 
 PAR_DATA_DIR.mkdir(parents=True, exist_ok=True)
 
@@ -93,7 +99,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "node.apps.NodeConfig",
     "collector.apps.CollectorConfig",
-] + [f"plugins.{name}" for name in PAR_PLUGINS]
+] + _plugins.apps  # the plugins that apply to this role
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -2,7 +2,8 @@
 
 from django.urls import include, path
 
+from parsite.plugin_urls import plugin_urlpatterns
 from parsite.urls_common import handler400, handler403, handler404, handler500  # noqa: F401
 from parsite.urls_common import urlpatterns as common
 
-urlpatterns = [path("", include("node.urls")), *common]
+urlpatterns = [path("", include("node.urls")), *plugin_urlpatterns("node"), *common]
