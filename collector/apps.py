@@ -13,6 +13,7 @@ class CollectorConfig(AppConfig):
 
     def ready(self) -> None:
         checks.register(check_database, checks.Tags.database)
+        from collector import schema  # noqa: F401  (registers the OpenAPI auth extension)
 
 
 def check_database(app_configs=None, databases=None, **kwargs) -> list[checks.CheckMessage]:

@@ -1,0 +1,112 @@
+"""Django admin: keys (shown once at creation), nodes and grants, and the read-only request log."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.template.response import TemplateResponse
+
+from collector import keys
+from collector.models import ApiKey, Node, RequestLog
+
+
+@admin.register(Node)
+class NodeAdmin(admin.ModelAdmin):
+    list_display = ("id", "name", "address", "scheme", "active")
+    list_filter = ("active", "scheme")
+    search_fields = ("id", "name", "address")
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = (
+        "prefix",
+        "name",
+        "owner",
+        "admin",
+        "all_nodes",
+        "granted",
+        "active",
+        "created",
+        "last_used",
+    )
+    list_filter = ("active", "admin", "all_nodes", "nodes")
+    search_fields = ("name", "owner", "prefix")
+    fields = (
+        "name",
+        "owner",
+        "prefix",
+        "admin",
+        "all_nodes",
+        "nodes",
+        "active",
+        "expires",
+        "created",
+        "last_used",
+    )
+    readonly_fields = ("prefix", "created", "last_used")
+    filter_horizontal = ("nodes",)
+    actions = ("revoke",)
+
+    @admin.display(description="nodes")
+    def granted(self, obj: ApiKey) -> str:
+        if obj.admin:
+            return "all (admin)"
+        if obj.all_nodes:
+            return "all"
+        return ", ".join(str(node.id) for node in obj.nodes.all()) or "—"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("nodes")
+
+    def save_model(self, request, obj: ApiKey, form, change: bool) -> None:
+        if not change:
+            new_key = keys.generate_key()
+            obj.set_key(new_key)
+            # Kept on the request only, to show it on the next page; never stored.
+            request.par_new_key = new_key
+        super().save_model(request, obj, form, change)
+
+    def response_add(self, request, obj: ApiKey, post_url_continue=None):
+        new_key = getattr(request, "par_new_key", None)
+        if new_key is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {**self.admin_site.each_context(request), "opts": self.opts, "apikey": obj, "key": new_key}
+        response = TemplateResponse(request, "admin/collector/apikey/created.html", context)
+        response["Cache-Control"] = "no-store"  # the key must not linger in a cache
+        return response
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke(self, request, queryset) -> None:
+        count = queryset.update(active=False)
+        self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)
+
+
+@admin.register(RequestLog)
+class RequestLogAdmin(admin.ModelAdmin):
+    """Who pulled which packets: browse and search, never edit."""
+
+    list_display = (
+        "time",
+        "key_prefix",
+        "node",
+        "flow",
+        "start",
+        "end",
+        "status",
+        "bytes_sent",
+        "duration",
+        "client_ip",
+        "error",
+    )
+    list_filter = ("status", "node")
+    search_fields = ("key_prefix", "src_addr", "dst_addr", "client_ip")
+    date_hierarchy = "time"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

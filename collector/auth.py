@@ -1,0 +1,126 @@
+"""Who is asking, and what they may do: DRF authentication, permission and throttle classes.
+
+Reusable by any collector view (plugins included)::
+
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [HasValidKey]
+    throttle_classes = [ApiKeyThrottle]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.permissions import BasePermission
+from rest_framework.settings import api_settings
+from rest_framework.throttling import SimpleRateThrottle
+
+from collector.models import ApiKey, KeyProblem
+
+SCHEME = "Api-Key"
+QUERY_PARAM = "api_key"  # the seed's clients put the key in the query string
+HEADER = "HTTP_X_API_KEY"
+
+
+@dataclass(frozen=True)
+class KeyHolder:
+    """``request.user`` of a request made with a valid key."""
+
+    key: ApiKey
+    is_authenticated = True
+    is_anonymous = False
+
+    def __str__(self) -> str:
+        return f"API key {self.key.prefix}"
+
+
+def presented_key(request) -> str | None:
+    """The key a request carries: Authorization header, X-Api-Key header, then the api_key parameter.
+
+    None when there is none; AuthenticationFailed when the Authorization header
+    is ours but malformed.
+    """
+    words = get_authorization_header(request).split()
+    if words and words[0].decode("latin-1").lower() == SCHEME.lower():
+        if len(words) != 2:
+            raise exceptions.AuthenticationFailed(
+                f"invalid Authorization header: use 'Authorization: {SCHEME} <key>'"
+            )
+        return words[1].decode("latin-1")
+    header = request.META.get(HEADER, "").strip()
+    if header:
+        return header
+    param = request.query_params.get(QUERY_PARAM, "").strip()
+    return param or None
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """``Authorization: Api-Key <key>``, ``X-Api-Key: <key>`` or ``?api_key=<key>``."""
+
+    def authenticate(self, request) -> tuple[KeyHolder, ApiKey] | None:
+        given = presented_key(request)
+        if given is None:
+            return None
+        try:
+            key = ApiKey.objects.authenticate(given)
+        except KeyProblem as exc:
+            raise exceptions.AuthenticationFailed(str(exc)) from None
+        return KeyHolder(key), key
+
+    def authenticate_header(self, request) -> str:
+        return f'{SCHEME} realm="collector"'
+
+
+def request_key(request) -> ApiKey | None:
+    auth = request.auth
+    return auth if isinstance(auth, ApiKey) else None
+
+
+class HasValidKey(BasePermission):
+    """The request carries a valid key (any key)."""
+
+    def has_permission(self, request, view) -> bool:
+        if request_key(request) is None:
+            raise exceptions.NotAuthenticated("a valid API key is required")
+        return True
+
+
+class IsAdminKey(BasePermission):
+    """The key is an admin key (the seed's node "0")."""
+
+    message = "this request needs an admin key"
+
+    def has_permission(self, request, view) -> bool:
+        key = request_key(request)
+        return key is not None and key.admin
+
+
+class HasNodeGrant(BasePermission):
+    """The key may query the node the view names (``view.requested_node_id(request)``)."""
+
+    message = "this API key may not query that node"
+
+    def has_permission(self, request, view) -> bool:
+        key = request_key(request)
+        if key is None:
+            return False
+        node_id = view.requested_node_id(request)
+        return key.may_query(node_id)
+
+
+class ApiKeyThrottle(SimpleRateThrottle):
+    """At most ``PAR_KEY_RATE`` requests per minute per key (DRF rate ``api_key``)."""
+
+    scope = "api_key"
+
+    def get_rate(self) -> str | None:
+        # Read at request time, so a changed setting (tests, reloads) is seen.
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+
+    def get_cache_key(self, request, view) -> str | None:
+        key = request_key(request)
+        if key is None:
+            return None  # unauthenticated requests are refused before they cost anything
+        return self.cache_format % {"scope": self.scope, "ident": key.pk}

@@ -1,0 +1,59 @@
+"""manage.py createapikey --name NAME [--admin] [--all-nodes] [--nodes 1,2]"""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from collector.models import ApiKey, Node
+
+
+def parse_node_ids(text: str) -> list[int]:
+    ids = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit() or int(part) == 0:
+            raise CommandError(f"--nodes: {part!r} is not a node number (use --admin for the seed's node 0)")
+        ids.append(int(part))
+    return ids
+
+
+@transaction.atomic
+def create_key(
+    name: str, *, admin: bool = False, all_nodes: bool = False, node_ids: list[int] = (), owner: str = ""
+) -> tuple[ApiKey, str]:
+    """A new key with its grants; returns the row and the key (shown once, never stored)."""
+    nodes = list(Node.objects.filter(pk__in=node_ids))
+    missing = sorted(set(node_ids) - {node.pk for node in nodes})
+    if missing:
+        raise CommandError(
+            f"no such node: {', '.join(map(str, missing))} (add it in the admin or importconfig)"
+        )
+    row, key = ApiKey.issue(name, admin=admin, all_nodes=all_nodes, owner=owner)
+    row.nodes.set(nodes)
+    return row, key
+
+
+class Command(BaseCommand):
+    help = "Create an API key and print it once (on stdout; the details go to stderr)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--name", required=True, help="what the key is for")
+        parser.add_argument("--owner", default="", help="who answers for the key")
+        parser.add_argument("--admin", action="store_true", help="every node, and the key list")
+        parser.add_argument("--all-nodes", action="store_true", help="every node")
+        parser.add_argument("--nodes", default="", help="comma-separated node ids, e.g. 1,2")
+
+    def handle(
+        self, *args, name: str, owner: str, admin: bool, all_nodes: bool, nodes: str, **options
+    ) -> None:
+        if not name.strip():
+            raise CommandError("--name must not be empty")
+        row, key = create_key(
+            name.strip(), admin=admin, all_nodes=all_nodes, node_ids=parse_node_ids(nodes), owner=owner
+        )
+        grants = "admin" if admin else "all nodes" if all_nodes else f"nodes {nodes or 'none'}"
+        self.stderr.write(f"Created API key {row.name!r} ({grants}), shown as {row.prefix}. Keep it now:")
+        self.stdout.write(key)

@@ -1,0 +1,113 @@
+"""Named actors of the collector: nodes, and keys that may do more or less."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from django.core.cache import cache
+from django.test import Client
+
+from collector.management.commands.createapikey import create_key
+from collector.models import ApiKey, Node
+from tests.servers import free_port
+
+
+@dataclass
+class Actor:
+    """A key as its holder knows it: the row and the key itself."""
+
+    row: ApiKey
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Api-Key {self.key}"}
+
+
+class KeyClient(Client):
+    """A test client that can send a key the three ways the API accepts."""
+
+    def get_as(self, actor: Actor | None, path: str, data: dict | None = None, **kwargs):
+        headers = {**(actor.headers if actor else {}), **kwargs.pop("headers", {})}
+        return self.get(path, data or {}, headers=headers, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle_counts():
+    cache.clear()  # throttle counts live in the cache
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def api() -> KeyClient:
+    return KeyClient()
+
+
+@pytest.fixture
+def dead_address() -> str:
+    """host:port with nothing listening."""
+    return f"127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
+def nodes(db, dead_address) -> dict[int, Node]:
+    """Node 1 and node 2, both unreachable unless a test points them somewhere."""
+    return {
+        1: Node.objects.create(id=1, name="sensor one", address=dead_address),
+        2: Node.objects.create(id=2, name="sensor two", address=f"127.0.0.1:{free_port()}"),
+    }
+
+
+@pytest.fixture
+def admin_key(nodes) -> Actor:
+    return Actor(*create_key("master", admin=True))
+
+
+@pytest.fixture
+def node1_key(nodes) -> Actor:
+    return Actor(*create_key("analyst one", node_ids=[1]))
+
+
+@pytest.fixture
+def node2_key(nodes) -> Actor:
+    return Actor(*create_key("analyst two", node_ids=[2]))
+
+
+@pytest.fixture
+def nogrant_key(nodes) -> Actor:
+    return Actor(*create_key("nobody's"))
+
+
+@pytest.fixture
+def silent_address() -> Iterator[str]:
+    """host:port of a server that accepts connections and never answers (a hung node)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+                accepted.append(conn)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join(timeout=2)
+    for conn in accepted:
+        conn.close()
+    listener.close()
