@@ -95,6 +95,20 @@ def guard(view: Callable, gate: type[APIView]) -> Callable:
             return refusal
         return view(request, *args, **kwargs)
 
+    cls = getattr(view, "cls", None)
+    if isinstance(cls, type) and issubclass(cls, APIView):
+        # What /schema and /routes introspect: the plugin's view as the gate makes it behave.
+        guarded.cls = guarded.view_class = type(
+            cls.__name__,
+            (cls,),
+            {
+                "__module__": cls.__module__,
+                "__doc__": cls.__doc__,
+                "authentication_classes": gate.authentication_classes,
+                "permission_classes": gate.permission_classes,
+                "query_params": (*getattr(gate, "query_params", ()), *getattr(cls, "query_params", ())),
+            },
+        )
     return guarded
 
 
