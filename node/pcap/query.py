@@ -1,0 +1,185 @@
+"""Answer a flow query over capture files: plan per file, read candidates, merge in time order, stream.
+
+A file with a current index is answered from it: the flow is looked up, only its records are
+read, and each one is checked against the query (fields and time) before it is kept. A file
+without one (the file still being written, an index of another version, a damaged index) is
+scanned record by record with the same rules, so both give the same answer.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .dissect import PORT_PROTOCOLS, V4_PREFIX, FlowFields, dissect
+from .flow import FlowQuery
+from .formats import Capture, CaptureWriter, IncompleteHeader, Record, open_capture
+from .index import FlowIndex, open_index
+
+# A capture file is named by the second it was opened; packets written into it can be a little
+# older (kernel buffers), so a file is skipped on its name alone only when it starts this much after
+# the window ends.
+NAME_SLACK_NS = 60 * 1_000_000_000
+NAME_EPOCH = re.compile(r"\.(\d{9,11})$")
+
+
+def address16(address) -> bytes:
+    """An address as the 16 bytes the engine compares (IPv4 as ``::ffff:a.b.c.d``)."""
+    if address.version == 4:
+        return V4_PREFIX + address.packed
+    return address.packed
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """Decides whether a dissected packet belongs to the query's flow."""
+
+    a: bytes
+    a_port: int
+    b: bytes
+    b_port: int
+    protocols: tuple[int, ...]
+    start_ns: int
+    end_ns: int
+
+    @classmethod
+    def of(cls, q: FlowQuery) -> Matcher:
+        protocols = PORT_PROTOCOLS if q.proto is None else (q.proto,)
+        return cls(address16(q.a), q.a_port, address16(q.b), q.b_port, protocols, q.start_ns, q.end_ns)
+
+    def flow(self, f: FlowFields) -> bool:
+        """True when ``f`` (not a later fragment) is a packet of the flow, either way."""
+        if f.proto not in self.protocols:
+            return False
+        forward = (f.src, f.sport, f.dst, f.dport) == (self.a, self.a_port, self.b, self.b_port)
+        return forward or (f.src, f.sport, f.dst, f.dport) == (self.b, self.b_port, self.a, self.a_port)
+
+    def endpoints(self, f: FlowFields) -> bool:
+        """True when ``f`` travels between the flow's two addresses (all a later fragment can show)."""
+        return (f.src, f.dst) in ((self.a, self.b), (self.b, self.a))
+
+    def needles(self) -> tuple[bytes, bytes]:
+        """Bytes every matching frame contains (its addresses), for a cheap first test in a scan."""
+        return tuple(x[12:] if x[:12] == V4_PREFIX else x for x in (self.a, self.b))  # type: ignore[return-value]
+
+
+@dataclass
+class FilePlan:
+    """How one file is read: from its index (offsets known) or by a scan."""
+
+    capture: Capture
+    index: FlowIndex | None = None
+    offsets: Sequence[int] = field(default_factory=list)
+
+    @property
+    def linktypes(self) -> list[int]:
+        return self.index.linktypes if self.index is not None else self.capture.linktypes
+
+    def records(self, m: Matcher) -> Iterator[Record]:
+        if self.index is not None:
+            return indexed_records(self.capture, self.offsets, m)
+        return scanned_records(self.capture, m)
+
+
+def name_epoch_ns(path: Path) -> int | None:
+    """The epoch in a capture file name ``<prefix>.<epoch>``, in ns."""
+    found = NAME_EPOCH.search(Path(path).name)
+    return int(found.group(1)) * 1_000_000_000 if found else None
+
+
+def plan_file(path: Path, m: Matcher) -> FilePlan | None:
+    """Open ``path`` and decide how to read it; None when it cannot hold an answer."""
+    try:
+        capture = open_capture(path)
+    except IncompleteHeader:
+        return None  # a file just created: nothing in it yet
+    try:
+        index = open_index(path)
+        if index is not None and index.usable_for_queries:
+            if index.records == 0 or index.last_ns < m.start_ns or index.first_ns > m.end_ns:
+                capture.close()
+                return None
+            if index.pcapng:
+                capture.learn_blocks(index.meta_offsets)
+            flows = index.find(m.a, m.a_port, m.b, m.b_port, m.protocols, m.start_ns, m.end_ns)
+            if not len(flows):
+                capture.close()
+                return None
+            return FilePlan(capture, index, index.packet_offsets(flows).tolist())
+        epoch = name_epoch_ns(path)
+        if epoch is not None and epoch - NAME_SLACK_NS > m.end_ns:
+            capture.close()
+            return None
+        return FilePlan(capture)
+    except BaseException:
+        capture.close()
+        raise
+
+
+def indexed_records(capture: Capture, offsets: Iterable[int], m: Matcher) -> Iterator[Record]:
+    """The records at ``offsets`` that really belong to the flow and the window."""
+    for record in capture.records_at(offsets):
+        if not m.start_ns <= record.ts_ns <= m.end_ns:
+            continue
+        f = dissect(record.linktype, record.data)
+        if f is None:
+            continue
+        # A later fragment shows no ports; the index tied it to its first fragment's flow.
+        if m.endpoints(f) if f.later_fragment else m.flow(f):
+            yield record
+
+
+def scanned_records(capture: Capture, m: Matcher) -> Iterator[Record]:
+    """Every record of the file that belongs to the flow and the window, reading it all."""
+    needle_a, needle_b = m.needles()
+    first_fragments: dict[tuple, bool] = {}  # reassembly key -> did the latest first fragment match
+    for record in capture:
+        data = record.data
+        if needle_a not in data or needle_b not in data:
+            continue
+        f = dissect(record.linktype, data)
+        if f is None:
+            continue
+        if f.later_fragment:
+            matched = first_fragments.get(f.frag_key, False)
+        else:
+            matched = m.flow(f)
+            if f.frag_key is not None:
+                first_fragments[f.frag_key] = matched
+        if matched and m.start_ns <= record.ts_ns <= m.end_ns:
+            yield record
+
+
+def _output_format(paths: Sequence[Path], plans: list[FilePlan]) -> tuple[list[int], bool]:
+    """Link types and precision of the answer: those of the files that can contribute."""
+    if plans:
+        linktypes = sorted({lt for plan in plans for lt in plan.linktypes})
+        return linktypes, any(plan.capture.nanosecond for plan in plans)
+    for path in paths:
+        try:
+            with open_capture(path) as capture:
+                return capture.linktypes[:1] or [1], capture.nanosecond
+        except (OSError, ValueError):
+            continue
+    return [1], False
+
+
+def query_captures(paths: Sequence[Path], q: FlowQuery, *, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+    """A pcap stream (header, then the flow's records in time order across ``paths``), in chunks."""
+    m = Matcher.of(q)
+    plans: list[FilePlan] = []
+    try:
+        for path in paths:
+            plan = plan_file(Path(path), m)
+            if plan is not None:
+                plans.append(plan)
+        linktypes, nanosecond = _output_format(paths, plans)
+        writer = CaptureWriter(linktypes, nanosecond)
+        merged = heapq.merge(*(plan.records(m) for plan in plans), key=lambda r: r.ts_ns)
+        yield from writer.stream(merged, chunk_size)
+    finally:
+        for plan in plans:
+            plan.capture.close()
