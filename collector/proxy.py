@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -78,7 +79,8 @@ def _read_json(node: Node, answer: requests.Response) -> object:
             body += chunk
             if len(body) > MAX_JSON:
                 raise NodeUnreachable(f"{NODE_PROBLEM}: its answer is too large")
-        return answer.json() if body else None
+        # The body was read above, in bounded chunks: parse those bytes, not the spent stream.
+        return json.loads(body) if body else None
     except requests.Timeout:
         raise NodeTimeout()
     except requests.RequestException:

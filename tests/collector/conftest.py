@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -83,31 +84,44 @@ def nogrant_key(nodes) -> Actor:
     return Actor(*create_key("nobody's"))
 
 
-@pytest.fixture
-def silent_address() -> Iterator[str]:
-    """host:port of a server that accepts connections and never answers (a hung node)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
+class HungNode:
+    """A server that accepts connections, reads what it is sent, and never answers."""
 
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.listener.settimeout(0.1)
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.received = bytearray()
+        self._conns: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
             try:
-                conn, _ = listener.accept()
-                accepted.append(conn)
+                conn, _ = self.listener.accept()
             except TimeoutError:
                 continue
             except OSError:
                 return
+            conn.settimeout(0.2)
+            self._conns.append(conn)
+            with contextlib.suppress(OSError):
+                self.received += conn.recv(65536)
 
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{listener.getsockname()[1]}"
-    stop.set()
-    thread.join(timeout=2)
-    for conn in accepted:
-        conn.close()
-    listener.close()
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        for conn in self._conns:
+            conn.close()
+        self.listener.close()
+
+
+@pytest.fixture
+def hung_node() -> Iterator[HungNode]:
+    server = HungNode()
+    yield server
+    server.close()
