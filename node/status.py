@@ -1,0 +1,177 @@
+"""Facts about this sensor for GET /status, gathered in Python: no shelling out."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+CAPTURE_TOOLS = ("daemonlogger", "tcpdump", "dumpcap", "netsniff-ng")
+# Walking a filer tree is cheap (one stat per entry) but must stay bounded.
+MAX_WALK_ENTRIES = 2_000_000
+
+
+@dataclass
+class TreeFacts:
+    """What one walk of a directory tree learns."""
+
+    bytes: int = 0  # disk usage, as du counts it (allocated blocks)
+    captures: int = 0  # files named <prefix>.<epoch>
+    indexes: int = 0  # files named <prefix>.<epoch>.<suffix>: a capture's index
+    oldest: int | None = None  # epoch seconds in the oldest capture's name
+    newest: int | None = None
+    newest_path: str | None = None
+    complete: bool = True  # False when the walk stopped at MAX_WALK_ENTRIES
+    errors: list[str] = field(default_factory=list)
+
+
+def _names(prefix: str) -> tuple[re.Pattern, re.Pattern]:
+    stem = re.escape(prefix) + r"\.([0-9]+)"
+    return re.compile(stem), re.compile(stem + r"\.\w[\w.-]*")
+
+
+def walk_tree(root: Path, prefix: str, *, limit: int = MAX_WALK_ENTRIES) -> TreeFacts:
+    """Disk usage and capture/index counts of ``root``, walked with os.scandir, links not followed."""
+    facts = TreeFacts()
+    capture_name, index_name = _names(prefix)
+    try:
+        facts.bytes = os.stat(root).st_blocks * 512  # du counts the directory itself too
+    except OSError as exc:
+        facts.errors.append(f"{root}: {exc.strerror}")
+        return facts
+    linked: set[tuple[int, int]] = set()  # hard-linked files count once, as in du
+    stack = [str(root)]
+    seen = 0
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    seen += 1
+                    if seen > limit:
+                        facts.complete = False
+                        return facts
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue  # gone while we looked (the filer moves files)
+                    if st.st_nlink > 1 and not entry.is_dir(follow_symlinks=False):
+                        if (st.st_dev, st.st_ino) in linked:
+                            continue
+                        linked.add((st.st_dev, st.st_ino))
+                    facts.bytes += st.st_blocks * 512
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        _count_file(facts, entry, capture_name, index_name)
+        except OSError as exc:
+            facts.errors.append(f"{exc.filename}: {exc.strerror}")
+    return facts
+
+
+def _count_file(
+    facts: TreeFacts, entry: os.DirEntry, capture_name: re.Pattern, index_name: re.Pattern
+) -> None:
+    match = capture_name.fullmatch(entry.name)
+    if match:
+        facts.captures += 1
+        epoch = int(match.group(1))
+        if facts.oldest is None or epoch < facts.oldest:
+            facts.oldest = epoch
+        if facts.newest is None or epoch > facts.newest:
+            facts.newest, facts.newest_path = epoch, entry.path
+    elif index_name.fullmatch(entry.name):
+        facts.indexes += 1
+
+
+def disk_free(path: Path) -> dict:
+    """The file system holding ``path``: total, used and free bytes (as df), and its mount point."""
+    try:
+        st = os.statvfs(path)
+    except OSError as exc:
+        return {"total": None, "used": None, "free": None, "mount": None, "error": exc.strerror}
+    total = st.f_blocks * st.f_frsize
+    free = st.f_bavail * st.f_frsize  # what an unprivileged writer (the capture tool) can still use
+    used = (st.f_blocks - st.f_bfree) * st.f_frsize
+    return {"total": total, "used": used, "free": free, "mount": str(mount_point(path))}
+
+
+def mount_point(path: Path) -> Path:
+    path = path.resolve()
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def capture_processes(proc: Path = Path("/proc")) -> list[dict] | None:
+    """Running capture tools ``[{name, pid}]`` read from /proc/*/comm; None without /proc."""
+    if not (proc / "self").exists():
+        return None
+    found = []
+    for entry in os.scandir(proc):
+        if not entry.name.isdigit():
+            continue
+        try:
+            name = Path(entry.path, "comm").read_text().strip()
+        except OSError:
+            continue  # the process ended
+        if name in CAPTURE_TOOLS:
+            found.append({"name": name, "pid": int(entry.name)})
+    return sorted(found, key=lambda p: p["pid"])
+
+
+def _iso(epoch_s: float | None) -> str | None:
+    if epoch_s is None:
+        return None
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="seconds")
+
+
+def live_file(capture: TreeFacts) -> dict | None:
+    """The newest capture file in the capture directory: the one being written."""
+    if capture.newest_path is None:
+        return None
+    try:
+        st = os.stat(capture.newest_path)
+    except OSError:
+        return None
+    return {
+        "name": os.path.basename(capture.newest_path),
+        "started": _iso(capture.newest),
+        "bytes": st.st_size,
+        "modified": _iso(st.st_mtime),
+    }
+
+
+def node_status(capture_dir: Path, filer_dir: Path, prefix: str) -> dict:
+    """Everything GET /status answers."""
+    capture = walk_tree(capture_dir, prefix)
+    filed = walk_tree(filer_dir, prefix)
+    processes = capture_processes()
+    now = datetime.now(UTC)
+    return {
+        "hostname": socket.gethostname(),
+        "capturedir": str(capture_dir),
+        "filerdir": str(filer_dir),
+        "du": {"capturedir": capture.bytes, "filerdir": filed.bytes},
+        "df": {"capturedir": disk_free(capture_dir), "filerdir": disk_free(filer_dir)},
+        "capture": {
+            "running": None if processes is None else bool(processes),
+            "name": processes[0]["name"] if processes else None,
+            "pid": processes[0]["pid"] if processes else None,
+            "processes": processes or [],
+            "live_file": live_file(capture),
+        },
+        "files": {
+            "count": filed.captures,
+            "indexes": filed.indexes,
+            "oldest": _iso(filed.oldest),
+            "newest": _iso(filed.newest),
+            "waiting": max(capture.captures - 1, 0),
+            "complete": filed.complete and capture.complete,
+            "errors": (capture.errors + filed.errors)[:10],
+        },
+        "system_date": now.astimezone().isoformat(timespec="seconds"),
+        "utc_datetime": now.isoformat(timespec="seconds"),
+    }
