@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -288,3 +289,38 @@ def test_a_plugin_urls_module_without_urlpatterns_fails_the_checks(tmp_path):
     )
     assert result.returncode != 0
     assert "plugin 'no_patterns': broken.no_patterns.api.urls must define a urlpatterns list" in result.stderr
+
+
+def test_the_readme_example_plugin_works(tmp_path):
+    """The "Write your own plugin" files, as printed, make a working plugin."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Write your own plugin", 1)[1]
+    files = re.findall(r"```python\n# plugins/(\S+)\n(.*?)```", section, flags=re.S)
+    assert [name for name, _ in files] == [
+        "uptime_check/__init__.py",
+        "uptime_check/api/views.py",
+        "uptime_check/api/urls.py",
+    ]
+    # Under another top-level name: the project's own plugins/ package would shadow a second one.
+    for name, source in files:
+        target = tmp_path / "pkgs" / "readme" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        (target.parent / "__init__.py").touch()
+        target.write_text(source.replace("plugins.uptime_check", "readme.uptime_check"))
+    (tmp_path / "pkgs" / "readme" / "__init__.py").touch()
+    code = (
+        "import django, json; django.setup(); from django.test import Client;"
+        "from parsite.plugins import plugin_metadata;"
+        "answer = Client(HTTP_HOST='localhost').get('/plugins/uptime_check/');"
+        "print(json.dumps([answer.status_code, answer.json(), plugin_metadata()[0]['settings']]))"
+    )
+    result = run_django(
+        code,
+        tmp_path,
+        PAR_ROLE="node",
+        PAR_PLUGINS="readme.uptime_check",
+        PAR_PLUGINS_CONFIG='{"uptime_check": {"recent_hours": 1000000}}',
+        PYTHONPATH=str(tmp_path / "pkgs"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [200, {"rebooted_lately": True}, {"recent_hours": 1000000}]
