@@ -1,0 +1,408 @@
+"""Filing finished capture files: index each one into its hour directory, then move it there.
+
+Crash safety: a step either happened completely or not at all, and a rerun redoes what is missing.
+
+1. The index is built into the destination hour directory (temporary dot-name, fsync, rename).
+2. The capture is moved by ``os.replace`` when both directories are on one file system. Across
+   file systems it is copied to ``.<name>.filing`` in the destination, fsynced, given the source's
+   times, renamed to its name, and only then removed from the capture directory.
+
+A rerun after a crash before the move finds the capture still in the capture directory and files it
+again (the index is rebuilt, a partial copy is replaced). After a crash between the rename and the
+removal it finds the same bytes already filed and only removes the source. So every capture ends up
+filed exactly once. Stale temporary files (our ``.<name>.filing`` copies, the index builder's
+``.<name>.idx.<pid>.tmp``) are removed from an hour directory before a file is filed into it, and by
+``reindex`` from every directory it visits.
+
+Locks (``fcntl.flock``, released by the kernel when the process dies, so ``kill -9`` leaves nothing
+that blocks the next run; the lock files are never unlinked):
+
+- ``PAR_DATA_DIR/filer.lock`` is held by a running filer for its whole life: a second one exits.
+- ``PAR_DATA_DIR/filer-tree.lock`` is held while anything writes into the filer tree (a filing
+  pass, retention, ``reindex``), so temporary files there are only ever cleaned by their owner.
+
+Steps named with ``crash_point()`` are where the crash tests kill the filer (node/faults.py).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from node import retention, store
+from node.faults import crash_point
+from node.pcap.formats import CaptureError
+from node.pcap.index import INDEX_SUFFIX, build_index, index_is_current, index_path
+
+log = logging.getLogger("node.filer")
+
+RUNNER_LOCK = "filer.lock"
+TREE_LOCK = "filer-tree.lock"
+COPY_SUFFIX = ".filing"
+_CHUNK = 1 << 20
+
+
+class FilerBusy(Exception):
+    """Another process holds the filer lock."""
+
+
+class FilingConflict(Exception):
+    """A different file of the same name is already filed; the capture is left where it is."""
+
+
+@dataclass
+class FilerOptions:
+    capture_dir: Path
+    filer_dir: Path
+    data_dir: Path
+    prefix: str = "pcap"
+    utc: bool = True
+    simulate: bool = False
+    keep_free: float | None = None  # percent of the filer file system to keep free
+    max_age_hours: float | None = None
+
+
+@dataclass
+class PassSummary:
+    files: int = 0
+    bytes: int = 0
+    packets: int = 0
+    unindexed: int = 0
+    failed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    deleted: retention.Deleted = field(default_factory=retention.Deleted)
+
+    def line(self, simulate: bool = False) -> str:
+        verb = "Would file" if simulate else "Filed"
+        text = f"{verb} {self.files} files, {self.bytes} bytes, {self.packets} packets in {self.seconds:.2f} seconds"
+        if self.unindexed:
+            text += f"; {self.unindexed} without an index (unparseable)"
+        if self.failed:
+            text += f"; {len(self.failed)} failed: {', '.join(self.failed)}"
+        if self.deleted.dirs:
+            verb = "would delete" if simulate else "deleted"
+            text += f"; {verb} {self.deleted.dirs} hour directories ({self.deleted.bytes} bytes)"
+        return text
+
+
+# --- locks --------------------------------------------------------------------
+
+
+@contextmanager
+def flock(path: Path, *, wait: bool) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing, never removed)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FilerBusy(f"another filer is running (lock {path} is held)") from None
+        # The holder's pid, for an operator who wonders who holds it.
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def runner_lock(data_dir: Path) -> contextmanager:
+    """The lock a running filer holds for its whole life; FilerBusy if another has it."""
+    return flock(Path(data_dir) / RUNNER_LOCK, wait=False)
+
+
+def tree_lock(data_dir: Path) -> contextmanager:
+    """The lock held while writing into the filer tree; waits for the holder."""
+    return flock(Path(data_dir) / TREE_LOCK, wait=True)
+
+
+# --- durable file operations --------------------------------------------------
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_dirs(path: Path) -> None:
+    """``mkdir -p`` whose new entries survive a crash (each parent is fsynced)."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        directory.mkdir(exist_ok=True)
+        fsync_dir(directory.parent)
+
+
+def _temp_name(prefix: str) -> re.Pattern[str]:
+    """Names of the temporary files written into the tree: our copies and the index builder's."""
+    capture = rf"\.{re.escape(prefix)}\.[0-9]+"
+    return re.compile(rf"{capture}(?:{re.escape(COPY_SUFFIX)}|{re.escape(INDEX_SUFFIX)}\.[0-9]+\.tmp)")
+
+
+def remove_stale_temps(directory: Path, prefix: str) -> list[Path]:
+    """Remove temporary files left in ``directory`` by a crash (hold the tree lock: no writer is busy)."""
+    pattern = _temp_name(prefix)
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+            log.info("Removed %s, left by an interrupted run", entry.path)
+    return removed
+
+
+def same_content(a: Path, b: Path) -> bool:
+    """Whether two files hold the same bytes (size first, then every chunk)."""
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            chunk = fa.read(_CHUNK)
+            if chunk != fb.read(_CHUNK):
+                return False
+            if not chunk:
+                return True
+
+
+def copy_durably(src: Path, dest: Path) -> None:
+    """Copy ``src`` to ``dest`` (not existing) through ``.<name>.filing``: fsynced, times kept."""
+    tmp = dest.with_name(f".{dest.name}{COPY_SUFFIX}")
+    with open(src, "rb") as fin, open(tmp, "wb") as fout:
+        first = True
+        while chunk := fin.read(_CHUNK):
+            fout.write(chunk)
+            if first:
+                fout.flush()
+                crash_point("copying")
+                first = False
+        fout.flush()
+        os.fsync(fout.fileno())
+    shutil.copystat(src, tmp)  # mtime is part of a file's span when it has no index
+    crash_point("copied")
+    os.replace(tmp, dest)
+    fsync_dir(dest.parent)
+
+
+def move_capture(src: Path, dest: Path) -> None:
+    """Move ``src`` to ``dest``: a rename on one file system, else copy, rename, then remove the source."""
+    try:
+        os.replace(src, dest)  # dest does not exist: checked under the tree lock
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        copy_durably(src, dest)
+        crash_point("placed")
+        os.unlink(src)
+    else:
+        fsync_dir(dest.parent)
+    fsync_dir(src.parent)
+
+
+# --- filing -------------------------------------------------------------------
+
+
+@dataclass
+class Filed:
+    dest: Path
+    bytes: int
+    packets: int
+    indexed: bool
+
+
+def index_into(src: Path, dest: Path) -> tuple[bool, int]:
+    """Build ``src``'s index as ``dest``'s; (indexed, packets). An unparseable file gets none."""
+    try:
+        stats = build_index(src, index_path(dest))
+    except CaptureError as exc:
+        log.warning("Cannot index %s: %s; it is filed without an index and scanned at query time", src, exc)
+        stale = index_path(dest)
+        if stale.exists():  # an index must describe the capture beside it
+            stale.unlink()
+        return False, 0
+    return True, stats.packets
+
+
+def file_capture(src: Path, options: FilerOptions) -> Filed:
+    """Index and move one finished capture file into its hour directory (hold the tree lock)."""
+    epoch = store.capture_epoch(src, options.prefix)
+    if epoch is None:
+        raise FileNotFoundError(errno.ENOENT, "not a capture file (any more)", str(src))
+    dest_dir = store.hour_dir(options.filer_dir, epoch, options.utc)
+    dest = dest_dir / src.name
+    size = src.stat().st_size
+    log.info("Processing: %s", src.name)
+    log.info("Moving %s => %s/", src, dest_dir)
+    if options.simulate:
+        return Filed(dest, size, 0, False)
+    make_dirs(dest_dir)
+    remove_stale_temps(dest_dir, options.prefix)
+    if dest.exists():
+        # Only a crash between placing a cross-device copy and removing the source leaves both.
+        if not same_content(src, dest):
+            raise FilingConflict(f"{dest} already exists with other content; {src} is left in place")
+        log.info("%s is already filed (the last run stopped before removing it); removing the source", src)
+        indexed, packets = index_into(dest, dest)
+        src.unlink()
+        fsync_dir(src.parent)
+        return Filed(dest, size, packets, indexed)
+    indexed, packets = index_into(src, dest)
+    crash_point("indexed")
+    move_capture(src, dest)
+    crash_point("moved")
+    return Filed(dest, size, packets, indexed)
+
+
+def check_dirs(options: FilerOptions) -> None:
+    """Raise NotADirectoryError naming a missing capture or filer directory."""
+    for what, path in (("capture directory", options.capture_dir), ("filer directory", options.filer_dir)):
+        if not Path(path).is_dir():
+            raise NotADirectoryError(f"{what} {path} does not exist or is not a directory")
+
+
+def file_pending(options: FilerOptions, stop: threading.Event | None = None) -> PassSummary:
+    """File every finished capture file once (hold the tree lock unless simulating)."""
+    started = time.monotonic()
+    summary = PassSummary()
+    for src in store.pending_captures(options.capture_dir, options.prefix):
+        if stop is not None and stop.is_set():
+            log.info("Stopping before %s", src.name)
+            break
+        try:
+            filed = file_capture(src, options)
+        except FileNotFoundError:
+            log.warning("%s disappeared before it was filed", src)
+            continue
+        except (OSError, FilingConflict) as exc:
+            log.error("Cannot file %s: %s", src, exc)
+            summary.failed.append(src.name)
+            continue
+        summary.files += 1
+        summary.bytes += filed.bytes
+        summary.packets += filed.packets
+        if not filed.indexed and not options.simulate:
+            summary.unindexed += 1
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def run_pass(options: FilerOptions, stop: threading.Event | None = None) -> PassSummary:
+    """One filer pass: retention, then filing; under the tree lock unless simulating."""
+    check_dirs(options)
+    if options.simulate:
+        return _pass(options, stop)
+    with tree_lock(options.data_dir):
+        crash_point("locked")
+        return _pass(options, stop)
+
+
+def _pass(options: FilerOptions, stop: threading.Event | None) -> PassSummary:
+    deleted = retention.enforce_retention(
+        options.filer_dir,
+        utc=options.utc,
+        keep_free=options.keep_free,
+        max_age_hours=options.max_age_hours,
+        simulate=options.simulate,
+    )
+    summary = file_pending(options, stop)
+    summary.deleted = deleted
+    return summary
+
+
+def run_loop(options: FilerOptions, interval: float, stop: threading.Event) -> None:
+    """Run passes ``interval`` seconds apart until ``stop`` is set; a failed pass is logged, not fatal."""
+    while not stop.is_set():
+        try:
+            log.info(run_pass(options, stop).line(options.simulate))
+        except Exception:
+            log.exception("The filing pass failed; the next one starts in %g seconds", interval)
+        stop.wait(interval)
+    log.info("Filer stopped")
+
+
+# --- reindex ------------------------------------------------------------------
+
+
+@dataclass
+class ReindexSummary:
+    built: int = 0
+    current: int = 0
+    unparseable: int = 0
+    failed: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        text = f"Built {self.built} indexes, {self.current} already current"
+        if self.unparseable:
+            text += f", {self.unparseable} captures cannot be parsed (scanned at query time)"
+        if self.failed:
+            text += f"; {len(self.failed)} failed: {', '.join(self.failed)}"
+        return text
+
+
+def captures_under(paths: list[Path], prefix: str) -> dict[Path, list[Path]]:
+    """Capture files named or found (recursively) under ``paths``, grouped by directory."""
+    found: dict[Path, list[Path]] = {}
+    for path in paths:
+        if path.is_dir():
+            for root, dirs, _ in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                listed = store.capture_files(root, prefix)
+                if listed:
+                    found.setdefault(Path(root), []).extend(listed)
+        elif store.capture_epoch(path, prefix) is not None:
+            found.setdefault(path.parent, []).append(path)
+        else:
+            raise FileNotFoundError(
+                f"{path} is neither a directory nor a capture file named {prefix}.<epoch>"
+            )
+    return found
+
+
+def reindex(
+    paths: list[Path], *, prefix: str, data_dir: Path, skip_dir: Path | None = None, force: bool = False
+) -> ReindexSummary:
+    """Build the missing or outdated index of every capture file under ``paths``."""
+    summary = ReindexSummary()
+    for directory, captures in captures_under(paths, prefix).items():
+        if skip_dir is not None and directory.resolve() == Path(skip_dir).resolve():
+            log.info("Skipping the capture directory %s: its files are indexed when filed", directory)
+            continue
+        with tree_lock(data_dir):
+            remove_stale_temps(directory, prefix)
+            for capture in captures:
+                _reindex_one(capture, summary, force)
+    return summary
+
+
+def _reindex_one(capture: Path, summary: ReindexSummary, force: bool) -> None:
+    try:
+        if not force and index_is_current(capture):
+            summary.current += 1
+            return
+        log.info("Indexing %s", capture)
+        indexed, _ = index_into(capture, capture)
+    except OSError as exc:
+        log.error("Cannot index %s: %s", capture, exc)
+        summary.failed.append(str(capture))
+        return
+    if indexed:
+        summary.built += 1
+    else:
+        summary.unparseable += 1

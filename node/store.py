@@ -1,0 +1,153 @@
+"""The capture tree: which capture files exist, where a file is filed, which files hold a time window.
+
+The capture tool writes ``CAPTURE_DIR/<prefix>.<epoch>`` and starts a new file now and then; the
+filer moves every finished file to ``FILER_DIR/YYYY/MM/DD/HH/<prefix>.<epoch>``, the hour of the
+epoch in its name (UTC or local time), with its index ``<prefix>.<epoch>.idx`` beside it.
+
+Rotation assumption: a capture file holds at most ``MAX_ROTATION_S`` (one hour) of packets after
+the epoch in its name; daemonlogger ``-t`` and tcpdump ``-G`` are normally set to minutes. To find
+the files that can overlap a window, ``files_for_window()`` looks into the hour directories from one
+rotation before the window's start to its end. A filed file that ran longer than that is still found
+by every window that starts within an hour of its epoch, but not by a window that starts later and
+only touches its tail: rotate at least hourly. The live file in the capture directory is always
+considered, however long it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+from node.pcap.index import capture_span
+
+MAX_ROTATION_S = 3600
+# datetime cannot represent year 10000; a larger number is not an epoch of a capture.
+_MAX_EPOCH = 253402300799
+_EPOCH = re.compile(r"[0-9]{1,12}")
+# Hour directories are listed every 15 minutes of the range: a local hour may start at :15, :30
+# or :45 UTC, and a DST change may make it half an hour long, so no directory is skipped.
+_HOUR_PROBE_S = 900
+
+
+def _name_epoch(name: str, prefix: str) -> int | None:
+    """The epoch of a ``<prefix>.<epoch>`` name, else None."""
+    head, dot, tail = name.rpartition(".")
+    if not dot or head != prefix or not _EPOCH.fullmatch(tail):
+        return None
+    epoch = int(tail)
+    return epoch if epoch <= _MAX_EPOCH else None
+
+
+def capture_epoch(path: str | os.PathLike, prefix: str) -> int | None:
+    """The epoch in a capture file's name; None for other names, hidden files, directories, links."""
+    path = Path(path)
+    epoch = _name_epoch(path.name, prefix)
+    if epoch is None:
+        return None
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None
+    return epoch if stat.S_ISREG(mode) else None
+
+
+def _captures_in(directory: Path, prefix: str) -> list[tuple[int, Path]]:
+    """(epoch, path) of the capture files directly in ``directory``, sorted; [] if it is missing."""
+    found = []
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                epoch = _name_epoch(entry.name, prefix)
+                if epoch is not None and entry.is_file(follow_symlinks=False):
+                    found.append((epoch, Path(entry.path)))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found.sort(key=lambda item: (item[0], item[1].name))
+    return found
+
+
+def capture_files(capture_dir: str | os.PathLike, prefix: str) -> list[Path]:
+    """The capture files in ``capture_dir``, oldest epoch first."""
+    return [path for _, path in _captures_in(Path(capture_dir), prefix)]
+
+
+def pending_captures(capture_dir: str | os.PathLike, prefix: str) -> list[Path]:
+    """The finished capture files: all but the newest, which the capture tool is still writing."""
+    return capture_files(capture_dir, prefix)[:-1]
+
+
+def _moment(epoch: int | float, utc: bool) -> datetime:
+    # Local time is the process's zone (TZ), which settings keep as the host's zone.
+    return datetime.fromtimestamp(epoch, tz=UTC) if utc else datetime.fromtimestamp(epoch)
+
+
+def hour_dir(filer_dir: str | os.PathLike, epoch: int, utc: bool) -> Path:
+    """``FILER_DIR/YYYY/MM/DD/HH`` of the hour holding ``epoch``, in UTC or local time."""
+    moment = _moment(epoch, utc)
+    return Path(
+        filer_dir, f"{moment.year:04d}", f"{moment.month:02d}", f"{moment.day:02d}", f"{moment.hour:02d}"
+    )
+
+
+def hour_dirs_between(filer_dir: str | os.PathLike, first_s: int, last_s: int, utc: bool) -> list[Path]:
+    """The hour directories of every second in ``[first_s, last_s]``, in time order, no duplicates."""
+    dirs: dict[Path, None] = {}
+    probe = first_s
+    while probe < last_s:
+        dirs[hour_dir(filer_dir, probe, utc)] = None
+        probe += _HOUR_PROBE_S
+    dirs[hour_dir(filer_dir, last_s, utc)] = None
+    return list(dirs)
+
+
+def file_span(path: Path, epoch: int) -> tuple[int, int] | None:
+    """(first_ns, last_ns) a capture file covers: from its index, else [epoch in the name, mtime].
+
+    None if the file is gone.
+    """
+    try:
+        mtime_ns = os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return None
+    span = capture_span(path)
+    if span is not None:
+        return span
+    return epoch * 1_000_000_000, max(mtime_ns, epoch * 1_000_000_000)
+
+
+def files_for_window(
+    start_ns: int,
+    end_ns: int,
+    *,
+    filer_dir: str | os.PathLike,
+    capture_dir: str | os.PathLike,
+    prefix: str,
+    utc: bool,
+    rotation_s: int = MAX_ROTATION_S,
+) -> list[Path]:
+    """The capture files, filed or not, whose span overlaps ``[start_ns, end_ns]``, by epoch.
+
+    Never reads packets: a span comes from the index header or the file's name and mtime.
+    """
+    # The capture directory is listed first: a file the filer moves in between is then seen in
+    # its hour directory (listed after), never missed by both listings.
+    live = _captures_in(Path(capture_dir), prefix)
+    start_s, end_s = start_ns // 1_000_000_000, end_ns // 1_000_000_000
+    candidates: dict[str, tuple[int, Path]] = {path.name: (epoch, path) for epoch, path in live}
+    for directory in hour_dirs_between(filer_dir, start_s - rotation_s, end_s, utc):
+        for epoch, path in _captures_in(directory, prefix):
+            if epoch <= end_s:
+                candidates[path.name] = (epoch, path)
+    found = []
+    for epoch, path in candidates.values():
+        span = file_span(path, epoch)
+        if span is None and path.parent == Path(capture_dir):
+            path = hour_dir(filer_dir, epoch, utc) / path.name  # filed since it was listed
+            span = file_span(path, epoch)
+        if span is not None and span[0] <= end_ns and span[1] >= start_ns:
+            found.append((epoch, path))
+    found.sort(key=lambda item: (item[0], item[1].name))
+    return [path for _, path in found]
