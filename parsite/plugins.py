@@ -65,6 +65,11 @@ class PluginConfig(AppConfig):
     secret_settings: tuple[str, ...] = ()  # shown as ******** by GET /plugins
     urls: str = "api.urls"  # module, under the package, whose urlpatterns go under /plugins/<id>/
 
+    @classmethod
+    def check_settings(cls, values: dict[str, Any]) -> list[str]:
+        """Problems with the settings in effect (checked at start-up); a plugin overrides this."""
+        return []
+
     def metadata(self) -> dict[str, Any]:
         """The seed's fields: ``{id, name, description, url, author, author_url, version, settings, directory}``."""
         return {
@@ -225,14 +230,25 @@ def _settings_problems(config: type[PluginConfig]) -> list[str]:
 
 
 def effective_settings(entry: str, config: type[PluginConfig], given: dict[str, Any]) -> dict[str, Any]:
-    """Defaults overlaid with what the operator gave; every required setting present."""
+    """Defaults overlaid with what the operator gave: every required setting there, no unknown one."""
+    where = f"PAR_PLUGINS_CONFIG[{_label(config)!r}]"
+    known = [*config.default_settings, *config.required_settings]
+    problems = []
     missing = [name for name in config.required_settings if name not in given]
     if missing:
-        raise ImproperlyConfigured(
-            f"plugin {entry!r}: required setting(s) {', '.join(missing)} missing from "
-            f"PAR_PLUGINS_CONFIG[{_label(config)!r}]"
+        problems.append(f"required setting(s) {', '.join(missing)} missing from {where}")
+    unknown = [name for name in given if name not in known]
+    if unknown:
+        # A misspelt setting would otherwise be ignored without a word.
+        problems.append(
+            f"unknown setting(s) {', '.join(unknown)} in {where} (known: {', '.join(known) or 'none'})"
         )
-    return {**config.default_settings, **given}
+    values = {**config.default_settings, **given}
+    if not problems:
+        problems += config.check_settings(values)
+    if problems:
+        raise ImproperlyConfigured(f"plugin {entry!r}: " + "; ".join(problems))
+    return values
 
 
 def version_key(version: str) -> tuple:

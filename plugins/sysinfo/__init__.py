@@ -7,6 +7,8 @@ its counters, read from /proc and /sys (see ``probe.py``).
 
 from __future__ import annotations
 
+from typing import Any
+
 from parsite.plugins import PluginConfig
 
 
@@ -21,6 +23,15 @@ class SysinfoConfig(PluginConfig):
     min_version = "1.0.0"
     # fnmatch patterns of the interfaces to show; e.g. ["eth*", "ens*"] to hide veths and bridges.
     default_settings = {"interfaces": ["*"]}
+
+    @classmethod
+    def check_settings(cls, values: dict[str, Any]) -> list[str]:
+        patterns = values["interfaces"]
+        if isinstance(patterns, str) or (
+            isinstance(patterns, list) and patterns and all(isinstance(p, str) for p in patterns)
+        ):
+            return []
+        return [f'interfaces must be a pattern or a list of patterns like ["eth*"], not {patterns!r}']
 
 
 config = SysinfoConfig

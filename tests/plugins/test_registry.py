@@ -259,6 +259,14 @@ def test_every_problem_of_a_plugin_is_named_at_once(tmp_path):
             {"PAR_PLUGINS": "sysinfo", "PAR_PLUGINS_CONFIG": '{"facter": {}}'},
             "PAR_PLUGINS_CONFIG configures 'facter', which PAR_PLUGINS does not enable",
         ),
+        (
+            {"PAR_PLUGINS": "sysinfo", "PAR_PLUGINS_CONFIG": '{"sysinfo": {"interface": ["eth0"]}}'},
+            "plugin 'sysinfo': unknown setting(s) interface in PAR_PLUGINS_CONFIG['sysinfo'] (known: interfaces)",
+        ),
+        (
+            {"PAR_PLUGINS": "sysinfo", "PAR_PLUGINS_CONFIG": '{"sysinfo": {"interfaces": 5}}'},
+            "plugin 'sysinfo': interfaces must be a pattern or a list of patterns",
+        ),
     ],
 )
 def test_start_up_refuses_a_bad_plugin_list(tmp_path, env, message):
