@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -14,6 +11,7 @@ from django.test import Client
 
 from collector.management.commands.createapikey import create_key
 from collector.models import ApiKey, Node
+from tests.collector.live import HungNode
 from tests.servers import free_port
 
 
@@ -82,42 +80,6 @@ def node2_key(nodes) -> Actor:
 @pytest.fixture
 def nogrant_key(nodes) -> Actor:
     return Actor(*create_key("nobody's"))
-
-
-class HungNode:
-    """A server that accepts connections, reads what it is sent, and never answers."""
-
-    def __init__(self) -> None:
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.listener.settimeout(0.1)
-        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        self.received = bytearray()
-        self._conns: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            conn.settimeout(0.2)
-            self._conns.append(conn)
-            with contextlib.suppress(OSError):
-                self.received += conn.recv(65536)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        for conn in self._conns:
-            conn.close()
-        self.listener.close()
 
 
 @pytest.fixture

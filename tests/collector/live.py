@@ -1,0 +1,142 @@
+"""Helpers for tests against real servers: a collector database of its own, hung nodes, rows."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import dj_database_url
+
+from tests.servers import ROOT
+
+_IP = (ipaddress.IPv4Address, ipaddress.IPv6Address)
+
+
+def _postgres_url() -> str | None:
+    url = os.environ.get("DATABASE_URL", "")
+    return url if url.startswith(("postgres:", "postgresql:", "pgsql:")) else None
+
+
+def _pg_connect(url: str, **kwargs):
+    import psycopg
+
+    conf = dj_database_url.parse(url)
+    return psycopg.connect(
+        dbname=conf["NAME"],
+        user=conf["USER"],
+        password=conf["PASSWORD"],
+        host=conf["HOST"],
+        port=conf["PORT"] or 5432,
+        **kwargs,
+    )
+
+
+@contextmanager
+def live_database(directory: Path) -> Iterator[str]:
+    """DATABASE_URL of an empty, migrated database for a collector under gunicorn.
+
+    On PostgreSQL (DATABASE_URL set so) a fresh database beside the suite's,
+    dropped afterwards; otherwise a SQLite file in ``directory``.
+    """
+    base = _postgres_url()
+    if base is None:
+        url = f"sqlite:///{directory / 'collector.sqlite3'}"
+        manage({"DATABASE_URL": url, "PAR_DATA_DIR": str(directory)}, "migrate", "--noinput")
+        yield url
+        return
+    name = f"par_live_{uuid.uuid4().hex[:12]}"
+    parts = urlsplit(base)
+    url = urlunsplit(parts._replace(path=f"/{name}"))
+    with _pg_connect(base, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        manage({"DATABASE_URL": url, "PAR_DATA_DIR": str(directory)}, "migrate", "--noinput")
+        yield url
+    finally:
+        with _pg_connect(base, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    """Run ``manage.py`` with ``env``; its stdout, or an AssertionError with its stderr."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "parsite.settings", "PAR_ROLE": "collector", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"manage.py {args[0]} failed:\n{result.stderr}"
+    return result.stdout
+
+
+def rows(url: str, sql: str) -> list[tuple]:
+    """Rows of ``sql`` in the live collector's database."""
+    if url.startswith("sqlite:"):
+        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as db:
+            return db.execute(sql).fetchall()
+    with _pg_connect(url) as db:
+        # PostgreSQL's inet columns come back as ipaddress objects: compare as text, as SQLite stores them.
+        return [tuple(str(v) if isinstance(v, _IP) else v for v in row) for row in db.execute(sql).fetchall()]
+
+
+def worker_pids(arbiter_pid: int) -> list[int]:
+    """The gunicorn workers of an arbiter (its child processes)."""
+    children = Path(f"/proc/{arbiter_pid}/task/{arbiter_pid}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def peak_rss_kib(pid: int) -> int:
+    """VmHWM of a process: the most resident memory it ever had, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise LookupError("no VmHWM")
+
+
+class HungNode:
+    """A server that accepts connections, reads what it is sent, and never answers."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.listener.settimeout(0.1)
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.received = bytearray()
+        self._conns: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.settimeout(0.2)
+            self._conns.append(conn)
+            with contextlib.suppress(OSError):
+                self.received += conn.recv(65536)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        for conn in self._conns:
+            conn.close()
+        self.listener.close()
