@@ -199,6 +199,21 @@ def test_a_different_file_of_the_same_name_is_never_overwritten(dirs, caplog):
     assert any("already exists with other content" in m for m in caplog.messages)
 
 
+def test_temporary_files_of_an_interrupted_run_are_removed(dirs):
+    capture_dir, filer_dir = dirs
+    write_captures(capture_dir, [SEED_FIRST, SEED_SECOND])
+    hour = filer_dir / "2015/05/22/18"
+    hour.mkdir(parents=True)
+    leftovers = [hour / f".pcap.{SEED_FIRST}.filing", hour / f".pcap.{SEED_FIRST}.idx.4242.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"half")
+
+    runfiler(capture_dir, filer_dir)
+
+    assert temp_files(filer_dir) == []
+    assert list(filed_files(filer_dir)) == [f"pcap.{SEED_FIRST}"]
+
+
 def test_missing_directories_are_a_clear_error(dirs, tmp_path):
     capture_dir, filer_dir = dirs
     with pytest.raises(CommandError, match=r"capture directory .*/nope does not exist"):

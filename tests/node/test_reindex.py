@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from node import store
-from node.pcap.index import index_is_current, index_path
+from node.pcap.index import INDEX_VERSION, index_is_current, index_path
 from tests.node.filing import SEED_FIRST, SEED_SECOND, write_capture
 
 
@@ -75,6 +76,20 @@ def test_it_rebuilds_a_damaged_index(tree):
     assert out.startswith("Built 1 indexes, 1 already current")
 
 
+def test_it_rebuilds_an_index_of_an_older_version(tree):
+    reindex()
+    capture = captures(tree)[1]
+    with open(index_path(capture), "r+b") as index:
+        index.seek(8)  # the version, after the magic
+        index.write(struct.pack("<I", INDEX_VERSION - 1))
+    assert not index_is_current(capture)
+
+    out = reindex()
+
+    assert index_is_current(capture)
+    assert out.startswith("Built 1 indexes, 1 already current")
+
+
 def test_it_takes_single_files(tree):
     first, second = captures(tree)
 
@@ -93,14 +108,19 @@ def test_a_capture_that_cannot_be_parsed_gets_no_index(tree):
     assert "1 captures cannot be parsed" in out
 
 
-def test_it_removes_unfinished_copies_left_by_a_crashed_filer(tree):
+def test_it_removes_temporary_files_left_by_a_crashed_filer(tree):
     capture = captures(tree)[0]
-    leftover = capture.with_name(f".{capture.name}.filing")
-    leftover.write_bytes(capture.read_bytes()[:100])
+    copy = capture.with_name(f".{capture.name}.filing")
+    copy.write_bytes(capture.read_bytes()[:100])
+    index = capture.with_name(f".{capture.name}.idx.4242.tmp")
+    index.write_bytes(b"PARINDEX")
+    other = capture.with_name(".keep-me")
+    other.write_bytes(b"not ours")
 
     reindex()
 
-    assert not leftover.exists()
+    assert not copy.exists() and not index.exists()
+    assert other.exists()
 
 
 def test_it_skips_the_capture_directory(tree, settings):
