@@ -49,7 +49,9 @@ class FilesSerializer(serializers.Serializer):
     count = serializers.IntegerField(help_text="filed capture files")
     indexes = serializers.IntegerField(help_text="index files beside them")
     oldest = serializers.DateTimeField(allow_null=True, help_text="start of the oldest filed capture")
-    newest = serializers.DateTimeField(allow_null=True, help_text="start of the newest filed capture")
+    newest = serializers.DateTimeField(
+        allow_null=True, help_text="last packet of the newest filed capture (its start without an index)"
+    )
     waiting = serializers.IntegerField(help_text="finished captures in the capture directory, not yet filed")
     complete = serializers.BooleanField(help_text="false when a walk stopped at its bound")
     errors = serializers.ListField(child=serializers.CharField())

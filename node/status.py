@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from node.pcap.index import INDEX_SUFFIX, capture_span
+
 CAPTURE_TOOLS = ("daemonlogger", "tcpdump", "dumpcap", "netsniff-ng")
 # Walking a filer tree is cheap (one stat per entry) but must stay bounded.
 MAX_WALK_ENTRIES = 2_000_000
@@ -20,7 +22,7 @@ class TreeFacts:
 
     bytes: int = 0  # disk usage, as du counts it (allocated blocks)
     captures: int = 0  # files named <prefix>.<epoch>
-    indexes: int = 0  # files named <prefix>.<epoch>.<suffix>: a capture's index
+    indexes: int = 0  # files named <prefix>.<epoch>.idx: a capture's index
     oldest: int | None = None  # epoch seconds in the oldest capture's name
     newest: int | None = None
     newest_path: str | None = None
@@ -30,7 +32,7 @@ class TreeFacts:
 
 def _names(prefix: str) -> tuple[re.Pattern, re.Pattern]:
     stem = re.escape(prefix) + r"\.([0-9]+)"
-    return re.compile(stem), re.compile(stem + r"\.\w[\w.-]*")
+    return re.compile(stem), re.compile(stem + re.escape(INDEX_SUFFIX))
 
 
 def walk_tree(root: Path, prefix: str, *, limit: int = MAX_WALK_ENTRIES) -> TreeFacts:
@@ -144,6 +146,14 @@ def live_file(capture: TreeFacts) -> dict | None:
     }
 
 
+def newest_data(filed: TreeFacts) -> float | None:
+    """When the newest filed packet was captured: its index knows; else the newest file's start."""
+    if filed.newest_path is None:
+        return None
+    span = capture_span(Path(filed.newest_path))
+    return span[1] / 1e9 if span else filed.newest
+
+
 def node_status(capture_dir: Path, filer_dir: Path, prefix: str) -> dict:
     """Everything GET /status answers."""
     capture = walk_tree(capture_dir, prefix)
@@ -167,7 +177,7 @@ def node_status(capture_dir: Path, filer_dir: Path, prefix: str) -> dict:
             "count": filed.captures,
             "indexes": filed.indexes,
             "oldest": _iso(filed.oldest),
-            "newest": _iso(filed.newest),
+            "newest": _iso(newest_data(filed)),
             "waiting": max(capture.captures - 1, 0),
             "complete": filed.complete and capture.complete,
             "errors": (capture.errors + filed.errors)[:10],

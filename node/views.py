@@ -22,7 +22,10 @@ from rest_framework.views import APIView
 from node import status
 from node.acl import AllowedCaller, caller_allowed
 from node.pcap.flow import FlowQuery
+from node.pcap.formats import CaptureError
+from node.pcap.query import query_captures
 from node.serializers import FLOW_PARAMETERS, PluginSerializer, RouteSerializer, StatusSerializer
+from node.store import files_for_window
 from parsite.errors import error_response
 from parsite.flowparams import FLOW_PARAMS, FlowParamError, parse_flow_query
 from parsite.plugins import plugin_metadata
@@ -107,43 +110,50 @@ class DataPcapView(NodeView):
             ),
             **_REFUSED,
             404: OpenApiResponse(ErrorSerializer, description=NO_DATA),
+            503: OpenApiResponse(ErrorSerializer, description="a capture file could not be read"),
         },
     )
     def get(self, request):
-        from node.store import files_for_window
-
         try:
             query = parse_flow_query(
                 request.query_params, utc=settings.PAR_UTC, max_window=settings.PAR_MAX_WINDOW
             )
         except FlowParamError as exc:
             return Response({"error": str(exc)}, status=400)
-        paths = files_for_window(
-            query.start_ns,
-            query.end_ns,
-            filer_dir=settings.PAR_FILER_DIR,
-            capture_dir=settings.PAR_CAPTURE_DIR,
-            prefix=settings.PAR_FILE_PREFIX,
-            utc=settings.PAR_UTC,
-        )
-        if not paths:
-            return Response({"error": NO_DATA}, status=404)
-        return pcap_response(query, paths)
+        return pcap_response(query)
 
 
-def pcap_response(query: FlowQuery, paths: list[Path]) -> HttpResponse:
+def _window_files(query: FlowQuery) -> list[Path]:
+    return files_for_window(
+        query.start_ns,
+        query.end_ns,
+        filer_dir=settings.PAR_FILER_DIR,
+        capture_dir=settings.PAR_CAPTURE_DIR,
+        prefix=settings.PAR_FILE_PREFIX,
+        utc=settings.PAR_UTC,
+    )
+
+
+def pcap_response(query: FlowQuery) -> HttpResponse:
     """The engine's answer as a streamed download; an unreadable capture is a JSON 503, before any byte."""
-    from node.pcap.query import query_captures
-
-    chunks = query_captures(paths, query)
-    try:
-        first = next(chunks)  # opens the first file: an error here can still be a clean answer
-    except StopIteration:
-        first = b""
-    except OSError as exc:
-        chunks.close()
-        log.error("cannot read capture data for %s: %s", describe(query), exc)
-        return error_response(f"cannot read capture data: {exc.strerror or exc}", 503)
+    for attempt in (1, 2):
+        paths = _window_files(query)
+        if not paths:
+            return error_response(NO_DATA, 404)
+        chunks = query_captures(paths, query)
+        try:
+            first = next(chunks)  # plans and opens the files: an error here can still be a clean answer
+            break
+        except StopIteration:
+            first = b""
+            break
+        except (OSError, CaptureError) as exc:
+            chunks.close()
+            if isinstance(exc, FileNotFoundError) and attempt == 1:
+                continue  # the filer moved a file between the listing and its opening: list again
+            log.error("cannot read capture data for %s: %s", describe(query), exc)
+            why = "a capture file is damaged" if isinstance(exc, CaptureError) else exc.strerror or str(exc)
+            return error_response(f"cannot read capture data: {why}", 503)
     response = StreamingHttpResponse(stream(query, first, chunks), content_type=PCAP_TYPE)
     response["Content-Disposition"] = f'attachment; filename="{pcap_filename(query)}"'
     response["Cache-Control"] = "no-store"

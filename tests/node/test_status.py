@@ -160,3 +160,22 @@ def test_status_never_runs_a_program(tmp_path, monkeypatch):
         ROOT_URLCONF="parsite.urls_node", PAR_ROLE="node", PAR_CAPTURE_DIR=capture, PAR_FILER_DIR=filed
     ):
         assert Client().get("/status").status_code == 200
+
+
+def test_the_newest_filed_data_is_the_last_packet_its_index_knows(tmp_path):
+    from tests.node.captures import make_tree
+
+    tree = make_tree(tmp_path, files=3, packets=50)
+    newest_filed = tree.files[-2]
+    last_ns = max(ts for ts, _, _ in tree.records if ts < (int(newest_filed.name.split(".")[1]) + 60) * 10**9)
+    with override_settings(
+        ROOT_URLCONF="parsite.urls_node",
+        PAR_ROLE="node",
+        PAR_CAPTURE_DIR=tree.capture_dir,
+        PAR_FILER_DIR=tree.filer_dir,
+    ):
+        files = Client().get("/status").json()["files"]
+    assert (files["count"], files["indexes"], files["waiting"]) == (2, 2, 0)
+    assert files["oldest"] == "2015-02-26T16:00:00+00:00"
+    assert files["newest"] == datetime.fromtimestamp(last_ns // 10**9, UTC).isoformat()
+    assert files["newest"] != "2015-02-26T16:01:00+00:00"  # not merely the file's start
