@@ -21,6 +21,9 @@ from .formats import MAX_CAPLEN, PCAP_HEADER_SIZE, PCAPNG_SPB, RECORD_HEADER_SIZ
 
 NATIVE_ORDER = "<" if sys.byteorder == "little" else ">"
 FAST_VLAN_TAGS = 3  # deeper VLAN stacks take the per-packet path
+LINK_BYTES = 32  # frame bytes read for the link layer: Ethernet with 3 VLAN tags fits
+IP_BYTES = 64  # bytes read at the IP header: a 60-byte IPv4 header and the ports fit
+BATCH = 1 << 18  # records dissected at once: bounds the bytes gathered
 V4_MAPPED = np.uint64(0xFFFF << 32)
 SLOW_IPV6_HEADERS = (*d.IPV6_EXTENSIONS, d.IPV6_FRAGMENT, d.IPV6_AH)
 
@@ -63,9 +66,7 @@ def walk_pcap(capture: Capture, mm: mmap.mmap, size: int) -> Layout:
     else:
         offsets = _walk_struct(mm, size, capture.order)
     rec = np.frombuffer(offsets, dtype=np.int64) if len(offsets) else np.zeros(0, np.int64)
-    buf = np.frombuffer(mm, dtype=np.uint8, count=size)
-    dtype = np.dtype(capture.order + "u4")
-    head = _gather(buf, rec, 16).view(dtype).reshape(-1, 4).astype(np.int64)
+    head = gather(mm, size, rec, RECORD_HEADER_SIZE).view(capture.order + "u4").astype(np.int64)
     caplen = head[:, 2]
     if len(rec):
         bad = np.flatnonzero(caplen > MAX_CAPLEN)
@@ -146,88 +147,92 @@ def walk_pcapng(capture: Capture) -> Layout:
 # ---------------------------------------------------------------- gathering
 
 
-def _gather(buf: np.ndarray, at: np.ndarray, width: int) -> np.ndarray:
-    """``width`` bytes at each position, as an (n, width) C-contiguous uint8 array (clipped to the file)."""
-    if not len(at):
-        return np.zeros((0, width), dtype=np.uint8)
-    at = np.minimum(at, len(buf) - width)
-    return buf[at[:, None] + np.arange(width)]
+def gather(mm: mmap.mmap | bytes, size: int, at: np.ndarray, width: int) -> np.ndarray:
+    """``width`` bytes from each position ``at`` as an (n, width) uint8 array; zeros past the end of the file.
+
+    One fancy-indexing gather through a view whose elements are ``width``-byte strings starting at
+    every byte of the file (stride 1), so each record costs one copy, not one per byte.
+    """
+    last = size - width  # the last position where a whole element fits
+    if last < 0:
+        out = np.zeros((len(at), width), dtype=np.uint8)
+        inside = np.zeros(len(at), dtype=bool)
+    else:
+        view = np.ndarray((last + 1,), dtype=f"V{width}", buffer=mm, strides=(1,))
+        inside = at <= last
+        if inside.all():
+            return view[at].view(np.uint8).reshape(-1, width)
+        out = np.zeros((len(at), width), dtype=np.uint8)
+        out[inside] = view[at[inside]].view(np.uint8).reshape(-1, width)
+        del view
+    for row in np.flatnonzero(~inside).tolist():  # the last records of the file
+        tail = mm[int(at[row]) : size]
+        out[row, : len(tail)] = np.frombuffer(tail, dtype=np.uint8)
+    return out
 
 
-def _be16(buf: np.ndarray, at: np.ndarray) -> np.ndarray:
-    return _gather(buf, at, 2).view(">u2").ravel().astype(np.int64)
+def _be16(two: np.ndarray) -> np.ndarray:
+    return two[:, 0].astype(np.int64) << 8 | two[:, 1]
 
 
-def _be32(buf: np.ndarray, at: np.ndarray) -> np.ndarray:
-    return _gather(buf, at, 4).view(">u4").ravel().astype(np.int64)
+def _any_of(values: np.ndarray, choices: tuple[int, ...]) -> np.ndarray:
+    found = values == choices[0]
+    for choice in choices[1:]:
+        found |= values == choice
+    return found
 
 
 # ---------------------------------------------------------------- dissection
 
 
-def network_layer(buf: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(IP header offset, IP version 4/6 or 0, needs the per-packet path) of every record."""
-    n = len(layout.offset)
+def _link_layer(linktype: int, link: np.ndarray, caplen: np.ndarray):
+    """(IP header offset, IP version 4/6 or 0, needs the per-packet path) of frames of one link type.
+
+    ``link`` holds the first LINK_BYTES of each frame.
+    """
+    n = len(link)
     start = np.zeros(n, dtype=np.int64)
-    version = np.zeros(n, dtype=np.int64)
     slow = np.zeros(n, dtype=bool)
-    for linktype in np.unique(layout.linktype):
-        rows = np.flatnonzero(layout.linktype == linktype)
-        data, caplen = layout.data[rows], layout.caplen[rows]
-        found = _link_layer(buf, int(linktype), data, caplen)
-        if found is None:
-            continue
-        start[rows], version[rows], slow[rows] = found
-    return start, version, slow
-
-
-def _from_ethertype(ethertype, offset, present):
-    version = np.where(ethertype == d.ETH_IPV4, 4, np.where(ethertype == d.ETH_IPV6, 6, 0))
-    return offset, np.where(present, version, 0)
-
-
-def _link_layer(buf, linktype, data, caplen):
-    end = data + caplen
-    none = np.zeros(len(data), dtype=bool)
     if linktype == d.LINKTYPE_ETHERNET:
-        present = caplen >= 14
-        ethertype = _be16(buf, data + 12)
-        offset = data + 14
-        for _ in range(FAST_VLAN_TAGS):
-            tagged = present & np.isin(ethertype, d.VLAN_TPIDS) & (offset + 4 <= end)
+        ethertype = _be16(link[:, 12:14])
+        start += 14
+        for tag in range(FAST_VLAN_TAGS):
+            # a frame tagged now was tagged before: all tagged frames have the same offset here
+            at = 14 + 4 * tag
+            tagged = _any_of(ethertype, d.VLAN_TPIDS) & (at + 4 <= caplen)
             if not tagged.any():
                 break
-            ethertype[tagged] = _be16(buf, offset[tagged] + 2)
-            offset[tagged] += 4
-        deeper = present & np.isin(ethertype, d.VLAN_TPIDS) & (offset + 4 <= end)
-        offset, version = _from_ethertype(ethertype, offset, present)
-        return offset, version, deeper
+            ethertype[tagged] = _be16(link[tagged, at + 2 : at + 4])
+            start[tagged] += 4
+        slow = _any_of(ethertype, d.VLAN_TPIDS) & (start + 4 <= caplen)  # deeper stacks
+        return start, _ethertype_version(ethertype, caplen >= 14), slow
     if linktype == d.LINKTYPE_LINUX_SLL:
-        return (*_from_ethertype(_be16(buf, data + 14), data + 16, caplen >= 16), none)
+        return start + 16, _ethertype_version(_be16(link[:, 14:16]), caplen >= 16), slow
     if linktype == d.LINKTYPE_LINUX_SLL2:
-        return (*_from_ethertype(_be16(buf, data), data + 20, caplen >= 20), none)
+        return start + 20, _ethertype_version(_be16(link[:, 0:2]), caplen >= 20), slow
     if linktype in (d.LINKTYPE_NULL, d.LINKTYPE_LOOP):
-        family = _be32(buf, data)
+        four = np.ascontiguousarray(link[:, :4])
+        family = four.view(">u4").ravel().astype(np.int64)
         if linktype == d.LINKTYPE_NULL:
-            little = _gather(buf, data, 4).view("<u4").ravel().astype(np.int64)
+            little = four.view("<u4").ravel().astype(np.int64)
             family = np.where(little > 0xFFFF, family, little)  # host byte order of the writer
-        version = np.where(family == d.AF_INET, 4, np.where(np.isin(family, d.AF_INET6), 6, 0))
-        return data + 4, np.where(caplen >= 4, version, 0), none
+        version = np.where(family == d.AF_INET, 4, np.where(_any_of(family, d.AF_INET6), 6, 0))
+        return start + 4, np.where(caplen >= 4, version, 0), slow
     if linktype in d.RAW_LINKTYPES:
-        version = _gather(buf, data, 1).ravel().astype(np.int64) >> 4
-        version = np.where(np.isin(version, (4, 6)) & (caplen >= 1), version, 0)
-        return data, version, none
+        version = link[:, 0].astype(np.int64) >> 4
+        return start, np.where(((version == 4) | (version == 6)) & (caplen >= 1), version, 0), slow
     if linktype in (d.LINKTYPE_IPV4, d.LINKTYPE_IPV6):
-        return data, np.full(len(data), 4 if linktype == d.LINKTYPE_IPV4 else 6), none
-    return None
+        return start, np.full(n, 4 if linktype == d.LINKTYPE_IPV4 else 6), slow
+    return start, np.zeros(n, dtype=np.int64), slow
 
 
-def flow_fields(buf: np.ndarray, layout: Layout) -> tuple[Fields, np.ndarray]:
-    """Flow fields of every record by the vectorised path, and the rows left for the per-packet path."""
-    n = len(layout.offset)
-    start, version, slow = network_layer(buf, layout)
-    end = layout.data + layout.caplen
-    f = Fields(
+def _ethertype_version(ethertype: np.ndarray, present: np.ndarray) -> np.ndarray:
+    version = np.where(ethertype == d.ETH_IPV4, 4, np.where(ethertype == d.ETH_IPV6, 6, 0))
+    return np.where(present, version, 0)
+
+
+def _new_fields(n: int) -> Fields:
+    return Fields(
         has_flow=np.zeros(n, dtype=bool),
         src_hi=np.zeros(n, dtype=np.uint64),
         src_lo=np.zeros(n, dtype=np.uint64),
@@ -237,44 +242,64 @@ def flow_fields(buf: np.ndarray, layout: Layout) -> tuple[Fields, np.ndarray]:
         sport=np.zeros(n, dtype=np.uint16),
         dport=np.zeros(n, dtype=np.uint16),
     )
-    transport = np.zeros(n, dtype=np.int64)
-    # IPv4
-    rows = np.flatnonzero((version == 4) & ~slow & (start + 20 <= end))
-    head = _gather(buf, start[rows], 20)
-    ihl = (head[:, 0] & 0x0F).astype(np.int64) * 4
-    good = (head[:, 0] >> 4 == 4) & (ihl >= 20)
-    fragment = (head[:, 6].astype(np.int64) << 8 | head[:, 7]) & 0x3FFF != 0
-    slow[rows[good & fragment]] = True
-    keep = good & ~fragment
-    rows, head, ihl = rows[keep], head[keep], ihl[keep]
-    addresses = np.ascontiguousarray(head[:, 12:20]).view(">u4").astype(np.uint64)
-    f.src_lo[rows] = V4_MAPPED | addresses[:, 0]
-    f.dst_lo[rows] = V4_MAPPED | addresses[:, 1]
-    f.proto[rows] = head[:, 9]
-    transport[rows] = start[rows] + ihl
-    v4_rows = rows
-    # IPv6
-    rows = np.flatnonzero((version == 6) & ~slow & (start + 40 <= end))
-    head = _gather(buf, start[rows], 40)
-    good = head[:, 0] >> 4 == 6
-    extension = np.isin(head[:, 6], SLOW_IPV6_HEADERS)
-    slow[rows[good & extension]] = True
-    keep = good & ~extension
-    rows, head = rows[keep], head[keep]
-    addresses = np.ascontiguousarray(head[:, 8:40]).view(">u8")
-    f.src_hi[rows], f.src_lo[rows] = addresses[:, 0], addresses[:, 1]
-    f.dst_hi[rows], f.dst_lo[rows] = addresses[:, 2], addresses[:, 3]
-    f.proto[rows] = head[:, 6]
-    transport[rows] = start[rows] + 40
-    # Ports, where the protocol has them and the capture holds them
-    rows = np.concatenate([v4_rows, rows])
-    with_ports = np.isin(f.proto[rows], d.PORT_PROTOCOLS)
-    readable = transport[rows] + 4 <= end[rows]
-    f.has_flow[rows] = ~with_ports | readable
-    rows = rows[with_ports & readable]
-    ports = _gather(buf, transport[rows], 4).view(">u2")
-    f.sport[rows], f.dport[rows] = ports[:, 0], ports[:, 1]
-    return f, np.flatnonzero(slow)
+
+
+def flow_fields(mm: mmap.mmap | bytes, size: int, layout: Layout) -> tuple[Fields, np.ndarray]:
+    """Flow fields of every record by the vectorised path, and the rows left for the per-packet path."""
+    n = len(layout.offset)
+    fields = _new_fields(n)
+    slow = np.zeros(n, dtype=bool)
+    for first in range(0, n, BATCH):
+        batch = slice(first, min(n, first + BATCH))
+        _batch_fields(
+            mm, size, layout.data[batch], layout.caplen[batch], layout.linktype[batch], fields, slow, batch
+        )
+    return fields, np.flatnonzero(slow)
+
+
+def _batch_fields(mm, size, data, caplen, linktypes, f: Fields, slow: np.ndarray, batch: slice) -> None:
+    n = len(data)
+    link = gather(mm, size, data, LINK_BYTES)
+    kinds = np.unique(linktypes).tolist()
+    if len(kinds) == 1:
+        start, version, batch_slow = _link_layer(kinds[0], link, caplen)
+    else:
+        start = np.zeros(n, dtype=np.int64)
+        version = np.zeros(n, dtype=np.int64)
+        batch_slow = np.zeros(n, dtype=bool)
+        for linktype in kinds:
+            rows = linktypes == linktype
+            start[rows], version[rows], batch_slow[rows] = _link_layer(linktype, link[rows], caplen[rows])
+    # IP header and ports in one gather at each packet's IP header: addresses and ports fall on
+    # fixed aligned columns of the u16/u32/u64 views of the rows.
+    ip = gather(mm, size, data + start, IP_BYTES)
+    u16, u32, u64 = ip.view(">u2"), ip.view(">u4"), ip.view(">u8")
+    room = caplen - start
+    nibble = ip[:, 0] >> 4
+    ihl = (ip[:, 0] & 0x0F).astype(np.int64) * 4
+    v4 = (version == 4) & (nibble == 4) & (ihl >= 20) & (room >= 20) & ~batch_slow
+    v6 = (version == 6) & (nibble == 6) & (room >= 40) & ~batch_slow
+    fragment = v4 & (u16[:, 3] & 0x3FFF != 0)
+    extension = v6 & _any_of(ip[:, 6], SLOW_IPV6_HEADERS)
+    batch_slow |= fragment | extension
+    v4 &= ~fragment
+    v6 &= ~extension
+    proto = np.where(v4, ip[:, 9], ip[:, 6])
+    transport = np.where(v4, ihl, 40)
+    with_ports = _any_of(proto, d.PORT_PROTOCOLS)
+    has_flow = (v4 | v6) & (~with_ports | (transport + 4 <= room))
+    rows = np.arange(n)
+    port_col = np.minimum(transport, IP_BYTES - 4) >> 1
+    sport = np.where(with_ports, u16[rows, port_col], 0)
+    dport = np.where(with_ports, u16[rows, port_col + 1], 0)
+    f.has_flow[batch] = has_flow
+    f.src_hi[batch] = np.where(v6, u64[:, 1], 0)
+    f.dst_hi[batch] = np.where(v6, u64[:, 3], 0)
+    f.src_lo[batch] = np.where(v6, u64[:, 2], V4_MAPPED | u32[:, 3])
+    f.dst_lo[batch] = np.where(v6, u64[:, 4], V4_MAPPED | u32[:, 4])
+    f.proto[batch] = proto
+    f.sport[batch], f.dport[batch] = sport, dport
+    slow[batch] = batch_slow
 
 
 def address_halves(address: bytes) -> tuple[int, int]:

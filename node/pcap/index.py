@@ -39,7 +39,6 @@ clip time anyway.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import mmap
@@ -51,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from . import bulk
+from .flowtable import ADDRESS_DTYPE, FLOW_DTYPE, PORT_DTYPE, community_id, flow_table, lookups
 from .formats import Capture, CaptureError, IncompleteHeader, open_capture
 
 INDEX_VERSION = 1
@@ -62,27 +62,6 @@ DIGEST_SPAN = 4096
 FLAG_OFFSETS64 = 1
 FLAG_PCAPNG = 2
 FLAG_SIMPLE_BLOCKS = 4
-
-FLOW_DTYPE = np.dtype(
-    [
-        ("a_hi", "<u8"),
-        ("a_lo", "<u8"),
-        ("b_hi", "<u8"),
-        ("b_lo", "<u8"),
-        ("first_ns", "<i8"),
-        ("last_ns", "<i8"),
-        ("bytes", "<u8"),  # original lengths, summed
-        ("start", "<u8"),  # first entry in the packet-offset list
-        ("packets", "<u4"),
-        ("a_port", "<u2"),
-        ("b_port", "<u2"),
-        ("proto", "u1"),
-        ("community_id", "V20"),  # Community ID v1 (seed 0) sha1 digest; text form: community_id()
-        ("reserved", "V3"),
-    ]
-)
-ADDRESS_DTYPE = np.dtype([("hi", "<u8"), ("lo", "<u8"), ("flow", "<u4")])
-PORT_DTYPE = np.dtype([("port", "<u2"), ("flow", "<u4")])
 
 
 @dataclass(frozen=True)
@@ -172,129 +151,14 @@ def _index_pcap(cap: Capture, size: int):
 
 
 def _dissect(mm, layout: bulk.Layout) -> bulk.Fields:
-    buf = np.frombuffer(mm, dtype=np.uint8) if len(mm) else np.zeros(1, np.uint8)
-    fields, slow_rows = bulk.flow_fields(buf, layout)
-    del buf
+    fields, slow_rows = bulk.flow_fields(mm, len(mm), layout)
     bulk.fill_slow_rows(mm, layout, fields, slow_rows)
     return fields
 
 
-def _fold(fields: bulk.Fields, rows: np.ndarray):
-    """Direction-folded endpoint columns of ``rows``: (a_hi, a_lo, a_port, b_hi, b_lo, b_port, proto)."""
-    s_hi, s_lo, sp = fields.src_hi[rows], fields.src_lo[rows], fields.sport[rows]
-    d_hi, d_lo, dp = fields.dst_hi[rows], fields.dst_lo[rows], fields.dport[rows]
-    swap = (s_hi > d_hi) | ((s_hi == d_hi) & ((s_lo > d_lo) | ((s_lo == d_lo) & (sp > dp))))
-    return (
-        np.where(swap, d_hi, s_hi),
-        np.where(swap, d_lo, s_lo),
-        np.where(swap, dp, sp),
-        np.where(swap, s_hi, d_hi),
-        np.where(swap, s_lo, d_lo),
-        np.where(swap, sp, dp),
-        fields.proto[rows],
-    )
-
-
-def _group(columns) -> tuple[np.ndarray, np.ndarray]:
-    """(order, group starts): rows sorted so equal flows are adjacent and in file order within a flow."""
-    a_hi, a_lo, a_port, b_hi, b_lo, b_port, proto = columns
-    if not len(a_hi):
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    # A 64-bit mix of the key sorts fast; equal keys are checked below, so a collision costs time, not truth.
-    h = a_hi * np.uint64(0x9E3779B97F4A7C15)
-    for column, k in (
-        (a_lo, 0xC2B2AE3D27D4EB4F),
-        (b_hi, 0x165667B19E3779F9),
-        (b_lo, 0xD6E8FEB86659FD93),
-        (
-            a_port.astype(np.uint64) << np.uint64(24) | b_port.astype(np.uint64) << np.uint64(8) | proto,
-            0xFF51AFD7ED558CCD,
-        ),
-    ):
-        h = (h ^ (h >> np.uint64(29))) * np.uint64(k) + column
-    order = np.argsort(h, kind="stable")
-    hs = h[order]
-    starts = np.flatnonzero(np.concatenate(([True], hs[1:] != hs[:-1])))
-    same_hash = np.repeat(starts, np.diff(np.append(starts, len(order))))
-    for column in columns:
-        if np.any(column[order] != column[order[same_hash]]):
-            order = np.lexsort(tuple(reversed(columns)))  # a hash collision: sort by the key itself
-            changed = np.zeros(len(order), dtype=bool)
-            for c in columns:
-                sc = c[order]
-                changed[1:] |= sc[1:] != sc[:-1]
-            changed[:1] = True
-            starts = np.flatnonzero(changed)
-            break
-    return order, starts
-
-
-def community_id(a: bytes, a_port: int, b: bytes, b_port: int, proto: int) -> str:
-    """Community ID v1 (seed 0) of a flow, addresses given as 16 bytes (IPv4-mapped for IPv4)."""
-    return "1:" + base64.b64encode(_community_digest(a, a_port, b, b_port, proto)).decode()
-
-
-def _community_digest(a: bytes, a_port: int, b: bytes, b_port: int, proto: int) -> bytes:
-    if a[:12] == bulk.d.V4_PREFIX and b[:12] == bulk.d.V4_PREFIX:
-        a, b = a[12:], b[12:]
-    if (b, b_port) < (a, a_port):
-        a, a_port, b, b_port = b, b_port, a, a_port
-    data = struct.pack("!H", 0) + a + b + struct.pack("!BB", proto, 0)
-    if proto in bulk.d.PORT_PROTOCOLS:
-        data += struct.pack("!HH", a_port, b_port)
-    return hashlib.sha1(data).digest()
-
-
-def _flow_table(layout: bulk.Layout, fields: bulk.Fields):
-    rows = np.flatnonzero(fields.has_flow)
-    columns = _fold(fields, rows)
-    order, starts = _group(columns)
-    packet_rows = rows[order]
-    counts = np.diff(np.append(starts, len(order)))
-    flows = np.zeros(len(starts), dtype=FLOW_DTYPE)
-    for name, column in zip(
-        ("a_hi", "a_lo", "a_port", "b_hi", "b_lo", "b_port", "proto"), columns, strict=True
-    ):
-        flows[name] = column[order[starts]]
-    ts = layout.ts_ns[packet_rows]
-    if len(starts):
-        flows["first_ns"] = np.minimum.reduceat(ts, starts)
-        flows["last_ns"] = np.maximum.reduceat(ts, starts)
-        flows["bytes"] = np.add.reduceat(layout.orig_len[packet_rows], starts)
-    flows["start"] = starts
-    flows["packets"] = counts
-    digests = [
-        _community_digest(
-            int(f["a_hi"]).to_bytes(8, "big") + int(f["a_lo"]).to_bytes(8, "big"),
-            int(f["a_port"]),
-            int(f["b_hi"]).to_bytes(8, "big") + int(f["b_lo"]).to_bytes(8, "big"),
-            int(f["b_port"]),
-            int(f["proto"]),
-        )
-        for f in flows
-    ]
-    if digests:
-        flows["community_id"] = np.frombuffer(b"".join(digests), dtype="V20")
-    return flows, layout.offset[packet_rows]
-
-
-def _lookups(flows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    ids = np.arange(len(flows), dtype=np.uint32)
-    addresses = np.zeros(2 * len(flows), dtype=ADDRESS_DTYPE)
-    addresses["hi"] = np.concatenate([flows["a_hi"], flows["b_hi"]])
-    addresses["lo"] = np.concatenate([flows["a_lo"], flows["b_lo"]])
-    addresses["flow"] = np.concatenate([ids, ids])
-    addresses = addresses[np.lexsort((addresses["lo"], addresses["hi"]))]
-    ports = np.zeros(2 * len(flows), dtype=PORT_DTYPE)
-    ports["port"] = np.concatenate([flows["a_port"], flows["b_port"]])
-    ports["flow"] = np.concatenate([ids, ids])
-    ports = ports[np.argsort(ports["port"], kind="stable")]
-    return addresses, ports
-
-
 def _sections(layout: bulk.Layout, fields: bulk.Fields, size: int, digest: bytes, pcapng: bool):
-    flows, offsets = _flow_table(layout, fields)
-    addresses, ports = _lookups(flows)
+    flows, offsets = flow_table(layout, fields)
+    addresses, ports = lookups(flows)
     wide = size >= 1 << 32
     flags = (FLAG_OFFSETS64 if wide else 0) | (FLAG_PCAPNG if pcapng else 0)
     flags |= FLAG_SIMPLE_BLOCKS if layout.simple_blocks else 0
