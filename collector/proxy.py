@@ -22,7 +22,8 @@ CHUNK = 64 * 1024
 MAX_JSON = 8 * 1024 * 1024
 NODE_PROBLEM = "there was a problem requesting from the node"
 # Response headers of a node's pcap that the client gets too.
-PASSED_HEADERS = ("Content-Type", "Content-Disposition", "Content-Length")
+CAPTURE_TYPES = ("application/vnd.tcpdump.pcap", "application/x-pcapng", "application/octet-stream")
+PASSED_HEADERS = ("Content-Type", "Content-Disposition", "Content-Length", "Cache-Control")
 
 
 class NodeUnreachable(exceptions.APIException):
@@ -93,12 +94,15 @@ def _read_json(node: Node, answer: requests.Response) -> object:
 
 
 def node_error(node: Node, answer: requests.Response) -> Response:
-    """A node's refusal: its 4xx JSON with its status; anything else is a 502."""
+    """A node's refusal: its 4xx JSON error with its status; anything else is a 502 saying what it said."""
     body = _read_json(node, answer)
-    if 400 <= answer.status_code < 500 and isinstance(body, dict) and "error" in body:
-        return Response(body, status=answer.status_code)
-    log.warning("node %s answered %s", node.id, answer.status_code)
-    raise NodeUnreachable(f"{NODE_PROBLEM}: it answered {answer.status_code}")
+    said = body.get("error") if isinstance(body, dict) else None
+    if 400 <= answer.status_code < 500 and isinstance(said, str):
+        return Response({"error": said}, status=answer.status_code)
+    log.warning("node %s answered %s: %s", node.id, answer.status_code, said)
+    raise NodeUnreachable(
+        f"{NODE_PROBLEM}: it answered {answer.status_code}" + (f" ({said})" if said else "")
+    )
 
 
 def node_json(node: Node, path: str) -> Response:
@@ -163,6 +167,11 @@ def stream_from(
     answer = node_get(node, path, params)
     if answer.status_code != 200:
         return node_error(node, answer)
+    media_type = answer.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if media_type not in CAPTURE_TYPES:
+        answer.close()
+        log.warning("node %s answered 200 with %r instead of a capture", node.id, media_type)
+        raise NodeUnreachable(f"{NODE_PROBLEM}: its answer is not a pcap")
     response = StreamingHttpResponse(NodeStream(node, answer, on_end), status=200)
     for name in PASSED_HEADERS:
         if name in answer.headers:

@@ -6,6 +6,7 @@ import pytest
 from django.test import override_settings
 
 from collector.models import Node, RequestLog
+from tests.collector.live import WrongServer
 
 FLOW = {
     "src_addr": "10.0.0.1",
@@ -117,3 +118,53 @@ def test_every_data_pcap_with_a_key_is_logged(api, node1_key, nodes):
     assert dead.duration > 0
     assert (refused.node, refused.status, refused.src_addr) == (2, 403, None)
     assert (bad.status, bad.error) == (400, "invalid src_port: a port number from 0 to 65535 is required")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "content_type", "expected_status", "expected_error"),
+    [
+        (
+            200,
+            b"<html>Welcome to nginx</html>",
+            "text/html",
+            502,
+            f"{NODE_PROBLEM['error']}: its answer is not JSON",
+        ),
+        (
+            502,
+            b"<html>Bad Gateway</html>",
+            "text/html",
+            502,
+            f"{NODE_PROBLEM['error']}: its answer is not JSON",
+        ),
+        (
+            503,
+            b'{"error": "cannot read capture data"}',
+            "application/json",
+            502,
+            f"{NODE_PROBLEM['error']}: it answered 503 (cannot read capture data)",
+        ),
+        (
+            403,
+            b'{"error": "this node does not answer this caller"}',
+            "application/json",
+            403,
+            "this node does not answer this caller",
+        ),
+        (418, b"short and stout", "text/plain", 502, f"{NODE_PROBLEM['error']}: its answer is not JSON"),
+    ],
+)
+def test_what_a_node_address_answers_is_passed_or_mapped(
+    api, admin_key, status, body, content_type, expected_status, expected_error
+):
+    server = WrongServer(status, body, content_type)
+    try:
+        Node.objects.filter(pk=1).update(address=server.address)
+        for path, params in (("/nodes/1/status", {}), ("/data.pcap", {**FLOW, "node_id": "1"})):
+            response = api.get_as(admin_key, path, params)
+            if path == "/data.pcap" and status == 200:
+                expected_error = f"{NODE_PROBLEM['error']}: its answer is not a pcap"
+            assert response.status_code == expected_status, path
+            assert response.json() == {"error": expected_error}, path
+    finally:
+        server.close()
