@@ -35,7 +35,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,12 +115,12 @@ def flock(path: Path, *, wait: bool) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def runner_lock(data_dir: Path) -> contextmanager:
+def runner_lock(data_dir: Path) -> AbstractContextManager[None]:
     """The lock a running filer holds for its whole life; FilerBusy if another has it."""
     return flock(Path(data_dir) / RUNNER_LOCK, wait=False)
 
 
-def tree_lock(data_dir: Path) -> contextmanager:
+def tree_lock(data_dir: Path) -> AbstractContextManager[None]:
     """The lock held while writing into the filer tree; waits for the holder."""
     return flock(Path(data_dir) / TREE_LOCK, wait=True)
 
@@ -185,19 +185,23 @@ def same_content(a: Path, b: Path) -> bool:
 def copy_durably(src: Path, dest: Path) -> None:
     """Copy ``src`` to ``dest`` (not existing) through ``.<name>.filing``: fsynced, times kept."""
     tmp = dest.with_name(f".{dest.name}{COPY_SUFFIX}")
-    with open(src, "rb") as fin, open(tmp, "wb") as fout:
-        first = True
-        while chunk := fin.read(_CHUNK):
-            fout.write(chunk)
-            if first:
-                fout.flush()
-                crash_point("copying")
-                first = False
-        fout.flush()
-        os.fsync(fout.fileno())
-    shutil.copystat(src, tmp)  # mtime is part of a file's span when it has no index
-    crash_point("copied")
-    os.replace(tmp, dest)
+    try:
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            first = True
+            while chunk := fin.read(_CHUNK):
+                fout.write(chunk)
+                if first:
+                    fout.flush()
+                    crash_point("copying")
+                    first = False
+            fout.flush()
+            os.fsync(fout.fileno())
+        shutil.copystat(src, tmp)  # mtime is part of a file's span when it has no index
+        crash_point("copied")
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # e.g. the destination is full: leave no partial copy
+        raise
     fsync_dir(dest.parent)
 
 
@@ -231,8 +235,14 @@ def index_into(src: Path, dest: Path) -> tuple[bool, int]:
     """Build ``src``'s index as ``dest``'s; (indexed, packets). An unparseable file gets none."""
     try:
         stats = build_index(src, index_path(dest))
-    except CaptureError as exc:
-        log.warning("Cannot index %s: %s; it is filed without an index and scanned at query time", src, exc)
+    except OSError:
+        raise  # e.g. no space for the index: the file waits for the next pass
+    except Exception as exc:
+        # CaptureError, or any other surprise of the engine on a strange file: the data is still kept.
+        reason = str(exc) if isinstance(exc, CaptureError) else f"{type(exc).__name__}: {exc}"
+        log.warning(
+            "Cannot index %s: %s; it is filed without an index and scanned at query time", src, reason
+        )
         stale = index_path(dest)
         if stale.exists():  # an index must describe the capture beside it
             stale.unlink()
@@ -288,7 +298,11 @@ def file_pending(options: FilerOptions, stop: threading.Event | None = None) -> 
         try:
             filed = file_capture(src, options)
         except FileNotFoundError:
-            log.warning("%s disappeared before it was filed", src)
+            if not src.exists():
+                log.warning("%s disappeared before it was filed", src)
+                continue
+            log.error("Cannot file %s: a directory disappeared meanwhile", src)
+            summary.failed.append(src.name)
             continue
         except (OSError, FilingConflict) as exc:
             log.error("Cannot file %s: %s", src, exc)

@@ -183,6 +183,45 @@ def test_a_capture_that_cannot_be_parsed_is_still_filed_without_an_index(dirs, c
     assert "1 without an index" in summary
 
 
+def test_a_capture_the_engine_chokes_on_is_still_filed(dirs, monkeypatch, caplog):
+    capture_dir, filer_dir = dirs
+    expected = write_captures(capture_dir, [SEED_FIRST, SEED_SECOND])
+
+    def surprise(capture, out=None):
+        raise IndexError("index 7 is out of bounds")
+
+    monkeypatch.setattr(filer, "build_index", surprise)
+    runfiler(capture_dir, filer_dir)
+
+    filed = filer_dir / "2015/05/22/18" / f"pcap.{SEED_FIRST}"
+    assert filed.read_bytes() == expected[filed.name]
+    assert not index_path(filed).exists()
+    assert any("IndexError: index 7 is out of bounds" in m for m in caplog.messages)
+
+
+def test_a_capture_whose_index_cannot_be_written_waits_for_the_next_pass(dirs, monkeypatch):
+    capture_dir, filer_dir = dirs
+    expected = write_captures(capture_dir, [SEED_FIRST, SEED_FIRST + 60, SEED_SECOND])
+    del expected[f"pcap.{SEED_SECOND}"]
+    real_build = filer.build_index
+
+    def disk_full_once(capture, out=None):
+        if capture.name == f"pcap.{SEED_FIRST}" and not hasattr(disk_full_once, "done"):
+            disk_full_once.done = True
+            raise OSError(28, "No space left on device")
+        return real_build(capture, out)
+
+    monkeypatch.setattr(filer, "build_index", disk_full_once)
+    with pytest.raises(CommandError, match="1 capture files could not be filed"):
+        runfiler(capture_dir, filer_dir)
+    assert (capture_dir / f"pcap.{SEED_FIRST}").exists()
+    assert list(filed_files(filer_dir)) == [f"pcap.{SEED_FIRST + 60}"]
+
+    runfiler(capture_dir, filer_dir)
+
+    assert_filed_once(filer_dir, expected)
+
+
 def test_a_different_file_of_the_same_name_is_never_overwritten(dirs, caplog):
     capture_dir, filer_dir = dirs
     capture = write_capture(capture_dir, SEED_FIRST)
@@ -422,6 +461,21 @@ def test_loop_files_new_captures_and_stops_on_sigterm(tmp_path):
     finally:
         looping.kill()
     assert "Filer stopped" in log.read_text()
+
+
+def test_loop_stops_at_once_on_sigint_while_it_sleeps(tmp_path):
+    capture_dir, filer_dir = tmp_path / "pcap", tmp_path / "filed"
+    capture_dir.mkdir()
+    filer_dir.mkdir()
+    env = filer_env(tmp_path, capture_dir, filer_dir)
+    log = tmp_path / "loop.log"
+    looping = start_manage(env, "runfiler", "--loop", "3600", log=log)
+    try:
+        wait_for(lambda: "Filed 0 files" in log.read_text(), what="the first pass")
+        looping.send_signal(signal.SIGINT)
+        assert looping.wait(timeout=5) == 0
+    finally:
+        looping.kill()
 
 
 def test_loop_survives_a_failed_pass(dirs, monkeypatch, caplog):

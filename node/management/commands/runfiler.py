@@ -81,7 +81,7 @@ class Command(BaseCommand):
                     self._run(options, opts["loop"])
         except FilerBusy as exc:
             raise CommandError(str(exc), returncode=1)
-        except NotADirectoryError as exc:
+        except OSError as exc:  # a missing directory, an unwritable PAR_DATA_DIR, ...
             raise CommandError(str(exc))
 
     def _run(self, options: FilerOptions, loop: float | None) -> None:
