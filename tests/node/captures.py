@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -9,9 +10,10 @@ from pathlib import Path
 
 from node.pcap.index import build_index
 from node.store import hour_dir
-from tests.pcapgen import ether, pcap_bytes, tcp, udp, write_pcap
+from tests.pcapgen import ether, pcap_bytes, pcap_header, pcap_record, tcp, udp, write_pcap
 
 NS = 1_000_000_000
+PCAP_HEADER_SIZE = 24
 T0 = 1424966400  # 2015-02-26 16:00:00 UTC, the first file's epoch
 FILE_SECONDS = 60
 A, A_PORT, B, B_PORT = "10.0.0.1", 40000, "10.0.0.2", 80
@@ -89,3 +91,40 @@ def make_tree(
         tree.files.append(path)
         tree.records += records
     return tree
+
+
+@dataclass
+class BigCapture:
+    """One large live capture file whose answer size and digest are known without holding it."""
+
+    path: Path
+    answer_bytes: int
+    answer_sha256: str
+    params: dict[str, str]
+
+
+def make_big_capture(capture_dir: Path, *, cycles: int = 25_000) -> BigCapture:
+    """About 4.5 kB of frames per cycle, 3 kB of it in the flow: 25 000 cycles give a 75 MB answer."""
+    body = bytes(range(256)) * 6
+    frames = [
+        (ether(tcp(A, A_PORT, B, B_PORT, body[:1400])), True),
+        (ether(tcp(B, B_PORT, A, A_PORT, b"", flags="A")), True),
+        (ether(tcp(A, A_PORT + 1, B, B_PORT, body[:1400])), False),
+        (ether(udp(A, A_PORT, B, B_PORT, body[:1400])), True),
+    ]
+    step_ns = FILE_SECONDS * NS // (cycles * len(frames))
+
+    def records() -> Iterator[tuple[int, bytes, bool]]:
+        for n in range(cycles * len(frames)):
+            frame, in_flow = frames[n % len(frames)]
+            yield (T0 * NS + n * step_ns) // 1000 * 1000, frame, in_flow
+
+    path = capture_dir / f"pcap.{T0}"
+    write_pcap(path, ((ts, frame) for ts, frame, _ in records()))
+    digest, size = hashlib.sha256(pcap_header()), PCAP_HEADER_SIZE
+    for ts, frame, in_flow in records():
+        if in_flow:
+            record = pcap_record(ts, frame)
+            digest.update(record)
+            size += len(record)
+    return BigCapture(path, size, digest.hexdigest(), window(T0, T0 + FILE_SECONDS))
