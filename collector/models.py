@@ -170,7 +170,10 @@ class ApiKey(models.Model):
         """The seed's view of a key's nodes: ``["0"]`` for admin, else node ids."""
         if self.admin:
             return ["0"]
-        return [str(node.id) for node in self.queryable_nodes()]
+        if self.all_nodes:
+            return [str(node_id) for node_id in Node.objects.filter(active=True).values_list("id", flat=True)]
+        # Filtered here rather than in SQL, so that a prefetched nodes list is used.
+        return [str(node.id) for node in sorted(self.nodes.all(), key=lambda n: n.id) if node.active]
 
 
 class RequestLog(models.Model):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
@@ -42,6 +42,7 @@ from parsite.serializers import ErrorSerializer, PingSerializer
 from parsite.views import ping_payload
 
 NODE_COMMANDS = ("ping", "status", "plugins", "routes")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class CollectorView(APIView):
@@ -150,7 +151,7 @@ def _epoch(ns: int) -> str:
 
 
 def _datetime(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns // 1000 / 1_000_000, tz=UTC)
+    return _EPOCH + timedelta(microseconds=ns // 1000)  # exact, unlike a float timestamp
 
 
 class DataPcapView(CollectorView):

@@ -174,3 +174,17 @@ def test_requests_are_throttled_per_key(api, node1_key, node2_key):
     assert answers == [200, 200, 200, 429]
     assert "error" in api.get_as(node1_key, "/ping").json()
     assert api.get_as(node2_key, "/ping").status_code == 200  # another key has its own budget
+
+
+def test_keys_shows_an_all_nodes_key_with_every_active_node_and_revoked_keys_as_inactive(
+    api, admin_key, node1_key, nogrant_key, nodes
+):
+    nogrant_key.row.all_nodes = True
+    nogrant_key.row.save()
+    node1_key.row.active = False
+    node1_key.row.save()
+    Node.objects.filter(pk=2).update(active=False)
+    body = api.get_as(admin_key, "/keys").json()
+    assert body[nogrant_key.row.prefix]["nodes"] == ["1"]
+    assert body[nogrant_key.row.prefix]["all_nodes"] is True
+    assert body[node1_key.row.prefix]["active"] is False
