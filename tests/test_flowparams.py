@@ -126,6 +126,7 @@ def test_epoch_fractions_are_exact_to_the_nanosecond():
     assert parse_time("1424966400.300000001") == 1424966400 * NS + 300_000_001
     assert parse_time("1424966400.1") == 1424966400 * NS + 100_000_000
     assert parse_time("1.999999999999") == 1 * NS + 999_999_999
+    assert parse_time("1.99999999999999999999999999999999999") == 1 * NS + 999_999_999  # never rounded up
 
 
 def test_iso_fractions_are_exact_to_the_nanosecond():
