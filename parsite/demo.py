@@ -82,9 +82,9 @@ def _serve(role: str, env: dict[str, str], port: int, log: Path) -> subprocess.P
         if process.poll() is not None:
             sys.exit(f"the {role} did not start; see {log}:\n{log.read_text()[-2000:]}")
         try:
-            requests.get(f"http://127.0.0.1:{port}/ping", timeout=1)
+            requests.get(f"http://127.0.0.1:{port}/ping", timeout=5)
             return process
-        except requests.ConnectionError:
+        except requests.RequestException:
             time.sleep(0.2)
     sys.exit(f"the {role} did not answer on port {port}; see {log}")
 
@@ -105,7 +105,13 @@ def main() -> None:
         "PAR_CAPTURE_DIR": str(capture_dir),
         "PAR_FILER_DIR": str(filer_dir),
     }
-    collector_env = {**base, "PAR_ROLE": "collector", "PAR_DATA_DIR": str(DEMO / "collector")}
+    # Plain HTTP on loopback: the admin's cookies may not require TLS here.
+    collector_env = {
+        **base,
+        "PAR_ROLE": "collector",
+        "PAR_DATA_DIR": str(DEMO / "collector"),
+        "DJANGO_SECURE_COOKIES": "false",
+    }
 
     now = int(time.time())
     print("== writing demo captures")
@@ -132,9 +138,16 @@ def main() -> None:
     nodes_conf.write_text(json.dumps({"1": f"127.0.0.1:{node_port}"}))
     print(_manage(collector_env, "importconfig", "--node-file", str(nodes_conf)).rstrip())
 
-    children = []
-
-    def stop(*_args) -> None:
+    children: list[subprocess.Popen] = []
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        serve_and_show(
+            children, node_env, collector_env, node_port, collector_port, flows[0], first, now, key, password
+        )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("\n== stopping the node and the collector")
         for child in children:
             if child.poll() is None:
                 os.killpg(child.pid, signal.SIGTERM)
@@ -143,15 +156,16 @@ def main() -> None:
                 child.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(child.pid, signal.SIGKILL)
-        sys.exit(0)
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+
+def serve_and_show(
+    children, node_env, collector_env, node_port, collector_port, flow, first, now, key, password
+):
+    """Start both servers, fetch ``flow`` through the collector, print the curl, serve."""
     print(f"== node on 127.0.0.1:{node_port}, collector on 127.0.0.1:{collector_port}")
     children.append(_serve("node", node_env, node_port, DEMO / "node.log"))
     children.append(_serve("collector", collector_env, collector_port, DEMO / "collector.log"))
 
-    flow = flows[0]
     start = datetime.fromtimestamp(first, UTC).strftime("%Y-%m-%d %H:%M:%S")
     end = datetime.fromtimestamp(now + 60, UTC).strftime("%Y-%m-%d %H:%M:%S")
     query = urlencode(
@@ -168,9 +182,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{collector_port}/data.pcap?{query}"
     answer = requests.get(url, headers={"Authorization": f"Api-Key {key}"}, timeout=120)
     if answer.status_code != 200:
-        stop_msg = f"the demo query failed: {answer.status_code} {answer.text}"
-        print(stop_msg, file=sys.stderr)
-        stop()
+        sys.exit(f"the demo query failed: {answer.status_code} {answer.text}")
     out = DEMO / "flow.pcap"
     out.write_bytes(answer.content)
     packets = _count_records(answer.content)
@@ -188,8 +200,7 @@ def main() -> None:
     while True:
         for child in children:
             if child.poll() is not None:
-                print("a server stopped unexpectedly; see the logs", file=sys.stderr)
-                stop()
+                sys.exit("a server stopped unexpectedly; see the logs")
         time.sleep(1)
 
 

@@ -166,8 +166,10 @@ STATIC_ROOT = PAR_DATA_DIR / "static"
 
 # --- Security (production values documented in README "Deployment") --------
 
-SESSION_COOKIE_SECURE = not DEBUG
-CSRF_COOKIE_SECURE = not DEBUG
+# Cookies (admin only) travel over TLS only, unless explicitly turned off for
+# a plain-HTTP loopback setup such as `make demo`.
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
