@@ -1,0 +1,196 @@
+"""The flow index: built once per file, atomic, versioned, tied to its capture by content."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+
+import pytest
+
+from node.pcap import index as ix
+from node.pcap.formats import CaptureError
+from node.pcap.index import (
+    INDEX_VERSION,
+    FlowIndex,
+    build_index,
+    capture_span,
+    community_id,
+    index_is_current,
+    index_path,
+    open_index,
+)
+from tests import pcapgen as g
+from tests.pcap.conftest import T0
+from tests.pcap.test_dissect import a16
+
+
+@pytest.fixture
+def capture(tmp_path):
+    path = tmp_path / "pcap.1700000000"
+    flows = g.mixed_flows(40, seed=3)
+    g.write_pcap(path, g.mixed_traffic(T0, 2, flows, pps=500, seed=3))
+    return path
+
+
+def test_the_index_lies_beside_its_capture():
+    assert str(index_path("/data/filed/2023/11/14/22/pcap.1700000000")).endswith("22/pcap.1700000000.idx")
+
+
+def test_build_reports_what_it_indexed(capture):
+    stats = build_index(capture)
+    assert stats.packets == 1000
+    assert stats.capture_bytes == capture.stat().st_size
+    assert 0 < stats.flows <= 40
+    assert T0 <= stats.first_ns <= stats.last_ns < T0 + 2 * 10**9
+    assert stats.index_bytes == index_path(capture).stat().st_size
+    assert index_is_current(capture)
+    assert capture_span(capture) == (stats.first_ns, stats.last_ns)
+
+
+def test_the_flow_table_counts_packets_bytes_and_times(tmp_path):
+    path = tmp_path / "cap"
+    frames = [g.ether(g.tcp("10.0.0.1", 1000, "10.0.0.2", 80, b"x" * n)) for n in (10, 20)]
+    frames.append(g.ether(g.tcp("10.0.0.2", 80, "10.0.0.1", 1000, b"y" * 30)))
+    g.write_pcap(path, [(T0 + 3000, frames[0]), (T0 + 1000, frames[1]), (T0 + 2000, frames[2])])
+    build_index(path)
+    [row] = FlowIndex(index_path(path)).flows
+    assert (int(row["packets"]), int(row["bytes"])) == (3, sum(len(f) for f in frames))
+    assert (int(row["first_ns"]), int(row["last_ns"])) == (T0 + 1000, T0 + 3000)  # not file order
+    assert (int(row["a_port"]), int(row["b_port"]), int(row["proto"])) == (1000, 80, 6)
+
+
+def test_community_id_matches_the_published_example():
+    # corelight/community-id-spec: TCP 128.232.110.120:34855 -> 66.35.250.204:80
+    found = community_id(a16("128.232.110.120"), 34855, a16("66.35.250.204"), 80, 6)
+    assert found == "1:LQU9qZlK+B5F3KDmev6m5PMibrg="
+    assert community_id(a16("66.35.250.204"), 80, a16("128.232.110.120"), 34855, 6) == found
+
+
+def test_any_subset_of_fields_finds_flows(capture):
+    build_index(capture)
+    index = FlowIndex(index_path(capture))
+    some = g.mixed_flows(40, seed=3)[0]
+    a, b = a16(some.a), a16(some.b)
+    exact = index.find(a, some.a_port, b, some.b_port)
+    assert len(exact) == 1
+    assert set(exact) <= set(index.find(a))
+    assert set(exact) <= set(index.find(b_port=some.b_port))
+    assert set(exact) == set(index.find(b, some.b_port, a, some.a_port))  # either way round
+    assert not len(index.find(a, some.a_port, b, some.b_port, protocols=(99,)))
+    assert not len(index.find(a, some.a_port, b, some.b_port, end_ns=T0 - 1))
+
+
+def test_an_index_built_elsewhere_stays_current_when_the_capture_moves_beside_it(capture, tmp_path):
+    hour = tmp_path / "2023" / "11" / "14" / "22"
+    hour.mkdir(parents=True)
+    build_index(capture, out=index_path(hour / capture.name))
+    assert not index_is_current(capture)
+    shutil.move(capture, hour / capture.name)
+    assert index_is_current(hour / capture.name)
+
+
+def test_a_grown_capture_makes_its_index_outdated(capture):
+    build_index(capture)
+    with open(capture, "ab") as f:
+        f.write(g.pcap_record(T0 + 5 * 10**9, g.ether(g.udp("10.0.0.1", 1, "10.0.0.2", 2))))
+    assert not index_is_current(capture)
+    assert capture_span(capture) is None
+
+
+def test_a_capture_of_the_same_size_but_other_content_is_not_its_capture(capture):
+    build_index(capture)
+    data = bytearray(capture.read_bytes())
+    data[-1] ^= 0xFF
+    capture.write_bytes(bytes(data))
+    assert not index_is_current(capture)
+
+
+def test_an_index_of_another_version_is_not_current(capture):
+    build_index(capture)
+    path = index_path(capture)
+    data = bytearray(path.read_bytes())
+    data[8:12] = struct.pack("<I", INDEX_VERSION + 1)
+    path.write_bytes(bytes(data))
+    assert not index_is_current(capture)
+    assert capture_span(capture) is None
+
+
+@pytest.mark.parametrize("cut", [10, 200, 1])
+def test_a_damaged_index_is_not_used(capture, cut):
+    build_index(capture)
+    path = index_path(capture)
+    path.write_bytes(path.read_bytes()[:-cut])
+    assert open_index(capture) is None
+
+
+def test_an_unparseable_capture_raises_and_writes_nothing(tmp_path):
+    path = tmp_path / "pcap.1700000000"
+    data = bytearray(g.pcap_bytes([(T0 + i, g.ether(g.udp("10.0.0.1", 1, "10.0.0.2", 2))) for i in range(5)]))
+    data[24 + 8 : 24 + 12] = struct.pack("<I", 10**9)
+    path.write_bytes(bytes(data) + bytes(2000))
+    with pytest.raises(CaptureError, match="offset 24"):
+        build_index(path)
+    assert os.listdir(tmp_path) == ["pcap.1700000000"]
+
+
+def test_a_last_record_cut_short_is_left_out(tmp_path):
+    path = tmp_path / "pcap.1700000000"
+    data = g.pcap_bytes(
+        [(T0 + i * 1000, g.ether(g.udp("10.0.0.1", 1, "10.0.0.2", 2, b"z" * 50))) for i in range(5)]
+    )
+    path.write_bytes(data[:-20])
+    assert build_index(path).packets == 4
+
+
+def test_an_empty_capture_has_an_index_without_span(tmp_path):
+    path = tmp_path / "pcap.1700000000"
+    g.write_pcap(path, [])
+    stats = build_index(path)
+    assert (stats.packets, stats.flows, stats.first_ns) == (0, 0, None)
+    assert index_is_current(path)
+    assert capture_span(path) is None
+
+
+def test_pcapng_is_indexed_with_its_interfaces(tmp_path):
+    path = tmp_path / "two.pcapng"
+    records = [
+        (0, T0, g.ether(g.tcp("10.0.0.1", 1, "10.0.0.2", 2))),
+        (1, T0 + 1, g.udp("10.0.0.3", 3, "10.0.0.4", 4)),
+    ]
+    g.write_pcapng(path, [g.Interface(1), g.Interface(101, 9)], records)
+    stats = build_index(path)
+    index = FlowIndex(index_path(path))
+    assert (stats.packets, stats.flows, index.linktypes, index.pcapng) == (2, 2, [1, 101], True)
+    assert len(index.meta_offsets) == 3  # section header, two interfaces
+
+
+def test_offsets_take_4_bytes_under_4_gib(capture):
+    built = build_index(capture)
+    assert FlowIndex(index_path(capture)).offset_dtype.itemsize == 4
+    assert built.index_bytes < 0.05 * built.capture_bytes
+
+
+@pytest.mark.slow
+def test_offsets_are_wide_for_captures_of_4_gib_and_more(tmp_path):
+    """A sparse file: 16384 records of 256 KiB of zeros, then one real packet past 4 GiB."""
+    path = tmp_path / "pcap.1700000000"
+    big = 262144
+    with open(path, "wb") as f:
+        f.write(g.pcap_header())
+        for n in range(16384):
+            f.write(struct.pack("<IIII", T0 // 10**9, n, big, big))
+            f.seek(big, os.SEEK_CUR)
+        offset = f.tell()
+        f.write(g.pcap_record(T0 + 10**9, g.ether(g.udp("10.0.0.1", 1, "10.0.0.2", 2, b"late"))))
+    assert offset >= 1 << 32
+    build_index(path)
+    index = FlowIndex(index_path(path))
+    assert index.offset_dtype.itemsize == 8
+    flows = index.find(a16("10.0.0.1"), 1, a16("10.0.0.2"), 2)
+    assert index.packet_offsets(flows).tolist() == [offset]
+
+
+def test_the_header_format_is_documented():
+    for word in ("capture_size", "digest", "flow table", "address lookup", "port lookup", "packet offsets"):
+        assert word in ix.__doc__
