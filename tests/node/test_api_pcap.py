@@ -196,3 +196,34 @@ def test_closing_the_answer_early_closes_the_capture_files(node, tree):
     assert open_captures() > before  # the engine holds the files while it answers
     response.close()  # what the WSGI server does when the client goes away
     assert open_captures() == before
+
+
+def test_zoneless_times_are_local_when_par_utc_is_off(tmp_path, monkeypatch):
+    import time
+
+    live_only = make_tree(tmp_path, files=1, packets=50)  # nothing filed: no hour directories to agree on
+    params = {**window(T0, T0 + 60), "start_time": "2015-02-26 11:00", "end_time": "2015-02-26 11:01"}
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        with override_settings(
+            ROOT_URLCONF="parsite.urls_node",
+            PAR_ROLE="node",
+            PAR_CAPTURE_DIR=live_only.capture_dir,
+            PAR_FILER_DIR=live_only.filer_dir,
+            PAR_UTC=False,
+        ):
+            local = Client().get("/data.pcap", params)
+            zoned = Client().get("/data.pcap", {**params, "start_time": "2015-02-26 16:00Z"})  # a zone wins
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    expected = live_only.expected(T0 * NS, (T0 + 60) * NS)
+    assert len(expected) > PCAP_HEADER_SIZE
+    assert body(local) == body(zoned) == expected
+
+
+def test_other_methods_are_a_json_405(node):
+    response = node.post("/data.pcap", window(T0, T0 + 60))
+    assert response.status_code == 405
+    assert "error" in response.json()
