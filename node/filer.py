@@ -84,7 +84,8 @@ class PassSummary:
 
     def line(self, simulate: bool = False) -> str:
         verb = "Would file" if simulate else "Filed"
-        text = f"{verb} {self.files} files, {self.bytes} bytes, {self.packets} packets in {self.seconds:.2f} seconds"
+        text = f"{verb} {self.files} files, {self.bytes} bytes, {self.packets} packets"
+        text += f" in {self.seconds:.2f} seconds"
         if self.unindexed:
             text += f"; {self.unindexed} without an index (unparseable)"
         if self.failed:

@@ -130,23 +130,29 @@ def files_for_window(
 ) -> list[Path]:
     """The capture files, filed or not, whose span overlaps ``[start_ns, end_ns]``, by epoch.
 
-    Never reads packets: a span comes from the index header or the file's name and mtime.
+    Never reads packets: a span comes from the index header or the file's name and mtime. The hour
+    directories of both clocks are looked at (``utc`` first), so files filed before PAR_UTC changed,
+    or by a filer run with the other of --utc/--localtime, are found too.
     """
     # The capture directory is listed first: a file the filer moves in between is then seen in
     # its hour directory (listed after), never missed by both listings.
     live = _captures_in(Path(capture_dir), prefix)
     start_s, end_s = start_ns // 1_000_000_000, end_ns // 1_000_000_000
     candidates: dict[str, tuple[int, Path]] = {path.name: (epoch, path) for epoch, path in live}
-    for directory in hour_dirs_between(filer_dir, start_s - rotation_s, end_s, utc):
+    dirs = hour_dirs_between(filer_dir, start_s - rotation_s, end_s, utc)
+    dirs += hour_dirs_between(filer_dir, start_s - rotation_s, end_s, not utc)
+    for directory in dict.fromkeys(dirs):
         for epoch, path in _captures_in(directory, prefix):
             if epoch <= end_s:
                 candidates[path.name] = (epoch, path)
     found = []
     for epoch, path in candidates.values():
         span = file_span(path, epoch)
-        if span is None and path.parent == Path(capture_dir):
-            path = hour_dir(filer_dir, epoch, utc) / path.name  # filed since it was listed
-            span = file_span(path, epoch)
+        if span is None and path.parent == Path(capture_dir):  # filed since it was listed
+            for clock in (utc, not utc):
+                path = hour_dir(filer_dir, epoch, clock) / path.name
+                if (span := file_span(path, epoch)) is not None:
+                    break
         if span is not None and span[0] <= end_ns and span[1] >= start_ns:
             found.append((epoch, path))
     found.sort(key=lambda item: (item[0], item[1].name))

@@ -178,7 +178,8 @@ def test_a_file_filed_while_the_window_is_listed_is_found_where_it_went(dirs, mo
     hour_dirs_between = store.hour_dirs_between
 
     def filer_moves_it_meanwhile(*args, **kwargs):
-        file_into_tree(capture, filer_dir)
+        if capture.exists():
+            file_into_tree(capture, filer_dir)
         return hour_dirs_between(*args, **kwargs)
 
     monkeypatch.setattr(store, "hour_dirs_between", filer_moves_it_meanwhile)
@@ -198,6 +199,20 @@ def test_a_window_finds_files_filed_in_local_hours(dirs, local_zone):
     assert store.files_for_window(
         start, start + NS, filer_dir=filer_dir, capture_dir=capture_dir, prefix="pcap", utc=False
     ) == [filed]
+
+
+def test_a_window_finds_files_filed_by_the_other_clock(dirs, local_zone):
+    capture_dir, filer_dir = dirs
+    by_local = file_into_tree(write_capture(capture_dir, SEED_FIRST), filer_dir, utc=False)
+    by_utc = file_into_tree(write_capture(capture_dir, SEED_FIRST + 120), filer_dir, utc=True)
+    assert by_local.parent != by_utc.parent
+    start = SEED_FIRST * NS
+
+    for utc in (True, False):
+        found = store.files_for_window(
+            start, start + 600 * NS, filer_dir=filer_dir, capture_dir=capture_dir, prefix="pcap", utc=utc
+        )
+        assert found == [by_local, by_utc]
 
 
 def test_a_window_skips_other_names_and_missing_directories(tmp_path):
