@@ -565,6 +565,21 @@ def test_max_age_deletes_the_hours_older_than_that(dirs, caplog):
     ]
 
 
+def test_a_filer_killed_while_deleting_an_hour_finishes_it_when_rerun(tmp_path):
+    capture_dir, filer_dir = tmp_path / "pcap", tmp_path / "filed"
+    capture_dir.mkdir()
+    this_hour = int(time.time() // 3600 * 3600)
+    hours = fill_hours(filer_dir, this_hour - 5 * 3600, 6)
+    env = filer_env(tmp_path, capture_dir, filer_dir)
+
+    crashed = manage({**env, "PAR_FILER_CRASH_AT": "deleting:2"}, "runfiler", "--max-age", "3")
+    assert crashed.returncode == -signal.SIGKILL
+    assert hours[0].exists() and len(list(hours[0].iterdir())) == 2
+
+    assert manage(env, "runfiler", "--max-age", "3").returncode == 0
+    assert [h.exists() for h in hours] == [False, False, True, True, True, True]
+
+
 def disk_of(filer_dir: Path, total: int):
     """A stand-in for shutil.disk_usage: a disk of ``total`` bytes holding only the filer tree."""
 
