@@ -1,0 +1,268 @@
+"""Benchmark: index build and flow queries against the seed's tcpdump pipeline, in one run.
+
+    .venv/bin/python bench/bench.py                  # about 1 GB in 60-second files
+    .venv/bin/python bench/bench.py --size-mb 200    # a quick check
+    .venv/bin/python bench/bench.py --grow 4         # then again over 4x the capture
+
+Writes under bench/out/ (git-ignored). Generates minute files of mixed traffic (IPv4/IPv6, TCP/UDP/
+SCTP, 802.1Q/802.1ad, thousands of flows, new flows every minute plus a few long-lived ones and one
+elephant), indexes them, then times flow queries over the whole capture both ways:
+
+    ours:  node.pcap.query.query_captures(files, flow)       (in-process, as the node serves it)
+    seed:  printf '<file list>' | tcpdump -V - -w - "host A and host B and port X and port Y"
+
+and prints the index build rate, index size as a share of the capture, the median query times and
+their ratio, and the peak memory of a separate process streaming the elephant flow's answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from node.pcap.flow import FlowQuery  # noqa: E402
+from node.pcap.index import build_index, index_path  # noqa: E402
+from node.pcap.query import query_captures  # noqa: E402
+from tests import pcapgen as g  # noqa: E402
+
+T0 = 1_700_000_000  # epoch seconds of the first file
+FILE_SECONDS = 60
+SIZES = (0, 0, 0, 0, 120, 300, 600, 1400, 1400, 1400)  # TCP payloads: many ACKs, many full segments
+ELEPHANT = g.Flow(6, "10.200.0.1", 50000, "198.51.100.200", 443)
+
+
+def minute_flows(minute: int, count: int) -> list[g.Flow]:
+    """The flows of one minute: new ones every minute, plus long-lived ones present in every minute."""
+    return g.mixed_flows(count, seed=1000 + minute) + g.mixed_flows(50, seed=7)
+
+
+def mean_record_bytes(elephant_share: float) -> int:
+    """About the mean record size of the mix (header, Ethernet/IP/TCP and payload)."""
+    others = 16 + 14 + 20 + 20 + 0.75 * sum(SIZES) / len(SIZES) + 0.25 * 205 + 0.3 * 20 + 0.2 * 5
+    return int(elephant_share * (16 + 54 + 1400) + (1 - elephant_share) * others)
+
+
+def write_minute(
+    path: Path, minute: int, target_bytes: int, flows_per_minute: int, elephant_share: float
+) -> int:
+    """One minute file of about ``target_bytes``; frames are built once per (flow, direction, size)."""
+    rng = random.Random(minute)
+    flows = minute_flows(minute, flows_per_minute)
+    weights = [1.0 / (rank + 1) for rank in range(len(flows))]
+    rng.shuffle(weights)
+    built: dict[tuple, bytes] = {}
+    blob = bytes(range(256)) * 6
+    start_ns = (T0 + minute * FILE_SECONDS) * 10**9
+    packets = target_bytes // mean_record_bytes(elephant_share)
+    step = FILE_SECONDS * 10**9 // packets
+    chosen = rng.choices(range(len(flows)), weights=weights, k=packets)
+    written = 0
+    with open(path, "wb", buffering=1 << 20) as out:
+        out.write(g.pcap_header())
+        for n, index in enumerate(chosen):
+            elephant = rng.random() < elephant_share
+            flow = ELEPHANT if elephant else flows[index]
+            size = (
+                1400 if elephant else rng.choice(SIZES) if flow.proto == 6 else rng.choice((40, 80, 200, 500))
+            )
+            key = (flow, rng.random() < 0.5, size)
+            frame = built.get(key)
+            if frame is None:
+                frame = built[key] = flow.frame(key[1], blob[:size], seq=size)
+            ts = start_ns + n * step + rng.randrange(step)
+            out.write(g.pcap_record(ts - ts % 1000, frame))
+            written += 1
+    return written
+
+
+def generate(
+    folder: Path, files: int, file_bytes: int, flows_per_minute: int, elephant_share: float
+) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for minute in range(files):
+        path = folder / f"pcap.{T0 + minute * FILE_SECONDS}"
+        if not path.exists():
+            tmp = path.with_name("." + path.name)
+            write_minute(tmp, minute, file_bytes, flows_per_minute, elephant_share)
+            tmp.rename(path)
+        paths.append(path)
+    return paths
+
+
+def index_all(paths: list[Path]) -> dict:
+    packets = capture_bytes = index_bytes = 0
+    wall, cpu = time.perf_counter(), time.process_time()
+    for path in paths:
+        stats = build_index(path)
+        packets += stats.packets
+        capture_bytes += stats.capture_bytes
+        index_bytes += stats.index_bytes
+    return {
+        "packets": packets,
+        "capture_bytes": capture_bytes,
+        "index_bytes": index_bytes,
+        "wall": time.perf_counter() - wall,
+        "cpu": time.process_time() - cpu,
+    }
+
+
+def query_of(f: g.Flow, files: list[Path]) -> FlowQuery:
+    start = T0 * 10**9
+    end = (T0 + len(files) * FILE_SECONDS) * 10**9
+    return FlowQuery(ipaddress.ip_address(f.a), f.a_port, ipaddress.ip_address(f.b), f.b_port, start, end)
+
+
+def ours(files: list[Path], f: g.Flow) -> tuple[float, int, bytes]:
+    started = time.perf_counter()
+    data = b"".join(query_captures(files, query_of(f, files)))
+    return time.perf_counter() - started, len(data), data
+
+
+def seed(files: list[Path], f: g.Flow) -> tuple[float, int, bytes]:
+    expression = f"host {f.a} and host {f.b} and port {f.a_port} and port {f.b_port}"
+    listing = "".join(f"{p}\n" for p in files).encode()
+    started = time.perf_counter()
+    done = subprocess.run(
+        ["tcpdump", "-V", "-", "-w", "-", expression], input=listing, capture_output=True, check=True
+    )
+    return time.perf_counter() - started, len(done.stdout), done.stdout
+
+
+def pick_queries(files: list[Path], count: int, flows_per_minute: int) -> list[g.Flow]:
+    """Untagged flows (the seed's expression cannot see VLAN frames) that started in the capture's middle."""
+    rng = random.Random(42)
+    picked: list[g.Flow] = []
+    while len(picked) < count:
+        minute = rng.randrange(len(files) // 4, max(len(files) // 4 + 1, 3 * len(files) // 4))
+        candidates = [f for f in g.mixed_flows(flows_per_minute, seed=1000 + minute)[:300] if not f.vlans]
+        picked.append(rng.choice(candidates))
+    return picked
+
+
+def peak_memory_of_streaming(files: list[Path], f: g.Flow) -> tuple[int, int]:
+    """(answer bytes, peak RSS in bytes) of a separate process streaming the flow's answer to /dev/null."""
+    code = (
+        "import sys, ipaddress; sys.path.insert(0, sys.argv[1]);"
+        "from pathlib import Path; from node.pcap.flow import FlowQuery;"
+        "from node.pcap.query import query_captures;"
+        "files = [Path(p) for p in sys.argv[8:]];"
+        "q = FlowQuery(ipaddress.ip_address(sys.argv[2]), int(sys.argv[3]), ipaddress.ip_address(sys.argv[4]),"
+        " int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]));"
+        "n = 0\n"
+        "with open('/dev/null', 'wb') as out:\n"
+        "    for chunk in query_captures(files, q): out.write(chunk); n += len(chunk)\n"
+        # VmHWM is this process's own peak: ru_maxrss would carry the parent's over from fork/exec
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+        "print(n, hwm)"
+    )
+    q = query_of(f, files)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(ROOT),
+            f.a,
+            str(f.a_port),
+            f.b,
+            str(f.b_port),
+            str(q.start_ns),
+            str(q.end_ns),
+        ]
+        + [str(p) for p in files],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    size, peak_kib = done.stdout.split()
+    return int(size), int(peak_kib) * 1024
+
+
+def measure(files: list[Path], queries: list[g.Flow], label: str) -> dict:
+    print(f"\n== {label}: {len(files)} files, {sum(p.stat().st_size for p in files) / 2**20:.0f} MiB")
+    built = index_all(files)
+    print(
+        f"index build: {built['packets']:,} packets in {built['wall']:.2f} s wall / {built['cpu']:.2f} s CPU"
+        f" = {built['packets'] / built['wall']:,.0f} packets/s wall, {built['packets'] / built['cpu']:,.0f} packets/s CPU"
+    )
+    share = built["index_bytes"] / built["capture_bytes"]
+    print(
+        f"index size: {built['index_bytes']:,} bytes = {100 * share:.2f}% of {built['capture_bytes']:,} capture bytes"
+    )
+    ours_times, seed_times = [], []
+    for f in queries:
+        ours(files, f)  # the first query of a flow warms nothing the others do not: page cache is shared
+        t_ours, n_ours, data_ours = ours(files, f)
+        t_seed, n_seed, data_seed = seed(files, f)
+        same = data_ours[24:] == data_seed[24:]
+        ours_times.append(t_ours)
+        seed_times.append(t_seed)
+        print(
+            f"  {f.a}:{f.a_port} <-> {f.b}:{f.b_port}/{f.proto}: ours {1000 * t_ours:8.1f} ms ({n_ours:,} B)"
+            f"  tcpdump {1000 * t_seed:8.1f} ms ({n_seed:,} B)  same records: {same}"
+        )
+    mo, ms = statistics.median(ours_times), statistics.median(seed_times)
+    print(f"median query: ours {1000 * mo:.1f} ms, tcpdump pipeline {1000 * ms:.1f} ms, ratio {ms / mo:.0f}x")
+    size, peak = peak_memory_of_streaming(files, ELEPHANT)
+    print(
+        f"streaming the elephant flow: {size / 2**20:.0f} MiB answer, peak RSS of the query process {peak / 2**20:.0f} MiB"
+    )
+    return {"ours": mo, "seed": ms, **built}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=1024, help="capture size (MiB)")
+    parser.add_argument("--file-mb", type=int, default=64, help="size of one 60-second file (MiB)")
+    parser.add_argument("--flows", type=int, default=3000, help="new flows per minute")
+    parser.add_argument("--queries", type=int, default=7, help="flows to query")
+    parser.add_argument(
+        "--elephant-share", type=float, default=0.2, help="share of packets of the elephant flow"
+    )
+    parser.add_argument(
+        "--grow", type=int, default=0, help="then measure again over this many times the capture"
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    parser.add_argument("--fresh", action="store_true", help="regenerate the capture files")
+    args = parser.parse_args(argv)
+    if shutil.which("tcpdump") is None:
+        sys.exit("tcpdump is needed: it runs the seed's pipeline")
+    folder = args.out / "captures"
+    if args.fresh and folder.exists():
+        shutil.rmtree(folder)
+    file_bytes = args.file_mb << 20
+    files = max(1, round(args.size_mb / args.file_mb))
+    total = files * max(1, args.grow)
+    print(f"generating {total} files of {args.file_mb} MiB in {folder} ...", flush=True)
+    started = time.perf_counter()
+    paths = generate(folder, total, file_bytes, args.flows, args.elephant_share)
+    for path in paths:
+        index_path(path).unlink(missing_ok=True)
+    print(f"generated in {time.perf_counter() - started:.0f} s")
+    queries = pick_queries(paths[:files], args.queries, args.flows)
+    base = measure(paths[:files], queries, f"{args.size_mb} MiB")
+    if args.grow > 1:
+        grown = measure(paths, queries, f"{args.grow}x: {args.size_mb * args.grow} MiB")
+        print(
+            f"\ngrowth {args.grow}x: our median query {grown['ours'] / base['ours']:.2f}x,"
+            f" tcpdump pipeline {grown['seed'] / base['seed']:.2f}x"
+        )
+    print(
+        f"\npeak RSS of this benchmark process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    )
+
+
+if __name__ == "__main__":
+    main()
