@@ -32,8 +32,14 @@ FLOW_DTYPE = np.dtype(
         ("reserved", "V3"),
     ]
 )
-ADDRESS_DTYPE = np.dtype([("hi", "<u8"), ("lo", "<u8"), ("flow", "<u4")])
-PORT_DTYPE = np.dtype([("port", "<u2"), ("flow", "<u4")])
+# The lookups are stored column by column: a binary search needs a contiguous sorted column.
+LOOKUP_COLUMNS = (
+    ("address_hi", "<u8"),
+    ("address_lo", "<u8"),
+    ("address_flow", "<u4"),
+    ("port", "<u2"),
+    ("port_flow", "<u4"),
+)
 
 
 def fold(fields: bulk.Fields, rows: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -141,16 +147,14 @@ def flow_table(layout: bulk.Layout, fields: bulk.Fields) -> tuple[np.ndarray, np
     return flows, layout.offset[packet_rows]
 
 
-def lookups(flows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(address -> flow, port -> flow) tables over both ends of every flow, sorted for binary search."""
+def lookups(flows: np.ndarray) -> list[np.ndarray]:
+    """The LOOKUP_COLUMNS over both ends of every flow: addresses sorted by (hi, lo), ports sorted."""
     ids = np.arange(len(flows), dtype=np.uint32)
-    addresses = np.zeros(2 * len(flows), dtype=ADDRESS_DTYPE)
-    addresses["hi"] = np.concatenate([flows["a_hi"], flows["b_hi"]])
-    addresses["lo"] = np.concatenate([flows["a_lo"], flows["b_lo"]])
-    addresses["flow"] = np.concatenate([ids, ids])
-    addresses = addresses[np.lexsort((addresses["lo"], addresses["hi"]))]
-    ports = np.zeros(2 * len(flows), dtype=PORT_DTYPE)
-    ports["port"] = np.concatenate([flows["a_port"], flows["b_port"]])
-    ports["flow"] = np.concatenate([ids, ids])
-    ports = ports[np.argsort(ports["port"], kind="stable")]
-    return addresses, ports
+    hi = np.concatenate([flows["a_hi"], flows["b_hi"]])
+    lo = np.concatenate([flows["a_lo"], flows["b_lo"]])
+    by_address = np.lexsort((lo, hi))
+    port = np.concatenate([flows["a_port"], flows["b_port"]])
+    by_port = np.argsort(port, kind="stable")
+    flow = np.concatenate([ids, ids])
+    columns = [hi[by_address], lo[by_address], flow[by_address], port[by_port], flow[by_port]]
+    return [c.astype(dtype) for c, (_, dtype) in zip(columns, LOOKUP_COLUMNS, strict=True)]

@@ -25,8 +25,9 @@ Format, version 1 (all integers little-endian; every section starts on an 8-byte
     link types       u32[linktypes]       link types of the records
     meta blocks      u64[meta_blocks]     offsets of pcapng section header / interface blocks
     flow table       FLOW_DTYPE[flows]    one row per direction-folded flow (see FLOW_DTYPE)
-    address lookup   ADDRESS_DTYPE[2*flows]  (address, flow) for both ends, sorted by address
-    port lookup      PORT_DTYPE[2*flows]     (port, flow) for both ends, sorted by port
+    address lookup   u64[2*flows] hi, u64[2*flows] lo, u32[2*flows] flow: both ends of every
+                     flow, sorted by address (hi, lo); three sections, one per column
+    port lookup      u16[2*flows] port, u32[2*flows] flow: both ends, sorted by port; two sections
     packet offsets   u32 or u64[entries]  record offsets, grouped by flow, ascending in a group;
                                           flow i owns entries [start_i, start_i + packets_i)
 
@@ -44,24 +45,33 @@ import hashlib
 import mmap
 import os
 import struct
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import bulk
-from .flowtable import ADDRESS_DTYPE, FLOW_DTYPE, PORT_DTYPE, community_id, flow_table, lookups
+from .flowtable import community_id, flow_table, lookups
 from .formats import Capture, CaptureError, IncompleteHeader, open_capture
+from .indexfile import (
+    FLAG_OFFSETS64,
+    FLAG_PCAPNG,
+    FLAG_SIMPLE_BLOCKS,
+    HEADER,
+    HEADER_SIZE,
+    INDEX_VERSION,
+    MAGIC,
+    FlowIndex,
+    IndexUnusable,
+)
 
-INDEX_VERSION = 1
 INDEX_SUFFIX = ".idx"
-MAGIC = b"PARINDEX"
-HEADER = struct.Struct("<8sIIQ20sQqqIIIIQ")
-HEADER_SIZE = 128
 DIGEST_SPAN = 4096
-FLAG_OFFSETS64 = 1
-FLAG_PCAPNG = 2
-FLAG_SIMPLE_BLOCKS = 4
+OPEN_INDEXES = 4096
+_OPEN: OrderedDict[str, tuple[tuple, FlowIndex]] = OrderedDict()
+_OPEN_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -76,8 +86,7 @@ class IndexStats:
 
 def index_path(capture: Path) -> Path:
     """Where the index of ``capture`` lives: beside it, ``<capture name>.idx``."""
-    capture = Path(capture)
-    return capture.with_name(capture.name + INDEX_SUFFIX)
+    return Path(os.fspath(capture) + INDEX_SUFFIX)
 
 
 def _digest(read, size: int) -> bytes:
@@ -88,8 +97,11 @@ def _digest(read, size: int) -> bytes:
 
 def capture_digest(capture: Path, size: int) -> bytes:
     """The content fingerprint an index keeps of its capture."""
-    with open(capture, "rb", buffering=0) as f:
-        return _digest(lambda offset, n: os.pread(f.fileno(), n, offset), size)
+    fd = os.open(capture, os.O_RDONLY)
+    try:
+        return _digest(lambda offset, n: os.pread(fd, n, offset), size)
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------- building
@@ -158,7 +170,7 @@ def _dissect(mm, layout: bulk.Layout) -> bulk.Fields:
 
 def _sections(layout: bulk.Layout, fields: bulk.Fields, size: int, digest: bytes, pcapng: bool):
     flows, offsets = flow_table(layout, fields)
-    addresses, ports = lookups(flows)
+    lookup_columns = lookups(flows)
     wide = size >= 1 << 32
     flags = (FLAG_OFFSETS64 if wide else 0) | (FLAG_PCAPNG if pcapng else 0)
     flags |= FLAG_SIMPLE_BLOCKS if layout.simple_blocks else 0
@@ -179,8 +191,7 @@ def _sections(layout: bulk.Layout, fields: bulk.Fields, size: int, digest: bytes
         linktypes,
         np.array(layout.meta_offsets, dtype="<u8"),
         flows,
-        addresses,
-        ports,
+        *lookup_columns,
         offsets.astype("<u8" if wide else "<u4"),
     ]
     return sections, values
@@ -228,177 +239,49 @@ def _write_atomically(out: Path, values: dict, sections: list[np.ndarray]) -> in
 # ---------------------------------------------------------------- reading
 
 
-class IndexUnusable(ValueError):
-    """An index that cannot be used (missing, damaged, another version, another capture)."""
-
-
-def _aligned(n: int) -> int:
-    return n + (-n % 8)
-
-
-class FlowIndex:
-    """An open, checked index: header facts, the flow table and lookups in memory, offsets read on demand."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        with open(self.path, "rb") as f:
-            head = f.read(HEADER_SIZE)
-            if len(head) < HEADER_SIZE or head[:8] != MAGIC:
-                raise IndexUnusable(f"{self.path}: not an index")
-            fields = HEADER.unpack_from(head)
-            if fields[1] != INDEX_VERSION:
-                raise IndexUnusable(f"{self.path}: index version {fields[1]}, expected {INDEX_VERSION}")
-            (
-                _,
-                _,
-                self.flags,
-                self.capture_size,
-                self.digest,
-                self.records,
-                self.first_ns,
-                self.last_ns,
-                n_flows,
-                n_linktypes,
-                n_meta,
-                _,
-                self.entries,
-            ) = fields
-            self.offset_dtype = np.dtype("<u8" if self.flags & FLAG_OFFSETS64 else "<u4")
-            layout = [
-                ("linktypes", np.dtype("<u4"), n_linktypes),
-                ("meta", np.dtype("<u8"), n_meta),
-                ("flows", FLOW_DTYPE, n_flows),
-                ("addresses", ADDRESS_DTYPE, 2 * n_flows),
-                ("ports", PORT_DTYPE, 2 * n_flows),
-            ]
-            at = HEADER_SIZE
-            arrays = {}
-            for name, dtype, count in layout:
-                data = f.read(_aligned(dtype.itemsize * count))
-                if len(data) < dtype.itemsize * count:
-                    raise IndexUnusable(f"{self.path}: index is cut short")
-                arrays[name] = np.frombuffer(data, dtype=dtype, count=count)
-                at += len(data)
-            self.offsets_at = at
-            expected = at + _aligned(self.offset_dtype.itemsize * self.entries)
-            if os.fstat(f.fileno()).st_size != expected:
-                raise IndexUnusable(f"{self.path}: index size does not match its header")
-        self.linktypes = [int(x) for x in arrays["linktypes"]]
-        self.meta_offsets = [int(x) for x in arrays["meta"]]
-        self.flows, self.addresses, self.ports = arrays["flows"], arrays["addresses"], arrays["ports"]
-        ends = self.flows["start"].astype(np.int64) + self.flows["packets"]
-        if len(ends) and int(ends.max()) > self.entries:
-            raise IndexUnusable(f"{self.path}: flow table points past the offsets")
-
-    @property
-    def pcapng(self) -> bool:
-        return bool(self.flags & FLAG_PCAPNG)
-
-    @property
-    def usable_for_queries(self) -> bool:
-        """False for pcapng files with Simple Packet Blocks, whose times only a full read can tell."""
-        return not self.flags & FLAG_SIMPLE_BLOCKS
-
-    def matches_capture(self, capture: Path) -> bool:
-        """True when ``capture`` is the file this index was built from (size and content digest)."""
-        try:
-            size = os.stat(capture).st_size
-            return size == self.capture_size and capture_digest(capture, size) == self.digest
-        except OSError:
-            return False
-
-    # ------------------------------------------------------------ lookups
-
-    def _address_flows(self, address: bytes) -> np.ndarray:
-        hi, lo = bulk.address_halves(address)
-        table = self.addresses
-        left = np.searchsorted(table["hi"], np.uint64(hi), "left")
-        right = np.searchsorted(table["hi"], np.uint64(hi), "right")
-        run = table["lo"][left:right]
-        first = np.searchsorted(run, np.uint64(lo), "left")
-        last = np.searchsorted(run, np.uint64(lo), "right")
-        return table["flow"][left + first : left + last]
-
-    def _port_flows(self, port: int) -> np.ndarray:
-        table = self.ports
-        left = np.searchsorted(table["port"], port, "left")
-        right = np.searchsorted(table["port"], port, "right")
-        return table["flow"][left:right]
-
-    def find(
-        self,
-        a: bytes | None = None,
-        a_port: int | None = None,
-        b: bytes | None = None,
-        b_port: int | None = None,
-        protocols: tuple[int, ...] | None = None,
-        start_ns: int | None = None,
-        end_ns: int | None = None,
-    ) -> np.ndarray:
-        """Ids of the flows between endpoint (a, a_port) and (b, b_port), either way; None = any value."""
-        candidates = None
-        for value, lookup in ((a, self._address_flows), (b, self._address_flows)):
-            if value is not None:
-                found = np.unique(lookup(value))
-                candidates = (
-                    found if candidates is None else np.intersect1d(candidates, found, assume_unique=True)
-                )
-        if candidates is None:
-            for port in (a_port, b_port):
-                if port is not None:
-                    found = np.unique(self._port_flows(port))
-                    candidates = found if candidates is None else np.intersect1d(candidates, found, True)
-        if candidates is None:
-            candidates = np.arange(len(self.flows), dtype=np.uint32)
-        rows = self.flows[candidates]
-        keep = _side(rows, "a", a, a_port) & _side(rows, "b", b, b_port)
-        keep |= _side(rows, "b", a, a_port) & _side(rows, "a", b, b_port)
-        if protocols is not None:
-            keep &= np.isin(rows["proto"], protocols)
-        if start_ns is not None:
-            keep &= rows["last_ns"] >= start_ns
-        if end_ns is not None:
-            keep &= rows["first_ns"] <= end_ns
-        return candidates[keep]
-
-    def packet_offsets(self, flow_ids: np.ndarray) -> np.ndarray:
-        """Record offsets of the packets of ``flow_ids``, ascending."""
-        parts = []
-        with open(self.path, "rb", buffering=0) as f:
-            for flow in np.asarray(flow_ids).tolist():
-                row = self.flows[flow]
-                count, size = int(row["packets"]), self.offset_dtype.itemsize
-                data = os.pread(f.fileno(), count * size, self.offsets_at + int(row["start"]) * size)
-                if len(data) < count * size:
-                    raise IndexUnusable(f"{self.path}: index is cut short")
-                parts.append(np.frombuffer(data, dtype=self.offset_dtype).astype(np.int64))
-        if not parts:
-            return np.zeros(0, dtype=np.int64)
-        return np.sort(np.concatenate(parts)) if len(parts) > 1 else parts[0]
-
-
-def _side(rows: np.ndarray, side: str, address: bytes | None, port: int | None) -> np.ndarray:
-    keep = np.ones(len(rows), dtype=bool)
-    if address is not None:
-        hi, lo = bulk.address_halves(address)
-        keep &= (rows[side + "_hi"] == np.uint64(hi)) & (rows[side + "_lo"] == np.uint64(lo))
-    if port is not None:
-        keep &= rows[side + "_port"] == port
-    return keep
+def _checked_index(capture: str) -> FlowIndex | None:
+    """The index of ``capture`` when it opens cleanly and was built from this very content."""
+    try:
+        index = FlowIndex(capture + INDEX_SUFFIX)
+        size = os.stat(capture).st_size
+        if size == index.capture_size and capture_digest(capture, size) == index.digest:
+            return index
+    except (OSError, IndexUnusable, ValueError):
+        pass
+    return None
 
 
 def open_index(capture: Path) -> FlowIndex | None:
-    """The current index of ``capture``, or None when it is missing, damaged, outdated or of another file."""
+    """The current index of ``capture``, or None when it is missing, damaged, outdated or of another file.
+
+    Indexes found current are kept open (a few thousand, least recently used dropped first) for as
+    long as neither file changes on disk (same inode, size, mtime), so a query over many files
+    does not open and check each index again.
+    """
+    capture = os.fspath(capture)
     try:
-        index = FlowIndex(index_path(capture))
-    except (OSError, IndexUnusable, ValueError):
+        capture_stat, index_stat = os.stat(capture), os.stat(capture + INDEX_SUFFIX)
+    except OSError:
         return None
-    return index if index.matches_capture(capture) else None
+    signature = tuple((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) for st in (capture_stat, index_stat))
+    with _OPEN_LOCK:
+        cached = _OPEN.get(capture)
+        if cached is not None and cached[0] == signature:
+            _OPEN.move_to_end(capture)
+            return cached[1]
+    index = _checked_index(capture)
+    if index is None:
+        return None
+    with _OPEN_LOCK:
+        _OPEN[capture] = (signature, index)
+        while len(_OPEN) > OPEN_INDEXES:
+            _OPEN.popitem(last=False)
+    return index
 
 
 def index_is_current(capture: Path) -> bool:
     """True when ``capture`` has an index of this version that was built from it as it is now."""
-    return open_index(capture) is not None
+    return _checked_index(os.fspath(capture)) is not None
 
 
 def capture_span(capture: Path) -> tuple[int, int] | None:
@@ -422,6 +305,7 @@ __all__ = [
     "CaptureError",
     "FlowIndex",
     "IncompleteHeader",
+    "IndexUnusable",
     "IndexStats",
     "build_index",
     "capture_span",

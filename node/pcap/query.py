@@ -91,32 +91,31 @@ def name_epoch_ns(path: Path) -> int | None:
 
 
 def plan_file(path: Path, m: Matcher) -> FilePlan | None:
-    """Open ``path`` and decide how to read it; None when it cannot hold an answer."""
+    """Decide how to read ``path``; None when it cannot hold an answer (then it is not even opened)."""
+    index = open_index(path)
+    if index is not None and index.usable_for_queries:
+        if index.records == 0 or index.last_ns < m.start_ns or index.first_ns > m.end_ns:
+            return None
+        flows = index.find(m.a, m.a_port, m.b, m.b_port, m.protocols, m.start_ns, m.end_ns)
+        if not len(flows):
+            return None
+        offsets = index.packet_offsets(flows).tolist()
+    else:
+        index, offsets = None, []
+        epoch = name_epoch_ns(path)
+        if epoch is not None and epoch - NAME_SLACK_NS > m.end_ns:
+            return None
     try:
         capture = open_capture(path)
     except IncompleteHeader:
         return None  # a file just created: nothing in it yet
     try:
-        index = open_index(path)
-        if index is not None and index.usable_for_queries:
-            if index.records == 0 or index.last_ns < m.start_ns or index.first_ns > m.end_ns:
-                capture.close()
-                return None
-            if index.pcapng:
-                capture.learn_blocks(index.meta_offsets)
-            flows = index.find(m.a, m.a_port, m.b, m.b_port, m.protocols, m.start_ns, m.end_ns)
-            if not len(flows):
-                capture.close()
-                return None
-            return FilePlan(capture, index, index.packet_offsets(flows).tolist())
-        epoch = name_epoch_ns(path)
-        if epoch is not None and epoch - NAME_SLACK_NS > m.end_ns:
-            capture.close()
-            return None
-        return FilePlan(capture)
+        if index is not None and index.pcapng:
+            capture.learn_blocks(index.meta_offsets)
     except BaseException:
         capture.close()
         raise
+    return FilePlan(capture, index, offsets)
 
 
 def indexed_records(capture: Capture, offsets: Iterable[int], m: Matcher) -> Iterator[Record]:

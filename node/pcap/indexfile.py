@@ -1,0 +1,207 @@
+"""Reading a flow index: the header checked on open, the tables looked up in a read-only mapping.
+
+The format is described in ``node.pcap.index``; this module holds its constants and the reader.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+
+import numpy as np
+
+from .bulk import address_halves
+from .flowtable import FLOW_DTYPE, LOOKUP_COLUMNS
+
+INDEX_VERSION = 1
+MAGIC = b"PARINDEX"
+HEADER = struct.Struct("<8sIIQ20sQqqIIIIQ")
+HEADER_SIZE = 128
+FLAG_OFFSETS64 = 1
+FLAG_PCAPNG = 2
+FLAG_SIMPLE_BLOCKS = 4
+SMALL = 32  # candidate flows checked in Python rather than numpy
+
+
+class IndexUnusable(ValueError):
+    """An index that cannot be used (missing, damaged, another version, another capture)."""
+
+
+def _aligned(n: int) -> int:
+    return n + (-n % 8)
+
+
+class FlowIndex:
+    """An open index: header facts read and checked; tables are views of a read-only mapping.
+
+    Opening touches the header only; a lookup touches the few pages its binary searches visit,
+    so asking many files' indexes costs little more than opening them.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            if size < HEADER_SIZE:
+                raise IndexUnusable(f"{self.path}: not an index")
+            self._map = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+        finally:
+            os.close(fd)
+        head = self._map[:HEADER_SIZE]
+        if head[:8] != MAGIC:
+            raise IndexUnusable(f"{self.path}: not an index")
+        fields = HEADER.unpack_from(head)
+        if fields[1] != INDEX_VERSION:
+            raise IndexUnusable(f"{self.path}: index version {fields[1]}, expected {INDEX_VERSION}")
+        (_, _, self.flags, self.capture_size, self.digest, self.records, self.first_ns, self.last_ns) = (
+            fields[:8]
+        )
+        n_flows, n_linktypes, n_meta, _, self.entries = fields[8:]
+        self.offset_dtype = np.dtype("<u8" if self.flags & FLAG_OFFSETS64 else "<u4")
+        at = HEADER_SIZE
+        arrays = []
+        for dtype, count in (
+            (np.dtype("<u4"), n_linktypes),
+            (np.dtype("<u8"), n_meta),
+            (FLOW_DTYPE, n_flows),
+            *((np.dtype(dtype), 2 * n_flows) for _, dtype in LOOKUP_COLUMNS),
+        ):
+            if at + dtype.itemsize * count > size:
+                raise IndexUnusable(f"{self.path}: index is cut short")
+            arrays.append(np.frombuffer(self._map, dtype=dtype, count=count, offset=at))
+            at += _aligned(dtype.itemsize * count)
+        self.offsets_at = at
+        if at + _aligned(self.offset_dtype.itemsize * self.entries) != size:
+            raise IndexUnusable(f"{self.path}: index size does not match its header")
+        (
+            linktypes,
+            meta,
+            self.flows,
+            self.address_hi,
+            self.address_lo,
+            self.address_flow,
+            self.port,
+            self.port_flow,
+        ) = arrays
+        self.linktypes = linktypes.tolist()
+        self.meta_offsets = meta.tolist()
+
+    @property
+    def pcapng(self) -> bool:
+        return bool(self.flags & FLAG_PCAPNG)
+
+    @property
+    def usable_for_queries(self) -> bool:
+        """False for pcapng files with Simple Packet Blocks, whose times only a full read can tell."""
+        return not self.flags & FLAG_SIMPLE_BLOCKS
+
+    # ------------------------------------------------------------ lookups
+
+    def _address_flows(self, address: bytes) -> np.ndarray:
+        hi, lo = (np.uint64(x) for x in address_halves(address))
+        his = self.address_hi
+        left, right = his.searchsorted(hi, "left"), his.searchsorted(hi, "right")
+        run = self.address_lo[left:right]
+        first, last = run.searchsorted(lo, "left"), run.searchsorted(lo, "right")
+        return self.address_flow[left + first : left + last]
+
+    def _port_flows(self, port: int) -> np.ndarray:
+        left, right = self.port.searchsorted(port, "left"), self.port.searchsorted(port, "right")
+        return self.port_flow[left:right]
+
+    def find(
+        self,
+        a: bytes | None = None,
+        a_port: int | None = None,
+        b: bytes | None = None,
+        b_port: int | None = None,
+        protocols: tuple[int, ...] | None = None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+    ) -> np.ndarray:
+        """Ids of the flows between endpoint (a, a_port) and (b, b_port), either way; None = any value.
+
+        The most selective given field is looked up by binary search; the other fields are then
+        checked on those candidate rows only.
+        """
+        if a is not None or b is not None:
+            candidates = self._address_flows(a if a is not None else b)
+        elif a_port is not None or b_port is not None:
+            candidates = self._port_flows(a_port if a_port is not None else b_port)
+        else:
+            candidates = np.arange(len(self.flows), dtype=np.uint32)
+        if len(candidates) > 1:
+            candidates = np.unique(candidates)  # a flow between a host and itself is listed twice
+        if not len(candidates):
+            return candidates
+        rows = self.flows[candidates]
+        if len(rows) <= SMALL:
+            wanted = _Wanted(a, a_port, b, b_port, protocols, start_ns, end_ns)
+            keep = [wanted.matches(row) for row in rows.tolist()]
+            return candidates[np.array(keep, dtype=bool)]
+        keep = _side(rows, "a", a, a_port) & _side(rows, "b", b, b_port)
+        keep |= _side(rows, "b", a, a_port) & _side(rows, "a", b, b_port)
+        if protocols is not None:
+            proto = rows["proto"]
+            keep &= np.logical_or.reduce([proto == p for p in protocols])
+        if start_ns is not None:
+            keep &= rows["last_ns"] >= start_ns
+        if end_ns is not None:
+            keep &= rows["first_ns"] <= end_ns
+        return candidates[keep]
+
+    def packet_offsets(self, flow_ids: np.ndarray) -> np.ndarray:
+        """Record offsets of the packets of ``flow_ids``, ascending."""
+        parts = []
+        for flow in np.asarray(flow_ids).tolist():
+            row = self.flows[flow]
+            start, count = int(row["start"]), int(row["packets"])
+            if start + count > self.entries:
+                raise IndexUnusable(f"{self.path}: flow {flow} points past the offsets")
+            at = self.offsets_at + start * self.offset_dtype.itemsize
+            parts.append(
+                np.frombuffer(self._map, dtype=self.offset_dtype, count=count, offset=at).astype(np.int64)
+            )
+        if not parts:
+            return np.zeros(0, dtype=np.int64)
+        return np.sort(np.concatenate(parts)) if len(parts) > 1 else parts[0]
+
+
+class _Wanted:
+    """The fields a lookup asks for, checked on flow rows as tuples (cheaper than numpy for a few rows)."""
+
+    def __init__(self, a, a_port, b, b_port, protocols, start_ns, end_ns):
+        self.a = address_halves(a) if a is not None else None
+        self.b = address_halves(b) if b is not None else None
+        self.a_port, self.b_port = a_port, b_port
+        self.protocols, self.start_ns, self.end_ns = protocols, start_ns, end_ns
+
+    @staticmethod
+    def _end(address, port, row_address, row_port) -> bool:
+        return (address is None or address == row_address) and (port is None or port == row_port)
+
+    def matches(self, row: tuple) -> bool:
+        a_hi, a_lo, b_hi, b_lo, first_ns, last_ns, _, _, _, a_port, b_port, proto = row[:12]
+        if self.protocols is not None and proto not in self.protocols:
+            return False
+        if (self.start_ns is not None and last_ns < self.start_ns) or (
+            self.end_ns is not None and first_ns > self.end_ns
+        ):
+            return False
+        ra, rb = (a_hi, a_lo), (b_hi, b_lo)
+        end = self._end
+        return (end(self.a, self.a_port, ra, a_port) and end(self.b, self.b_port, rb, b_port)) or (
+            end(self.a, self.a_port, rb, b_port) and end(self.b, self.b_port, ra, a_port)
+        )
+
+
+def _side(rows: np.ndarray, side: str, address: bytes | None, port: int | None) -> np.ndarray:
+    keep = np.ones(len(rows), dtype=bool)
+    if address is not None:
+        hi, lo = address_halves(address)
+        keep &= (rows[side + "_hi"] == np.uint64(hi)) & (rows[side + "_lo"] == np.uint64(lo))
+    if port is not None:
+        keep &= rows[side + "_port"] == port
+    return keep
