@@ -162,20 +162,20 @@ def pcap_response(query: FlowQuery) -> HttpResponse:
 
 def stream(query: FlowQuery, first: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
     """Yield the answer; closing this generator (client gone) closes the engine's, which frees the files."""
-    sent, started, finished = 0, time.monotonic(), False
+    sent, started, outcome = 0, time.monotonic(), "stopped (client went away)"
     try:
         yield first
         sent += len(first)
         for chunk in chunks:
             yield chunk
             sent += len(chunk)
-        finished = True
+        outcome = "served"
     except Exception:
+        outcome = "failed"
         log.exception("data.pcap %s failed after %d bytes: the answer is cut short", describe(query), sent)
         raise  # the server drops the connection: a truncated pcap never looks complete
     finally:
         chunks.close()
-        outcome = "served" if finished else "stopped (client went away)"
         log.info(
             "data.pcap %s %s: %d bytes in %.2f s", describe(query), outcome, sent, time.monotonic() - started
         )
@@ -184,7 +184,7 @@ def stream(query: FlowQuery, first: bytes, chunks: Iterator[bytes]) -> Iterator[
 def describe(query: FlowQuery) -> str:
     return (
         f"{query.a}:{query.a_port}<->{query.b}:{query.b_port}"
-        f" proto={query.proto or 'any'} [{query.start_ns}, {query.end_ns}]"
+        f" proto={'any' if query.proto is None else query.proto} [{query.start_ns}, {query.end_ns}]"
     )
 
 

@@ -16,7 +16,19 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 import requests
 
-from tests.node.captures import FILE_SECONDS, NS, T0, make_big_capture, make_tree, window
+from tests.node.captures import (
+    A_PORT,
+    B_PORT,
+    FILE_SECONDS,
+    NS,
+    T0,
+    A,
+    B,
+    make_big_capture,
+    make_tree,
+    window,
+)
+from tests.pcapgen import ether, pcap_header, pcap_record, tcp
 from tests.servers import Server, gunicorn
 
 pytestmark = pytest.mark.slow
@@ -300,3 +312,21 @@ def test_tcpdump_reads_the_answer(node, tmp_path):
     assert read.returncode == 0, read.stderr
     lines = read.stdout.splitlines()
     assert lines and all("10.0.0.1.40000" in line and "10.0.0.2.80" in line for line in lines)
+
+
+def test_a_capture_damaged_mid_answer_cuts_the_connection_instead_of_a_short_200(tmp_path):
+    (tmp_path / "capture").mkdir()
+    (tmp_path / "filed").mkdir()
+    frame = ether(tcp(A, A_PORT, B, B_PORT, b"x" * 1000))
+    good = b"".join(pcap_record(T0 * NS + i * 1000_000, frame) for i in range(2000))  # 2 MB of the flow
+    impossible = struct.pack("<IIII", T0 + 10, 0, 0x7FFFFFFF, 0x7FFFFFFF)  # a record no capture can hold
+    (tmp_path / "capture" / f"pcap.{T0}").write_bytes(pcap_header() + good + impossible + good)
+    with gunicorn("node", env_for(tmp_path, tmp_path / "capture", tmp_path / "filed")) as node:
+        answer = requests.get(f"{node.url}/data.pcap", window(T0, T0 + 60), stream=True, timeout=10)
+        assert answer.status_code == 200  # the damage is met after the answer began
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            for _chunk in answer.iter_content(1 << 16):
+                pass
+        answer.close()
+        assert requests.get(f"{node.url}/ping", timeout=10).status_code == 200
+        assert wait_for(lambda: "failed after" in node.log() and "the answer is cut short" in node.log())
