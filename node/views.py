@@ -8,10 +8,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import drf_spectacular_sidecar
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
-from django.views.static import serve
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -19,6 +17,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+import parsite.docs
 from node import status
 from node.acl import AllowedCaller, caller_allowed
 from node.pcap.flow import FlowQuery
@@ -38,11 +37,6 @@ log = logging.getLogger("node.api")
 PCAP_TYPE = "application/vnd.tcpdump.pcap"
 NO_DATA = "no capture data for that timeframe"
 _REFUSED = {403: OpenApiResponse(ErrorSerializer, description="the caller is not allowed")}
-_SIDECAR_STATIC = Path(drf_spectacular_sidecar.__file__).parent / "static" / "drf_spectacular_sidecar"
-# The only files served under static/: the docs' own, listed once.
-_SIDECAR_FILES = frozenset(
-    str(p.relative_to(_SIDECAR_STATIC)) for p in _SIDECAR_STATIC.rglob("*") if p.is_file()
-)
 
 
 class NodeView(APIView):
@@ -236,9 +230,7 @@ def docs_asset(request, path: str):
     """Swagger UI's files, shipped with drf-spectacular-sidecar: /docs works with no internet."""
     if not caller_allowed(request):
         return error_response(AllowedCaller.message, 403)
-    if path not in _SIDECAR_FILES:
-        return error_response("not found", 404)
-    return serve(request, path, document_root=_SIDECAR_STATIC)
+    return parsite.docs.docs_asset(request, path)
 
 
 def not_found(request, exception=None):

@@ -3,9 +3,12 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from parsite.docs import ASSET_ROUTE, docs_asset
+
 urlpatterns = [
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path(ASSET_ROUTE, docs_asset, name="docs-asset"),
 ]
 
 handler400 = "parsite.errors.handler400"

@@ -151,6 +151,17 @@ def test_the_api_documentation_needs_no_key(api, path):
     assert api.get(path).status_code == 200
 
 
+def test_the_docs_work_offline_with_assets_served_by_the_collector(api):
+    html = api.get("/docs").content.decode()
+    assert "https://" not in html
+    url = "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"
+    assert url in html
+    asset = api.get(url)
+    assert asset.status_code == 200
+    assert b"".join(asset.streaming_content)
+    assert api.get("/static/drf_spectacular_sidecar/../../__init__.py").status_code == 404
+
+
 def test_the_schema_documents_the_key_schemes_and_data_pcap(api):
     schema = api.get("/schema", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
     schemes = schema["components"]["securitySchemes"]
