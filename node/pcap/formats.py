@@ -437,6 +437,9 @@ class CaptureWriter:
         return b"".join(parts)
 
     def record(self, record: Record) -> bytes:
+        if record.linktype not in self._interface:
+            # only a pcapng source declaring an interface after its first packet can get here
+            raise ValueError(f"link type {record.linktype} was not declared in the answer's header")
         if not self.pcapng:
             return pcap_record_bytes(record, self.nanosecond)
         ticks = record.ts_ns if self.nanosecond else record.ts_ns // 1000

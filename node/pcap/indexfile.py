@@ -161,12 +161,12 @@ class FlowIndex:
             if start + count > self.entries:
                 raise IndexUnusable(f"{self.path}: flow {flow} points past the offsets")
             at = self.offsets_at + start * self.offset_dtype.itemsize
-            parts.append(
-                np.frombuffer(self._map, dtype=self.offset_dtype, count=count, offset=at).astype(np.int64)
-            )
+            parts.append(np.frombuffer(self._map, dtype=self.offset_dtype, count=count, offset=at))
+        if len(parts) == 1:
+            return parts[0]  # a view of the mapping: nothing copied
         if not parts:
             return np.zeros(0, dtype=np.int64)
-        return np.sort(np.concatenate(parts)) if len(parts) > 1 else parts[0]
+        return np.sort(np.concatenate(parts).astype(np.int64))
 
 
 class _Wanted:

@@ -9,10 +9,13 @@ scanned record by record with the same rules, so both give the same answer.
 from __future__ import annotations
 
 import heapq
+import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from .dissect import PORT_PROTOCOLS, V4_PREFIX, FlowFields, dissect
 from .flow import FlowQuery
@@ -63,7 +66,8 @@ class Matcher:
 
     def needles(self) -> tuple[bytes, bytes]:
         """Bytes every matching frame contains (its addresses), for a cheap first test in a scan."""
-        return tuple(x[12:] if x[:12] == V4_PREFIX else x for x in (self.a, self.b))  # type: ignore[return-value]
+        a, b = (x[12:] if x[:12] == V4_PREFIX else x for x in (self.a, self.b))
+        return a, b
 
 
 @dataclass
@@ -72,25 +76,25 @@ class FilePlan:
 
     capture: Capture
     index: FlowIndex | None = None
-    offsets: Sequence[int] = field(default_factory=list)
+    offsets: np.ndarray | None = None  # record offsets, ascending, when read from the index
 
     @property
     def linktypes(self) -> list[int]:
         return self.index.linktypes if self.index is not None else self.capture.linktypes
 
     def records(self, m: Matcher) -> Iterator[Record]:
-        if self.index is not None:
-            return indexed_records(self.capture, self.offsets, m)
+        if self.offsets is not None:
+            return indexed_records(self.capture, _in_slices(self.offsets), m)
         return scanned_records(self.capture, m)
 
 
-def name_epoch_ns(path: Path) -> int | None:
+def name_epoch_ns(path: str | Path) -> int | None:
     """The epoch in a capture file name ``<prefix>.<epoch>``, in ns."""
-    found = NAME_EPOCH.search(Path(path).name)
+    found = NAME_EPOCH.search(os.path.basename(path))
     return int(found.group(1)) * 1_000_000_000 if found else None
 
 
-def plan_file(path: Path, m: Matcher) -> FilePlan | None:
+def plan_file(path: str | Path, m: Matcher) -> FilePlan | None:
     """Decide how to read ``path``; None when it cannot hold an answer (then it is not even opened)."""
     index = open_index(path)
     if index is not None and index.usable_for_queries:
@@ -99,9 +103,9 @@ def plan_file(path: Path, m: Matcher) -> FilePlan | None:
         flows = index.find(m.a, m.a_port, m.b, m.b_port, m.protocols, m.start_ns, m.end_ns)
         if not len(flows):
             return None
-        offsets = index.packet_offsets(flows).tolist()
+        offsets = index.packet_offsets(flows)
     else:
-        index, offsets = None, []
+        index, offsets = None, None
         epoch = name_epoch_ns(path)
         if epoch is not None and epoch - NAME_SLACK_NS > m.end_ns:
             return None
@@ -116,6 +120,12 @@ def plan_file(path: Path, m: Matcher) -> FilePlan | None:
         capture.close()
         raise
     return FilePlan(capture, index, offsets)
+
+
+def _in_slices(offsets: np.ndarray, size: int = 4096) -> Iterator[int]:
+    """The offsets as Python ints, a slice at a time: a big answer never holds them all as objects."""
+    for start in range(0, len(offsets), size):
+        yield from offsets[start : start + size].tolist()
 
 
 def indexed_records(capture: Capture, offsets: Iterable[int], m: Matcher) -> Iterator[Record]:
@@ -172,7 +182,7 @@ def query_captures(paths: Sequence[Path], q: FlowQuery, *, chunk_size: int = 1 <
     plans: list[FilePlan] = []
     try:
         for path in paths:
-            plan = plan_file(Path(path), m)
+            plan = plan_file(os.fspath(path), m)
             if plan is not None:
                 plans.append(plan)
         linktypes, nanosecond = _output_format(paths, plans)
