@@ -91,21 +91,29 @@ def walk_pcap(capture: Capture, mm: mmap.mmap, size: int) -> Layout:
 
 
 def _walk_native(mm: mmap.mmap, size: int) -> array:
-    """Record offsets, reading each length through one of four aligned uint32 views of the file."""
+    """Record offsets, reading each length through one of four aligned uint32 views of the file.
+
+    The loop has no end test of its own: reading past the last view ends it (IndexError); the
+    offsets it took past the last whole record header are dropped after it.
+    """
     whole = memoryview(mm)[:size]
     views = [whole[k : k + (size - k) // 4 * 4].cast("I") for k in range(4)]
     offsets = array("q")
     append = offsets.append
-    off, limit = PCAP_HEADER_SIZE, size - RECORD_HEADER_SIZE
+    off = PCAP_HEADER_SIZE
     try:
-        while off <= limit:
+        while True:
             append(off)
             # caplen sits 8 bytes into the record header: same alignment as the header itself
             off += RECORD_HEADER_SIZE + views[off & 3][(off >> 2) + 2]
+    except IndexError:
+        pass
     finally:
         for view in views:
             view.release()
         whole.release()
+    while offsets and offsets[-1] > size - RECORD_HEADER_SIZE:
+        offsets.pop()
     return offsets
 
 
@@ -193,23 +201,23 @@ def _link_layer(linktype: int, link: np.ndarray, caplen: np.ndarray):
     n = len(link)
     start = np.zeros(n, dtype=np.int64)
     slow = np.zeros(n, dtype=bool)
+    words = link.view(">u2")  # the frame head as big-endian 16-bit words, no copy
     if linktype == d.LINKTYPE_ETHERNET:
-        ethertype = _be16(link[:, 12:14])
+        ethertype = words[:, 6]
         start += 14
         for tag in range(FAST_VLAN_TAGS):
             # a frame tagged now was tagged before: all tagged frames have the same offset here
-            at = 14 + 4 * tag
-            tagged = _any_of(ethertype, d.VLAN_TPIDS) & (at + 4 <= caplen)
+            tagged = _any_of(ethertype, d.VLAN_TPIDS) & (caplen >= 18 + 4 * tag)
             if not tagged.any():
                 break
-            ethertype[tagged] = _be16(link[tagged, at + 2 : at + 4])
-            start[tagged] += 4
+            ethertype = np.where(tagged, words[:, 8 + 2 * tag], ethertype)
+            start += tagged * 4
         slow = _any_of(ethertype, d.VLAN_TPIDS) & (start + 4 <= caplen)  # deeper stacks
         return start, _ethertype_version(ethertype, caplen >= 14), slow
     if linktype == d.LINKTYPE_LINUX_SLL:
-        return start + 16, _ethertype_version(_be16(link[:, 14:16]), caplen >= 16), slow
+        return start + 16, _ethertype_version(words[:, 7], caplen >= 16), slow
     if linktype == d.LINKTYPE_LINUX_SLL2:
-        return start + 20, _ethertype_version(_be16(link[:, 0:2]), caplen >= 20), slow
+        return start + 20, _ethertype_version(words[:, 0], caplen >= 20), slow
     if linktype in (d.LINKTYPE_NULL, d.LINKTYPE_LOOP):
         four = np.ascontiguousarray(link[:, :4])
         family = four.view(">u4").ravel().astype(np.int64)
@@ -227,8 +235,8 @@ def _link_layer(linktype: int, link: np.ndarray, caplen: np.ndarray):
 
 
 def _ethertype_version(ethertype: np.ndarray, present: np.ndarray) -> np.ndarray:
-    version = np.where(ethertype == d.ETH_IPV4, 4, np.where(ethertype == d.ETH_IPV6, 6, 0))
-    return np.where(present, version, 0)
+    version = (ethertype == d.ETH_IPV4).astype(np.int8) * 4 + (ethertype == d.ETH_IPV6).astype(np.int8) * 6
+    return version * present
 
 
 def _new_fields(n: int) -> Fields:
@@ -260,14 +268,15 @@ def flow_fields(mm: mmap.mmap | bytes, size: int, layout: Layout) -> tuple[Field
 def _batch_fields(mm, size, data, caplen, linktypes, f: Fields, slow: np.ndarray, batch: slice) -> None:
     n = len(data)
     link = gather(mm, size, data, LINK_BYTES)
-    kinds = np.unique(linktypes).tolist()
-    if len(kinds) == 1:
-        start, version, batch_slow = _link_layer(kinds[0], link, caplen)
+    if not n:
+        return
+    if (linktypes == linktypes[0]).all():  # a classic pcap file: always
+        start, version, batch_slow = _link_layer(int(linktypes[0]), link, caplen)
     else:
         start = np.zeros(n, dtype=np.int64)
         version = np.zeros(n, dtype=np.int64)
         batch_slow = np.zeros(n, dtype=bool)
-        for linktype in kinds:
+        for linktype in np.unique(linktypes).tolist():
             rows = linktypes == linktype
             start[rows], version[rows], batch_slow[rows] = _link_layer(linktype, link[rows], caplen[rows])
     # IP header and ports in one gather at each packet's IP header: addresses and ports fall on

@@ -112,6 +112,61 @@ def _community_digest(a: bytes, a_port: int, b: bytes, b_port: int, proto: int) 
     return hashlib.sha1(data).digest()
 
 
+V4_MESSAGE = np.dtype(
+    [
+        ("seed", ">u2"),
+        ("a", ">u4"),
+        ("b", ">u4"),
+        ("proto", "u1"),
+        ("pad", "u1"),
+        ("a_port", ">u2"),
+        ("b_port", ">u2"),
+    ]
+)
+V6_MESSAGE = np.dtype(
+    [
+        ("seed", ">u2"),
+        ("a_hi", ">u8"),
+        ("a_lo", ">u8"),
+        ("b_hi", ">u8"),
+        ("b_lo", ">u8"),
+        ("proto", "u1"),
+        ("pad", "u1"),
+        ("a_port", ">u2"),
+        ("b_port", ">u2"),
+    ]
+)
+
+
+def community_digests(flows: np.ndarray) -> np.ndarray:
+    """Community ID v1 sha1 digests of every flow row, the hashed messages laid out by numpy.
+
+    Rows are folded as Community ID orders its endpoints, (address, port) ascending.
+    """
+    out = np.zeros(len(flows), dtype="V20")
+    v4 = (flows["a_hi"] == 0) & (flows["a_lo"] >> np.uint64(32) == 0xFFFF)
+    v4 &= (flows["b_hi"] == 0) & (flows["b_lo"] >> np.uint64(32) == 0xFFFF)
+    for rows, dtype in ((np.flatnonzero(v4), V4_MESSAGE), (np.flatnonzero(~v4), V6_MESSAGE)):
+        chosen = flows[rows]
+        messages = np.zeros(len(rows), dtype=dtype)
+        for name in dtype.names:
+            if name in ("a", "b"):
+                messages[name] = chosen[name + "_lo"] & np.uint64(0xFFFFFFFF)
+            elif name not in ("seed", "pad"):
+                messages[name] = chosen[name]
+        size = dtype.itemsize
+        with_ports = np.isin(chosen["proto"], bulk.d.PORT_PROTOCOLS).tolist()
+        raw = memoryview(messages.tobytes())
+        sha1 = hashlib.sha1
+        digests = [
+            sha1(raw[i * size : (i + 1) * size if ports else (i + 1) * size - 4]).digest()
+            for i, ports in enumerate(with_ports)
+        ]
+        if digests:
+            out[rows] = np.frombuffer(b"".join(digests), dtype="V20")
+    return out
+
+
 def flow_table(layout: bulk.Layout, fields: bulk.Fields) -> tuple[np.ndarray, np.ndarray]:
     """(flow table, record offsets grouped by flow) of the records that carry flow fields."""
     rows = np.flatnonzero(fields.has_flow)
@@ -134,16 +189,7 @@ def flow_table(layout: bulk.Layout, fields: bulk.Fields) -> tuple[np.ndarray, np
         flows["bytes"] = np.add.reduceat(layout.orig_len[packet_rows], starts)
     flows["start"] = starts
     flows["packets"] = counts
-    addresses = np.stack([flows["a_hi"], flows["a_lo"], flows["b_hi"], flows["b_lo"]], axis=1).astype(">u8")
-    raw = addresses.tobytes()
-    digests = [
-        _community_digest(raw[32 * i : 32 * i + 16], a_port, raw[32 * i + 16 : 32 * i + 32], b_port, proto)
-        for i, (a_port, b_port, proto) in enumerate(
-            zip(flows["a_port"].tolist(), flows["b_port"].tolist(), flows["proto"].tolist(), strict=True)
-        )
-    ]
-    if digests:
-        flows["community_id"] = np.frombuffer(b"".join(digests), dtype="V20")
+    flows["community_id"] = community_digests(flows)
     return flows, layout.offset[packet_rows]
 
 
