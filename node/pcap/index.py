@@ -24,7 +24,15 @@ Format, version 1 (all integers little-endian; every section starts on an 8-byte
       reserved       to 128 bytes
     link types       u32[linktypes]       link types of the records
     meta blocks      u64[meta_blocks]     offsets of pcapng section header / interface blocks
-    flow table       FLOW_DTYPE[flows]    one row per direction-folded flow (see FLOW_DTYPE)
+    flow table       96-byte rows, one per direction-folded flow (flowtable.FLOW_DTYPE):
+                       a_hi u64, a_lo u64, b_hi u64, b_lo u64   the two endpoint addresses
+                       first_ns i64, last_ns i64                 its first and last packet time
+                       bytes u64                                 original lengths, summed
+                       start u64, packets u32                    its run in the packet offsets
+                       a_port u16, b_port u16, proto u8
+                       community_id 20s                          Community ID v1 (seed 0) sha1;
+                                                                 text: "1:" + base64
+                       reserved 3 bytes
     address lookup   u64[2*flows] hi, u64[2*flows] lo, u32[2*flows] flow: both ends of every
                      flow, sorted by address (hi, lo); three sections, one per column
     port lookup      u16[2*flows] port, u32[2*flows] flow: both ends, sorted by port; two sections
@@ -36,6 +44,11 @@ A flow is folded so that (a, a_port) <= (b, b_port), addresses compared as 16 by
 ports. Non-first fragments are in the flow of their datagram's first fragment (see
 ``node.pcap.dissect``). Packet timestamps are not stored: the query reads each record's header to
 clip time anyway.
+
+A reader meeting an index of another version, a damaged one (sizes that disagree with the
+header), or one of other content than its capture gets None from ``open_index`` and scans the
+capture instead; ``reindex`` and the filer rebuild it. Sizes: 4 bytes per packet of a flow plus
+about 136 bytes per flow, about 1.2% of the capture on the benchmark's traffic mix.
 """
 
 from __future__ import annotations
