@@ -16,11 +16,22 @@ from django.utils import timezone
 from collector import keys
 
 NODE_DEFAULT_PORT = 9002
+# Node ids are a 32-bit integer column (PostgreSQL); "0" is the seed's "all nodes".
+NODE_ID_MAX = 2**31 - 1
 # last_used is written at most this often per key: one cheap UPDATE a minute.
 LAST_USED_EVERY = timedelta(seconds=60)
 _HOSTNAME = re.compile(
     r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
 )
+
+
+def parse_node_id(text: str) -> int:
+    """A node number from its text (ASCII digits, 1 to NODE_ID_MAX); ValueError otherwise."""
+    text = text.strip()
+    # ASCII only: str.isdigit() also takes "²", which int() refuses.
+    if not (text.isascii() and text.isdigit()) or len(text) > 10 or not 0 < int(text) <= NODE_ID_MAX:
+        raise ValueError(f"{text[:20]!r} is not a node number")
+    return int(text)
 
 
 def normalize_address(text: str) -> str:
@@ -52,7 +63,7 @@ class Node(models.Model):
 
     id = models.PositiveIntegerField(
         primary_key=True,
-        validators=[MinValueValidator(1), MaxValueValidator(2**31 - 1)],
+        validators=[MinValueValidator(1), MaxValueValidator(NODE_ID_MAX)],
         help_text='The seed\'s node number; "0" is reserved (it meant "all nodes").',
     )
     name = models.CharField(max_length=100, blank=True)

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from collector import keys
-from collector.models import ApiKey, Node, normalize_address
+from collector.models import ApiKey, Node, normalize_address, parse_node_id
 
 ADMIN_NODE = "0"  # the seed's "every node, and the key list"
 
@@ -35,10 +35,10 @@ class ImportReport:
 
 
 def _node_id(text: object, where: str) -> int:
-    value = str(text).strip()
-    if not value.isdigit() or not 0 < int(value) < 2**31:
-        raise ConfigError(f"{where}: {value!r} is not a node number")
-    return int(value)
+    try:
+        return parse_node_id(str(text))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def import_nodes(data: object, report: ImportReport) -> None:

@@ -22,7 +22,7 @@ from collector.auth import (
     IsAdminKey,
     request_key,
 )
-from collector.models import ApiKey, Node, RequestLog
+from collector.models import ApiKey, Node, RequestLog, parse_node_id
 from collector.serializers import (
     API_KEY_PARAM,
     DATA_PCAP_PARAMS,
@@ -171,10 +171,11 @@ class DataPcapView(CollectorView):
         raw = request.query_params.get("node_id", "").strip()
         if not raw:
             raise exceptions.ValidationError("missing parameter: node_id")
-        if not raw.isdigit() or len(raw) > 10:
+        try:
+            self.entry.node = parse_node_id(raw)
+        except ValueError:
             raise exceptions.ValidationError("invalid node_id: a node number is required")
-        self.entry.node = int(raw)
-        return int(raw)
+        return self.entry.node
 
     @extend_schema(
         responses={(200, "application/vnd.tcpdump.pcap"): PCAP_RESPONSE, 400: ErrorSerializer, **NODE_ERRORS},

@@ -51,7 +51,13 @@ def test_createapikey_admin_and_all_nodes(nodes):
 
 
 @pytest.mark.parametrize(
-    ("nodes_arg", "message"), [("1,7", "no such node: 7"), ("1,x", "'x' is not a node number")]
+    ("nodes_arg", "message"),
+    [
+        ("1,7", "no such node: 7"),
+        ("1,x", "'x' is not a node number"),
+        ("1,\u00b2", "'\u00b2' is not a node number"),
+        ("2147483648", "'2147483648' is not a node number"),
+    ],
 )
 def test_createapikey_refuses_unknown_or_bad_nodes(nodes, nodes_arg, message):
     with pytest.raises(CommandError, match=message):
@@ -120,6 +126,14 @@ def test_importconfig_refuses_a_malformed_file_and_changes_nothing(tmp_path, db,
     (tmp_path / "api.conf").write_text(api_text)
     with pytest.raises(CommandError, match=message):
         run("importconfig", "--api-file", str(tmp_path / "api.conf"), "--node-file", node_file)
+    assert Node.objects.count() == 0
+
+
+@pytest.mark.parametrize("node_id", ["0", "x", "\u00b2", "2147483648"])
+def test_importconfig_refuses_a_bad_node_id(tmp_path, db, node_id):
+    node_file = seed_files(tmp_path, SEED_API, {node_id: "10.0.0.1"})[1]
+    with pytest.raises(CommandError, match="is not a node number"):
+        run("importconfig", "--node-file", node_file)
     assert Node.objects.count() == 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from collector.models import ApiKey, Node
+from collector.models import ApiKey, Node, parse_node_id
 
 
 def parse_node_ids(text: str) -> list[int]:
@@ -14,9 +14,10 @@ def parse_node_ids(text: str) -> list[int]:
         part = part.strip()
         if not part:
             continue
-        if not part.isdigit() or int(part) == 0:
-            raise CommandError(f"--nodes: {part!r} is not a node number (use --admin for the seed's node 0)")
-        ids.append(int(part))
+        try:
+            ids.append(parse_node_id(part))
+        except ValueError as exc:
+            raise CommandError(f"--nodes: {exc} (use --admin for the seed's node 0)") from None
     return ids
 
 
