@@ -26,6 +26,9 @@ _FRACTION = re.compile(r"(?<=:[0-9][0-9])[.,]([0-9]+)")
 _NS = 1_000_000_000
 _TIME_FORMS = "use ISO 8601, epoch seconds or a form like 2001-01-01 5:01pm"
 _EPOCH_START = datetime(1970, 1, 1, tzinfo=UTC)
+# Later times are refused: a time is shown as a datetime in UTC and in local time (file names, hour
+# directories, the request log), and datetime stops at the year 9999.
+_LATEST_NS = (datetime(9999, 1, 1, tzinfo=UTC) - _EPOCH_START) // timedelta(seconds=1) * _NS
 
 
 class FlowParamError(ValueError):
@@ -128,6 +131,8 @@ def parse_flow_query(params: Mapping[str, str], *, utc: bool, max_window: int) -
         raise FlowParamError("end_time", f"invalid end time (end_time): {_TIME_FORMS}") from None
     if start_ns < 0:
         raise FlowParamError("start_time", "invalid start time (start_time): before 1970")
+    if end_ns > _LATEST_NS:
+        raise FlowParamError("end_time", "invalid end time (end_time): after the year 9998")
     if end_ns < start_ns:
         raise FlowParamError("end_time", "invalid end time (end_time): before the start time")
     if end_ns - start_ns > max_window * _NS:

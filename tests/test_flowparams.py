@@ -181,3 +181,16 @@ def test_the_window_is_at_most_max_window():
 def test_a_time_far_out_of_range_is_invalid_not_a_crash():
     assert refusal(end_time="99999999999-01-01").param == "end_time"
     assert refusal(start_time="0001-01-01").param == "start_time"
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("9999-12-31T23:00:00-23:59", "9999-12-31T23:59:59-23:59"),  # past the year 9999 in UTC
+        ("9999-12-31T23:00:00Z", "9999-12-31T23:59:59Z"),  # the year 10000 in a zone east of UTC
+    ],
+)
+def test_a_time_past_what_a_datetime_holds_is_refused(start, end):
+    error = refusal(start_time=start, end_time=end)
+    assert error.param == "end_time" and "after the year 9998" in str(error)
+    assert query(start_time="9998-12-31T23:00:00Z", end_time="9998-12-31T23:59:59Z")

@@ -50,6 +50,13 @@ def test_a_window_longer_than_the_maximum_is_refused(api, node1_key):
     assert "at most 60 seconds" in response.json()["error"]
 
 
+def test_a_window_past_the_year_9999_is_refused_before_the_node_is_asked(api, node1_key):
+    window = {"start_time": "9999-12-31T23:00:00-23:59", "end_time": "9999-12-31T23:59:59-23:59"}
+    response = api.get_as(node1_key, "/data.pcap", {**FLOW, **window, "node_id": "1"})
+    assert response.status_code == 400
+    assert "end_time" in response.json()["error"]
+
+
 @pytest.mark.parametrize("node_id", ["one", "-1", "1.0", "99999999999"])
 def test_a_node_id_that_is_not_a_number_is_refused(api, admin_key, node_id):
     response = api.get_as(admin_key, "/data.pcap", {**FLOW, "node_id": node_id})

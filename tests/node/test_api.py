@@ -64,6 +64,13 @@ def test_a_window_longer_than_max_window_is_a_400(node):
     assert "3600" in response.json()["error"]
 
 
+def test_a_window_past_the_year_9999_is_a_400(node):
+    window = {"start_time": "9999-12-31T23:00:00-23:59", "end_time": "9999-12-31T23:59:59-23:59"}
+    response = node.get("/data.pcap", {**SEED, **window})
+    assert response.status_code == 400
+    assert "end_time" in response.json()["error"]
+
+
 def test_a_client_asking_for_a_pcap_still_gets_its_error_as_json(node):
     response = node.get("/data.pcap", {**SEED, "src_port": "x"}, HTTP_ACCEPT="application/vnd.tcpdump.pcap")
     assert response.status_code == 400
