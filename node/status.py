@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import re
 import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from node.pcap.index import INDEX_SUFFIX, capture_span
+from node.store import name_epoch
 
 CAPTURE_TOOLS = ("daemonlogger", "tcpdump", "dumpcap", "netsniff-ng")
 # Walking a filer tree is cheap (one stat per entry) but must stay bounded.
@@ -30,15 +30,9 @@ class TreeFacts:
     errors: list[str] = field(default_factory=list)
 
 
-def _names(prefix: str) -> tuple[re.Pattern, re.Pattern]:
-    stem = re.escape(prefix) + r"\.([0-9]+)"
-    return re.compile(stem), re.compile(stem + re.escape(INDEX_SUFFIX))
-
-
 def walk_tree(root: Path, prefix: str, *, limit: int = MAX_WALK_ENTRIES) -> TreeFacts:
     """Disk usage and capture/index counts of ``root``, walked with os.scandir, links not followed."""
     facts = TreeFacts()
-    capture_name, index_name = _names(prefix)
     try:
         facts.bytes = os.stat(root).st_blocks * 512  # du counts the directory itself too
     except OSError as exc:
@@ -67,24 +61,24 @@ def walk_tree(root: Path, prefix: str, *, limit: int = MAX_WALK_ENTRIES) -> Tree
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(entry.path)
                     elif entry.is_file(follow_symlinks=False):
-                        _count_file(facts, entry, capture_name, index_name)
+                        _count_file(facts, entry, prefix)
         except OSError as exc:
             facts.errors.append(f"{exc.filename}: {exc.strerror}")
     return facts
 
 
-def _count_file(
-    facts: TreeFacts, entry: os.DirEntry, capture_name: re.Pattern, index_name: re.Pattern
-) -> None:
-    match = capture_name.fullmatch(entry.name)
-    if match:
+def _count_file(facts: TreeFacts, entry: os.DirEntry, prefix: str) -> None:
+    # The names the filer and the store take for captures and indexes, no others.
+    epoch = name_epoch(entry.name, prefix)
+    if epoch is not None:
         facts.captures += 1
-        epoch = int(match.group(1))
         if facts.oldest is None or epoch < facts.oldest:
             facts.oldest = epoch
         if facts.newest is None or epoch > facts.newest:
             facts.newest, facts.newest_path = epoch, entry.path
-    elif index_name.fullmatch(entry.name):
+    elif (
+        entry.name.endswith(INDEX_SUFFIX) and name_epoch(entry.name[: -len(INDEX_SUFFIX)], prefix) is not None
+    ):
         facts.indexes += 1
 
 

@@ -32,7 +32,7 @@ _EPOCH = re.compile(r"[0-9]{1,12}")
 _HOUR_PROBE_S = 900
 
 
-def _name_epoch(name: str, prefix: str) -> int | None:
+def name_epoch(name: str, prefix: str) -> int | None:
     """The epoch of a ``<prefix>.<epoch>`` name, else None."""
     head, dot, tail = name.rpartition(".")
     if not dot or head != prefix or not _EPOCH.fullmatch(tail):
@@ -44,7 +44,7 @@ def _name_epoch(name: str, prefix: str) -> int | None:
 def capture_epoch(path: str | os.PathLike, prefix: str) -> int | None:
     """The epoch in a capture file's name; None for other names, hidden files, directories, links."""
     path = Path(path)
-    epoch = _name_epoch(path.name, prefix)
+    epoch = name_epoch(path.name, prefix)
     if epoch is None:
         return None
     try:
@@ -60,7 +60,7 @@ def _captures_in(directory: Path, prefix: str) -> list[tuple[int, Path]]:
     try:
         with os.scandir(directory) as entries:
             for entry in entries:
-                epoch = _name_epoch(entry.name, prefix)
+                epoch = name_epoch(entry.name, prefix)
                 if epoch is not None and entry.is_file(follow_symlinks=False):
                     found.append((epoch, Path(entry.path)))
     except (FileNotFoundError, NotADirectoryError):

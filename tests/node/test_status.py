@@ -61,6 +61,22 @@ def test_the_walk_counts_captures_and_indexes_and_finds_the_oldest_and_newest(tm
     assert facts.complete
 
 
+def test_a_stray_file_with_an_epoch_past_the_year_9999_is_not_a_capture(tmp_path):
+    capture, filed = make_tree(tmp_path)
+    for directory in (capture, hour_path(filed, EPOCH_NEW)):
+        (directory / "pcap.999999999999").write_bytes(b"s")
+        (directory / "pcap.999999999999.idx").write_bytes(b"s")
+    with override_settings(
+        ROOT_URLCONF="parsite.urls_node", PAR_ROLE="node", PAR_CAPTURE_DIR=capture, PAR_FILER_DIR=filed
+    ):
+        response = Client().get("/status")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["capture"]["live_file"]["name"] == "pcap.1424977260"
+    assert (body["files"]["count"], body["files"]["indexes"], body["files"]["waiting"]) == (3, 3, 1)
+    assert body["files"]["newest"] == "2015-02-26T18:00:00+00:00"
+
+
 def test_the_walk_is_bounded(tmp_path):
     _capture, filed = make_tree(tmp_path)
     facts = walk_tree(filed, "pcap", limit=3)
