@@ -57,7 +57,10 @@ def test_a_window_past_the_year_9999_is_refused_before_the_node_is_asked(api, no
     assert "end_time" in response.json()["error"]
 
 
-@pytest.mark.parametrize("node_id", ["one", "-1", "1.0", "99999999999"])
+@pytest.mark.parametrize(
+    "node_id",
+    ["one", "-1", "1.0", "0", "99999999999", "2147483648", "9999999999", "\u00b2", "\u0661", "\uff11"],
+)
 def test_a_node_id_that_is_not_a_number_is_refused(api, admin_key, node_id):
     response = api.get_as(admin_key, "/data.pcap", {**FLOW, "node_id": node_id})
     assert response.status_code == 400
