@@ -86,7 +86,7 @@ def _read_json(node: Node, answer: requests.Response) -> object:
         raise NodeTimeout()
     except requests.RequestException:
         raise NodeUnreachable()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep for the parser
         log.warning("node %s answered %s with a body that is not JSON", node.id, answer.status_code)
         raise NodeUnreachable(f"{NODE_PROBLEM}: its answer is not JSON")
     finally:

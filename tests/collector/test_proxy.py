@@ -162,6 +162,14 @@ def test_every_data_pcap_with_a_key_is_logged(api, node1_key, nodes):
             "this node does not answer this caller",
         ),
         (418, b"short and stout", "text/plain", 502, f"{NODE_PROBLEM['error']}: its answer is not JSON"),
+        pytest.param(
+            200,
+            b"[" * 100_000 + b"]" * 100_000,  # nested deeper than the JSON parser recurses
+            "application/json",
+            502,
+            f"{NODE_PROBLEM['error']}: its answer is not JSON",
+            id="deeply-nested-json",
+        ),
     ],
 )
 def test_what_a_node_address_answers_is_passed_or_mapped(
