@@ -64,7 +64,16 @@ def node_get(node: Node, path: str, params: Mapping[str, str] | None = None) -> 
     """GET ``path`` on ``node`` with the body left unread; 502/504 APIException when it cannot."""
     timeout = (settings.PAR_NODE_CONNECT_TIMEOUT, settings.PAR_NODE_READ_TIMEOUT)
     try:
-        return _session.get(node.url(path), params=params, headers=_headers(), timeout=timeout, stream=True)
+        # Redirects are not followed: whatever answers at a node's address must not send the
+        # collector, with the node secret, to another node or host.
+        return _session.get(
+            node.url(path),
+            params=params,
+            headers=_headers(),
+            timeout=timeout,
+            stream=True,
+            allow_redirects=False,
+        )
     except requests.Timeout:
         log.warning("node %s (%s) timed out on /%s", node.id, node.address, path)
         raise NodeTimeout()
@@ -108,7 +117,7 @@ def node_error(node: Node, answer: requests.Response) -> Response:
 def node_json(node: Node, path: str) -> Response:
     """The node's JSON answer to ``path``, with its status."""
     answer = node_get(node, path)
-    if answer.status_code >= 400:
+    if answer.status_code >= 300:  # a redirect is not followed: a 502 saying so
         return node_error(node, answer)
     return Response(_read_json(node, answer), status=answer.status_code)
 

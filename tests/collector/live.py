@@ -145,14 +145,22 @@ class HungNode:
 class WrongServer:
     """Something else listening where a node should be (say, a web server's error page)."""
 
-    def __init__(self, status: int, body: bytes, content_type: str = "text/html") -> None:
+    def __init__(
+        self, status: int, body: bytes, content_type: str = "text/html", headers: dict[str, str] | None = None
+    ) -> None:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[tuple[str, dict[str, str]]] = []  # (path, headers) of every request
+        seen = self.requests
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                seen.append((self.path, dict(self.headers)))
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
 

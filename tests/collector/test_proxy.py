@@ -186,3 +186,21 @@ def test_what_a_node_address_answers_is_passed_or_mapped(
             assert response.json() == {"error": expected_error}, path
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("path", ["/nodes/1/status", "/data.pcap"])
+def test_a_redirect_from_a_node_is_not_followed(api, admin_key, path):
+    """A node (or whatever answers at its address) cannot send the collector, and its secret, elsewhere."""
+    elsewhere = WrongServer(200, b'{"secret": "data of another node"}', "application/json")
+    server = WrongServer(302, b"", headers={"Location": f"http://{elsewhere.address}/data.pcap"})
+    try:
+        Node.objects.filter(pk=1).update(address=server.address)
+        with override_settings(PAR_NODE_SECRET="s3cret"):
+            response = api.get_as(admin_key, path, {**FLOW, "node_id": "1"} if path == "/data.pcap" else {})
+        assert response.status_code == 502
+        assert response.json() == {"error": f"{NODE_PROBLEM['error']}: it answered 302"}
+        assert len(server.requests) == 1
+        assert elsewhere.requests == []
+    finally:
+        server.close()
+        elsewhere.close()
