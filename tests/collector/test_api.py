@@ -6,7 +6,7 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
-from collector.models import Node
+from collector.models import Node, RequestLog
 
 FLOW = {
     "src_addr": "10.0.0.1",
@@ -185,6 +185,16 @@ def test_requests_are_throttled_per_key(api, node1_key, node2_key):
     assert answers == [200, 200, 200, 429]
     assert "error" in api.get_as(node1_key, "/ping").json()
     assert api.get_as(node2_key, "/ping").status_code == 200  # another key has its own budget
+
+
+@override_settings(REST_FRAMEWORK={**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"api_key": "3/min"}})
+def test_refused_requests_count_against_the_rate_too(api, node1_key):
+    no_grant = {**FLOW, "node_id": "2"}
+    answers = [api.get_as(node1_key, "/data.pcap", no_grant).status_code for _ in range(3)]
+    answers.append(api.get_as(node1_key, "/data.pcap", {**FLOW, "node_id": "x"}).status_code)
+    answers.append(api.get_as(node1_key, "/keys").status_code)
+    assert answers == [403, 403, 403, 429, 429]
+    assert RequestLog.objects.filter(status=429).count() == 1
 
 
 def test_keys_shows_an_all_nodes_key_with_every_active_node_and_revoked_keys_as_inactive(
