@@ -262,7 +262,14 @@ def test_missing_directories_are_a_clear_error(dirs, tmp_path):
 
 def test_bad_option_values_are_refused(dirs):
     capture_dir, filer_dir = dirs
-    for args in (["--keep-free", "150"], ["--max-age", "-1"], ["--loop", "0"], ["--prefix", "a/b"]):
+    bad = (
+        ["--keep-free", "150"],
+        ["--max-age", "-1"],
+        ["--loop", "0"],
+        ["--loop", "inf"],
+        ["--prefix", "a/b"],
+    )
+    for args in bad:
         with pytest.raises(CommandError):
             runfiler(capture_dir, filer_dir, *args)
 

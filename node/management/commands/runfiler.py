@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 from pathlib import Path
@@ -21,7 +22,7 @@ def _percent(text: str) -> float:
 
 def _positive(text: str) -> float:
     value = float(text)
-    if not value > 0:
+    if not 0 < value < math.inf:  # "inf" is a float too, but no timeout
         raise ValueError(text)
     return value
 
