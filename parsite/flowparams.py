@@ -7,11 +7,13 @@ with a 400 before any node round-trip.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from ipaddress import ip_address
 
 from dateutil import parser as dateparser
+from dateutil import tz
 
 from node.pcap.flow import PROTO_NAMES, FlowQuery, IPAddress
 
@@ -29,6 +31,13 @@ _EPOCH_START = datetime(1970, 1, 1, tzinfo=UTC)
 # Later times are refused: a time is shown as a datetime in UTC and in local time (file names, hour
 # directories, the request log), and datetime stops at the year 9999.
 _LATEST_NS = (datetime(9999, 1, 1, tzinfo=UTC) - _EPOCH_START) // timedelta(seconds=1) * _NS
+# Zone names with one fixed offset (RFC 2822's, which Ruby's Time.parse reads too), in hours. Any
+# other name is refused: dateutil would otherwise ignore it and read the time as UTC.
+_ZONE_HOURS = {"UT": 0, "UTC": 0, "GMT": 0, "Z": 0, "EST": -5, "EDT": -4, "CST": -6, "CDT": -5}
+_ZONE_HOURS |= {"MST": -7, "MDT": -6, "PST": -8, "PDT": -7}
+# "UTC+3" is three hours east of UTC, as people (and Ruby) read it; dateutil reads such a name and
+# offset POSIX-style, the other way round, so the name goes and the offset stays.
+_NAMED_OFFSET = re.compile(r"\b(?:UTC|GMT|UT)\s*(?=[+-][0-9])", re.IGNORECASE)
 
 
 class FlowParamError(ValueError):
@@ -100,8 +109,9 @@ def _parse_calendar_time(text: str, *, utc: bool) -> datetime:
     today at 17:00); parts missing below it are their minimum (``2015-02`` is
     the 1st of February).
     """
-    low = dateparser.parse(text, default=datetime(1970, 1, 1))
-    high = dateparser.parse(text, default=datetime(1971, 2, 2))
+    text = _NAMED_OFFSET.sub("", text)
+    low = dateparser.parse(text, default=datetime(1970, 1, 1), tzinfos=_zone)
+    high = dateparser.parse(text, default=datetime(1971, 2, 2), tzinfos=_zone)
     given = (low.year == high.year, low.month == high.month, low.day == high.day)
     if given[0]:
         return low
@@ -109,6 +119,19 @@ def _parse_calendar_time(text: str, *, utc: bool) -> datetime:
     today = datetime.now(UTC) if utc else datetime.now()
     fill = dict(list({"year": today.year, "month": today.month, "day": today.day}.items())[:top])
     return low.replace(**fill)
+
+
+def _zone(name: str | None, offset: int | None) -> int | tzinfo | None:
+    """dateutil's ``tzinfos`` hook: a numeric offset as given, a known zone name, or ValueError."""
+    if offset is not None:
+        return offset
+    if name is None:
+        return None  # no zone given
+    if name.upper() in _ZONE_HOURS:
+        return _ZONE_HOURS[name.upper()] * 3600
+    if name in time.tzname:
+        return tz.tzlocal()  # this host's own zone by its name, as dateutil takes it
+    raise ValueError(f"unknown time zone {name!r}")
 
 
 def parse_flow_query(params: Mapping[str, str], *, utc: bool, max_window: int) -> FlowQuery:

@@ -115,6 +115,11 @@ def test_an_empty_proto_means_any_port_protocol():
         ("2015-02", epoch_ns(2015, 2, 1)),
         ("1424966400", epoch_ns(2015, 2, 26, 16)),
         ("0", 0),
+        ("2015-02-26 16:00 GMT", epoch_ns(2015, 2, 26, 16)),
+        ("2015-02-26 11:00 EST", epoch_ns(2015, 2, 26, 16)),
+        ("Thu, 26 Feb 2015 08:00:00 PST", epoch_ns(2015, 2, 26, 16)),
+        ("2015-02-26 19:00 UTC+3", epoch_ns(2015, 2, 26, 16)),  # east of UTC, as Ruby reads it
+        ("2015-02-26 11:00 GMT-05:00", epoch_ns(2015, 2, 26, 16)),
     ],
 )
 def test_time_forms(text, expected):
@@ -159,6 +164,14 @@ def test_an_unreadable_start_time_is_invalid_start_time(value):
     assert error.param == "start_time"
     if value:
         assert str(error).startswith("invalid start time")
+
+
+@pytest.mark.parametrize(
+    "value", ["2015-02-26 16:00 FOO", "2015-02-26 18:00 CEST", "2015-02-26 16:00:00 XYZ"]
+)
+def test_an_unknown_zone_name_is_refused_not_read_as_utc(value):
+    error = refusal(start_time=value, end_time="2015-02-26 20:00Z")
+    assert error.param == "start_time" and str(error).startswith("invalid start time")
 
 
 def test_an_unreadable_end_time_is_invalid_end_time():
