@@ -55,21 +55,31 @@ def client_ip(request) -> IPAddress | None:
     (none by default), and then from the right: each proxy appends the address
     it saw, so the first entry that is not one of our proxies is the caller.
     Entries left of it were written by the caller and are never believed.
+    None when the caller cannot be known (see ``_caller`` for why).
     """
+    return _caller(request)[0]
+
+
+def _caller(request) -> tuple[IPAddress | None, str]:
+    """The caller's address, or None and why it cannot be known (for the log)."""
     peer = parse_hop(request.META.get("REMOTE_ADDR", ""))
     proxies = settings.PAR_TRUSTED_PROXIES
     if peer is None or not _in_any(peer, proxies):
-        return peer
+        return peer, "no readable peer address"
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
     hops = [hop for hop in forwarded.split(",") if hop.strip()][-_MAX_HOPS:]
+    if not hops:
+        # A proxy forwards for someone: taking the proxy itself as the caller would let anyone
+        # in through it when it runs on an allowed address (nginx on the node host, loopback).
+        return None, f"trusted proxy {peer} sent no X-Forwarded-For"
     caller = peer
     for text in reversed(hops):
         if not _in_any(caller, proxies):
             break
         caller = parse_hop(text)
         if caller is None:
-            return None  # a proxy of ours wrote something unreadable: trust nothing
-    return caller
+            return None, f"trusted proxy {peer} sent an unreadable X-Forwarded-For"
+    return caller, ""
 
 
 def address_allowed(ip: IPAddress | None) -> bool:
@@ -97,11 +107,13 @@ def secret_ok(request) -> bool:
 
 def refusal(request) -> str | None:
     """Why this request is refused (for the log, without secrets), or None when the caller may proceed."""
-    ip = client_ip(request)
+    ip, unknown = _caller(request)
+    if ip is None:
+        return f"caller unknown: {unknown}"
     if not address_allowed(ip):
         peer = request.META.get("REMOTE_ADDR", "")
         via = f" (via {peer})" if str(ip) != peer else ""
-        return f"address {ip or 'unknown'}{via} not allowed"
+        return f"address {ip}{via} not allowed"
     if not secret_ok(request):
         given = "wrong" if request.META.get("HTTP_X_PAR_NODE_SECRET") else "missing"
         return f"{given} node secret from {ip}"

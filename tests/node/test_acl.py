@@ -87,7 +87,8 @@ def test_a_forwarded_header_cannot_get_an_allowed_peer_refused_or_disguised():
         ("10.0.0.1", "198.51.100.4:5555", "198.51.100.4"),
         ("10.0.0.1", "[2001:db8::4]:443", "2001:db8::4"),
         ("10.0.0.1", "2001:db8::4", "2001:db8::4"),
-        ("10.0.0.1", "", "10.0.0.1"),  # the proxy itself calls
+        ("10.0.0.1", None, None),  # our proxy forwards for nobody: nobody
+        ("10.0.0.1", " , ", None),
         ("10.0.0.1", "10.0.0.2", "10.0.0.2"),  # nothing but proxies: the last one
         ("10.0.0.1", "1.2.3.4, garbage", None),  # our proxy wrote nonsense: nobody
         ("::ffff:10.0.0.1", "198.51.100.4", "198.51.100.4"),
@@ -105,6 +106,25 @@ def test_behind_a_trusted_proxy_the_forwarded_caller_is_judged():
     assert get(remote="127.0.0.1", HTTP_X_FORWARDED_FOR="10.1.1.1").status_code == 200
     assert get(remote="127.0.0.1", HTTP_X_FORWARDED_FOR="10.1.1.1, 192.0.2.7").status_code == 403
     assert get(remote="127.0.0.1").status_code == 403  # the proxy is not a caller in its own right
+
+
+@override_settings(**NODE, PAR_TRUSTED_PROXIES=nets("127.0.0.1/32"))
+@pytest.mark.parametrize("forwarded", [None, "", " , "])
+def test_a_trusted_proxy_forwarding_for_nobody_is_refused_with_the_reason_logged(forwarded, caplog):
+    # nginx on the node host with the loopback default allow list: the proxy is not a way in for all.
+    caplog.set_level(logging.WARNING, logger="node.acl")
+    headers = {} if forwarded is None else {"HTTP_X_FORWARDED_FOR": forwarded}
+    response = get(remote="127.0.0.1", **headers)
+    assert response.status_code == 403
+    assert response.json() == REFUSED
+    assert "trusted proxy 127.0.0.1 sent no X-Forwarded-For" in caplog.text
+
+
+@override_settings(**NODE, PAR_TRUSTED_PROXIES=nets("127.0.0.1/32"))
+def test_a_trusted_proxy_forwarding_nonsense_is_refused_with_the_reason_logged(caplog):
+    caplog.set_level(logging.WARNING, logger="node.acl")
+    assert get(remote="127.0.0.1", HTTP_X_FORWARDED_FOR="127.0.0.1, garbage").status_code == 403
+    assert "trusted proxy 127.0.0.1 sent an unreadable X-Forwarded-For" in caplog.text
 
 
 @pytest.mark.parametrize(
