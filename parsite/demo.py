@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / "var" / "demo"
+DEMO = Path(os.environ.get("PAR_DEMO_DIR") or ROOT / "var" / "demo")
 FILE_SECONDS = 60
 FILES = 6  # five finished files and the one "still being written"
 
