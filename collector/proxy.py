@@ -21,6 +21,8 @@ CHUNK = 64 * 1024
 # A node's JSON answers (ping, status, routes, plugins) are small; a bigger one is a broken node.
 MAX_JSON = 8 * 1024 * 1024
 NODE_PROBLEM = "there was a problem requesting from the node"
+# A node's 403 refuses the collector, not the analyst: a configuration fault between the two.
+NODE_REFUSED_COLLECTOR = "the node refused this collector (check PAR_NODE_ALLOW and PAR_NODE_SECRET)"
 # Response headers of a node's pcap that the client gets too.
 CAPTURE_TYPES = ("application/vnd.tcpdump.pcap", "application/x-pcapng", "application/octet-stream")
 PASSED_HEADERS = ("Content-Type", "Content-Disposition", "Content-Length", "Cache-Control")
@@ -103,7 +105,11 @@ def _read_json(node: Node, answer: requests.Response) -> object:
 
 
 def node_error(node: Node, answer: requests.Response) -> Response:
-    """A node's refusal: its 4xx JSON error with its status; anything else is a 502 saying what it said."""
+    """A node's refusal: its 4xx JSON error with its status; a 403 or anything else is a 502."""
+    if answer.status_code == 403:
+        answer.close()  # whatever it says (JSON, or a proxy's page), the node logs why it refused
+        log.error("node %s (%s) answered 403: it refused this collector", node.id, node.address)
+        raise NodeUnreachable(NODE_REFUSED_COLLECTOR)
     body = _read_json(node, answer)
     said = body.get("error") if isinstance(body, dict) else None
     if 400 <= answer.status_code < 500 and isinstance(said, str):

@@ -51,7 +51,9 @@ NODE_ERRORS = {
     **ERRORS,
     403: OpenApiResponse(ErrorSerializer, description="this key may not query that node"),
     404: OpenApiResponse(ErrorSerializer, description="no such node (or the node found nothing)"),
-    502: OpenApiResponse(ErrorSerializer, description="the node is unreachable or failed"),
+    502: OpenApiResponse(
+        ErrorSerializer, description="the node is unreachable, failed, or refused this collector"
+    ),
     504: OpenApiResponse(ErrorSerializer, description="the node did not answer in time"),
 }
 

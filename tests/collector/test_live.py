@@ -67,6 +67,15 @@ def real_node(tmp_path_factory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
+def secret_node(tmp_path_factory) -> Iterator[Server]:
+    """A node that wants a PAR_NODE_SECRET the collector does not have."""
+    env = node_env(tmp_path_factory.mktemp("node"), "n4")
+    write_pcap(Path(env["PAR_CAPTURE_DIR"]) / f"pcap.{T0}", flow_records())
+    with gunicorn("node", {**env, "PAR_NODE_SECRET": "only-the-node-knows-4d1e"}) as node:
+        yield node
+
+
+@pytest.fixture(scope="module")
 def hung() -> Iterator[HungNode]:
     server = HungNode()
     yield server
@@ -95,8 +104,9 @@ def live_collector(base: Path, nodes: dict[str, str], api: dict[str, list[str]],
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory, real_node, hung) -> Iterator[tuple[Server, str, dict]]:
+def live(tmp_path_factory, real_node, hung, secret_node) -> Iterator[tuple[Server, str, dict]]:
     nodes = {"1": real_node.url.removeprefix("http://"), "2": f"127.0.0.1:{free_port()}", "3": hung.address}
+    nodes["4"] = secret_node.url.removeprefix("http://")
     with live_collector(
         tmp_path_factory.mktemp("collector"), nodes, {ADMIN: ["0"], ANALYST: ["1", "3"]}
     ) as live:
@@ -143,6 +153,16 @@ def test_a_node_refusal_passes_through_with_its_status(live):
     )
     assert response.status_code == 404
     assert response.json() == {"error": "no capture data for that timeframe"}
+
+
+def test_a_node_refusing_the_collector_is_a_502_naming_the_settings(live, secret_node):
+    collector, _, _ = live
+    refused = {"error": "the node refused this collector (check PAR_NODE_ALLOW and PAR_NODE_SECRET)"}
+    for path, params in (("/nodes/4/status", {}), ("/data.pcap", {**FLOW, **WINDOW, "node_id": "4"})):
+        response = get(live, path, params, key=ADMIN)
+        assert (response.status_code, response.json()) == (502, refused), path
+    assert "node 4 (127.0.0.1:" in collector.log() and "refused this collector" in collector.log()
+    assert "missing node secret" in secret_node.log()
 
 
 def test_node_commands_answer_with_the_nodes_own_answer(live):

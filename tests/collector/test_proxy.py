@@ -158,8 +158,15 @@ def test_every_data_pcap_with_a_key_is_logged(api, node1_key, nodes):
             403,
             b'{"error": "this node does not answer this caller"}',
             "application/json",
+            502,
+            "the node refused this collector (check PAR_NODE_ALLOW and PAR_NODE_SECRET)",
+        ),
+        (
             403,
-            "this node does not answer this caller",
+            b"<html>Forbidden</html>",
+            "text/html",
+            502,
+            "the node refused this collector (check PAR_NODE_ALLOW and PAR_NODE_SECRET)",
         ),
         (418, b"short and stout", "text/plain", 502, f"{NODE_PROBLEM['error']}: its answer is not JSON"),
         pytest.param(
