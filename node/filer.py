@@ -309,6 +309,11 @@ def file_pending(options: FilerOptions, stop: threading.Event | None = None) -> 
             log.error("Cannot file %s: %s", src, exc)
             summary.failed.append(src.name)
             continue
+        except Exception:
+            # A surprise on one file (a name no clock can place, ...) must not fail every pass.
+            log.exception("Cannot file %s", src)
+            summary.failed.append(src.name)
+            continue
         summary.files += 1
         summary.bytes += filed.bytes
         summary.packets += filed.packets

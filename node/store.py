@@ -22,10 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from node.pcap.index import capture_span
+from parsite.flowparams import LATEST_EPOCH
 
 MAX_ROTATION_S = 3600
-# datetime cannot represent year 10000; a larger number is not an epoch of a capture.
-_MAX_EPOCH = 253402300799
 _EPOCH = re.compile(r"[0-9]{1,12}")
 # Hour directories are listed every 15 minutes of the range: a local hour may start at :15, :30
 # or :45 UTC, and a DST change may make it half an hour long, so no directory is skipped.
@@ -38,7 +37,9 @@ def name_epoch(name: str, prefix: str) -> int | None:
     if not dot or head != prefix or not _EPOCH.fullmatch(tail):
         return None
     epoch = int(tail)
-    return epoch if epoch <= _MAX_EPOCH else None
+    # A later name is not a capture's: its hour (in local time east of UTC) would be past the
+    # year 9999, which datetime cannot hold. Queries stop at the same bound.
+    return epoch if epoch <= LATEST_EPOCH else None
 
 
 def capture_epoch(path: str | os.PathLike, prefix: str) -> int | None:

@@ -531,6 +531,45 @@ def test_loop_survives_a_failed_pass(dirs, monkeypatch, caplog):
     assert list(filed_files(filer_dir)) == [f"pcap.{BASE}"]
 
 
+def test_stray_names_past_the_year_9998_do_not_fail_a_localtime_pass_east_of_utc(dirs, monkeypatch):
+    capture_dir, filer_dir = dirs
+    write_captures(capture_dir, [BASE, BASE + 60])
+    for epoch in (253402300000, 253402300001):  # late 9999 in UTC, the year 10000 in Kiritimati
+        (capture_dir / f"pcap.{epoch}").write_bytes(b"stray")
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")
+    time.tzset()
+    try:
+        summary = filer.run_pass(options(capture_dir, filer_dir, utc=False))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+    assert summary.failed == []
+    assert list(filed_files(filer_dir)) == [f"pcap.{BASE}"]  # pcap.{BASE + 60} is the live file
+    left = sorted(p.name for p in capture_dir.iterdir())
+    assert left == [f"pcap.{BASE + 60}", "pcap.253402300000", "pcap.253402300001"]
+
+
+def test_one_file_that_cannot_be_filed_does_not_fail_the_pass(dirs, monkeypatch, caplog):
+    capture_dir, filer_dir = dirs
+    write_captures(capture_dir, [BASE, BASE + 60, BASE + 120])
+    real_hour_dir = store.hour_dir
+
+    def hour_dir(filer_dir, epoch, utc):
+        if epoch == BASE:
+            raise ValueError("year 10000 is out of range")
+        return real_hour_dir(filer_dir, epoch, utc)
+
+    monkeypatch.setattr(store, "hour_dir", hour_dir)
+    caplog.set_level(logging.INFO, logger="node.filer")
+    summary = filer.run_pass(options(capture_dir, filer_dir))
+
+    assert summary.failed == [f"pcap.{BASE}"]
+    assert list(filed_files(filer_dir)) == [f"pcap.{BASE + 60}"]
+    assert (capture_dir / f"pcap.{BASE}").exists()
+    assert f"Cannot file {capture_dir / f'pcap.{BASE}'}" in caplog.messages
+
+
 # --- retention --------------------------------------------------------------------
 
 DiskUsage = namedtuple("DiskUsage", "total used free")

@@ -90,6 +90,23 @@ def test_the_only_capture_file_is_not_pending(dirs):
     assert store.pending_captures(capture_dir, "pcap") == []
 
 
+@pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "Etc/GMT+12", "UTC"])
+def test_every_name_epoch_has_an_hour_directory_in_any_zone(tmp_path, monkeypatch, zone):
+    # 253402300000 is 9999-12-31 23:46 UTC: in a zone east of UTC its hour is in the year 10000.
+    assert store.name_epoch("pcap.253402300000", "pcap") is None
+    latest = store.name_epoch("pcap.253370764800", "pcap")  # 9999-01-01 00:00 UTC
+    assert latest == 253370764800
+    assert store.name_epoch(f"pcap.{latest + 1}", "pcap") is None
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        assert store.hour_dir(tmp_path, latest, utc=False).parts[-4] in ("9998", "9999")
+        assert store.hour_dir(tmp_path, latest, utc=True) == tmp_path / "9999/01/01/00"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 def test_hour_dir_is_the_utc_hour_of_the_epoch(tmp_path):
     assert store.hour_dir(tmp_path, SEED_FIRST, utc=True) == tmp_path / "2015/05/22/18"
     assert store.hour_dir(tmp_path, SEED_SECOND, utc=True) == tmp_path / "2015/05/22/21"
