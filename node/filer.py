@@ -288,11 +288,26 @@ def check_dirs(options: FilerOptions) -> None:
             raise NotADirectoryError(f"{what} {path} does not exist or is not a directory")
 
 
+def _warn_future(paths: list[Path], shown: int = 5) -> None:
+    names = ", ".join(path.name for path in paths[:shown])
+    more = f" and {len(paths) - shown} more" if len(paths) > shown else ""
+    log.warning(
+        "Leaving alone %d capture files named more than an hour in the future (a wrong clock, or files "
+        "from elsewhere?): %s%s",
+        len(paths),
+        names,
+        more,
+    )
+
+
 def file_pending(options: FilerOptions, stop: threading.Event | None = None) -> PassSummary:
     """File every finished capture file once (hold the tree lock unless simulating)."""
     started = time.monotonic()
     summary = PassSummary()
-    for src in store.pending_captures(options.capture_dir, options.prefix):
+    listed = store.capture_dir_files(options.capture_dir, options.prefix)
+    if listed.future:
+        _warn_future(listed.future)
+    for src in listed.pending:
         if stop is not None and stop.is_set():
             log.info("Stopping before %s", src.name)
             break

@@ -18,6 +18,8 @@ from __future__ import annotations
 import os
 import re
 import stat
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +27,8 @@ from node.pcap.index import capture_span
 from parsite.flowparams import LATEST_EPOCH
 
 MAX_ROTATION_S = 3600
+# A capture file named later than this after now is not the live one (clocks differ a little).
+FUTURE_TOLERANCE_S = 3600
 _EPOCH = re.compile(r"[0-9]{1,12}")
 # Hour directories are listed every 15 minutes of the range: a local hour may start at :15, :30
 # or :45 UTC, and a DST change may make it half an hour long, so no directory is skipped.
@@ -75,9 +79,34 @@ def capture_files(capture_dir: str | os.PathLike, prefix: str) -> list[Path]:
     return [path for _, path in _captures_in(Path(capture_dir), prefix)]
 
 
-def pending_captures(capture_dir: str | os.PathLike, prefix: str) -> list[Path]:
+@dataclass(frozen=True)
+class CaptureDirFiles:
+    """The capture directory's files by what the filer does with them."""
+
+    pending: list[Path]  # finished: to be filed, oldest first
+    live: Path | None  # the newest, still being written
+    future: list[Path]  # named more than FUTURE_TOLERANCE_S ahead of now: left alone
+
+
+def capture_dir_files(
+    capture_dir: str | os.PathLike, prefix: str, now: float | None = None
+) -> CaptureDirFiles:
+    """Which capture files are finished, which one is live, and which are named in the future.
+
+    A stray file named later than the live one (a wrong clock, a copy from elsewhere) must not
+    make the live file look finished and get it filed while it is written: files named more than
+    FUTURE_TOLERANCE_S after ``now`` do not count as the newest, and are not filed either.
+    """
+    latest = (time.time() if now is None else now) + FUTURE_TOLERANCE_S
+    files = _captures_in(Path(capture_dir), prefix)
+    current = [path for epoch, path in files if epoch <= latest]
+    future = [path for epoch, path in files if epoch > latest]
+    return CaptureDirFiles(pending=current[:-1], live=current[-1] if current else None, future=future)
+
+
+def pending_captures(capture_dir: str | os.PathLike, prefix: str, now: float | None = None) -> list[Path]:
     """The finished capture files: all but the newest, which the capture tool is still writing."""
-    return capture_files(capture_dir, prefix)[:-1]
+    return capture_dir_files(capture_dir, prefix, now).pending
 
 
 def _moment(epoch: int | float, utc: bool) -> datetime:

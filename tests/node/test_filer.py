@@ -550,6 +550,30 @@ def test_stray_names_past_the_year_9998_do_not_fail_a_localtime_pass_east_of_utc
     assert left == [f"pcap.{BASE + 60}", "pcap.253402300000", "pcap.253402300001"]
 
 
+def test_a_stray_file_named_in_the_future_is_left_alone_and_the_live_file_not_filed(dirs, caplog):
+    capture_dir, filer_dir = dirs
+    now = int(time.time())
+    write_captures(capture_dir, [now - 120, now - 60])  # pcap.<now - 60> is being written
+    stray = write_capture(capture_dir, now + 2 * 3600)
+    caplog.set_level(logging.INFO, logger="node.filer")
+
+    for _ in range(2):
+        summary = filer.run_pass(options(capture_dir, filer_dir))
+
+    assert summary.failed == []
+    assert list(filed_files(filer_dir)) == [f"pcap.{now - 120}"]
+    assert sorted(p.name for p in capture_dir.iterdir()) == [f"pcap.{now - 60}", stray.name]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert (
+        warnings
+        == [
+            f"Leaving alone 1 capture files named more than an hour in the future (a wrong clock, or files "
+            f"from elsewhere?): {stray.name}"
+        ]
+        * 2
+    )  # once per pass
+
+
 def test_one_file_that_cannot_be_filed_does_not_fail_the_pass(dirs, monkeypatch, caplog):
     capture_dir, filer_dir = dirs
     write_captures(capture_dir, [BASE, BASE + 60, BASE + 120])

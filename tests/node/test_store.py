@@ -107,6 +107,36 @@ def test_every_name_epoch_has_an_hour_directory_in_any_zone(tmp_path, monkeypatc
         time.tzset()
 
 
+def test_a_file_named_in_the_future_does_not_make_the_live_file_look_finished(dirs):
+    capture_dir, _ = dirs
+    now = SEED_SECOND + 30
+    for epoch in (SEED_FIRST, SEED_SECOND, now + 3601, now + 86400 * 365):
+        (capture_dir / f"pcap.{epoch}").write_bytes(b"")
+
+    listed = store.capture_dir_files(capture_dir, "pcap", now=now)
+
+    assert listed.pending == [capture_dir / f"pcap.{SEED_FIRST}"]
+    assert listed.live == capture_dir / f"pcap.{SEED_SECOND}"
+    assert [p.name for p in listed.future] == [f"pcap.{now + 3601}", f"pcap.{now + 86400 * 365}"]
+    assert store.pending_captures(capture_dir, "pcap", now=now) == listed.pending
+
+
+def test_a_file_named_up_to_an_hour_ahead_is_the_live_one(dirs):
+    # The capture host's clock may run a little ahead of the filer's.
+    capture_dir, _ = dirs
+    now = SEED_SECOND
+    for epoch in (SEED_FIRST, now + 3600):
+        (capture_dir / f"pcap.{epoch}").write_bytes(b"")
+
+    listed = store.capture_dir_files(capture_dir, "pcap", now=now)
+
+    assert (listed.pending, listed.live, listed.future) == (
+        [capture_dir / f"pcap.{SEED_FIRST}"],
+        capture_dir / f"pcap.{now + 3600}",
+        [],
+    )
+
+
 def test_hour_dir_is_the_utc_hour_of_the_epoch(tmp_path):
     assert store.hour_dir(tmp_path, SEED_FIRST, utc=True) == tmp_path / "2015/05/22/18"
     assert store.hour_dir(tmp_path, SEED_SECOND, utc=True) == tmp_path / "2015/05/22/21"
