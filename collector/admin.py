@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
-from collector import keys
 from collector.models import ApiKey, Node, RequestLog
 
 
@@ -59,12 +58,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return super().get_queryset(request).prefetch_related("nodes")
 
     def save_model(self, request, obj: ApiKey, form, change: bool) -> None:
-        if not change:
-            new_key = keys.generate_key()
-            obj.set_key(new_key)
-            # Kept on the request only, to show it on the next page; never stored.
-            request.par_new_key = new_key
-        super().save_model(request, obj, form, change)
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        # Kept on the request only, to show it on the next page; never stored.
+        request.par_new_key = obj.save_with_new_key()
 
     def response_add(self, request, obj: ApiKey, post_url_continue=None):
         new_key = getattr(request, "par_new_key", None)

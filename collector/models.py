@@ -141,16 +141,20 @@ class ApiKey(models.Model):
     @classmethod
     def issue(cls, name: str, **fields) -> tuple[ApiKey, str]:
         """Create a key with a fresh random value; returns the row and the key, which is not kept."""
+        row = cls(name=name, **fields)
+        return row, row.save_with_new_key()
+
+    def save_with_new_key(self) -> str:
+        """Save this new row under a fresh random key; returns the key, which is not kept."""
         for _ in range(5):
             key = keys.generate_key()
-            row = cls(name=name, **fields)
-            row.set_key(key)
+            self.set_key(key)
             try:
                 with transaction.atomic():
-                    row.save()
+                    self.save(force_insert=True)
             except IntegrityError:
                 continue  # shown prefixes collide once in billions: draw again
-            return row, key
+            return key
         raise IntegrityError("could not draw a key with a unique prefix")
 
     def set_key(self, key: str) -> None:

@@ -7,6 +7,7 @@ import re
 import pytest
 from django.contrib.auth.models import User
 
+from collector import keys
 from collector.models import ApiKey, Node, RequestLog
 
 
@@ -34,6 +35,20 @@ def test_adding_a_key_shows_it_once_and_stores_only_its_hash(staff, nodes):
         assert shown.status_code == 200
         assert key not in shown.content.decode()
         assert row.key_hash not in shown.content.decode()
+
+
+def test_adding_a_key_draws_again_when_its_prefix_is_taken(staff, node1_key, monkeypatch):
+    fresh = keys.generate_key()
+    taken = node1_key.row.prefix + fresh[len(node1_key.row.prefix) :]  # another key, same shown prefix
+    draws = iter([taken, fresh])
+    monkeypatch.setattr(keys, "generate_key", lambda: next(draws))
+
+    response = staff.post("/admin/collector/apikey/add/", {"name": "second draw", "active": "on"})
+
+    assert response.status_code == 200
+    assert re.search(r'id="new-api-key"[^>]*>([^<]+)<', response.content.decode()).group(1) == fresh
+    assert ApiKey.objects.authenticate(fresh) == ApiKey.objects.get(name="second draw")
+    assert ApiKey.objects.count() == 2
 
 
 def test_revoking_keys_from_the_list(staff, node1_key, api):
