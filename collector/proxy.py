@@ -6,6 +6,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
+from http.cookiejar import DefaultCookiePolicy
 
 import requests
 from django.conf import settings
@@ -49,6 +50,9 @@ def _new_session() -> requests.Session:
     # Nodes are reached directly: no proxy or netrc from the environment.
     session.trust_env = False
     session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or True
+    # One session serves every thread and every node: a cookie one node sets must never be sent
+    # back, to it or to another node, on behalf of another caller.
+    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     return session
 
 

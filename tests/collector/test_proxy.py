@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
+from collector import proxy
 from collector.models import Node, RequestLog
 from tests.collector.live import WrongServer
 
@@ -211,3 +212,20 @@ def test_a_redirect_from_a_node_is_not_followed(api, admin_key, path):
     finally:
         server.close()
         elsewhere.close()
+
+
+def test_a_cookie_a_node_sets_is_never_sent_back_to_it_or_to_another_node(api, admin_key):
+    setter = WrongServer(200, b"{}", "application/json", headers={"Set-Cookie": "sid=node-one; Path=/"})
+    other = WrongServer(200, b"{}", "application/json")
+    try:
+        Node.objects.filter(pk=1).update(address=setter.address)
+        Node.objects.filter(pk=2).update(address=other.address)
+        for path in ("/nodes/1/status", "/nodes/1/status", "/nodes/2/status"):
+            assert api.get_as(admin_key, path).status_code == 200, path
+        sent = [headers for _, headers in setter.requests + other.requests]
+        assert len(sent) == 3
+        assert [h.get("Cookie") for h in sent] == [None, None, None]
+        assert len(proxy._session.cookies) == 0
+    finally:
+        setter.close()
+        other.close()
