@@ -36,6 +36,13 @@ PAR_UTC = env_bool("PAR_UTC", True)
 PAR_NODE_ALLOW = env_networks("PAR_NODE_ALLOW", "127.0.0.0/8,::1/128")
 PAR_NODE_DENY = env_networks("PAR_NODE_DENY", "")
 PAR_NODE_SECRET = env_str("PAR_NODE_SECRET", "")
+# It travels in an HTTP header: anything but printable ASCII makes every collector -> node call fail,
+# and spaces at either end are dropped by header parsing. The value is never shown.
+_secret_is_header_safe = PAR_NODE_SECRET.isascii() and PAR_NODE_SECRET.isprintable()
+if not _secret_is_header_safe or PAR_NODE_SECRET.strip() != PAR_NODE_SECRET:
+    raise ImproperlyConfigured(
+        "PAR_NODE_SECRET must be printable ASCII without spaces at either end (it is sent in an HTTP header)"
+    )
 PAR_MAX_WINDOW = env_int("PAR_MAX_WINDOW", 86400, minimum=1)
 # Proxies (CIDRs) whose X-Forwarded-For a node trusts; none by default, so the
 # socket peer is the caller and a forged header cannot get past the ACL.

@@ -32,6 +32,9 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
         ("PAR_NODE_DENY", "not-a-network"),
         ("DATABASE_URL", "mysql://x@y/z"),
         ("PAR_FILE_PREFIX", "../pcap"),
+        ("PAR_NODE_SECRET", "s3cret-\u00e9t\u00e9"),
+        ("PAR_NODE_SECRET", "s3cret\tvalue"),
+        ("PAR_NODE_SECRET", " s3cret"),
     ],
 )
 def test_a_bad_setting_is_refused_naming_the_variable(variable, value, tmp_path):
@@ -39,6 +42,8 @@ def test_a_bad_setting_is_refused_naming_the_variable(variable, value, tmp_path)
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert variable in result.stderr
+    if variable == "PAR_NODE_SECRET":
+        assert "s3cret" not in result.stderr  # a secret is never shown
 
 
 def test_the_defaults_of_the_spec(tmp_path):
