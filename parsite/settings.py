@@ -63,11 +63,11 @@ PAR_PLUGINS_CONFIG = _plugins.settings
 PAR_DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 
-def _persistent_secret(name: str) -> str:
+def _persistent_secret(name: str, if_replaced: str) -> str:
     """A random secret generated once and kept in PAR_DATA_DIR (mode 0600)."""
     path = PAR_DATA_DIR / name
     try:
-        return path.read_text().strip()
+        return _read_secret(path, if_replaced)
     except FileNotFoundError:
         pass
     value = secrets.token_urlsafe(48)
@@ -83,15 +83,27 @@ def _persistent_secret(name: str) -> str:
         pass
     finally:
         tmp.unlink()
-    return path.read_text().strip()
+    return _read_secret(path, if_replaced)
+
+
+def _read_secret(path: Path, if_replaced: str) -> str:
+    """The secret kept in ``path``; an empty file is refused rather than taken as an empty secret."""
+    value = path.read_text().strip()
+    if not value:
+        raise ImproperlyConfigured(f"{path} is empty: delete it to generate a new one ({if_replaced})")
+    return value
 
 
 # --- Django ----------------------------------------------------------------
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or _persistent_secret("secret_key")
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or _persistent_secret(
+    "secret_key", "admin sessions then end"
+)
 # Pepper of the API-key HMAC. Collectors sharing one database must share it.
-PAR_KEY_PEPPER = os.environ.get("PAR_KEY_PEPPER") or _persistent_secret("key_pepper")
+PAR_KEY_PEPPER = os.environ.get("PAR_KEY_PEPPER") or _persistent_secret(
+    "key_pepper", "warning: the API keys that exist then stop working and must be issued again"
+)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 
 INSTALLED_APPS = [

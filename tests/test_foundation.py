@@ -46,6 +46,35 @@ def test_a_bad_setting_is_refused_naming_the_variable(variable, value, tmp_path)
         assert "s3cret" not in result.stderr  # a secret is never shown
 
 
+@pytest.mark.parametrize(
+    ("name", "variable", "warning"),
+    [
+        ("secret_key", "DJANGO_SECRET_KEY", "admin sessions then end"),
+        ("key_pepper", "PAR_KEY_PEPPER", "the API keys that exist then stop working"),
+    ],
+)
+def test_an_empty_secret_file_is_refused_naming_it(name, variable, warning, tmp_path):
+    (tmp_path / name).write_text("\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SECRET_KEY", "PAR_KEY_PEPPER")}
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": "parsite.settings", "PAR_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert (
+        f"ImproperlyConfigured: {tmp_path / name} is empty: delete it to generate a new one" in result.stderr
+    )
+    assert warning in result.stderr
+    assert (tmp_path / name).read_text() == "\n"  # left for the operator to decide
+    # Set in the environment, the file is not read.
+    started = run_python("import django; django.setup()", PAR_DATA_DIR=str(tmp_path), **{variable: "x" * 50})
+    assert started.returncode == 0, started.stderr
+
+
 def test_the_defaults_of_the_spec(tmp_path):
     code = (
         "import django, json; django.setup(); from django.conf import settings as s;"
