@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from node import store
+from node import filer, store
 from node.pcap.index import INDEX_VERSION, index_is_current, index_path
 from tests.node.filing import SEED_FIRST, SEED_SECOND, write_capture
 
@@ -136,3 +136,20 @@ def test_a_path_that_is_no_capture_is_a_clear_error(tree, tmp_path):
     for path in (tmp_path / "missing", tmp_path / "notes.txt"):
         with pytest.raises(CommandError, match="neither a directory nor a capture file"):
             reindex(str(path))
+
+
+def test_a_lock_that_cannot_be_taken_is_a_clear_error(tree, settings):
+    (settings.PAR_DATA_DIR / filer.TREE_LOCK).mkdir()  # in the way of the lock file
+    with pytest.raises(CommandError, match=f"Is a directory: .*{filer.TREE_LOCK}"):
+        reindex()
+
+
+def test_a_lock_the_user_may_not_open_is_a_clear_error(tree, settings, monkeypatch):
+    lock = settings.PAR_DATA_DIR / filer.TREE_LOCK
+
+    def refused(path, *, wait):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(filer, "flock", refused)  # as for a lock file of another user, even as root
+    with pytest.raises(CommandError, match=f"Permission denied: '{lock}'"):
+        reindex()

@@ -33,7 +33,7 @@ class Command(BaseCommand):
                 skip_dir=settings.PAR_CAPTURE_DIR,
                 force=opts["force"],
             )
-        except FileNotFoundError as exc:
+        except OSError as exc:  # a path that is no capture, a lock PAR_DATA_DIR will not give, ...
             raise CommandError(str(exc))
         self.stdout.write(summary.line())
         if summary.failed:
