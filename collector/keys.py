@@ -16,7 +16,8 @@ NEW_KEY_BYTES = 32
 # 8 hex digits (32 of 122 random bits) of the seed's UUID keys.
 SHOWN_CHARS = 8
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
-_NEW = re.compile(r"par_[A-Za-z0-9_-]{40,}")
+# New keys have 43 characters after "par_"; the bound keeps an absurdly long value from being hashed.
+_NEW = re.compile(r"par_[A-Za-z0-9_-]{40,64}")
 
 
 def generate_key() -> str:

@@ -25,6 +25,27 @@ def test_a_new_key_has_at_least_122_random_bits():
     assert len({keys.generate_key() for _ in range(1000)}) == 1000
 
 
+def test_the_key_shape_takes_new_keys_and_the_seeds_uuids_only():
+    for _ in range(200):
+        assert keys.looks_like_key(keys.generate_key())
+    assert keys.looks_like_key("par_" + "a" * 40) and keys.looks_like_key("par_" + "a" * 64)
+    assert keys.looks_like_key("d5c3d52e-d42c-41ff-bbfa-d3e802770ee1")
+    assert keys.looks_like_key("D5C3D52E-D42C-41FF-BBFA-D3E802770EE1")
+    assert not keys.looks_like_key("par_" + "a" * 39)
+    assert not keys.looks_like_key("par_" + "a" * 65)
+    assert not keys.looks_like_key("par_" + "a" * 100_000)
+
+
+def test_a_seed_uuid_key_and_a_createapikey_key_authenticate(db):
+    _, made = ApiKey.issue("fresh")
+    seed = "d5c3d52e-d42c-41ff-bbfa-d3e802770ee1"
+    imported = ApiKey(name="seed")
+    imported.set_key(seed)
+    imported.save()
+    assert ApiKey.objects.authenticate(made).name == "fresh"
+    assert ApiKey.objects.authenticate(seed.upper()) == imported
+
+
 def test_the_shown_prefix_leaves_enough_unseen():
     key = keys.generate_key()
     prefix = keys.shown_prefix(key)
