@@ -52,6 +52,10 @@ class FilesSerializer(serializers.Serializer):
         allow_null=True, help_text="last packet of the newest filed capture (its start without an index)"
     )
     waiting = serializers.IntegerField(help_text="finished captures in the capture directory, not yet filed")
+    future = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="capture files named more than an hour ahead of now: left alone",
+    )
     complete = serializers.BooleanField(help_text="false when a walk stopped at its bound")
     errors = serializers.ListField(child=serializers.CharField())
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from node.pcap.index import INDEX_SUFFIX, capture_span
-from node.store import name_epoch
+from node.store import capture_dir_files, name_epoch
 
 CAPTURE_TOOLS = ("daemonlogger", "tcpdump", "dumpcap", "netsniff-ng")
 # Walking a filer tree is cheap (one stat per entry) but must stay bounded.
@@ -124,17 +124,17 @@ def _iso(epoch_s: float | None) -> str | None:
     return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="seconds")
 
 
-def live_file(capture: TreeFacts) -> dict | None:
-    """The newest capture file in the capture directory: the one being written."""
-    if capture.newest_path is None:
+def live_file(path: Path | None, prefix: str) -> dict | None:
+    """The capture file being written (as the filer decides it), its size and last write."""
+    if path is None:
         return None
     try:
-        st = os.stat(capture.newest_path)
+        st = os.stat(path)
     except OSError:
         return None
     return {
-        "name": os.path.basename(capture.newest_path),
-        "started": _iso(capture.newest),
+        "name": path.name,
+        "started": _iso(name_epoch(path.name, prefix)),
         "bytes": st.st_size,
         "modified": _iso(st.st_mtime),
     }
@@ -152,6 +152,7 @@ def node_status(capture_dir: Path, filer_dir: Path, prefix: str) -> dict:
     """Everything GET /status answers."""
     capture = walk_tree(capture_dir, prefix)
     filed = walk_tree(filer_dir, prefix)
+    waiting = capture_dir_files(capture_dir, prefix)
     processes = capture_processes()
     now = datetime.now(UTC)
     return {
@@ -165,14 +166,15 @@ def node_status(capture_dir: Path, filer_dir: Path, prefix: str) -> dict:
             "name": processes[0]["name"] if processes else None,
             "pid": processes[0]["pid"] if processes else None,
             "processes": processes or [],
-            "live_file": live_file(capture),
+            "live_file": live_file(waiting.live, prefix),
         },
         "files": {
             "count": filed.captures,
             "indexes": filed.indexes,
             "oldest": _iso(filed.oldest),
             "newest": _iso(newest_data(filed)),
-            "waiting": max(capture.captures - 1, 0),
+            "waiting": len(waiting.pending),
+            "future": [path.name for path in waiting.future][:10],
             "complete": filed.complete and capture.complete,
             "errors": (capture.errors + filed.errors)[:10],
         },

@@ -195,3 +195,16 @@ def test_the_newest_filed_data_is_the_last_packet_its_index_knows(tmp_path):
     assert files["oldest"] == "2015-02-26T16:00:00+00:00"
     assert files["newest"] == datetime.fromtimestamp(last_ns // 10**9, UTC).isoformat()
     assert files["newest"] != "2015-02-26T16:01:00+00:00"  # not merely the file's start
+
+
+def test_a_file_named_in_the_future_is_not_reported_as_the_live_one(tmp_path):
+    capture, filed = make_tree(tmp_path)
+    future = int(time.time()) + 30 * 86400
+    (capture / f"pcap.{future}").write_bytes(b"x")
+    with override_settings(
+        ROOT_URLCONF="parsite.urls_node", PAR_ROLE="node", PAR_CAPTURE_DIR=capture, PAR_FILER_DIR=filed
+    ):
+        body = Client().get("/status").json()
+    assert body["capture"]["live_file"]["name"] == "pcap.1424977260"
+    assert body["files"]["waiting"] == 1
+    assert body["files"]["future"] == [f"pcap.{future}"]
