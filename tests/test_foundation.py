@@ -220,3 +220,36 @@ def test_a_node_refuses_to_start_without_its_directories(tmp_path):
     )
     assert result.returncode != 0
     assert "node.E001" in result.stderr
+
+
+def test_a_collector_refuses_to_start_when_its_database_is_unusable(tmp_path):
+    from tests.servers import GUNICORN, free_port
+
+    env = {
+        **os.environ,
+        "PAR_ROLE": "collector",
+        "PAR_DATA_DIR": str(tmp_path),
+        # Nothing listens on that port: the database cannot be reached.
+        "DATABASE_URL": f"postgres://par:par@127.0.0.1:{free_port()}/par",
+        "PAR_BIND": f"127.0.0.1:{free_port()}",
+    }
+    check = subprocess.run(
+        [sys.executable, "manage.py", "check", "--database", "default"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode != 0
+    assert "collector.E001" in check.stderr
+    served = subprocess.run(
+        [str(GUNICORN), "parsite.wsgi", "-c", "gunicorn.conf.py"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert served.returncode != 0
+    assert "collector.E001" in served.stderr
