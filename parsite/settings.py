@@ -164,6 +164,16 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Threads of one gthread worker share the file: wait for locks instead of failing.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+# The per-key request rate (DRF throttling) is counted in the shared database,
+# so PAR_KEY_RATE holds across worker processes and collectors alike.
+# A node keeps no state in a database at all.
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "par_cache"}
+        if PAR_ROLE == "collector"
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 
 from collector.management.commands.createapikey import create_key
@@ -33,13 +32,6 @@ class KeyClient(Client):
     def get_as(self, actor: Actor | None, path: str, data: dict | None = None, **kwargs):
         headers = {**(actor.headers if actor else {}), **kwargs.pop("headers", {})}
         return self.get(path, data or {}, headers=headers, **kwargs)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle_counts():
-    cache.clear()  # throttle counts live in the cache
-    yield
-    cache.clear()
 
 
 @pytest.fixture

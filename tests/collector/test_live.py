@@ -272,3 +272,16 @@ def test_a_node_dying_mid_stream_aborts_the_download(big_live, big_node):
     )
     assert status == 200 and error.startswith("node failed mid-stream")
     assert received <= sent < 24 + BIG_PACKETS * (16 + 1514)
+
+
+def test_two_collectors_on_one_database_share_a_keys_rate(tmp_path, real_node):
+    nodes = {"1": real_node.url.removeprefix("http://")}
+    with live_collector(tmp_path, nodes, {ANALYST: ["1"]}, PAR_KEY_RATE="4") as (first, _url, env):  # noqa: SIM117 - the second needs the first's env
+        with gunicorn("collector", env) as second:
+            statuses = []
+            for n in range(6):
+                server = first if n % 2 == 0 else second
+                answer = requests.get(f"{server.url}/ping", params={"api_key": ANALYST}, timeout=30)
+                statuses.append(answer.status_code)
+    # Four requests in the minute across both collectors, then refused wherever they land.
+    assert statuses == [200, 200, 200, 200, 429, 429]
