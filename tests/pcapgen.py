@@ -31,12 +31,13 @@ Capture files (records are ``(ts_ns, frame_bytes)``, timestamps integer nanoseco
 
     write_pcap(path, records, linktype=1, nanosecond=False, big_endian=False, snaplen=262144) -> int
     pcap_bytes(records, ...) -> bytes                  # the same file, in memory
-    write_pcapng(path, interfaces, records, big_endian=False) -> int
+    write_pcapng(path, interfaces, records, big_endian=False, leading_blocks=()) -> int
         interfaces: [Interface(linktype, tsresol=6, snaplen=0, name="")], tsresol being the raw
         if_tsresol byte (6 = microseconds, 9 = nanoseconds, 0x80 | n = 2**-n seconds);
         records: (interface_id, ts_ns, frame) for an Enhanced Packet Block, or
                  (None, None, frame) for a Simple Packet Block (interface 0, no timestamp).
-    pcapng_bytes(interfaces, records, big_endian=False) -> bytes
+    pcapng_bytes(interfaces, records, big_endian=False, leading_blocks=()) -> bytes
+        leading_blocks: (block type, body) written between the section header and the interfaces.
     The writers truncate a frame longer than snaplen and keep its original length; a microsecond
     file keeps ``ts_ns // 1000`` (choose microsecond multiples when comparing times).
 
@@ -415,11 +416,13 @@ def pcapng_bytes(
     interfaces: Sequence[Interface | int],
     records: Iterable[tuple[int | None, int | None, bytes]],
     big_endian: bool = False,
+    leading_blocks: Sequence[tuple[int, bytes]] = (),
 ) -> bytes:
-    """A whole pcapng file (one section) in memory."""
+    """A whole pcapng file (one section) in memory; ``leading_blocks`` (type, body) come before the interfaces."""
     order = ">" if big_endian else "<"
     ifaces = [i if isinstance(i, Interface) else Interface(i) for i in interfaces]
     parts = [_block(order, 0x0A0D0D0A, struct.pack(order + "IHHq", 0x1A2B3C4D, 1, 0, -1))]
+    parts += [_block(order, kind, body) for kind, body in leading_blocks]
     for iface in ifaces:
         options = b""
         if iface.name:
@@ -446,9 +449,10 @@ def write_pcapng(
     interfaces: Sequence[Interface | int],
     records: Iterable[tuple[int | None, int | None, bytes]],
     big_endian: bool = False,
+    leading_blocks: Sequence[tuple[int, bytes]] = (),
 ) -> int:
     """Write a pcapng file; returns its size in bytes."""
-    data = pcapng_bytes(interfaces, records, big_endian)
+    data = pcapng_bytes(interfaces, records, big_endian, leading_blocks)
     Path(path).write_bytes(data)
     return len(data)
 

@@ -22,6 +22,7 @@ PCAPNG_IDB = 1
 PCAPNG_OPB = 2  # obsolete Packet Block
 PCAPNG_SPB = 3
 PCAPNG_EPB = 6
+PCAPNG_PACKET_BLOCKS = (PCAPNG_EPB, PCAPNG_SPB, PCAPNG_OPB)
 PCAPNG_BYTE_ORDER = 0x1A2B3C4D
 MAX_BLOCK = 16 << 20  # a block longer than this is damage, not a packet
 
@@ -100,14 +101,13 @@ class Capture:
             if len(head) < PCAP_HEADER_SIZE:
                 raise IncompleteHeader(self.path, 0, "no complete pcap file header yet")
             self.kind = "pcap"
-            self.order, self.nanosecond = PCAP_MAGICS[magic]
+            self.order, nanosecond = PCAP_MAGICS[magic]
             fields = struct.unpack(self.order + "IHHiIII", head)
             self.snaplen = fields[5]
             self.linktype = fields[6] & 0xFFFF  # the upper bits carry FCS information
-            self.linktypes = [self.linktype]
             self.data_start = PCAP_HEADER_SIZE
             self._record = struct.Struct(self.order + "IIII")
-            self._scale = 1 if self.nanosecond else 1000
+            self._scale = 1 if nanosecond else 1000
         elif magic == PCAPNG_MAGIC:
             self.kind = "pcapng"
             self._seen_idbs: set[int] = set()
@@ -127,16 +127,33 @@ class Capture:
                     raise IncompleteHeader(self.path, 0, "no complete pcapng section header yet")
                 break
             kind, length, body, order = block
-            if kind not in (PCAPNG_SHB, PCAPNG_IDB):
+            if kind in PCAPNG_PACKET_BLOCKS:
                 break
-            self._meta_block(offset, kind, body, order)
+            if kind in (PCAPNG_SHB, PCAPNG_IDB):
+                self._meta_block(offset, kind, body, order)
+            # other blocks (name resolution, statistics, custom) may come before an interface block
             offset += length
         self.data_start = 0
         interfaces = self.sections[0][2]
-        self.linktypes = sorted({i.linktype for i in interfaces})
         self.linktype = interfaces[0].linktype if interfaces else 1
         self.snaplen = max((i.snaplen for i in interfaces), default=0) or MAX_CAPLEN
-        self.nanosecond = any(i.units_per_s > 1_000_000 for i in interfaces)
+
+    def _interfaces(self) -> list[Interface]:
+        return [i for section in self.sections for i in section[2]]
+
+    @property
+    def linktypes(self) -> list[int]:
+        """Link types of the records: the file's, or those of every pcapng interface read so far."""
+        if self.kind == "pcap":
+            return [self.linktype]
+        return sorted({i.linktype for i in self._interfaces()})
+
+    @property
+    def nanosecond(self) -> bool:
+        """True when times are finer than microseconds (on any pcapng interface read so far)."""
+        if self.kind == "pcap":
+            return self._scale == 1
+        return any(i.units_per_s > 1_000_000 for i in self._interfaces())
 
     # ------------------------------------------------------------ context
 
@@ -211,7 +228,7 @@ class Capture:
             kind, length, body, order = block
             if kind in (PCAPNG_SHB, PCAPNG_IDB):
                 section = self._meta_block(offset, kind, body, order)
-            elif kind in (PCAPNG_EPB, PCAPNG_SPB, PCAPNG_OPB):
+            elif kind in PCAPNG_PACKET_BLOCKS:
                 if section is None:
                     raise CaptureError(self.path, offset, "packet block before any section header")
                 yield self._packet(offset, kind, body, section), kind

@@ -258,3 +258,17 @@ def test_an_indexed_query_and_a_full_scan_always_agree(tmp_path, capture, nanose
     q = flow(src, sport, dst, dport, start=start, end=end, proto=proto)
     scanned = both_ways(False, [path], q)
     assert both_ways(True, [path], q) == scanned
+
+
+@pytest.mark.tools
+@pytest.mark.parametrize("indexed", [True, False], ids=["indexed", "scanned"])
+def test_a_pcapng_with_a_name_resolution_block_before_its_interface_is_answered(tmp_path, tcpdump, indexed):
+    """tcpdump is the oracle: blocks of other types may precede the interface block (here Linux cooked)."""
+    path = tmp_path / "pcap.1700000000"
+    name_resolution = (4, b"\0\0\0\0")  # an empty Name Resolution Block
+    records = [(0, T0 + i * 1000, g.sll(g.udp(A, 1, B, 2, b"%d" % i))) for i in range(3)]
+    g.write_pcapng(path, [g.Interface(113)], records, leading_blocks=[name_resolution])
+    ours = both_ways(indexed, [path], flow(A, 1, B, 2))
+    theirs = tcpdump(path, f"host {A} and host {B} and port 1 and port 2")
+    assert pcap_records(ours) == pcap_records(theirs)
+    assert len(pcap_records(ours)[1]) == 3
