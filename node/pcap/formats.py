@@ -3,8 +3,8 @@
 Reading yields ``Record(offset, ts_ns, linktype, data, orig_len)``: ``offset`` is where the record
 (classic pcap) or block (pcapng) starts in the file, ``ts_ns`` integer nanoseconds since the epoch.
 A record cut short by the end of the file (a file still being written) ends the read cleanly; a
-record that cannot be right (impossible length, broken block) raises ``CaptureError`` naming the
-file and the byte offset. A pcapng Simple Packet Block has no timestamp: it takes the timestamp of
+record that cannot be right (impossible length, broken block, a pcapng time a classic pcap cannot
+hold: before 1970 or from 2106 on) raises ``CaptureError`` naming the file and the byte offset. A pcapng Simple Packet Block has no timestamp: it takes the timestamp of
 the packet before it in the file (0 when none).
 """
 
@@ -25,6 +25,7 @@ PCAPNG_EPB = 6
 PCAPNG_PACKET_BLOCKS = (PCAPNG_EPB, PCAPNG_SPB, PCAPNG_OPB)
 PCAPNG_BYTE_ORDER = 0x1A2B3C4D
 MAX_BLOCK = 16 << 20  # a block longer than this is damage, not a packet
+MAX_TS_NS = (1 << 32) * 1_000_000_000  # a classic pcap (the answer) holds u32 seconds since 1970
 
 # Classic pcap: the magic number picks byte order and timestamp precision.
 PCAP_MAGICS = {
@@ -339,6 +340,8 @@ class Capture:
             raise CaptureError(self.path, offset, f"packet length {caplen} exceeds its block")
         iface = interfaces[if_id]
         ts = iface.ts_ns((high << 32) | low)
+        if not 0 <= ts < MAX_TS_NS:
+            raise CaptureError(self.path, offset, f"packet time {ts} ns is outside what a pcap can hold")
         self._last_ts = ts
         return Record(offset, ts, iface.linktype, body[start : start + caplen], orig_len)
 

@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 from node.pcap.formats import CaptureError, CaptureWriter, IncompleteHeader, Record, open_capture
+from node.pcap.index import build_index
 from tests import pcapgen as g
 from tests.pcap.conftest import T0, pcap_records
 
@@ -132,6 +133,19 @@ def test_pcapng_cut_short_ends_cleanly_and_broken_blocks_are_errors(tmp_path):
     broken.write_bytes(bytes(damaged))
     with pytest.raises(CaptureError, match="lengths disagree"):
         read_all(broken)
+
+
+@pytest.mark.parametrize("seconds", [2**32, 2**64 - 1], ids=["year-2106", "end-of-u64"])
+def test_a_pcapng_time_a_pcap_cannot_carry_is_an_error_naming_the_offset(tmp_path, seconds):
+    """A classic pcap answer holds u32 seconds; such a time is damage, not a crash of index or answer."""
+    path = tmp_path / "pcap.1700000000"
+    interfaces, first = [g.Interface(1, tsresol=0)], (0, T0, PACKETS[0])
+    g.write_pcapng(path, interfaces, [first, (0, seconds * 10**9, PACKETS[1])])
+    second_block = len(g.pcapng_bytes(interfaces, [first]))
+    with pytest.raises(CaptureError, match=f"time .* at byte offset {second_block}$"):
+        read_all(path)
+    with pytest.raises(CaptureError):
+        build_index(path)
 
 
 def test_record_at_reads_one_record_and_records_at_many(tmp_path):
