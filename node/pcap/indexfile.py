@@ -87,6 +87,8 @@ class FlowIndex:
         ) = arrays
         self.linktypes = linktypes.tolist()
         self.meta_offsets = meta.tolist()
+        if any(offset >= self.capture_size for offset in self.meta_offsets):
+            raise IndexUnusable(f"{self.path}: a block offset points past the capture")
 
     @property
     def pcapng(self) -> bool:
@@ -136,6 +138,8 @@ class FlowIndex:
             candidates = np.unique(candidates)  # a flow between a host and itself is listed twice
         if not len(candidates):
             return candidates
+        if candidates.max() >= len(self.flows):
+            raise IndexUnusable(f"{self.path}: a lookup names flow {candidates.max()} of {len(self.flows)}")
         rows = self.flows[candidates]
         if len(rows) <= SMALL:
             wanted = _Wanted(a, a_port, b, b_port, protocols, start_ns, end_ns)
@@ -153,7 +157,14 @@ class FlowIndex:
         return candidates[keep]
 
     def packet_offsets(self, flow_ids: np.ndarray) -> np.ndarray:
-        """Record offsets of the packets of ``flow_ids``, ascending."""
+        """Record offsets of the packets of ``flow_ids``, ascending; IndexUnusable unless inside the capture."""
+        offsets = self._offsets_of(flow_ids)
+        # Checked on the few offsets asked for, not on open: reading them must stay inside the capture.
+        if len(offsets) and (offsets[-1] >= self.capture_size or np.any(offsets[1:] <= offsets[:-1])):
+            raise IndexUnusable(f"{self.path}: packet offsets out of order or past the capture")
+        return offsets
+
+    def _offsets_of(self, flow_ids: np.ndarray) -> np.ndarray:
         parts = []
         for flow in np.asarray(flow_ids).tolist():
             row = self.flows[flow]

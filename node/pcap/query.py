@@ -19,8 +19,8 @@ import numpy as np
 
 from .dissect import PORT_PROTOCOLS, V4_PREFIX, FlowFields, dissect
 from .flow import FlowQuery
-from .formats import Capture, CaptureWriter, IncompleteHeader, Record, open_capture
-from .index import FlowIndex, open_index
+from .formats import Capture, CaptureError, CaptureWriter, IncompleteHeader, Record, open_capture
+from .index import FlowIndex, IndexUnusable, open_index
 
 # A capture file is named by the second it was opened; packets written into it can be a little
 # older (kernel buffers), so a file is skipped on its name alone only when it starts this much after
@@ -80,12 +80,26 @@ class FilePlan:
 
     @property
     def linktypes(self) -> list[int]:
-        return self.index.linktypes if self.index is not None else self.capture.linktypes
+        return self.capture.linktypes
 
     def records(self, m: Matcher) -> Iterator[Record]:
         if self.offsets is not None:
-            return indexed_records(self.capture, _in_slices(self.offsets), m)
+            return self._indexed_or_scanned(m)
         return scanned_records(self.capture, m)
+
+    def _indexed_or_scanned(self, m: Matcher) -> Iterator[Record]:
+        """The indexed records; when an offset proves not to be a record, the rest by a scan."""
+        last = -1
+        try:
+            for record in indexed_records(self.capture, _in_slices(self.offsets), m):
+                last = record.offset
+                yield record
+            return
+        except CaptureError:
+            pass  # a damaged index (a damaged capture fails the scan the same way)
+        for record in scanned_records(self.capture, m):
+            if record.offset > last:
+                yield record
 
 
 def name_epoch_ns(path: str | Path) -> int | None:
@@ -94,18 +108,28 @@ def name_epoch_ns(path: str | Path) -> int | None:
     return int(found.group(1)) * 1_000_000_000 if found else None
 
 
+def _indexed_offsets(index: FlowIndex, m: Matcher) -> np.ndarray:
+    """The offsets of the file's candidate records (maybe none); IndexUnusable for a damaged index."""
+    if index.records == 0 or index.last_ns < m.start_ns or index.first_ns > m.end_ns:
+        return np.zeros(0, dtype=np.int64)
+    flows = index.find(m.a, m.a_port, m.b, m.b_port, m.protocols, m.start_ns, m.end_ns)
+    return index.packet_offsets(flows) if len(flows) else np.zeros(0, dtype=np.int64)
+
+
 def plan_file(path: str | Path, m: Matcher) -> FilePlan | None:
     """Decide how to read ``path``; None when it cannot hold an answer (then it is not even opened)."""
-    index = open_index(path)
+    index, offsets = open_index(path), None
     if index is not None and index.usable_for_queries:
-        if index.records == 0 or index.last_ns < m.start_ns or index.first_ns > m.end_ns:
-            return None
-        flows = index.find(m.a, m.a_port, m.b, m.b_port, m.protocols, m.start_ns, m.end_ns)
-        if not len(flows):
-            return None
-        offsets = index.packet_offsets(flows)
+        try:
+            offsets = _indexed_offsets(index, m)
+        except IndexUnusable:
+            index = None  # damaged inside: read like a file without an index
+        else:
+            if not len(offsets):
+                return None
     else:
-        index, offsets = None, None
+        index = None
+    if index is None:
         epoch = name_epoch_ns(path)
         if epoch is not None and epoch - NAME_SLACK_NS > m.end_ns:
             return None
@@ -116,6 +140,10 @@ def plan_file(path: str | Path, m: Matcher) -> FilePlan | None:
     try:
         if index is not None and index.pcapng:
             capture.learn_blocks(index.meta_offsets)
+    except CaptureError:
+        # The index names blocks that are not there: it is damaged, the capture may be fine. What
+        # was learned are real blocks, which the scan meets again.
+        return FilePlan(capture)
     except BaseException:
         capture.close()
         raise

@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from node.pcap import formats
 from node.pcap.dissect import dissect
-from node.pcap.index import build_index, index_path
+from node.pcap.index import FlowIndex, build_index, index_path, open_index
+from node.pcap.indexfile import HEADER_SIZE
 from node.pcap.query import query_captures
 from tests import pcapgen as g
 from tests.pcap.conftest import T0, answer, flow, pcap_records, record_bytes
@@ -153,6 +155,54 @@ def test_a_damaged_index_is_scanned_around(tmp_path):
     build_index(path)
     index_path(path).write_bytes(b"PARINDEX" + bytes(100))
     assert answer([path], flow(A, 1, B, 2)) == expected
+
+
+def damage_index(path, column: str, value: int, row: int = 0) -> None:
+    """Overwrite entry ``row`` of one of the index's tables (as the reader maps it) with ``value``."""
+    index = FlowIndex(index_path(path))
+    linktypes_bytes = -(-4 * len(index.linktypes) // 8) * 8
+    if column == "linktypes":
+        at, dtype = HEADER_SIZE, np.dtype("<u4")
+    elif column == "meta_offsets":
+        at, dtype = HEADER_SIZE + linktypes_bytes, np.dtype("<u8")
+    elif column == "offsets":
+        at, dtype = index.offsets_at, index.offset_dtype
+    else:
+        table = getattr(index, column)
+        at, dtype = table.ctypes.data - np.frombuffer(index._map, np.uint8).ctypes.data, table.dtype
+    at += row * dtype.itemsize
+    data = bytearray(index_path(path).read_bytes())
+    data[at : at + dtype.itemsize] = np.array([value], dtype=dtype).tobytes()
+    index_path(path).write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "kind, column, value, row",
+    [
+        ("pcap", "address_flow", 2**32 - 1, 0),  # a lookup naming a flow that is not there
+        ("pcap", "offsets", 2**32 - 1, 2),  # past the end of the capture
+        ("pcap", "offsets", 24 + 16 + 42, 1),  # inside a record, where its UDP payload reads as a length
+        ("pcap", "offsets", 24, 3),  # out of order
+        ("pcap", "linktypes", 113, 0),  # another link type than the file's
+        ("pcapng", "meta", 2**63, 1),  # an interface block past the capture
+        ("pcapng", "meta", 28 + 20 + 20, 1),  # the first packet block, taken for an interface block
+    ],
+)
+def test_an_index_damaged_inside_is_scanned_around(tmp_path, kind, column, value, row):
+    """Its header and digest are right, so it opens; what it says must not crash or cut the answer."""
+    path = tmp_path / "pcap.1700000000"
+    frames = [g.ether(g.udp(A, 1, B, 2, b"\xff" * 16 + b"%d" % i)) for i in range(6)]
+    if kind == "pcap":
+        g.write_pcap(path, [(T0 + i * 1000, f) for i, f in enumerate(frames)])
+    else:
+        g.write_pcapng(path, [1, 1], [(0, T0 + i * 1000, f) for i, f in enumerate(frames)])
+    q = flow(A, 1, B, 2)
+    expected = both_ways(False, [path], q)
+    build_index(path)
+    damage_index(path, "meta_offsets" if column == "meta" else column, value, row)
+    assert open_index(path) is None or open_index(path).records == 6
+    assert answer([path], q) == expected
+    assert len(pcap_records(expected)[1]) == 6
 
 
 def test_an_unindexed_file_named_after_the_window_is_not_read(tmp_path):
