@@ -6,19 +6,16 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from django.test import Client, override_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.servers import run
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "parsite.settings", **env}
-    return subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=60
-    )
+    return run([sys.executable, "-c", code], full_env)
 
 
 @pytest.mark.parametrize(
@@ -56,13 +53,9 @@ def test_a_bad_setting_is_refused_naming_the_variable(variable, value, tmp_path)
 def test_an_empty_secret_file_is_refused_naming_it(name, variable, warning, tmp_path):
     (tmp_path / name).write_text("\n")
     env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SECRET_KEY", "PAR_KEY_PEPPER")}
-    result = subprocess.run(
+    result = run(
         [sys.executable, "-c", "import django; django.setup()"],
-        cwd=ROOT,
-        env={**env, "DJANGO_SETTINGS_MODULE": "parsite.settings", "PAR_DATA_DIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
+        {**env, "DJANGO_SETTINGS_MODULE": "parsite.settings", "PAR_DATA_DIR": str(tmp_path)},
     )
     assert result.returncode != 0
     assert (
@@ -83,13 +76,9 @@ def test_the_defaults_of_the_spec(tmp_path):
         " s.DATABASES['default']['NAME'], s.ROOT_URLCONF]))"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAR_") and k != "DATABASE_URL"}
-    result = subprocess.run(
+    result = run(
         [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={**env, "DJANGO_SETTINGS_MODULE": "parsite.settings", "PAR_DATA_DIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
+        {**env, "DJANGO_SETTINGS_MODULE": "parsite.settings", "PAR_DATA_DIR": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [
@@ -107,28 +96,22 @@ def test_the_defaults_of_the_spec(tmp_path):
 
 
 def test_a_node_with_missing_directories_fails_its_checks(tmp_path):
-    result = subprocess.run(
+    result = run(
         [sys.executable, "manage.py", "check"],
-        cwd=ROOT,
-        env={
+        {
             **os.environ,
             "PAR_ROLE": "node",
             "PAR_DATA_DIR": str(tmp_path),
             "PAR_CAPTURE_DIR": str(tmp_path / "nope"),
             "PAR_FILER_DIR": str(tmp_path / "nope2"),
         },
-        capture_output=True,
-        text=True,
-        timeout=60,
     )
     assert result.returncode != 0
     assert "node.E001" in result.stderr and "node.E002" in result.stderr
 
 
 def test_version_flag_prints_both_versions():
-    result = subprocess.run(
-        [sys.executable, "manage.py", "--version"], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+    result = run([sys.executable, "manage.py", "--version"])
     from parsite.version import API_VERSION, VERSION
 
     assert result.returncode == 0
@@ -163,14 +146,7 @@ def test_deploy_check_passes_with_the_documented_production_settings(tmp_path):
         "DJANGO_BEHIND_TLS_PROXY": "true",
         "DJANGO_SECURE_HSTS_PRELOAD": "true",
     }
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], env)
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
 
@@ -210,14 +186,7 @@ def test_a_node_refuses_to_start_without_its_directories(tmp_path):
         "PAR_FILER_DIR": str(tmp_path),
         "PAR_BIND": f"127.0.0.1:{free_port()}",
     }
-    result = subprocess.run(
-        [str(GUNICORN), "parsite.wsgi", "-c", "gunicorn.conf.py"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run([str(GUNICORN), "parsite.wsgi", "-c", "gunicorn.conf.py"], env)
     assert result.returncode != 0
     assert "node.E001" in result.stderr
 
@@ -233,23 +202,9 @@ def test_a_collector_refuses_to_start_when_its_database_is_unusable(tmp_path):
         "DATABASE_URL": f"postgres://par:par@127.0.0.1:{free_port()}/par",
         "PAR_BIND": f"127.0.0.1:{free_port()}",
     }
-    check = subprocess.run(
-        [sys.executable, "manage.py", "check", "--database", "default"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    check = run([sys.executable, "manage.py", "check", "--database", "default"], env)
     assert check.returncode != 0
     assert "collector.E001" in check.stderr
-    served = subprocess.run(
-        [str(GUNICORN), "parsite.wsgi", "-c", "gunicorn.conf.py"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    served = run([str(GUNICORN), "parsite.wsgi", "-c", "gunicorn.conf.py"], env)
     assert served.returncode != 0
     assert "collector.E001" in served.stderr

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -13,7 +11,8 @@ from django.test import override_settings
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.validation import validate_schema
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.servers import run
+
 API_PATHS = {"/ping", "/status", "/data.pcap", "/routes", "/plugins"}
 
 
@@ -68,13 +67,8 @@ def test_schema_generation_has_no_warnings(tmp_path):
         "PAR_FILER_DIR": str(tmp_path / "f"),
     }
     out = tmp_path / "schema.yaml"
-    result = subprocess.run(
-        [sys.executable, "manage.py", "spectacular", "--validate", "--fail-on-warn", "--file", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = run(
+        [sys.executable, "manage.py", "spectacular", "--validate", "--fail-on-warn", "--file", str(out)], env
     )
     assert result.returncode == 0, result.stderr
     assert "/data.pcap" in yaml.safe_load(out.read_text())["paths"]
