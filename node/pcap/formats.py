@@ -34,9 +34,13 @@ PCAP_MAGICS = {
     b"\x4d\x3c\xb2\xa1": ("<", True),
     b"\xa1\xb2\x3c\x4d": (">", True),
 }
-PCAP_HEADER = struct.Struct("<IHHiIII")
-PCAP_HEADER_SIZE = 24
-RECORD_HEADER_SIZE = 16
+# The layouts, declared once; the byte order is the file's ("<" for what we write).
+PCAP_HEADER_FIELDS = "IHHiIII"  # magic, major, minor, thiszone, sigfigs, snaplen, linktype
+PCAP_RECORD_FIELDS = "IIII"  # seconds, fraction, captured length, original length
+PCAP_HEADER = struct.Struct("<" + PCAP_HEADER_FIELDS)
+PCAP_RECORD = struct.Struct("<" + PCAP_RECORD_FIELDS)
+PCAP_HEADER_SIZE = PCAP_HEADER.size
+RECORD_HEADER_SIZE = PCAP_RECORD.size
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 READ_CHUNK = 1 << 20
 READ_WINDOW = 1 << 16  # random access: one read serves the records near each other
@@ -103,11 +107,11 @@ class Capture:
                 raise IncompleteHeader(self.path, 0, "no complete pcap file header yet")
             self.kind = "pcap"
             self.order, nanosecond = PCAP_MAGICS[magic]
-            fields = struct.unpack(self.order + "IHHiIII", head)
+            fields = struct.unpack(self.order + PCAP_HEADER_FIELDS, head)
             self.snaplen = fields[5]
             self.linktype = fields[6] & 0xFFFF  # the upper bits carry FCS information
             self.data_start = PCAP_HEADER_SIZE
-            self._record = struct.Struct(self.order + "IIII")
+            self._record = struct.Struct(self.order + PCAP_RECORD_FIELDS)
             self._scale = 1 if nanosecond else 1000
         elif magic == PCAPNG_MAGIC:
             self.kind = "pcapng"
@@ -428,7 +432,7 @@ def pcap_record_bytes(record: Record, nanosecond: bool) -> bytes:
     secs, frac = divmod(record.ts_ns, 1_000_000_000)
     if not nanosecond:
         frac //= 1000
-    return struct.pack("<IIII", secs, frac, len(record.data), record.orig_len) + record.data
+    return PCAP_RECORD.pack(secs, frac, len(record.data), record.orig_len) + record.data
 
 
 def _pcapng_block(kind: int, body: bytes) -> bytes:
