@@ -3,7 +3,10 @@
 The walk over the record headers is the only per-packet Python; the flow fields are then gathered
 for all records at once with numpy fancy indexing into the memory-mapped file. Packets the
 vectorised path does not handle (IPv6 extension headers, fragments, deep VLAN stacks) go through
-``node.pcap.dissect`` one by one; they are rare on real links.
+``node.pcap.dissect`` one by one; they are rare on real links. A later fragment is tied to the flow
+of a first fragment with its reassembly key in the same file: the latest one before it, else the
+earliest one after it (the rule of ``node.pcap.dissect``, which the scan in ``node.pcap.query``
+applies too).
 """
 
 from __future__ import annotations
@@ -317,8 +320,13 @@ def address_halves(address: bytes) -> tuple[int, int]:
 
 
 def fill_slow_rows(mm: mmap.mmap, layout: Layout, fields: Fields, rows: np.ndarray) -> None:
-    """Dissect the rows the vectorised path left, one by one, in file order (fragments need the order)."""
+    """Dissect the rows the vectorised path left, one by one, in file order (fragments need the order).
+
+    A later fragment takes the flow of the latest first fragment with its reassembly key before it;
+    when there is none, of the first one after it (``node.pcap.dissect`` states the rule).
+    """
     first_fragments: dict[tuple, d.FlowFields] = {}
+    waiting: dict[tuple, list[int]] = {}  # reassembly key -> later fragments with no first one yet
     for row in rows.tolist():
         start = int(layout.data[row])
         frame = bytes(mm[start : start + int(layout.caplen[row])])
@@ -326,13 +334,22 @@ def fill_slow_rows(mm: mmap.mmap, layout: Layout, fields: Fields, rows: np.ndarr
         if found is None:
             continue
         if found.later_fragment:
-            found = first_fragments.get(found.frag_key)
-            if found is None:
-                continue  # its first fragment is not before it in this file: no flow known
+            first = first_fragments.get(found.frag_key)
+            if first is None:
+                waiting.setdefault(found.frag_key, []).append(row)
+                continue
+            found = first
         elif found.frag_key is not None:
             first_fragments[found.frag_key] = found
-        fields.has_flow[row] = True
-        fields.src_hi[row], fields.src_lo[row] = address_halves(found.src)
-        fields.dst_hi[row], fields.dst_lo[row] = address_halves(found.dst)
-        fields.proto[row] = found.proto
-        fields.sport[row], fields.dport[row] = found.sport, found.dport
+            for earlier in waiting.pop(found.frag_key, ()):
+                _set_row(fields, earlier, found)
+        _set_row(fields, row, found)
+    # what is still waiting has no first fragment in this file: no flow known
+
+
+def _set_row(fields: Fields, row: int, found: d.FlowFields) -> None:
+    fields.has_flow[row] = True
+    fields.src_hi[row], fields.src_lo[row] = address_halves(found.src)
+    fields.dst_hi[row], fields.dst_lo[row] = address_halves(found.dst)
+    fields.proto[row] = found.proto
+    fields.sport[row], fields.dport[row] = found.sport, found.dport

@@ -10,7 +10,11 @@ Rules both share:
 - an IPv4 datagram in fragments (MF set or offset > 0), or an IPv6 packet with a fragment header,
   has ``frag_key`` set, its reassembly key: (src, dst, protocol, identification) for IPv4, (src,
   dst, -1, identification) for IPv6; a non-first fragment (``later_fragment``) has no ports: it
-  belongs to the flow of the latest first fragment with the same key before it in the file.
+  belongs to the flow of a first fragment with the same key in the same file, the latest one
+  before it or, when there is none before it (fragments sent or delivered last first), the
+  earliest one after it; with no first fragment in the file it belongs to no flow. The nearest
+  earlier one wins over a nearer later one when an identification is reused: it is the one a
+  stream can know, and the index build and the scan apply the same rule.
 """
 
 from __future__ import annotations

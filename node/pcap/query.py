@@ -3,7 +3,11 @@
 A file with a current index is answered from it: the flow is looked up, only its records are
 read, and each one is checked against the query (fields and time) before it is kept. A file
 without one (the file still being written, an index of another version, a damaged index) is
-scanned record by record with the same rules, so both give the same answer.
+scanned record by record with the same rules, so both give the same answer. A later fragment
+belongs to the flow of a first fragment with its reassembly key in the same file: the latest one
+before it, else the earliest one after it (``node.pcap.dissect``); the index build resolves this
+for the whole file at once, the scan reads the file a second time for it only when a later fragment
+comes before any first fragment of its key.
 """
 
 from __future__ import annotations
@@ -170,9 +174,15 @@ def indexed_records(capture: Capture, offsets: Iterable[int], m: Matcher) -> Ite
 
 
 def scanned_records(capture: Capture, m: Matcher) -> Iterator[Record]:
-    """Every record of the file that belongs to the flow and the window, reading it all."""
+    """Every record of the file that belongs to the flow and the window, reading it all, in file order.
+
+    A later fragment takes the flow of the latest first fragment with its key before it; one met
+    before any first fragment of its key takes that of the earliest one after it, learned by one
+    extra read of the file, done only when such a fragment between the flow's addresses turns up.
+    """
     needle_a, needle_b = m.needles()
     first_fragments: dict[tuple, bool] = {}  # reassembly key -> did the latest first fragment match
+    earliest: dict[tuple, bool] | None = None  # the same for the earliest one, once needed
     for record in capture:
         data = record.data
         if needle_a not in data or needle_b not in data:
@@ -181,13 +191,33 @@ def scanned_records(capture: Capture, m: Matcher) -> Iterator[Record]:
         if f is None:
             continue
         if f.later_fragment:
-            matched = first_fragments.get(f.frag_key, False)
+            matched = first_fragments.get(f.frag_key)
+            if matched is None:
+                if not (m.endpoints(f) and m.start_ns <= record.ts_ns <= m.end_ns):
+                    continue
+                if earliest is None:
+                    earliest = _earliest_first_fragments(capture, m)
+                matched = earliest.get(f.frag_key, False)  # False: no first fragment in the file
         else:
             matched = m.flow(f)
             if f.frag_key is not None:
                 first_fragments[f.frag_key] = matched
         if matched and m.start_ns <= record.ts_ns <= m.end_ns:
             yield record
+
+
+def _earliest_first_fragments(capture: Capture, m: Matcher) -> dict[tuple, bool]:
+    """Reassembly key -> does the earliest first fragment with it match (fragments between the addresses)."""
+    needle_a, needle_b = m.needles()
+    earliest: dict[tuple, bool] = {}
+    for record in capture:
+        data = record.data
+        if needle_a not in data or needle_b not in data:
+            continue
+        f = dissect(record.linktype, data)
+        if f is not None and f.frag_key is not None and not f.later_fragment and m.endpoints(f):
+            earliest.setdefault(f.frag_key, m.flow(f))
+    return earliest
 
 
 def _output_format(paths: Sequence[Path], plans: list[FilePlan]) -> tuple[list[int], bool]:

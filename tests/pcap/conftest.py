@@ -57,3 +57,15 @@ def tcpdump():
         return done.stdout
 
     return run
+
+
+def fragment6(packet: bytes, size: int, ident: int) -> list[bytes]:
+    """Split an IPv6 packet (no extension headers) into fragments of ``size`` (a multiple of 8) bytes."""
+    next_header, src_dst, payload = packet[6], packet[8:40], packet[40:]
+    pieces = []
+    for start in range(0, len(payload), size):
+        piece = payload[start : start + size]
+        more = 1 if start + size < len(payload) else 0
+        header = struct.pack("!IHBB", 6 << 28, 8 + len(piece), 44, 64) + src_dst
+        pieces.append(header + struct.pack("!BBHI", next_header, 0, start | more, ident) + piece)
+    return pieces

@@ -167,7 +167,7 @@ def test_the_index_puts_later_fragments_in_their_first_fragments_flow(tmp_path):
     build_index(path)
     index = FlowIndex(index_path(path))
     packets = {(int(r["a_port"]), int(r["b_port"])): int(r["packets"]) for r in index.flows}
-    assert packets == {(5000, 53): 3, (6000, 53): 3}  # the orphan has no first fragment before it
+    assert packets == {(5000, 53): 3, (6000, 53): 3}  # the orphan has no first fragment in the file
     flow_id = index.find(a16("10.0.0.1"), 5000, a16("10.0.0.2"), 53)
     offsets = index.packet_offsets(flow_id)
     assert np.all(np.diff(offsets) > 0) and len(offsets) == 3

@@ -16,7 +16,7 @@ from node.pcap.index import FlowIndex, build_index, index_path, open_index
 from node.pcap.indexfile import HEADER_SIZE
 from node.pcap.query import query_captures
 from tests import pcapgen as g
-from tests.pcap.conftest import T0, answer, flow, pcap_records, record_bytes
+from tests.pcap.conftest import T0, answer, flow, fragment6, pcap_records, record_bytes
 
 A, B = "10.0.0.1", "10.0.0.2"
 
@@ -270,10 +270,17 @@ def packets(draw):
         extra["ip_options"] = draw(st.sampled_from([b"", g.ROUTER_ALERT]))
         extra["ident"] = draw(st.integers(0, 3))
     packet = builder(src, sport, dst, dport, b"p" * draw(st.integers(0, 120)), **extra)
-    if kind == "frag" and not v6:
-        pieces = g.fragment(packet, 24)
+    if kind == "frag":
+        if v6:  # fragments of a packet without extension headers; an id reused across packets
+            packet = g.udp(src, sport, dst, dport, b"p" * draw(st.integers(0, 120)))
+            pieces = fragment6(packet, 24, ident=draw(st.integers(0, 3)))
+        else:
+            pieces = g.fragment(packet, 24)
         ends = (src, sport, dst, dport, 17)
-        return (draw(st.permutations(pieces)) if draw(st.booleans()) else pieces), ends
+        order = draw(st.sampled_from(["sent", "reversed", "any"]))
+        if order != "sent":
+            pieces = pieces[::-1] if order == "reversed" else draw(st.permutations(pieces))
+        return pieces, ends
     return [packet], (src, sport, dst, dport, {"tcp": 6, "udp": 17, "sctp": 132, "frag": 17}[kind])
 
 
@@ -285,6 +292,8 @@ def captures(draw):
     for group, _ in groups:
         vlans = draw(st.sampled_from([(), (7,), ((g.QINQ, 8), 9), (1, 2, 3, 4)])) if linktype == 1 else ()
         frames += [g.ether(p, vlans) if linktype == 1 else g.frame(linktype, p) for p in group]
+    if draw(st.integers(0, 3)) == 0:  # datagrams of several flows interleaved
+        frames = draw(st.permutations(frames))
     times = sorted(draw(st.lists(st.integers(0, 10**6), min_size=len(frames), max_size=len(frames))))
     snaplen = draw(st.sampled_from([262144, 262144, 60]))
     records = [(T0 + t, f) for t, f in zip(times, frames, strict=True)]
