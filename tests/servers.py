@@ -18,6 +18,27 @@ ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 
 
+# The production settings the README documents ("Deployment"); check --deploy must pass with them.
+PRODUCTION_ENV = {
+    "DJANGO_DEBUG": "false",
+    "DJANGO_SECRET_KEY": "x7Gk2-pL9qW4zR8vN1mB5tY3cH6jD0sF-aE7uI2oP4lK9wQ1zX5nM8bV3cT6yR0",
+    "DJANGO_ALLOWED_HOSTS": "par.example.org",
+    "DJANGO_SECURE_SSL_REDIRECT": "true",
+    "DJANGO_SECURE_HSTS_SECONDS": "31536000",
+    "DJANGO_BEHIND_TLS_PROXY": "true",
+    "DJANGO_SECURE_HSTS_PRELOAD": "true",
+}
+# The seed README's example query (without node_id and api_key).
+SEED_QUERY = {
+    "src_addr": "1.1.1.1",
+    "src_port": "111",
+    "dst_addr": "2.2.2.2",
+    "dst_port": "222",
+    "start_time": "2001-01-01 5:01pm",
+    "end_time": "2001-01-01 5:05pm",
+}
+
+
 def run(
     argv: list[str], env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess:

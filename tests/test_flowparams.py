@@ -8,16 +8,10 @@ from ipaddress import ip_address
 import pytest
 
 from parsite.flowparams import FlowParamError, parse_flow_query, parse_time
+from tests.servers import SEED_QUERY
 
 NS = 1_000_000_000
-GOOD = {
-    "src_addr": "1.1.1.1",
-    "src_port": "111",
-    "dst_addr": "2.2.2.2",
-    "dst_port": "222",
-    "start_time": "2001-01-01 5:01pm",
-    "end_time": "2001-01-01 5:05pm",
-}
+GOOD = SEED_QUERY
 
 
 def query(utc: bool = True, max_window: int = 86400, **changes: str):

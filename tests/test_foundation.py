@@ -10,7 +10,7 @@ import sys
 import pytest
 from django.test import Client, override_settings
 
-from tests.servers import run
+from tests.servers import PRODUCTION_ENV, run
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
@@ -138,13 +138,7 @@ def test_deploy_check_passes_with_the_documented_production_settings(tmp_path):
     env = {
         **os.environ,
         "PAR_DATA_DIR": str(tmp_path),
-        "DJANGO_DEBUG": "false",
-        "DJANGO_SECRET_KEY": "x7Gk2-pL9qW4zR8vN1mB5tY3cH6jD0sF-aE7uI2oP4lK9wQ1zX5nM8bV3cT6yR0",
-        "DJANGO_ALLOWED_HOSTS": "par.example.org",
-        "DJANGO_SECURE_SSL_REDIRECT": "true",
-        "DJANGO_SECURE_HSTS_SECONDS": "31536000",
-        "DJANGO_BEHIND_TLS_PROXY": "true",
-        "DJANGO_SECURE_HSTS_PRELOAD": "true",
+        **PRODUCTION_ENV,
     }
     result = run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], env)
     assert result.returncode == 0, result.stderr

@@ -5,16 +5,11 @@ from __future__ import annotations
 import pytest
 from django.test import Client, override_settings
 
+from tests.servers import SEED_QUERY
+
 NODE = {"ROOT_URLCONF": "parsite.urls_node", "PAR_ROLE": "node"}
 # The seed's example query.
-SEED = {
-    "src_addr": "1.1.1.1",
-    "src_port": "111",
-    "dst_addr": "2.2.2.2",
-    "dst_port": "222",
-    "start_time": "2001-01-01 5:01pm",
-    "end_time": "2001-01-01 5:05pm",
-}
+SEED = SEED_QUERY
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import PRODUCTION_ENV
+
 ROOT = Path(__file__).resolve().parents[2]
 TEST_PLUGIN = "tests.plugins.par_test_plugin"
 NODE_ONLY = "tests.plugins.par_node_only"
@@ -153,13 +155,7 @@ def test_the_deploy_check_stays_clean_with_plugins_enabled(tmp_path):
                 "PAR_CAPTURE_DIR": str(tmp_path),
                 "PAR_FILER_DIR": str(tmp_path),
                 "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-                "DJANGO_DEBUG": "false",
-                "DJANGO_SECRET_KEY": "x7Gk2-pL9qW4zR8vN1mB5tY3cH6jD0sF-aE7uI2oP4lK9wQ1zX5nM8bV3cT6yR0",
-                "DJANGO_ALLOWED_HOSTS": "par.example.org",
-                "DJANGO_SECURE_SSL_REDIRECT": "true",
-                "DJANGO_SECURE_HSTS_SECONDS": "31536000",
-                "DJANGO_BEHIND_TLS_PROXY": "true",
-                "DJANGO_SECURE_HSTS_PRELOAD": "true",
+                **PRODUCTION_ENV,
             },
             capture_output=True,
             text=True,
