@@ -56,14 +56,11 @@ class CollectorView(APIView):
     def check_permissions(self, request) -> None:
         # Counted before it is judged (DRF judges first): requests refused for a missing grant or a
         # bad node_id use up the key's rate too, and each of those is a row in the request log.
-        self.check_throttles(request)
+        super().check_throttles(request)
         super().check_permissions(request)
 
     def check_throttles(self, request) -> None:
-        if getattr(self, "_counted", False):
-            return  # DRF's own call, after the permissions
-        self._counted = True
-        super().check_throttles(request)
+        """Done in check_permissions, before the permissions; DRF's own call afterwards does nothing."""
 
 
 def get_node(node_id: int) -> Node:
