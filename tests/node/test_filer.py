@@ -418,24 +418,60 @@ def test_a_filer_killed_during_a_cross_device_move_files_everything_once(
     assert temp_files(capture_dir, filer_dir) == []
 
 
-def kill_at_random_times(tmp_path: Path, capture_dir: Path, filer_dir: Path, seed: int) -> int:
-    """Start the filer again and again, killing it a random moment after it starts filing; the kills."""
-    env = filer_env(tmp_path, capture_dir, filer_dir)
-    rng = random.Random(seed)
-    kills = 0
-    for attempt in range(20):
-        log = tmp_path / f"filer-{attempt}.log"
-        process = start_manage(env, "runfiler", log=log)
-        # Django starts in a fraction of a second: wait for the work itself, then strike within it.
-        wait_for(lambda: process.poll() is not None or "Processing:" in log.read_text(), what="filing")  # noqa: B023
-        time.sleep(rng.uniform(0, 0.08))  # a dozen files take about 0.25 s here
+def pending_captures(capture_dir: Path) -> int:
+    """Finished captures still waiting in ``capture_dir`` (all but the newest, which is live)."""
+    return max(len([p for p in capture_dir.iterdir() if p.name.startswith("pcap.")]) - 1, 0)
+
+
+def kill_during_filing(env: dict[str, str], log: Path, target: int, delay: float) -> bool:
+    """Start the filer, kill it ``delay`` seconds after it logs its ``target``-th file; killed or not."""
+    process = start_manage(env, "runfiler", log=log)
+    try:
+        deadline = time.monotonic() + 60
+        # Polled tightly: the kill must land in the target file's work, not several files later.
+        while process.poll() is None and log.read_text().count("Processing:") < target:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the filer never reached its file number {target}")
+            time.sleep(0.001)
+        time.sleep(delay)
         if process.poll() is not None:
             assert process.returncode == 0, log.read_text()
-            break
+            return False
+        process.kill()
+        return True
+    finally:
         process.kill()
         process.wait()
-        kills += 1
-    return kills
+
+
+def kill_at_random_times(
+    tmp_path: Path, capture_dir: Path, filer_dir: Path, expected: dict[str, bytes], seed: int, kills: int = 4
+) -> int:
+    """Kill the filer at random moments of its work until it was killed ``kills`` times; the kills.
+
+    Each run is killed a random moment after it starts on a file chosen at random among the first
+    half of those waiting, so at least two more files are still to do: however fast or busy the
+    machine, the filer is still working when it is struck. Should it finish all the same (the test
+    itself stalled), a new batch of captures arrives, so the count of kills never depends on timing.
+    """
+    env = filer_env(tmp_path, capture_dir, filer_dir)
+    rng = random.Random(seed)
+    done = 0
+    next_epoch = max(int(name.split(".")[1]) for name in [p.name for p in capture_dir.iterdir()]) + 60
+    for attempt in range(40):
+        if done >= kills:
+            break
+        if pending_captures(capture_dir) < 4:
+            live = next_epoch - 60
+            batch = [next_epoch + 60 * n for n in range(6)]
+            expected.update(write_captures(capture_dir, batch, seconds=10, pps=500))
+            expected[f"pcap.{live}"] = (capture_dir / f"pcap.{live}").read_bytes()
+            del expected[f"pcap.{batch[-1]}"]
+            next_epoch = batch[-1] + 60
+        target = rng.randint(1, max(1, (pending_captures(capture_dir) - 2) // 2))
+        killed = kill_during_filing(env, tmp_path / f"filer-{attempt}.log", target, rng.uniform(0, 0.03))
+        done += killed
+    return done
 
 
 def assert_random_kills_file_everything_once(tmp_path: Path, capture_dir: Path, filer_dir: Path) -> None:
@@ -443,13 +479,14 @@ def assert_random_kills_file_everything_once(tmp_path: Path, capture_dir: Path, 
     expected = write_captures(capture_dir, epochs, seconds=10, pps=500)
     del expected[f"pcap.{epochs[-1]}"]
 
-    kills = kill_at_random_times(tmp_path, capture_dir, filer_dir, seed=len(str(capture_dir)))
+    kills = kill_at_random_times(tmp_path, capture_dir, filer_dir, expected, seed=20150522)
     final = manage(filer_env(tmp_path, capture_dir, filer_dir), "runfiler")
 
-    assert kills >= 2, "the filer finished before it could be killed: give it more work"
+    assert kills == 4
     assert final.returncode == 0, final.stderr
     assert_filed_once(filer_dir, expected)
-    assert [p.name for p in capture_dir.iterdir()] == [f"pcap.{epochs[-1]}"]
+    live = max(int(name.split(".")[1]) for name in expected) + 60
+    assert [p.name for p in capture_dir.iterdir()] == [f"pcap.{live}"]
     assert temp_files(capture_dir, filer_dir) == []
 
 
