@@ -35,7 +35,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 demo: $(STAMP)
-	$(PY) -m parsite.demo
+	$(PY) -m demo
 
 serve-node: $(STAMP)
 	PAR_ROLE=node $(VENV)/bin/gunicorn parsite.wsgi -c gunicorn.conf.py

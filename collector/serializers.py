@@ -5,7 +5,7 @@ from __future__ import annotations
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
-from parsite.serializers import ErrorSerializer
+from api.serializers import ErrorSerializer
 
 
 def _key_info_schema() -> dict:

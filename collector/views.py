@@ -13,6 +13,11 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api.client import client_ip
+from api.flowparams import FlowParamError, parse_flow_query
+from api.ping import ping_payload
+from api.routes import list_routes
+from api.serializers import ErrorSerializer, PingSerializer
 from collector import proxy
 from collector.auth import (
     ApiKeyAuthentication,
@@ -33,13 +38,8 @@ from collector.serializers import (
     NODES_RESPONSE,
     PCAP_RESPONSE,
 )
-from node.acl import client_ip
-from node.pcap.flow import FlowQuery
-from parsite.flowparams import FlowParamError, parse_flow_query
+from engine.flow import FlowQuery
 from parsite.plugins import plugin_metadata
-from parsite.routes import list_routes
-from parsite.serializers import ErrorSerializer, PingSerializer
-from parsite.views import ping_payload
 
 NODE_COMMANDS = ("ping", "status", "plugins", "routes")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -39,10 +39,10 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.formats import CaptureError
+from engine.index import INDEX_SUFFIX, build_index, index_is_current, index_path
 from node import retention, store
 from node.faults import crash_point
-from node.pcap.formats import CaptureError
-from node.pcap.index import INDEX_SUFFIX, build_index, index_is_current, index_path
 
 log = logging.getLogger("node.filer")
 

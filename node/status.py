@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from node.pcap.index import INDEX_SUFFIX, capture_span
+from engine.index import INDEX_SUFFIX, capture_span
 from node.store import capture_dir_files, name_epoch
 
 CAPTURE_TOOLS = ("daemonlogger", "tcpdump", "dumpcap", "netsniff-ng")

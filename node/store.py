@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from node.pcap.index import capture_span
-from parsite.flowparams import LATEST_EPOCH
+from engine.flow import LATEST_EPOCH
+from engine.index import capture_span
 
 MAX_ROTATION_S = 3600
 # A capture file named later than this after now is not the live one (clocks differ a little).

@@ -1,6 +1,6 @@
 from django.urls import path
 
-import parsite.docs
+import api.docs
 from node import views
 
 urlpatterns = [
@@ -11,5 +11,5 @@ urlpatterns = [
     path("plugins", views.PluginsView.as_view(), name="node-plugins"),
     path("schema", views.NodeSchemaView.as_view(), name="schema"),
     path("docs", views.NodeDocsView.as_view(url_name="schema"), name="docs"),
-    path(parsite.docs.ASSET_ROUTE, views.docs_asset, name="node-docs-asset"),
+    path(api.docs.ASSET_ROUTE, views.docs_asset, name="node-docs-asset"),
 ]

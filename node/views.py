@@ -17,20 +17,20 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-import parsite.docs
+import api.docs
+from api.errors import error_response
+from api.flowparams import FLOW_PARAMS, FlowParamError, parse_flow_query
+from api.ping import ping_payload
+from api.routes import list_routes
+from api.serializers import ErrorSerializer, PingSerializer
+from engine.flow import FlowQuery
+from engine.formats import CaptureError
+from engine.query import query_captures
 from node import status
 from node.acl import AllowedCaller, caller_allowed
-from node.pcap.flow import FlowQuery
-from node.pcap.formats import CaptureError
-from node.pcap.query import query_captures
 from node.serializers import FLOW_PARAMETERS, PluginSerializer, RouteSerializer, StatusSerializer
 from node.store import files_for_window
-from parsite.errors import error_response
-from parsite.flowparams import FLOW_PARAMS, FlowParamError, parse_flow_query
 from parsite.plugins import plugin_metadata
-from parsite.routes import list_routes
-from parsite.serializers import ErrorSerializer, PingSerializer
-from parsite.views import ping_payload
 
 log = logging.getLogger("node.api")
 
@@ -230,7 +230,7 @@ def docs_asset(request, path: str):
     """Swagger UI's files, shipped with drf-spectacular-sidecar: /docs works with no internet."""
     if not caller_allowed(request):
         return error_response(AllowedCaller.message, 403)
-    return parsite.docs.docs_asset(request, path)
+    return api.docs.docs_asset(request, path)
 
 
 def not_found(request, exception=None):

@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from parsite.docs import ASSET_ROUTE, docs_asset
+from api.docs import ASSET_ROUTE, docs_asset
 
 urlpatterns = [
     path("schema", SpectacularAPIView.as_view(), name="schema"),
@@ -11,7 +11,7 @@ urlpatterns = [
     path(ASSET_ROUTE, docs_asset, name="docs-asset"),
 ]
 
-handler400 = "parsite.errors.handler400"
-handler403 = "parsite.errors.handler403"
-handler404 = "parsite.errors.handler404"
-handler500 = "parsite.errors.handler500"
+handler400 = "api.errors.handler400"
+handler403 = "api.errors.handler403"
+handler404 = "api.errors.handler404"
+handler500 = "api.errors.handler500"

@@ -37,7 +37,7 @@ def test_the_demo_serves_a_flow_and_prints_a_curl_that_works(tmp_path):
     }
     env["PAR_DEMO_DIR"] = str(tmp_path / "demo")
     demo = subprocess.Popen(
-        [sys.executable, "-m", "parsite.demo"],
+        [sys.executable, "-m", "demo"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -7,7 +7,7 @@ from ipaddress import ip_address
 
 import pytest
 
-from parsite.flowparams import FlowParamError, parse_flow_query, parse_time
+from api.flowparams import FlowParamError, parse_flow_query, parse_time
 from tests.servers import SEED_QUERY
 
 NS = 1_000_000_000

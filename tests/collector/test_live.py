@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from pcapgen import ether, pcap_bytes, tcp, udp, write_pcap
 from tests.collector.live import HungNode, live_database, manage, peak_rss_kib, rows, worker_pids
-from tests.pcapgen import ether, pcap_bytes, tcp, udp, write_pcap
 from tests.servers import Server, free_port, gunicorn
 
 T0 = 1_700_000_000  # 2023-11-14 22:13:20 UTC

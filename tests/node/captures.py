@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from node.pcap.index import build_index
+from engine.index import build_index
 from node.store import hour_dir
-from tests.pcapgen import ether, pcap_bytes, pcap_header, pcap_record, tcp, udp, write_pcap
+from pcapgen import ether, pcap_bytes, pcap_header, pcap_record, tcp, udp, write_pcap
 
 NS = 1_000_000_000
 PCAP_HEADER_SIZE = 24

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import pcapgen
+import pcapgen
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = 1_000_000_000

@@ -8,7 +8,7 @@ from ipaddress import ip_address, ip_network
 import pytest
 from django.test import Client, RequestFactory, override_settings
 
-from node.acl import client_ip, parse_hop
+from api.client import client_ip, parse_hop
 
 NODE = {"ROOT_URLCONF": "parsite.urls_node", "PAR_ROLE": "node"}
 REFUSED = {"error": "this node does not answer this caller"}

@@ -16,6 +16,7 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 import requests
 
+from pcapgen import ether, pcap_header, pcap_record, tcp
 from tests.node.captures import (
     A_PORT,
     B_PORT,
@@ -28,7 +29,6 @@ from tests.node.captures import (
     make_tree,
     window,
 )
-from tests.pcapgen import ether, pcap_header, pcap_record, tcp
 from tests.servers import Server, gunicorn
 
 pytestmark = pytest.mark.slow

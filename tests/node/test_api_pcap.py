@@ -10,11 +10,11 @@ from django.core.signals import request_finished
 from django.db import close_old_connections
 from django.test import Client, RequestFactory, override_settings
 
+from engine.flow import FlowQuery
+from engine.query import query_captures
 from node import views
-from node.pcap.flow import FlowQuery
-from node.pcap.query import query_captures
+from pcapgen import ether, pcap_bytes, tcp, write_pcap
 from tests.node.captures import A_PORT, B_PORT, FILE_SECONDS, NS, T0, A, B, make_tree, window
-from tests.pcapgen import ether, pcap_bytes, tcp, write_pcap
 
 PCAP_HEADER_SIZE = 24
 

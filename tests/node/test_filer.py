@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
+from engine.index import index_is_current, index_path
 from node import filer, store
 from node.filer import FilerOptions, runner_lock
-from node.pcap.index import index_is_current, index_path
 from tests.node.filing import (
     SEED_FIRST,
     SEED_SECOND,

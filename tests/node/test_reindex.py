@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
+from engine.index import INDEX_VERSION, index_is_current, index_path
 from node import filer, store
-from node.pcap.index import INDEX_VERSION, index_is_current, index_path
 from tests.node.filing import SEED_FIRST, SEED_SECOND, write_capture
 
 

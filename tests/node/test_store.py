@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.index import build_index, index_path
 from node import store
-from node.pcap.index import build_index, index_path
 from tests.node.filing import NS, SEED_FIRST, SEED_SECOND, write_capture
 
 

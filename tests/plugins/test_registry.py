@@ -80,7 +80,7 @@ def test_a_plugin_without_settings_shows_null(tmp_path):
 def test_a_plugin_applies_only_to_its_roles(tmp_path):
     code = (
         "import django, json; django.setup(); from django.conf import settings;"
-        "from parsite.plugins import plugin_metadata; from parsite.routes import list_routes;"
+        "from parsite.plugins import plugin_metadata; from api.routes import list_routes;"
         "print(json.dumps([[p['id'] for p in plugin_metadata()],"
         " [a for a in settings.INSTALLED_APPS if a.startswith('tests.')],"
         " [r['path'] for r in list_routes() if r['path'].startswith('/plugins/')]]))"

@@ -10,13 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from node.pcap import formats
-from node.pcap.dissect import dissect
-from node.pcap.index import FlowIndex, build_index, index_path, open_index
-from node.pcap.indexfile import HEADER_SIZE
-from node.pcap.query import query_captures
-from tests import pcapgen as g
-from tests.pcap.conftest import T0, answer, flow, fragment6, pcap_records, record_bytes
+import pcapgen as g
+from engine import formats
+from engine.dissect import dissect
+from engine.index import FlowIndex, build_index, index_path, open_index
+from engine.indexfile import HEADER_SIZE
+from engine.query import query_captures
+from tests.engine.conftest import T0, answer, flow, fragment6, pcap_records, record_bytes
 
 A, B = "10.0.0.1", "10.0.0.2"
 

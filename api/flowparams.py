@@ -15,7 +15,7 @@ from ipaddress import ip_address
 from dateutil import parser as dateparser
 from dateutil import tz
 
-from node.pcap.flow import PROTO_NAMES, FlowQuery, IPAddress
+from engine.flow import LATEST_EPOCH, PROTO_NAMES, FlowQuery, IPAddress
 
 FLOW_PARAMS = ("src_addr", "src_port", "dst_addr", "dst_port", "start_time", "end_time", "proto")
 
@@ -28,10 +28,6 @@ _FRACTION = re.compile(r"(?<=:[0-9][0-9])[.,]([0-9]+)")
 _NS = 1_000_000_000
 _TIME_FORMS = "use ISO 8601, epoch seconds or a form like 2001-01-01 5:01pm"
 _EPOCH_START = datetime(1970, 1, 1, tzinfo=UTC)
-# Later times are refused: a time is shown as a datetime in UTC and in local time (file names, hour
-# directories, the request log), and datetime stops at the end of the year 9999 in every zone. The
-# node's capture file names share the bound (node/store.py).
-LATEST_EPOCH = (datetime(9999, 1, 1, tzinfo=UTC) - _EPOCH_START) // timedelta(seconds=1)
 _LATEST_NS = LATEST_EPOCH * _NS
 # Zone names with one fixed offset (RFC 2822's, which Ruby's Time.parse reads too), in hours. Any
 # other name is refused: dateutil would otherwise ignore it and read the time as UTC.

@@ -5,7 +5,7 @@ read, and each one is checked against the query (fields and time) before it is k
 without one (the file still being written, an index of another version, a damaged index) is
 scanned record by record with the same rules, so both give the same answer. A later fragment
 belongs to the flow of a first fragment with its reassembly key in the same file: the latest one
-before it, else the earliest one after it (``node.pcap.dissect``); the index build resolves this
+before it, else the earliest one after it (``engine.dissect``); the index build resolves this
 for the whole file at once, the scan reads the file a second time for it only when a later fragment
 comes before any first fragment of its key.
 """

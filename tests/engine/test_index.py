@@ -8,9 +8,10 @@ import struct
 
 import pytest
 
-from node.pcap import index as ix
-from node.pcap.formats import CaptureError
-from node.pcap.index import (
+import pcapgen as g
+from engine import index as ix
+from engine.formats import CaptureError
+from engine.index import (
     INDEX_VERSION,
     FlowIndex,
     build_index,
@@ -20,9 +21,8 @@ from node.pcap.index import (
     index_path,
     open_index,
 )
-from tests import pcapgen as g
-from tests.pcap.conftest import T0
-from tests.pcap.test_dissect import a16
+from tests.engine.conftest import T0
+from tests.engine.test_dissect import a16
 
 
 @pytest.fixture

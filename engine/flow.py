@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv6Address
 
 IPAddress = IPv4Address | IPv6Address
+
+# The latest second a query or a capture file name may name: a time is shown as a datetime in UTC and
+# in local time (file names, hour directories, the request log), and datetime stops at the end of the
+# year 9999 in every zone.
+LATEST_EPOCH = int(datetime(9999, 1, 1, tzinfo=UTC).timestamp())
 
 PROTO_TCP = 6
 PROTO_UDP = 17

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from node.pcap import index as index_module
-from node.pcap.formats import CaptureError, open_capture
-from node.pcap.index import build_index, index_path
-from tests import pcapgen as g
-from tests.pcap.conftest import T0, answer, flow, pcap_records
+import pcapgen as g
+from engine import index as index_module
+from engine.formats import CaptureError, open_capture
+from engine.index import build_index, index_path
+from tests.engine.conftest import T0, answer, flow, pcap_records
 
 A, B = "10.0.0.1", "10.0.0.2"
 PACKET = g.udp(A, 1, B, 2, b"hello")

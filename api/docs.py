@@ -7,7 +7,7 @@ from pathlib import Path
 import drf_spectacular_sidecar
 from django.views.static import serve
 
-from parsite.errors import error_response
+from api.errors import error_response
 
 # Swagger UI asks for its files under STATIC_URL; this is the route that answers them.
 ASSET_ROUTE = "static/drf_spectacular_sidecar/<path:path>"

@@ -1,6 +1,6 @@
 """Link layer -> IP -> ports: the flow fields of one frame.
 
-This is the per-packet reference the scan path and the tests use; ``node.pcap.index`` computes the
+This is the per-packet reference the scan path and the tests use; ``engine.index`` computes the
 same fields for whole files at once with numpy and falls back to this module for rare packets.
 
 Rules both share:

@@ -8,10 +8,10 @@ import subprocess
 
 import pytest
 
-from node.pcap.formats import CaptureError, CaptureWriter, IncompleteHeader, Record, open_capture
-from node.pcap.index import build_index
-from tests import pcapgen as g
-from tests.pcap.conftest import T0, pcap_records
+import pcapgen as g
+from engine.formats import CaptureError, CaptureWriter, IncompleteHeader, Record, open_capture
+from engine.index import build_index
+from tests.engine.conftest import T0, pcap_records
 
 PACKETS = [
     g.ether(g.tcp("10.0.0.1", 1234, "10.0.0.2", 80, b"hello")),

@@ -53,7 +53,7 @@ def _manage(env: dict[str, str], *args: str) -> str:
 def write_demo_captures(capture_dir: Path, now: int):
     """Several minutes of mixed traffic in rotating ``pcap.<epoch>`` files; returns the flows."""
     sys.path.insert(0, str(ROOT))
-    from tests.pcapgen import mixed_flows, mixed_traffic, write_pcap
+    from pcapgen import mixed_flows, mixed_traffic, write_pcap
 
     flows = mixed_flows(400, seed=7)
     first = now - FILES * FILE_SECONDS

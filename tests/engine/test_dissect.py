@@ -12,10 +12,10 @@ import struct
 import numpy as np
 import pytest
 
-from node.pcap.dissect import dissect
-from node.pcap.index import FlowIndex, build_index, index_path
-from tests import pcapgen as g
-from tests.pcap.conftest import T0
+import pcapgen as g
+from engine.dissect import dissect
+from engine.index import FlowIndex, build_index, index_path
+from tests.engine.conftest import T0
 
 V4 = ("10.1.2.3", 40000, "192.0.2.9", 443)
 V6 = ("2001:db8::1", 40000, "2001:db8::99", 443)

@@ -42,7 +42,7 @@ Format, version 1 (all integers little-endian; every section starts on an 8-byte
 A flow is folded so that (a, a_port) <= (b, b_port), addresses compared as 16 bytes (IPv4 as
 ``::ffff:a.b.c.d``, stored as two big-endian u64 halves). Ports are 0 for protocols without
 ports. Non-first fragments are in the flow of their datagram's first fragment (see
-``node.pcap.dissect``). Packet timestamps are not stored: the query reads each record's header to
+``engine.dissect``). Packet timestamps are not stored: the query reads each record's header to
 clip time anyway.
 
 A reader meeting an index of another version, a damaged one (sizes that disagree with the

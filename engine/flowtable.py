@@ -1,7 +1,7 @@
 """The flow table of one capture file: packets grouped into direction-folded flows, with lookups.
 
-Built with numpy from the per-record flow fields of ``node.pcap.bulk``; the on-disk layout of
-these tables is described in ``node.pcap.index``.
+Built with numpy from the per-record flow fields of ``engine.bulk``; the on-disk layout of
+these tables is described in ``engine.index``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Reading a flow index: the header checked on open, the tables looked up in a read-only mapping.
 
-The format is described in ``node.pcap.index``; this module holds its constants and the reader.
+The format is described in ``engine.index``; this module holds its constants and the reader.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 The walk over the record headers is the only per-packet Python; the flow fields are then gathered
 for all records at once with numpy fancy indexing into the memory-mapped file. Packets the
 vectorised path does not handle (IPv6 extension headers, fragments, deep VLAN stacks) go through
-``node.pcap.dissect`` one by one; they are rare on real links. A later fragment is tied to the flow
+``engine.dissect`` one by one; they are rare on real links. A later fragment is tied to the flow
 of a first fragment with its reassembly key in the same file: the latest one before it, else the
-earliest one after it (the rule of ``node.pcap.dissect``, which the scan in ``node.pcap.query``
+earliest one after it (the rule of ``engine.dissect``, which the scan in ``engine.query``
 applies too).
 """
 
@@ -323,7 +323,7 @@ def fill_slow_rows(mm: mmap.mmap, layout: Layout, fields: Fields, rows: np.ndarr
     """Dissect the rows the vectorised path left, one by one, in file order (fragments need the order).
 
     A later fragment takes the flow of the latest first fragment with its reassembly key before it;
-    when there is none, of the first one after it (``node.pcap.dissect`` states the rule).
+    when there is none, of the first one after it (``engine.dissect`` states the rule).
     """
     first_fragments: dict[tuple, d.FlowFields] = {}
     waiting: dict[tuple, list[int]] = {}  # reassembly key -> later fragments with no first one yet

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests import pcapgen as g
-from tests.pcap.conftest import T0, flow, fragment6, pcap_records
-from tests.pcap.test_query import both_ways
+import pcapgen as g
+from tests.engine.conftest import T0, flow, fragment6, pcap_records
+from tests.engine.test_query import both_ways
 
 A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.3"
 A6, B6 = "2001:db8::1", "2001:db8::2"

@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from tests import pcapgen as g
-from tests.pcap.conftest import T0
+import pcapgen as g
+from tests.engine.conftest import T0
 
 
 @pytest.mark.tools
