@@ -10,7 +10,6 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from engine.durable import atomic_write
-
 from parsite.envconf import (
     env_bool,
     env_choice,
