@@ -26,7 +26,8 @@ NODE_PROBLEM = "there was a problem requesting from the node"
 NODE_REFUSED_COLLECTOR = "the node refused this collector (check PAR_NODE_ALLOW and PAR_NODE_SECRET)"
 # Response headers of a node's pcap that the client gets too.
 CAPTURE_TYPES = ("application/vnd.tcpdump.pcap", "application/x-pcapng", "application/octet-stream")
-PASSED_HEADERS = ("Content-Type", "Content-Disposition", "Content-Length", "Cache-Control")
+PASSED_HEADERS = ("Content-Type", "Content-Disposition", "Content-Length", "Cache-Control", "X-PAR-Damaged")
+PASSED_HEADERS += ("X-PAR-Window", "X-PAR-Estimate-Packets", "X-PAR-Estimate-Bytes")
 
 
 class NodeUnreachable(exceptions.APIException):

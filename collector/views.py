@@ -14,7 +14,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.client import client_ip
-from api.flowparams import FlowParamError, parse_flow_query
+from api.flowparams import (
+    PCAP_PARAMS,
+    FlowParamError,
+    answer_params,
+    parse_answer_options,
+    parse_selection,
+    selection_params,
+)
 from api.ping import ping_payload
 from api.routes import list_routes
 from api.serializers import ErrorSerializer, PingSerializer
@@ -38,7 +45,7 @@ from collector.serializers import (
     NODES_RESPONSE,
     PCAP_RESPONSE,
 )
-from engine.flow import FlowQuery
+from engine.flow import Selection
 from parsite.plugins import plugin_metadata
 
 NODE_COMMANDS = ("ping", "status", "plugins", "routes")
@@ -140,23 +147,9 @@ class NodeCommandView(CollectorView):
         return proxy.node_json(get_node(node_id), command)
 
 
-def node_params(flow: FlowQuery) -> dict[str, str]:
-    """The node's /data.pcap parameters for a validated flow: times as exact epoch seconds."""
-    params = {
-        "src_addr": str(flow.a),
-        "src_port": str(flow.a_port),
-        "dst_addr": str(flow.b),
-        "dst_port": str(flow.b_port),
-        "start_time": _epoch(flow.start_ns),
-        "end_time": _epoch(flow.end_ns),
-    }
-    if flow.proto is not None:
-        params["proto"] = str(flow.proto)
-    return params
-
-
-def _epoch(ns: int) -> str:
-    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
+def node_params(flow: Selection) -> dict[str, str]:
+    """The node's /data.pcap parameters for a validated selection: exact forms, times as epoch seconds."""
+    return selection_params(flow)
 
 
 def _datetime(ns: int) -> datetime:
@@ -167,8 +160,11 @@ class DataPcapView(CollectorView):
     """One flow's packets from one node, streamed through; every request is logged."""
 
     permission_classes = [HasValidKey, HasNodeGrant]
-    query_params = ("node_id", "src_addr", "src_port", "dst_addr", "dst_port", "start_time", "end_time")
-    query_params += ("proto", "api_key")
+    query_params = PCAP_PARAMS
+
+    def perform_content_negotiation(self, request, force=False):
+        # ``format`` is the answer's capture format here (pcap, pcapng), not DRF's renderer override.
+        return super().perform_content_negotiation(request, force=True)
 
     def initial(self, request, *args, **kwargs):
         self.started = time.monotonic()
@@ -194,18 +190,25 @@ class DataPcapView(CollectorView):
     def get(self, request):
         node = get_node(self.requested_node_id(request))
         try:
-            flow = parse_flow_query(
-                request.query_params, utc=settings.PAR_UTC, max_window=settings.PAR_MAX_WINDOW
+            flow = parse_selection(
+                request.query_params,
+                utc=settings.PAR_UTC,
+                max_window=settings.PAR_MAX_WINDOW,
+                known=PCAP_PARAMS,
             )
+            options = parse_answer_options(request.query_params)
         except FlowParamError as exc:
             raise exceptions.ValidationError(str(exc))
         self._describe(flow)
-        return proxy.stream_from(node, "data.pcap", node_params(flow), self._stream_ended)
+        params = node_params(flow) | answer_params(options)
+        return proxy.stream_from(node, "data.pcap", params, self._stream_ended)
 
-    def _describe(self, flow: FlowQuery) -> None:
+    def _describe(self, flow: Selection) -> None:
         entry = self.entry
-        entry.src_addr, entry.src_port = str(flow.a), flow.a_port
-        entry.dst_addr, entry.dst_port = str(flow.b), flow.b_port
+        for field, network in (("src_addr", flow.src), ("dst_addr", flow.dst)):
+            if network is not None and network.num_addresses == 1:
+                setattr(entry, field, str(network.network_address))
+        entry.src_port, entry.dst_port = flow.src_port, flow.dst_port
         entry.proto = flow.proto
         entry.start, entry.end = _datetime(flow.start_ns), _datetime(flow.end_ns)
 

@@ -21,10 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .answer import PCAP_RECORD_OVERHEAD, PCAPNG_RECORD_OVERHEAD, Limits, PcapngWriter, answer_stream
 from .dissect import PORT_PROTOCOLS, V4_PREFIX, FlowFields, dissect
-from .flow import FlowQuery
+from .flow import FlowQuery, Selection
 from .formats import Capture, CaptureError, CaptureWriter, IncompleteHeader, Record, open_capture
 from .index import FlowIndex, IndexUnusable, open_index
+from .select import SelectionMatcher
 
 # A capture file is named by the second it was opened; packets written into it can be a little
 # older (kernel buffers), so a file is skipped on its name alone only when it starts this much after
@@ -53,11 +55,14 @@ class Matcher:
     end_ns: int
 
     @classmethod
-    def of(cls, q: FlowQuery) -> Matcher:
+    def of(cls, q: Selection) -> Matcher | SelectionMatcher:
+        """The seed's exact flow matched by tuple; any other selection by ``engine.select``."""
+        if not isinstance(q, FlowQuery) or q.community_id is not None:
+            return SelectionMatcher(q)
         protocols = PORT_PROTOCOLS if q.proto is None else (q.proto,)
         return cls(address16(q.a), q.a_port, address16(q.b), q.b_port, protocols, q.start_ns, q.end_ns)
 
-    def flow(self, f: FlowFields) -> bool:
+    def flow(self, f: FlowFields, linktype: int | None = None, data: bytes | None = None) -> bool:
         """True when ``f`` (not a later fragment) is a packet of the flow, either way."""
         if f.proto not in self.protocols:
             return False
@@ -112,11 +117,18 @@ def name_epoch_ns(path: str | Path) -> int | None:
     return int(found.group(1)) * 1_000_000_000 if found else None
 
 
-def _indexed_offsets(index: FlowIndex, m: Matcher) -> np.ndarray:
-    """The offsets of the file's candidate records (maybe none); IndexUnusable for a damaged index."""
+def _indexed_flows(index: FlowIndex, m: Matcher | SelectionMatcher) -> np.ndarray:
+    """Ids of the file's candidate flows (maybe none); IndexUnusable for a damaged index."""
     if index.records == 0 or index.last_ns < m.start_ns or index.first_ns > m.end_ns:
         return np.zeros(0, dtype=np.int64)
-    flows = index.find(m.a, m.a_port, m.b, m.b_port, m.protocols, m.start_ns, m.end_ns)
+    if isinstance(m, SelectionMatcher):
+        return np.flatnonzero(m.flow_rows(index.flows))
+    return index.find(m.a, m.a_port, m.b, m.b_port, m.protocols, m.start_ns, m.end_ns)
+
+
+def _indexed_offsets(index: FlowIndex, m: Matcher | SelectionMatcher) -> np.ndarray:
+    """The offsets of the file's candidate records (maybe none); IndexUnusable for a damaged index."""
+    flows = _indexed_flows(index, m)
     return index.packet_offsets(flows) if len(flows) else np.zeros(0, dtype=np.int64)
 
 
@@ -169,7 +181,7 @@ def indexed_records(capture: Capture, offsets: Iterable[int], m: Matcher) -> Ite
         if f is None:
             continue
         # A later fragment shows no ports; the index tied it to its first fragment's flow.
-        if m.endpoints(f) if f.later_fragment else m.flow(f):
+        if m.endpoints(f) if f.later_fragment else m.flow(f, record.linktype, record.data):
             yield record
 
 
@@ -180,12 +192,12 @@ def scanned_records(capture: Capture, m: Matcher) -> Iterator[Record]:
     before any first fragment of its key takes that of the earliest one after it, learned by one
     extra read of the file, done only when such a fragment between the flow's addresses turns up.
     """
-    needle_a, needle_b = m.needles()
+    needles = m.needles()
     first_fragments: dict[tuple, bool] = {}  # reassembly key -> did the latest first fragment match
     earliest: dict[tuple, bool] | None = None  # the same for the earliest one, once needed
     for record in capture:
         data = record.data
-        if needle_a not in data or needle_b not in data:
+        if any(needle not in data for needle in needles):
             continue
         f = dissect(record.linktype, data)
         if f is None:
@@ -199,7 +211,7 @@ def scanned_records(capture: Capture, m: Matcher) -> Iterator[Record]:
                     earliest = _earliest_first_fragments(capture, m)
                 matched = earliest.get(f.frag_key, False)  # False: no first fragment in the file
         else:
-            matched = m.flow(f)
+            matched = m.flow(f, record.linktype, data)
             if f.frag_key is not None:
                 first_fragments[f.frag_key] = matched
         if matched and m.start_ns <= record.ts_ns <= m.end_ns:
@@ -208,15 +220,15 @@ def scanned_records(capture: Capture, m: Matcher) -> Iterator[Record]:
 
 def _earliest_first_fragments(capture: Capture, m: Matcher) -> dict[tuple, bool]:
     """Reassembly key -> does the earliest first fragment with it match (fragments between the addresses)."""
-    needle_a, needle_b = m.needles()
+    needles = m.needles()
     earliest: dict[tuple, bool] = {}
     for record in capture:
         data = record.data
-        if needle_a not in data or needle_b not in data:
+        if any(needle not in data for needle in needles):
             continue
         f = dissect(record.linktype, data)
         if f is not None and f.frag_key is not None and not f.later_fragment and m.endpoints(f):
-            earliest.setdefault(f.frag_key, m.flow(f))
+            earliest.setdefault(f.frag_key, m.flow(f, record.linktype, data))
     return earliest
 
 
@@ -234,8 +246,19 @@ def _output_format(paths: Sequence[Path], plans: list[FilePlan]) -> tuple[list[i
     return [1], False
 
 
-def query_captures(paths: Sequence[Path], q: FlowQuery, *, chunk_size: int = 1 << 16) -> Iterator[bytes]:
-    """A pcap stream (header, then the flow's records in time order across ``paths``), in chunks."""
+def query_captures(
+    paths: Sequence[Path],
+    q: Selection,
+    *,
+    chunk_size: int = 1 << 16,
+    limits: Limits | None = None,
+    pcapng_name: str | None = None,
+) -> Iterator[bytes]:
+    """A pcap stream (header, then the selected records in time order across ``paths``), in chunks.
+
+    ``limits`` end it early at a packet boundary; ``pcapng_name`` makes it pcapng whatever the link
+    types, its interfaces named so.
+    """
     m = Matcher.of(q)
     plans: list[FilePlan] = []
     try:
@@ -244,9 +267,57 @@ def query_captures(paths: Sequence[Path], q: FlowQuery, *, chunk_size: int = 1 <
             if plan is not None:
                 plans.append(plan)
         linktypes, nanosecond = _output_format(paths, plans)
-        writer = CaptureWriter(linktypes, nanosecond)
+        if pcapng_name is None:
+            writer = CaptureWriter(linktypes, nanosecond)
+        else:
+            writer = PcapngWriter(linktypes, nanosecond, pcapng_name)
         merged = heapq.merge(*(plan.records(m) for plan in plans), key=lambda r: r.ts_ns)
-        yield from writer.stream(merged, chunk_size)
+        yield from answer_stream(writer, merged, limits, chunk_size)
     finally:
         for plan in plans:
             plan.capture.close()
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Upper bounds of what an answer holds, from the indexes alone (no record is read)."""
+
+    packets: int
+    bytes: int  # of the answer: frames, record headers and file header
+
+
+def estimate(paths: Sequence[Path], q: Selection, *, pcapng: bool = False) -> Estimate:
+    """How many packets and bytes the answer to ``q`` over ``paths`` can hold, at most.
+
+    An indexed file counts the selected flows that overlap the window (their packets, their
+    original lengths); a file without a current index counts whole (its size; as many packets
+    as record headers fit in it).
+    """
+    m = Matcher.of(q)
+    packets = frame_bytes = 0
+    linktypes: set[int] = set()
+    for path in paths:
+        index = open_index(path)
+        if index is not None and index.usable_for_queries:
+            try:
+                flows = index.flows[_indexed_flows(index, m)]
+            except IndexUnusable:
+                index = None
+            else:
+                packets += int(flows["packets"].sum())
+                frame_bytes += int(flows["bytes"].sum())
+                linktypes.update(index.linktypes)
+                continue
+        epoch = name_epoch_ns(path)
+        if epoch is not None and epoch - NAME_SLACK_NS > m.end_ns:
+            continue
+        try:
+            size = os.stat(path).st_size
+        except OSError:
+            continue
+        packets += max(0, size - 24) // 16
+        frame_bytes += size
+        linktypes.update((0, 1))  # unknown: count as mixed
+    overhead = PCAPNG_RECORD_OVERHEAD if pcapng or len(linktypes) > 1 else PCAP_RECORD_OVERHEAD
+    header = 64 + 64 * max(1, len(linktypes))
+    return Estimate(packets, frame_bytes + overhead * packets + header)

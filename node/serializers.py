@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
+
+from api.parameters import FLOWS_PARAMETERS, PCAP_PARAMETERS
+
+__all__ = ["FLOWS_PARAMETERS", "FLOW_PARAMETERS", "PCAP_PARAMETERS"]
 
 
 class DirBytesSerializer(serializers.Serializer):
@@ -91,41 +94,4 @@ class PluginSerializer(serializers.Serializer):
     directory = serializers.CharField(allow_null=True)
 
 
-def _param(name: str, schema: dict, description: str, *, required: bool = True) -> OpenApiParameter:
-    return OpenApiParameter(name, schema, OpenApiParameter.QUERY, required=required, description=description)
-
-
-# What a valid value looks like; the API also reads what these schemas leave out (a bracketed
-# IPv6 address, forms like "2001-01-01 5:01pm") and answers anything else with a 400 naming it.
-_ADDRESS = {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}], "example": "10.0.0.1"}
-_PORT = {"type": "integer", "minimum": 0, "maximum": 65535, "example": 443}
-_TIME = {
-    "type": "string",
-    "anyOf": [{"format": "date-time"}, {"pattern": r"^[0-9]{1,11}(\.[0-9]{1,9})?$"}],
-    "example": "2015-02-26T16:00:00Z",
-}
-_PROTO = {
-    "type": "string",
-    "anyOf": [{"enum": ["tcp", "udp", "sctp"]}, {"pattern": "^[0-9]{1,3}$"}],
-    "example": "tcp",
-}
-
-FLOW_PARAMETERS = [
-    _param("src_addr", _ADDRESS, "IPv4 or IPv6 address of one end of the flow"),
-    _param("src_port", _PORT, "its port"),
-    _param("dst_addr", _ADDRESS, "IPv4 or IPv6 address of the other end"),
-    _param("dst_port", _PORT, "its port"),
-    _param(
-        "start_time",
-        _TIME,
-        "ISO 8601, epoch seconds (fractions exact) or a form like `2001-01-01 5:01pm`; "
-        "without a zone UTC (local time when PAR_UTC=false)",
-    ),
-    _param("end_time", _TIME, "as start_time; inclusive, at most PAR_MAX_WINDOW seconds after it"),
-    _param(
-        "proto",
-        _PROTO,
-        "tcp, udp, sctp or an IP protocol number (0-255); default TCP, UDP and SCTP",
-        required=False,
-    ),
-]
+FLOW_PARAMETERS = PCAP_PARAMETERS  # the older name

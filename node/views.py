@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,13 +20,21 @@ from rest_framework.views import APIView
 
 import api.docs
 from api.errors import error_response
-from api.flowparams import FLOW_PARAMS, FlowParamError, parse_flow_query
+from api.flowparams import (
+    PCAP_PARAMS,
+    AnswerOptions,
+    FlowParamError,
+    parse_answer_options,
+    parse_selection,
+    window_text,
+)
 from api.ping import ping_payload
 from api.routes import list_routes
 from api.serializers import ErrorSerializer, PingSerializer
-from engine.flow import FlowQuery
+from engine.answer import Limits
+from engine.flow import Selection
 from engine.formats import CaptureError
-from engine.query import query_captures
+from engine.query import Estimate, estimate, query_captures
 from node import status
 from node.acl import AllowedCaller, caller_allowed
 from node.serializers import FLOW_PARAMETERS, PluginSerializer, RouteSerializer, StatusSerializer
@@ -35,6 +44,7 @@ from parsite.plugins import plugin_metadata
 log = logging.getLogger("node.api")
 
 PCAP_TYPE = "application/vnd.tcpdump.pcap"
+PCAPNG_TYPE = "application/x-pcapng"
 NO_DATA = "no capture data for that timeframe"
 _REFUSED = {403: OpenApiResponse(ErrorSerializer, description="the caller is not allowed")}
 
@@ -84,40 +94,64 @@ class PluginsView(NodeView):
         return Response(plugin_metadata())
 
 
+PCAP_DESCRIPTION = (
+    "The packets whose flow matches every selector given (none: every packet) with a timestamp in "
+    "[start_time, end_time], byte-identical to how they were captured, in time order across files. Capture "
+    "files still being written are searched too. Every answer carries `X-PAR-Window: <start>/<end>` (ISO "
+    "8601, UTC, ns), the window searched; a 200 carries `X-PAR-Estimate-Packets` and `X-PAR-Estimate-Bytes`, "
+    "upper bounds of the answer taken from the indexes before the first byte."
+)
+
+
 class DataPcapView(NodeView):
-    query_params = FLOW_PARAMS
+    query_params = PCAP_PARAMS
 
     @extend_schema(
         parameters=FLOW_PARAMETERS,
-        summary="The packets of one flow in a time window, as a pcap stream",
-        description=(
-            "Packets travelling either way between src_addr:src_port and dst_addr:dst_port "
-            "(TCP, UDP or SCTP, or `proto`) with a timestamp in [start_time, end_time], byte-identical "
-            "to how they were captured, in time order. Capture files still being written are searched too."
-        ),
+        summary="The packets the selectors name in a time window, as a pcap stream",
+        description=PCAP_DESCRIPTION,
         responses={
             (200, PCAP_TYPE): OpenApiResponse(
                 OpenApiTypes.BINARY, description="pcap (header only if no match)"
             ),
+            (200, PCAPNG_TYPE): OpenApiResponse(
+                OpenApiTypes.BINARY, description="pcapng, with format=pcapng"
+            ),
             400: OpenApiResponse(
-                ErrorSerializer, description="a parameter is missing or invalid; it is named"
+                ErrorSerializer, description="a parameter is missing, unknown or invalid; it is named"
             ),
             **_REFUSED,
             404: OpenApiResponse(ErrorSerializer, description=NO_DATA),
+            413: OpenApiResponse(
+                ErrorSerializer,
+                description="the estimate exceeds PAR_MAX_ANSWER_BYTES and no limit_bytes is set",
+            ),
             503: OpenApiResponse(ErrorSerializer, description="a capture file could not be read"),
         },
     )
     def get(self, request):
         try:
-            query = parse_flow_query(
-                request.query_params, utc=settings.PAR_UTC, max_window=settings.PAR_MAX_WINDOW
+            selection = parse_selection(
+                request.query_params,
+                utc=settings.PAR_UTC,
+                max_window=settings.PAR_MAX_WINDOW,
+                known=PCAP_PARAMS,
             )
+            options = parse_answer_options(request.query_params)
         except FlowParamError as exc:
-            return Response({"error": str(exc)}, status=400)
-        return pcap_response(query)
+            return error_response(str(exc), 400)
+        return pcap_response(selection, options)
 
 
-def _window_files(query: FlowQuery) -> list[Path]:
+class AnswerTooLarge(Exception):
+    """The estimate of an answer exceeds PAR_MAX_ANSWER_BYTES and the request sets no limit_bytes."""
+
+    def __init__(self, estimate: Estimate):
+        super().__init__(estimate)
+        self.estimate = estimate
+
+
+def _window_files(query: Selection) -> list[Path]:
     return files_for_window(
         query.start_ns,
         query.end_ns,
@@ -128,13 +162,45 @@ def _window_files(query: FlowQuery) -> list[Path]:
     )
 
 
-def pcap_response(query: FlowQuery) -> HttpResponse:
-    """The engine's answer as a streamed download; an unreadable capture is a JSON 503, before any byte."""
+def _with_window(response: HttpResponse, query: Selection) -> HttpResponse:
+    response["X-PAR-Window"] = window_text(query.start_ns, query.end_ns)
+    return response
+
+
+def _too_large(e: Estimate) -> HttpResponse:
+    limit = settings.PAR_MAX_ANSWER_BYTES
+    return error_response(
+        f"answer too large: up to {e.bytes} bytes ({e.packets} packets) estimated, more than"
+        f" PAR_MAX_ANSWER_BYTES ({limit}); narrow the selectors or the window, or set limit_bytes",
+        413,
+    )
+
+
+def pcap_response(query: Selection, options: AnswerOptions | None = None) -> HttpResponse:
+    """The engine's answer as a streamed download; an unreadable capture is a JSON 503, before any byte.
+
+    Every answer carries ``X-PAR-Window``; a 200 the index's estimate (``X-PAR-Estimate-*``).
+    """
+    options = options or AnswerOptions()
+    pcapng = options.format == "pcapng"
+    found: list[Estimate] = []
+
+    def answer(paths: list[Path]) -> Iterator[bytes]:
+        e = estimate(paths, query, pcapng=pcapng)
+        found[:] = [e]
+        if e.bytes > settings.PAR_MAX_ANSWER_BYTES and options.limit_bytes is None:
+            raise AnswerTooLarge(e)
+        limits = Limits(options.limit_packets, options.limit_bytes)
+        return query_captures(paths, query, limits=limits, pcapng_name=node_name() if pcapng else None)
+
     for attempt in (1, 2):
         paths = _window_files(query)
         if not paths:
-            return error_response(NO_DATA, 404)
-        chunks = query_captures(paths, query)
+            return _with_window(error_response(NO_DATA, 404), query)
+        try:
+            chunks = answer(paths)
+        except AnswerTooLarge as exc:
+            return _with_window(_too_large(exc.estimate), query)
         try:
             first = next(chunks)  # plans and opens the files: an error here can still be a clean answer
             break
@@ -147,14 +213,24 @@ def pcap_response(query: FlowQuery) -> HttpResponse:
                 continue  # the filer moved a file between the listing and its opening: list again
             log.error("cannot read capture data for %s: %s", describe(query), exc)
             why = "a capture file is damaged" if isinstance(exc, CaptureError) else exc.strerror or str(exc)
-            return error_response(f"cannot read capture data: {why}", 503)
-    response = StreamingHttpResponse(stream(query, first, chunks), content_type=PCAP_TYPE)
-    response["Content-Disposition"] = f'attachment; filename="{pcap_filename(query)}"'
+            return _with_window(error_response(f"cannot read capture data: {why}", 503), query)
+    content_type = PCAPNG_TYPE if first[:4] == b"\x0a\x0d\x0d\x0a" else PCAP_TYPE
+    response = StreamingHttpResponse(stream(query, first, chunks), content_type=content_type)
+    response["Content-Disposition"] = (
+        f'attachment; filename="{pcap_filename(query, content_type == PCAPNG_TYPE)}"'
+    )
     response["Cache-Control"] = "no-store"
-    return response
+    response["X-PAR-Estimate-Packets"] = str(found[0].packets)
+    response["X-PAR-Estimate-Bytes"] = str(found[0].bytes)
+    return _with_window(response, query)
 
 
-def stream(query: FlowQuery, first: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
+def node_name() -> str:
+    """The name of this node in a pcapng answer's interfaces: its host name."""
+    return socket.gethostname()
+
+
+def stream(query: Selection, first: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
     """Yield the answer; closing this generator (client gone) closes the engine's, which frees the files."""
     sent, started, outcome = 0, time.monotonic(), "stopped (client went away)"
     try:
@@ -175,16 +251,29 @@ def stream(query: FlowQuery, first: bytes, chunks: Iterator[bytes]) -> Iterator[
         )
 
 
-def describe(query: FlowQuery) -> str:
-    return (
-        f"{query.a}:{query.a_port}<->{query.b}:{query.b_port}"
-        f" proto={'any' if query.proto is None else query.proto} [{query.start_ns}, {query.end_ns}]"
-    )
+def _end_text(network, port) -> str:
+    address = "any" if network is None else network.network_address if network.num_addresses == 1 else network
+    return f"{address}:{'any' if port is None else port}"
 
 
-def _safe_addr(ip) -> str:
-    # Colons are not allowed in file names on some systems; the zone is never present (refused).
-    return str(ip).replace(":", "-")
+def describe(query: Selection) -> str:
+    """The selection in a log line: ``10.0.0.0/8:any<->192.0.2.7:443 proto=any [start, end]``."""
+    text = f"{_end_text(query.src, query.src_port)}<->{_end_text(query.dst, query.dst_port)}"
+    text += f" proto={'any' if query.proto is None else query.proto}"
+    if query.community_id is not None:
+        text += f" community_id={query.community_id}"
+    return text + f" [{query.start_ns}, {query.end_ns}]"
+
+
+def _safe_end(network, port) -> str:
+    # Colons and slashes are not allowed in file names on some systems; a zone is never present (refused).
+    if network is None:
+        address = "any"
+    elif network.num_addresses == 1:
+        address = str(network.network_address)
+    else:
+        address = f"{network.network_address}-{network.prefixlen}"
+    return f"{address.replace(':', '-')}_{'any' if port is None else port}"
 
 
 def compact_time(ns: int) -> str:
@@ -196,12 +285,13 @@ def compact_time(ns: int) -> str:
     return text + "Z"
 
 
-def pcap_filename(query: FlowQuery) -> str:
-    """``<src>_<sport>-<dst>_<dport>-<start>.pcap``: only letters, digits, ``.``, ``-`` and ``_``."""
-    return (
-        f"{_safe_addr(query.a)}_{query.a_port}-{_safe_addr(query.b)}_{query.b_port}"
-        f"-{compact_time(query.start_ns)}.pcap"
-    )
+def pcap_filename(query: Selection, pcapng: bool = False) -> str:
+    """``<src>_<sport>-<dst>_<dport>-<start>.pcap``: only letters, digits, ``.``, ``-`` and ``_``.
+
+    An end not asked for is ``any``; a network is ``<address>-<prefix length>``.
+    """
+    name = f"{_safe_end(query.src, query.src_port)}-{_safe_end(query.dst, query.dst_port)}"
+    return f"{name}-{compact_time(query.start_ns)}.{'pcapng' if pcapng else 'pcap'}"
 
 
 # --- The OpenAPI document and its docs, for allowed callers only -------------------------------

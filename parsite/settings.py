@@ -45,6 +45,8 @@ if not _secret_is_header_safe or PAR_NODE_SECRET.strip() != PAR_NODE_SECRET:
         "PAR_NODE_SECRET must be printable ASCII without spaces at either end (it is sent in an HTTP header)"
     )
 PAR_MAX_WINDOW = env_int("PAR_MAX_WINDOW", 86400, minimum=1)
+# A /data.pcap whose estimate exceeds this many bytes without limit_bytes is a 413 (default 4 GiB).
+PAR_MAX_ANSWER_BYTES = env_int("PAR_MAX_ANSWER_BYTES", 4 << 30, minimum=0)
 # Proxies (CIDRs) whose X-Forwarded-For a node trusts; none by default, so the
 # socket peer is the caller and a forged header cannot get past the ACL.
 PAR_TRUSTED_PROXIES = env_networks("PAR_TRUSTED_PROXIES", "")

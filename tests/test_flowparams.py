@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from ipaddress import ip_address
+from ipaddress import ip_address, ip_network
 
 import pytest
+from django.http import QueryDict
 
-from api.flowparams import FlowParamError, parse_flow_query, parse_time
+from api.flowparams import (
+    FLOWS_PARAMS,
+    PCAP_PARAMS,
+    AnswerOptions,
+    FlowParamError,
+    ListingOptions,
+    parse_answer_options,
+    parse_flow_query,
+    parse_listing_options,
+    parse_selection,
+    parse_time,
+    selection_params,
+    window_text,
+)
 from tests.servers import SEED_QUERY
 
 NS = 1_000_000_000
@@ -201,3 +215,258 @@ def test_a_time_past_what_a_datetime_holds_is_refused(start, end):
     error = refusal(start_time=start, end_time=end)
     assert error.param == "end_time" and "after the year 9998" in str(error)
     assert query(start_time="9998-12-31T23:00:00Z", end_time="9998-12-31T23:59:59Z")
+
+
+# ---------------------------------------------------------------- selections (every selector optional)
+
+NOW = epoch_ns(2026, 12, 1, 7, 30) + 123_456_789
+WINDOW = {"start_time": "2026-12-01T07:00:00Z", "end_time": "2026-12-01T07:30:00Z"}
+
+
+def selection(**params: str):
+    return parse_selection({**WINDOW, **params}, utc=True, max_window=86400, now_ns=NOW)
+
+
+def selection_refusal(known=PCAP_PARAMS, **params: str) -> FlowParamError:
+    with pytest.raises(FlowParamError) as info:
+        parse_selection({**WINDOW, **params}, utc=True, max_window=86400, now_ns=NOW, known=known)
+    return info.value
+
+
+def test_every_selector_is_optional():
+    s = selection()
+    assert s.any_flow and (s.start_ns, s.end_ns) == (epoch_ns(2026, 12, 1, 7), epoch_ns(2026, 12, 1, 7, 30))
+
+
+def test_the_seeds_full_query_is_read_as_before():
+    s = parse_selection(GOOD, utc=True, max_window=86400)
+    assert (s.src, s.src_port, s.dst, s.dst_port) == (
+        ip_network("1.1.1.1/32"),
+        111,
+        ip_network("2.2.2.2/32"),
+        222,
+    )
+    assert s.exact_flow and s.protocols == (6, 17, 132)
+
+
+@pytest.mark.parametrize(
+    ("value", "network"),
+    [
+        ("10.1.0.0/16", "10.1.0.0/16"),
+        ("10.1.2.3", "10.1.2.3/32"),
+        ("10.1.2.3/32", "10.1.2.3/32"),
+        ("0.0.0.0/0", "0.0.0.0/0"),
+        ("2001:db8::/48", "2001:db8::/48"),
+        ("[2001:db8::1]", "2001:db8::1/128"),
+        (" 192.0.2.0/24 ", "192.0.2.0/24"),
+    ],
+)
+def test_an_address_or_a_network_selects_an_end(value, network):
+    assert selection(src_addr=value).src == ip_network(network)
+    assert selection(dst_addr=value).dst == ip_network(network)
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("10.1.2.3/16", "host bits set; the network is 10.1.0.0/16"),
+        ("10.0.0.0/33", "0 to 32"),
+        ("2001:db8::/129", "0 to 128"),
+        ("10.0.0.0/255.255.0.0", "network like"),
+        ("10.0.0.0/", "network like"),
+        ("10.0.0.0/+8", "network like"),
+        ("fe80::1%eth0", "network like"),
+        ("example.org", "network like"),
+        ("10.0.0.0/١٦", "network like"),
+    ],
+)
+def test_a_bad_network_is_named(value, says):
+    error = selection_refusal(src_addr=value)
+    assert error.param == "src_addr" and says in str(error)
+    assert selection_refusal(dst_addr=value).param == "dst_addr"
+
+
+@pytest.mark.parametrize(("value", "number"), [("icmp", 1), ("ICMP6", 58), ("tcp", 6), ("89", 89)])
+def test_proto_names_include_icmp(value, number):
+    assert selection(proto=value).proto == number
+
+
+def test_a_community_id_is_validated():
+    good = "1:LQU9qZlK+B5F3KDmev6m5PMibrg="
+    assert selection(community_id=good).community_id == good
+    for bad in ("LQU9qZlK+B5F3KDmev6m5PMibrg=", "1:LQU9qZlK", "2:LQU9qZlK+B5F3KDmev6m5PMibrg=", "1:****"):
+        error = selection_refusal(community_id=bad)
+        assert error.param == "community_id" and "community_id" in str(error)
+
+
+@pytest.mark.parametrize("name", ["comunity_id", "src_ip", "start", "limit"])
+def test_an_unknown_parameter_is_refused_by_name(name):
+    error = selection_refusal(**{name: "x"})
+    assert error.param == name and f"unknown parameter: {name}" == str(error)
+
+
+def test_every_unknown_parameter_is_named():
+    assert str(selection_refusal(zz="1", aa="2")) == "unknown parameters: aa, zz"
+
+
+def test_the_listing_parameters_are_known_to_flows():
+    parse_selection({**WINDOW, "limit": "5", "sort": "last"}, utc=True, max_window=86400, known=FLOWS_PARAMS)
+    for name in ("api_key", "node_id", "format", "limit_packets", "limit_bytes"):
+        parse_selection({**WINDOW, name: "1"}, utc=True, max_window=86400, known=PCAP_PARAMS)
+
+
+def test_a_parameter_given_twice_is_refused():
+    params = QueryDict("start_time=0&end_time=10&src_addr=10.0.0.1&src_addr=10.0.0.2")
+    with pytest.raises(FlowParamError) as info:
+        parse_selection(params, utc=True, max_window=86400)
+    assert info.value.param == "src_addr" and "more than once" in str(info.value)
+
+
+def test_start_time_is_required_and_end_time_defaults_to_now():
+    assert parse_selection({"start_time": "-15m"}, utc=True, max_window=86400, now_ns=NOW).end_ns == NOW
+    with pytest.raises(FlowParamError) as info:
+        parse_selection({"src_addr": "10.0.0.1"}, utc=True, max_window=86400)
+    assert info.value.param == "start_time"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds_ago"),
+    [
+        ("now", 0),
+        ("-15m", 900),
+        ("-2h", 7200),
+        ("-1d", 86400),
+        ("-90s", 90),
+        ("15m ago", 900),
+        ("15 minutes ago", 900),
+        ("2 hours ago", 7200),
+        ("-1h30m", 5400),
+        ("now-10m", 600),
+        ("now - 1w", 604800),
+        (" NOW ", 0),
+    ],
+)
+def test_relative_times_count_back_from_now(text, seconds_ago):
+    assert parse_time(text, now_ns=NOW) == NOW - seconds_ago * NS
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1h",  # read as 01:00 by a date parser
+        "10m",
+        "Monday",  # read as today by a date parser
+        "monday 5pm",
+        "-5",  # read as the 5th of the month
+        "at 5",
+        "5",  # an epoch, but below: "5" alone stays epoch seconds
+        "01/12/2026",  # 12 January or 1 December
+        "12/01/2026",
+        "1.12.2026",
+        "-10 m ago",
+        "+15m",
+        "15m",
+        "in 15m",
+        "-15y",
+        "-1 month",
+        "yesterday",
+        "2015-02-26 16",
+        "Fri, 26 Feb 2015 08:00:00 PST",  # the 26th was a Thursday
+        "13pm",
+        "0am",
+        "2015-02-26T",
+        "2015-02-26 16:00 +25:00",
+        "now+5m",
+        "T16:00",
+    ],
+)
+def test_times_that_cannot_be_read_in_exactly_one_way_are_refused(text):
+    if text == "5":
+        assert parse_time(text) == 5 * NS
+        return
+    with pytest.raises(ValueError):
+        parse_time(text, now_ns=NOW)
+    assert selection_refusal(start_time=text).param == "start_time"
+    assert selection_refusal(end_time=text).param == "end_time"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("26 Feb 2015 16:00", epoch_ns(2015, 2, 26, 16)),
+        ("Feb 26, 2015 4pm", epoch_ns(2015, 2, 26, 16)),
+        ("Thursday, 26 Feb 2015 16:00 UTC", epoch_ns(2015, 2, 26, 16)),
+        ("2015/02/26 16:00", epoch_ns(2015, 2, 26, 16)),
+        ("2015-02-26T16:00:00+0100", epoch_ns(2015, 2, 26, 15)),
+        ("2015-02-26 12am", epoch_ns(2015, 2, 26, 0)),
+        ("2015-02-26 12:30pm", epoch_ns(2015, 2, 26, 12, 30)),
+        ("2015-02-26 4 p.m.", epoch_ns(2015, 2, 26, 16)),
+        ("2015-02-26", epoch_ns(2015, 2, 26)),
+    ],
+)
+def test_more_calendar_forms(text, expected):
+    assert parse_time(text) == expected
+
+
+def test_a_local_time_a_clock_change_makes_ambiguous_is_refused(monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    try:
+        assert parse_time("2025-10-26 01:30", utc=False) == epoch_ns(2025, 10, 25, 23, 30)
+        for text in ("2025-10-26 02:30", "2025-03-30 02:30"):  # repeated, then skipped
+            with pytest.raises(ValueError, match="clock change"):
+                parse_time(text, utc=False)
+        assert parse_time("2025-10-26 02:30Z", utc=False) == epoch_ns(2025, 10, 26, 2, 30)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_the_window_is_shown_in_utc_to_the_nanosecond():
+    assert window_text(epoch_ns(2026, 12, 1, 5, 40) + 123_456_789, 0) == (
+        "2026-12-01T05:40:00.123456789Z/1970-01-01T00:00:00.000000000Z"
+    )
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"src_addr": "10.1.0.0/16", "dst_port": "445"},
+        {"src_addr": "2001:db8::1", "dst_addr": "2001:db8::/32", "proto": "icmp6"},
+        {"community_id": "1:LQU9qZlK+B5F3KDmev6m5PMibrg=", "src_port": "0"},
+        {"start_time": "1424966400.300000001", "end_time": "1424966401.5"},
+    ],
+)
+def test_the_collector_hands_the_node_the_same_selection(params):
+    s = selection(**params)
+    assert parse_selection(selection_params(s), utc=False, max_window=86400) == s
+
+
+def test_answer_and_listing_options():
+    assert parse_answer_options({}) == AnswerOptions("pcap", None, None)
+    assert parse_answer_options({"format": "pcapng", "limit_packets": "10", "limit_bytes": "100000"}) == (
+        AnswerOptions("pcapng", 10, 100000)
+    )
+    assert parse_listing_options({}) == ListingOptions("first", 1000, "json")
+    assert parse_listing_options({"sort": "-packets", "limit": "100000", "output": "csv"}) == (
+        ListingOptions("-packets", 100000, "csv")
+    )
+    for name, value in [
+        ("format", "pcap-ng"),
+        ("limit_packets", "0"),
+        ("limit_packets", "-1"),
+        ("limit_bytes", "1e6"),
+        ("limit_bytes", "9" * 20),
+        ("sort", "bytes"),
+        ("limit", "100001"),
+        ("limit", "0"),
+        ("output", "xml"),
+    ]:
+        with pytest.raises(FlowParamError) as info:
+            parse_answer_options({name: value}) if name in ("format", "limit_packets", "limit_bytes") else (
+                parse_listing_options({name: value})
+            )
+        assert info.value.param == name and name in str(info.value)

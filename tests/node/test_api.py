@@ -21,11 +21,16 @@ def node(tmp_path):
         yield Client()
 
 
-def test_no_tuple_is_a_400(node):
+def test_no_start_time_is_a_400_naming_it(node):
     response = node.get("/data.pcap")
     assert response.status_code == 400
-    assert "missing parameter" in response.json()["error"]
-    assert "src_addr" in response.json()["error"]
+    assert response.json()["error"] == "missing parameter: start_time"
+
+
+def test_an_unknown_parameter_is_a_400_naming_it(node):
+    response = node.get("/data.pcap", {**SEED, "comunity_id": "1:LQU9qZlK+B5F3KDmev6m5PMibrg="})
+    assert response.status_code == 400
+    assert response.json()["error"] == "unknown parameter: comunity_id"
 
 
 @pytest.mark.parametrize(
@@ -85,6 +90,12 @@ def test_routes_list_the_node_routes_with_their_parameters(node):
         "start_time",
         "end_time",
         "proto",
+        "community_id",
+        "format",
+        "limit_packets",
+        "limit_bytes",
+        "node_id",
+        "api_key",
     ]
     assert routes["/data.pcap"]["methods"] == ["GET"]
     assert not any(path.startswith("/keys") or path.startswith("/nodes") for path in routes)
@@ -104,14 +115,20 @@ def test_the_schema_is_openapi_3_and_describes_data_pcap(node):
     operation = schema["paths"]["/data.pcap"]["get"]
     names = {p["name"]: p.get("required", False) for p in operation["parameters"]}
     assert names == {
-        "src_addr": True,
-        "src_port": True,
-        "dst_addr": True,
-        "dst_port": True,
-        "start_time": True,
-        "end_time": True,
+        "src_addr": False,
+        "src_port": False,
+        "dst_addr": False,
+        "dst_port": False,
         "proto": False,
+        "community_id": False,
+        "start_time": True,
+        "end_time": False,
+        "format": False,
+        "limit_packets": False,
+        "limit_bytes": False,
     }
+    for parameter in operation["parameters"]:
+        assert parameter.get("description"), parameter["name"]
     assert "application/vnd.tcpdump.pcap" in operation["responses"]["200"]["content"]
     assert {"400", "403", "404"} <= set(operation["responses"])
     assert {"/status", "/routes", "/plugins", "/ping"} <= set(schema["paths"])

@@ -133,11 +133,11 @@ def wait_for(condition, timeout: float = 10.0) -> bool:
 # --- the seed's node tests, over HTTP --------------------------------------------------------------
 
 
-def test_seed_no_tuple_is_a_400(node):
+def test_seed_no_start_time_is_a_400(node):
     answer = requests.get(f"{node.url}/data.pcap", timeout=10)
     assert answer.status_code == 400
     assert answer.headers["Content-Type"] == "application/json"
-    assert "src_addr" in answer.json()["error"]
+    assert "start_time" in answer.json()["error"]
 
 
 def test_seed_invalid_port_is_a_400(node):

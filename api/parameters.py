@@ -1,0 +1,133 @@
+"""The OpenAPI description of the selection parameters (SPEC "Selecting packets"), shared by both roles.
+
+What a valid value looks like, with examples; the API also reads what these schemas leave out
+(a bracketed IPv6 address, forms like "2001-01-01 5:01pm") and answers anything else with a 400
+naming it.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter
+
+_ADDRESS = {
+    "type": "string",
+    "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}, {"pattern": r"^[0-9A-Fa-f:.]+/[0-9]{1,3}$"}],
+    "example": "10.0.0.1",
+}
+_PORT = {"type": "integer", "minimum": 0, "maximum": 65535, "example": 443}
+_TIME = {
+    "type": "string",
+    "anyOf": [
+        {"format": "date-time"},
+        {"pattern": r"^[0-9]{1,11}(\.[0-9]{1,9})?$"},
+        {"pattern": r"^(now|-[0-9]+[smhdw]|[0-9]+[smhdw] ago)$"},
+    ],
+    "example": "2015-02-26T16:00:00Z",
+}
+_PROTO = {
+    "type": "string",
+    "anyOf": [{"enum": ["tcp", "udp", "sctp", "icmp", "icmp6"]}, {"pattern": "^[0-9]{1,3}$"}],
+    "example": "tcp",
+}
+_COMMUNITY_ID = {
+    "type": "string",
+    "pattern": "^1:[A-Za-z0-9+/]{27}=$",
+    "example": "1:LQU9qZlK+B5F3KDmev6m5PMibrg=",
+}
+_COUNT = {"type": "integer", "minimum": 1, "example": 1000}
+
+
+def _param(name: str, schema: dict, description: str, examples: dict[str, str] | None = None, **kw):
+    return OpenApiParameter(
+        name,
+        schema,
+        OpenApiParameter.QUERY,
+        description=description,
+        examples=[OpenApiExample(summary, value=value) for summary, value in (examples or {}).items()],
+        **kw,
+    )
+
+
+TIME_HELP = (
+    "epoch seconds (fraction exact to the ns), ISO 8601, a form like `2001-01-01 5:01pm`, `now`, or relative "
+    "to now: `-15m`, `-2h`, `-1d`, `-90s`, `15m ago`; without a zone UTC (local time when PAR_UTC=false). "
+    "A time that can be read more than one way (`01/12/2026`, `Monday`, `1h`) is refused"
+)
+SELECTION_PARAMETERS = [
+    _param(
+        "src_addr",
+        _ADDRESS,
+        "an address or CIDR network of one end of the flow (either end: see dst_addr)",
+        {"a host": "10.1.2.3", "a network": "10.1.0.0/16", "IPv6": "2001:db8::/48"},
+    ),
+    _param("src_port", _PORT, "the port of the end src_addr names", {"a client port": "51234"}),
+    _param(
+        "dst_addr",
+        _ADDRESS,
+        "an address or CIDR network of the other end; a flow matches when one end satisfies every src_* "
+        "given and the other every dst_*, whoever sent first",
+        {"a server": "192.0.2.7"},
+    ),
+    _param("dst_port", _PORT, "the port of the other end", {"HTTPS": "443", "SMB": "445"}),
+    _param(
+        "proto",
+        _PROTO,
+        "tcp, udp, sctp, icmp, icmp6 or an IP protocol number (0-255); absent: TCP, UDP or SCTP when a port "
+        "is given, any protocol otherwise. ICMP ports are the message type and the reply's type or the code",
+        {"TCP": "tcp", "ICMPv6": "icmp6", "GRE": "47"},
+    ),
+    _param(
+        "community_id",
+        _COMMUNITY_ID,
+        "the flow with that Community ID v1 (seed 0), as Zeek, Suricata and Arkime print it",
+        {"from a Suricata alert": "1:LQU9qZlK+B5F3KDmev6m5PMibrg="},
+    ),
+    _param(
+        "start_time",
+        _TIME,
+        "start of the window (inclusive): " + TIME_HELP,
+        {"ISO 8601": "2015-02-26T16:00:00Z", "the seed's form": "2001-01-01 5:01pm", "relative": "-15m"},
+        required=True,
+    ),
+    _param(
+        "end_time",
+        _TIME,
+        "end of the window (inclusive, default now), at most PAR_MAX_WINDOW seconds after start_time",
+        {"now": "now", "epoch": "1424966400.5"},
+    ),
+]
+ANSWER_PARAMETERS = [
+    _param(
+        "format",
+        {"type": "string", "enum": ["pcap", "pcapng"], "default": "pcap"},
+        "pcap (classic; pcapng only when link types mix) or pcapng (always; interfaces named after the node)",
+    ),
+    _param(
+        "limit_packets",
+        _COUNT,
+        "end the answer cleanly after this many packets, in time order",
+        {"first 1000": "1000"},
+    ),
+    _param(
+        "limit_bytes",
+        {**_COUNT, "example": 10_000_000},
+        "end the answer cleanly before it exceeds this many bytes (headers included); lifts the 413 of "
+        "PAR_MAX_ANSWER_BYTES",
+        {"10 MB": "10000000"},
+    ),
+]
+LISTING_PARAMETERS = [
+    _param(
+        "sort",
+        {"type": "string", "enum": ["first", "last", "-bytes", "-packets"], "default": "first"},
+        "order of the rows: by first or last packet, or the largest flows first",
+    ),
+    _param("limit", {"type": "integer", "minimum": 1, "maximum": 100000, "default": 1000}, "rows at most"),
+    _param(
+        "output",
+        {"type": "string", "enum": ["json", "csv"], "default": "json"},
+        "json, or csv (RFC 4180, a header row) for spreadsheets and SIEM imports",
+    ),
+]
+PCAP_PARAMETERS = SELECTION_PARAMETERS + ANSWER_PARAMETERS
+FLOWS_PARAMETERS = SELECTION_PARAMETERS + LISTING_PARAMETERS

@@ -1,0 +1,71 @@
+"""Writing an answer: classic pcap or pcapng, ended cleanly at a packet boundary by the asked limits."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from .formats import PCAPNG_BYTE_ORDER, PCAPNG_IDB, PCAPNG_SHB, CaptureWriter, Record, _pcapng_block
+
+IF_NAME = 2
+IF_TSRESOL = 9
+# Bytes a record adds to an answer besides its frame: a classic pcap record header, or a pcapng
+# Enhanced Packet Block's header, trailer and at most 3 bytes of padding.
+PCAP_RECORD_OVERHEAD = 16
+PCAPNG_RECORD_OVERHEAD = 35
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Where an answer stops: after ``packets`` packets, before ``bytes`` bytes (header included) are exceeded."""
+
+    packets: int | None = None
+    bytes: int | None = None
+
+
+class PcapngWriter(CaptureWriter):
+    """Always pcapng, one interface per link type, each named (``if_name``) after the answering node."""
+
+    def __init__(self, linktypes: Iterable[int], nanosecond: bool, name: str):
+        super().__init__(linktypes, nanosecond)
+        self.pcapng = True
+        self.name = name
+
+    def header(self) -> bytes:
+        parts = [_pcapng_block(PCAPNG_SHB, struct.pack("<IHHq", PCAPNG_BYTE_ORDER, 1, 0, -1))]
+        for linktype in self.linktypes:
+            options = _option(IF_NAME, self.name.encode())
+            if self.nanosecond:
+                options += _option(IF_TSRESOL, b"\x09")
+            options += b"\0\0\0\0"  # opt_endofopt
+            parts.append(_pcapng_block(PCAPNG_IDB, struct.pack("<HHI", linktype, 0, self.snaplen) + options))
+        return b"".join(parts)
+
+
+def _option(code: int, value: bytes) -> bytes:
+    return struct.pack("<HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
+
+
+def answer_stream(
+    writer: CaptureWriter, records: Iterable[Record], limits: Limits | None, chunk_size: int = 1 << 16
+) -> Iterator[bytes]:
+    """The header, then the records in chunks, stopping before a limit would be passed."""
+    if limits is None or (limits.packets is None and limits.bytes is None):
+        yield from writer.stream(records, chunk_size)
+        return
+    header = writer.header()
+    parts, size, total, count = [header], len(header), len(header), 0
+    for record in records:
+        if limits.packets is not None and count >= limits.packets:
+            break
+        data = writer.record(record)
+        if limits.bytes is not None and total + len(data) > limits.bytes:
+            break
+        parts.append(data)
+        size, total, count = size + len(data), total + len(data), count + 1
+        if size >= chunk_size:
+            yield b"".join(parts)
+            parts, size = [], 0
+    if parts:
+        yield b"".join(parts)

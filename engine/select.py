@@ -1,0 +1,149 @@
+"""Which packets and flows a Selection takes: the per-packet test of a scan, the per-flow test of an index.
+
+Both apply the rules of ``engine.flow.Selection`` (either end in either order; a port without a
+protocol means TCP, UDP or SCTP) and the same Community ID (``engine.communityid``), so an
+indexed file and a scanned one give the same answer.
+
+ICMP and ICMPv6 carry no ports; the dissector gives their packets ports 0, so all ICMP between
+two hosts is one flow of the flow table. A Community ID of ICMP, or a port asked of an ICMP flow,
+is decided per packet from the message's type and code (Community ID's port equivalents: type,
+and the reply's type or the code). An ICMP error quoting a TCP or UDP header is ICMP: it belongs
+to no TCP or UDP flow, whatever it quotes (the dissector reads the ICMP header, not the quote).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import dissect as d
+from .communityid import community_digest, flow_ports, parse_community_id
+from .flow import PROTO_ICMP, PROTO_ICMPV6, Selection
+
+ICMP_PROTOCOLS = (PROTO_ICMP, PROTO_ICMPV6)
+
+
+def icmp_type_code(linktype: int, data: bytes) -> tuple[int, int] | None:
+    """(type, code) of the ICMP or ICMPv6 message in a frame (not a later fragment); None without one."""
+    start = d.network_start(linktype, data)
+    if start is None:
+        return None
+    at, version = start
+    if version == 4:
+        if len(data) < at + 20 or data[at + 9] != PROTO_ICMP:
+            return None
+        at += (data[at] & 0x0F) * 4
+    else:
+        if len(data) < at + 40:
+            return None
+        proto, at = data[at + 6], at + 40
+        while proto != PROTO_ICMPV6:
+            if proto in d.IPV6_EXTENSIONS or proto == d.IPV6_FRAGMENT:
+                if len(data) < at + 8:
+                    return None
+                proto, at = data[at], at + (8 if proto == d.IPV6_FRAGMENT else (data[at + 1] + 1) * 8)
+            elif proto == d.IPV6_AH:
+                if len(data) < at + 2:
+                    return None
+                proto, at = data[at], at + (data[at + 1] + 2) * 4
+            else:
+                return None
+    if len(data) < at + 2:
+        return None
+    return data[at], data[at + 1]
+
+
+class SelectionMatcher:
+    """Decides whether a dissected packet, or a flow of an index's flow table, belongs to a Selection."""
+
+    def __init__(self, selection: Selection):
+        self.selection = selection
+        self.start_ns, self.end_ns = selection.start_ns, selection.end_ns
+        self.protocols = selection.protocols
+        self.digest = None if selection.community_id is None else parse_community_id(selection.community_id)
+        # ICMP ports are only known from the packet: needed when ports or a Community ID are asked.
+        self._icmp_per_packet = self.digest is not None or (
+            selection.proto in ICMP_PROTOCOLS and (selection.src_port, selection.dst_port) != (None, None)
+        )
+
+    # ------------------------------------------------------------ packets
+
+    def flow(self, f: d.FlowFields, linktype: int | None = None, data: bytes | None = None) -> bool:
+        """True when ``f`` (not a later fragment) is a packet of a selected flow; ``data`` is its frame."""
+        s = self.selection
+        sport, dport = f.sport, f.dport
+        if f.proto in ICMP_PROTOCOLS and self._icmp_per_packet:
+            found = None if data is None or linktype is None else icmp_type_code(linktype, data)
+            if found is None:
+                return False
+            sport, dport, _ = flow_ports(f.proto, *found)
+            if (
+                self.digest is not None
+                and community_digest(f.src, found[0], f.dst, found[1], f.proto) != self.digest
+            ):
+                return False
+            return s.matches(f.src, sport, f.dst, dport, f.proto)
+        if self.digest is not None and community_digest(f.src, sport, f.dst, dport, f.proto) != self.digest:
+            return False
+        return s.matches(f.src, sport, f.dst, dport, f.proto)
+
+    def endpoints(self, f: d.FlowFields) -> bool:
+        """True when ``f`` travels between addresses a selected flow can have (all a later fragment shows)."""
+        protocols = self.protocols
+        if protocols is not None and f.proto not in protocols:
+            return False
+        return self.selection.endpoints_match(f.src, f.dst)
+
+    def needles(self) -> tuple[bytes, ...]:
+        """Bytes every matching frame contains (single-host addresses asked), for a cheap first test in a scan."""
+        found = []
+        for network in (self.selection.src, self.selection.dst):
+            if network is not None and network.num_addresses == 1:
+                found.append(network.network_address.packed)
+        return tuple(found)
+
+    # ------------------------------------------------------------ flow tables
+
+    def flow_rows(self, flows: np.ndarray) -> np.ndarray:
+        """A boolean mask of the flow-table rows that may hold selected packets in the window.
+
+        Exact for every selector but those decided per packet (ICMP type/code): such rows are kept
+        as candidates, and their packets are checked one by one.
+        """
+        s = self.selection
+        keep = (flows["last_ns"] >= s.start_ns) & (flows["first_ns"] <= s.end_ns)
+        proto = flows["proto"]
+        if self.protocols is not None:
+            keep &= np.isin(proto, self.protocols)
+        per_packet = np.isin(proto, ICMP_PROTOCOLS) if self._icmp_per_packet else np.zeros(len(flows), bool)
+        a_src, a_dst = _end(flows, "a", s, 0), _end(flows, "a", s, 1)
+        b_src, b_dst = _end(flows, "b", s, 0), _end(flows, "b", s, 1)
+        if self._icmp_per_packet:
+            # ports of ICMP rows are 0 in the table: only the addresses can be tested here
+            a_src |= per_packet & _end(flows, "a", s, 0, ports=False)
+            a_dst |= per_packet & _end(flows, "a", s, 1, ports=False)
+            b_src |= per_packet & _end(flows, "b", s, 0, ports=False)
+            b_dst |= per_packet & _end(flows, "b", s, 1, ports=False)
+        keep &= (a_src & b_dst) | (b_src & a_dst)
+        if self.digest is not None:
+            wanted = np.frombuffer(self.digest, dtype="V20")[0]
+            keep &= per_packet | (flows["community_id"] == wanted)
+        return keep
+
+
+def _halves(address: bytes) -> tuple[np.uint64, np.uint64]:
+    return np.uint64(int.from_bytes(address[:8], "big")), np.uint64(int.from_bytes(address[8:], "big"))
+
+
+def _end(flows: np.ndarray, side: str, s: Selection, which: int, *, ports: bool = True) -> np.ndarray:
+    """Rows whose ``side`` end satisfies the src (0) or dst (1) selectors."""
+    keep = np.ones(len(flows), dtype=bool)
+    bounds = s.src_range if which == 0 else s.dst_range
+    if bounds is not None:
+        hi, lo = flows[side + "_hi"], flows[side + "_lo"]
+        (first_hi, first_lo), (last_hi, last_lo) = _halves(bounds[0]), _halves(bounds[1])
+        keep &= (hi > first_hi) | ((hi == first_hi) & (lo >= first_lo))
+        keep &= (hi < last_hi) | ((hi == last_hi) & (lo <= last_lo))
+    port = s.src_port if which == 0 else s.dst_port
+    if ports and port is not None:
+        keep &= flows[side + "_port"] == port
+    return keep
