@@ -105,3 +105,19 @@ def test_options_and_terms_are_the_apis_parameters():
 def test_an_option_wins_over_a_term_and_last_fills_the_window():
     args = parse(["flows", "node_id=2", "--node-id", "3", "--last", "1h"])
     assert query_params(args, (), None) == {"node_id": "3", "start_time": "-1h", "end_time": "now"}
+
+
+def test_the_client_imports_only_the_standard_library_and_requests():
+    import ast
+    import sys
+
+    from tests.client.conftest import CLIENT_DIR
+
+    allowed = set(sys.stdlib_module_names) | {"requests", "par_client", "__future__"}
+    for path in (CLIENT_DIR / "par_client").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            for name in names:
+                assert name.split(".")[0] in allowed, f"{path.name} imports {name}"
