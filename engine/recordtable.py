@@ -14,7 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .formats import PCAP_HEADER_SIZE, RECORD_HEADER_SIZE, PcapCapture, PcapngCapture, check_caplens
+from .formats import (
+    PCAP_HEADER_SIZE,
+    RECORD_HEADER_SIZE,
+    PcapCapture,
+    PcapngCapture,
+    check_caplens,
+    check_times,
+)
 from .formats.pcapng import BLOCK_HEAD_FIELDS, BODY_START, SPB
 
 NATIVE_ORDER = "<" if sys.byteorder == "little" else ">"
@@ -49,12 +56,14 @@ def walk_pcap(capture: PcapCapture, mm: mmap.mmap | bytes, size: int) -> RecordT
         # The walk stops past the end; a last record cut short belongs to a file still being written.
         if rec[-1] + RECORD_HEADER_SIZE + caplen[-1] > size:
             rec, head, caplen = rec[:-1], head[:-1], caplen[:-1]
+    ts_ns = head[:, 0] * 1_000_000_000 + head[:, 1] * capture.scale
+    check_times(capture.path, rec, ts_ns)
     return RecordTable(
         offset=rec,
         data=rec + RECORD_HEADER_SIZE,
         caplen=caplen,
         orig_len=head[:, 3],
-        ts_ns=head[:, 0] * 1_000_000_000 + head[:, 1] * capture.scale,
+        ts_ns=ts_ns,
         linktype=np.full(len(rec), capture.linktype, dtype=np.int64),
         meta_offsets=[],
         simple_blocks=False,

@@ -21,6 +21,8 @@ from .capture import (
     Record,
     check_caplen,
     check_caplens,
+    check_time,
+    check_times,
 )
 from .pcap import FILE_HEADER_SIZE as PCAP_HEADER_SIZE
 from .pcap import RECORD_HEADER_SIZE, PcapCapture
@@ -62,6 +64,8 @@ __all__ = [
     "Record",
     "check_caplen",
     "check_caplens",
+    "check_time",
+    "check_times",
     "open_capture",
     "pcap_file_header",
     "pcap_record_bytes",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from .capture import Capture, Record, check_caplen
+from .capture import MAX_TS_NS, Capture, Record, check_caplen, check_time
 from .pcap import RECORD_HEADER_SIZE, PcapCapture
 
 READ_WINDOW = 1 << 16  # one read serves the records near each other
@@ -40,4 +40,7 @@ def records_at(capture: Capture, offsets: Iterable[int]) -> Iterator[Record]:
             end = RECORD_HEADER_SIZE + caplen
             if end > len(window):
                 return
-        yield Record(offset, secs * 1_000_000_000 + frac * scale, linktype, window[i + 16 : end], orig_len)
+        ts = secs * 1_000_000_000 + frac * scale
+        if ts >= MAX_TS_NS:
+            check_time(capture.path, offset, ts)
+        yield Record(offset, ts, linktype, window[i + 16 : end], orig_len)

@@ -3,7 +3,7 @@
 Reading yields ``Record(offset, ts_ns, linktype, data, orig_len)``: ``offset`` is where the record
 (classic pcap) or block (pcapng) starts in the file, ``ts_ns`` integer nanoseconds since the epoch.
 A record cut short by the end of the file (a file still being written) ends the read cleanly; a
-record that cannot be right (impossible length, broken block, a pcapng time a classic pcap cannot
+record that cannot be right (impossible length, broken block, a time the classic pcap of an answer cannot
 hold: before 1970 or from 2106 on) raises ``CaptureError`` naming the file and the byte offset.
 """
 
@@ -52,6 +52,19 @@ def check_caplens(path: str | Path, offsets: np.ndarray, caplens: np.ndarray) ->
     bad = np.flatnonzero(caplens > MAX_CAPLEN)
     if len(bad):
         check_caplen(path, int(offsets[bad[0]]), int(caplens[bad[0]]))
+
+
+def check_time(path: str | Path, offset: int, ts_ns: int) -> None:
+    """The one rule for a record's time: one a classic pcap (the answer) cannot hold is damage."""
+    if not 0 <= ts_ns < MAX_TS_NS:
+        raise CaptureError(path, offset, f"packet time {ts_ns} ns is outside what a pcap can hold")
+
+
+def check_times(path: str | Path, offsets: np.ndarray, times: np.ndarray) -> None:
+    """``check_time`` over many records at once: the first impossible one is the error."""
+    bad = np.flatnonzero((times < 0) | (times >= MAX_TS_NS))
+    if len(bad):
+        check_time(path, int(offsets[bad[0]]), int(times[bad[0]]))
 
 
 class Capture:

@@ -7,7 +7,7 @@ import struct
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from .capture import Capture, CaptureError, IncompleteHeader, Record, check_caplen
+from .capture import MAX_TS_NS, Capture, CaptureError, IncompleteHeader, Record, check_caplen, check_time
 
 
 class Flavour(NamedTuple):
@@ -100,7 +100,10 @@ class PcapCapture(Capture):
                     return  # a record cut short by the end of the file
                 base, buf, i = base + i, buf[i:] + more, 0
                 continue
-            yield Record(base + i, secs * 1_000_000_000 + frac * scale, linktype, buf[i + 16 : end], orig_len)
+            ts = secs * 1_000_000_000 + frac * scale
+            if ts >= MAX_TS_NS:  # only a fraction of a second or more can get it there
+                check_time(self.path, base + i, ts)
+            yield Record(base + i, ts, linktype, buf[i + 16 : end], orig_len)
             i = end
 
     def record_at(self, offset: int) -> Record | None:
@@ -112,4 +115,6 @@ class PcapCapture(Capture):
         data = self.read(offset + RECORD_HEADER_SIZE, caplen)
         if len(data) < caplen:
             return None
-        return Record(offset, secs * 1_000_000_000 + frac * self.scale, self.linktype, data, orig_len)
+        ts = secs * 1_000_000_000 + frac * self.scale
+        check_time(self.path, offset, ts)
+        return Record(offset, ts, self.linktype, data, orig_len)

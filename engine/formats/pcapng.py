@@ -12,7 +12,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-from .capture import MAX_CAPLEN, MAX_TS_NS, Capture, CaptureError, IncompleteHeader, Record
+from .capture import MAX_CAPLEN, Capture, CaptureError, IncompleteHeader, Record, check_time
 
 SHB = 0x0A0D0D0A  # section header
 IDB = 1  # interface description
@@ -226,8 +226,7 @@ class PcapngCapture(Capture):
             raise CaptureError(self.path, offset, f"packet length {caplen} exceeds its block")
         iface = interfaces[if_id]
         ts = iface.ts_ns((high << 32) | low)
-        if not 0 <= ts < MAX_TS_NS:
-            raise CaptureError(self.path, offset, f"packet time {ts} ns is outside what a pcap can hold")
+        check_time(self.path, offset, ts)
         self._last_ts = ts
         return Record(offset, ts, iface.linktype, body[start : start + caplen], orig_len)
 
