@@ -6,7 +6,8 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from .formats import PCAPNG_BYTE_ORDER, PCAPNG_IDB, PCAPNG_SHB, CaptureWriter, Record, _pcapng_block
+from .formats import CaptureWriter, Record, pcapng
+from .formats.writer import pcapng_block
 
 IF_NAME = 2
 IF_TSRESOL = 9
@@ -33,13 +34,15 @@ class PcapngWriter(CaptureWriter):
         self.name = name
 
     def header(self) -> bytes:
-        parts = [_pcapng_block(PCAPNG_SHB, struct.pack("<IHHq", PCAPNG_BYTE_ORDER, 1, 0, -1))]
+        section = struct.pack("<" + pcapng.SHB_FIELDS, pcapng.BYTE_ORDER_MAGIC, 1, 0, -1)
+        parts = [pcapng_block(pcapng.SHB, section)]
         for linktype in self.linktypes:
             options = _option(IF_NAME, self.name.encode())
             if self.nanosecond:
                 options += _option(IF_TSRESOL, b"\x09")
             options += b"\0\0\0\0"  # opt_endofopt
-            parts.append(_pcapng_block(PCAPNG_IDB, struct.pack("<HHI", linktype, 0, self.snaplen) + options))
+            interface = struct.pack("<" + pcapng.IDB_FIELDS, linktype, 0, self.snaplen)
+            parts.append(pcapng_block(pcapng.IDB, interface + options))
         return b"".join(parts)
 
 

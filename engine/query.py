@@ -1,38 +1,53 @@
 """Answer a flow query over capture files: plan per file, read candidates, merge in time order, stream.
 
-A file with a current index is answered from it: the flow is looked up, only its records are
-read, and each one is checked against the query (fields and time) before it is kept. A file
-without one (the file still being written, an index of another version, a damaged index) is
-scanned record by record with the same rules, so both give the same answer. A later fragment
-belongs to the flow of a first fragment with its reassembly key in the same file: the latest one
-before it, else the earliest one after it (``engine.dissect``); the index build resolves this
-for the whole file at once, the scan reads the file a second time for it only when a later fragment
-comes before any first fragment of its key.
+Which files can answer a window is the capture tree's decision (``node.store``): it hands the
+engine ``CaptureFile(path, epoch, span, index)`` records, and the engine reads them without
+parsing names or headers again. A file with a current index is answered from it: the flow is
+looked up, only its records are read, and each one is checked against the query (fields and time)
+before it is kept. A file without one (the file still being written, an index of another version,
+a damaged index) is scanned record by record with the same rules, so both give the same answer;
+later fragments follow the fragment rule of ``engine.dissect`` either way.
 """
 
 from __future__ import annotations
 
 import heapq
 import os
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from .answer import PCAP_RECORD_OVERHEAD, PCAPNG_RECORD_OVERHEAD, Limits, PcapngWriter, answer_stream
 from .dissect import PORT_PROTOCOLS, V4_PREFIX, FlowFields, dissect
 from .flow import FlowQuery, Selection
-from .formats import Capture, CaptureError, CaptureWriter, IncompleteHeader, Record, open_capture
+from .formats import (
+    Capture,
+    CaptureError,
+    CaptureWriter,
+    IncompleteHeader,
+    PcapngCapture,
+    Record,
+    open_capture,
+)
 from .index import FlowIndex, IndexUnusable, open_index
 from .select import SelectionMatcher
 
-# A capture file is named by the second it was opened; packets written into it can be a little
-# older (kernel buffers), so a file is skipped on its name alone only when it starts this much after
-# the window ends.
-NAME_SLACK_NS = 60 * 1_000_000_000
-NAME_EPOCH = re.compile(r"\.(\d{9,11})$")
+
+class CaptureFile(NamedTuple):
+    """A capture file as the capture tree hands it to a query: what it knows of it already."""
+
+    path: Path
+    epoch: int | None = None  # the epoch in its name
+    span: tuple[int, int] | None = None  # (first_ns, last_ns) it may hold; None = unknown
+    index: FlowIndex | None = None  # its current index, found while deciding the span
+
+    @classmethod
+    def at(cls, path: str | os.PathLike) -> CaptureFile:
+        """A file known by its path only: its index is looked up, its span is not known."""
+        return cls(Path(path), index=open_index(path))
 
 
 def address16(address) -> bytes:
@@ -111,12 +126,6 @@ class FilePlan:
                 yield record
 
 
-def name_epoch_ns(path: str | Path) -> int | None:
-    """The epoch in a capture file name ``<prefix>.<epoch>``, in ns."""
-    found = NAME_EPOCH.search(os.path.basename(path))
-    return int(found.group(1)) * 1_000_000_000 if found else None
-
-
 def _indexed_flows(index: FlowIndex, m: Matcher | SelectionMatcher) -> np.ndarray:
     """Ids of the file's candidate flows (maybe none); IndexUnusable for a damaged index."""
     if index.records == 0 or index.last_ns < m.start_ns or index.first_ns > m.end_ns:
@@ -132,9 +141,11 @@ def _indexed_offsets(index: FlowIndex, m: Matcher | SelectionMatcher) -> np.ndar
     return index.packet_offsets(flows) if len(flows) else np.zeros(0, dtype=np.int64)
 
 
-def plan_file(path: str | Path, m: Matcher) -> FilePlan | None:
-    """Decide how to read ``path``; None when it cannot hold an answer (then it is not even opened)."""
-    index, offsets = open_index(path), None
+def plan_file(file: CaptureFile, m: Matcher) -> FilePlan | None:
+    """Decide how to read ``file``; None when it cannot hold an answer (then it is not even opened)."""
+    if file.span is not None and (file.span[1] < m.start_ns or file.span[0] > m.end_ns):
+        return None
+    index, offsets = file.index, None
     if index is not None and index.usable_for_queries:
         try:
             offsets = _indexed_offsets(index, m)
@@ -145,16 +156,12 @@ def plan_file(path: str | Path, m: Matcher) -> FilePlan | None:
                 return None
     else:
         index = None
-    if index is None:
-        epoch = name_epoch_ns(path)
-        if epoch is not None and epoch - NAME_SLACK_NS > m.end_ns:
-            return None
     try:
-        capture = open_capture(path)
+        capture = open_capture(file.path)
     except IncompleteHeader:
         return None  # a file just created: nothing in it yet
     try:
-        if index is not None and index.pcapng:
+        if index is not None and isinstance(capture, PcapngCapture):
             capture.learn_blocks(index.meta_offsets)
     except CaptureError:
         # The index names blocks that are not there: it is damaged, the capture may be fine. What
@@ -188,9 +195,9 @@ def indexed_records(capture: Capture, offsets: Iterable[int], m: Matcher) -> Ite
 def scanned_records(capture: Capture, m: Matcher) -> Iterator[Record]:
     """Every record of the file that belongs to the flow and the window, reading it all, in file order.
 
-    A later fragment takes the flow of the latest first fragment with its key before it; one met
-    before any first fragment of its key takes that of the earliest one after it, learned by one
-    extra read of the file, done only when such a fragment between the flow's addresses turns up.
+    Later fragments follow the fragment rule of ``engine.dissect``; one met before any first
+    fragment of its key needs the earliest one after it, learned by one extra read of the file,
+    done only when such a fragment between the flow's addresses turns up.
     """
     needles = m.needles()
     first_fragments: dict[tuple, bool] = {}  # reassembly key -> did the latest first fragment match
@@ -232,14 +239,14 @@ def _earliest_first_fragments(capture: Capture, m: Matcher) -> dict[tuple, bool]
     return earliest
 
 
-def _output_format(paths: Sequence[Path], plans: list[FilePlan]) -> tuple[list[int], bool]:
+def _output_format(files: Sequence[CaptureFile], plans: list[FilePlan]) -> tuple[list[int], bool]:
     """Link types and precision of the answer: those of the files that can contribute."""
     if plans:
         linktypes = sorted({lt for plan in plans for lt in plan.linktypes})
         return linktypes, any(plan.capture.nanosecond for plan in plans)
-    for path in paths:
+    for file in files:
         try:
-            with open_capture(path) as capture:
+            with open_capture(file.path) as capture:
                 return capture.linktypes[:1] or [1], capture.nanosecond
         except (OSError, ValueError):
             continue
@@ -247,26 +254,28 @@ def _output_format(paths: Sequence[Path], plans: list[FilePlan]) -> tuple[list[i
 
 
 def query_captures(
-    paths: Sequence[Path],
+    files: Sequence[CaptureFile | str | os.PathLike],
     q: Selection,
     *,
     chunk_size: int = 1 << 16,
     limits: Limits | None = None,
     pcapng_name: str | None = None,
 ) -> Iterator[bytes]:
-    """A pcap stream (header, then the selected records in time order across ``paths``), in chunks.
+    """A pcap stream (header, then the selected records in time order across ``files``), in chunks.
 
+    ``files`` are the store's ``CaptureFile`` records, or paths (their index is then looked up).
     ``limits`` end it early at a packet boundary; ``pcapng_name`` makes it pcapng whatever the link
     types, its interfaces named so.
     """
     m = Matcher.of(q)
     plans: list[FilePlan] = []
     try:
-        for path in paths:
-            plan = plan_file(os.fspath(path), m)
+        known = [f if isinstance(f, CaptureFile) else CaptureFile.at(f) for f in files]
+        for file in known:
+            plan = plan_file(file, m)
             if plan is not None:
                 plans.append(plan)
-        linktypes, nanosecond = _output_format(paths, plans)
+        linktypes, nanosecond = _output_format(known, plans)
         if pcapng_name is None:
             writer = CaptureWriter(linktypes, nanosecond)
         else:
@@ -286,8 +295,10 @@ class Estimate:
     bytes: int  # of the answer: frames, record headers and file header
 
 
-def estimate(paths: Sequence[Path], q: Selection, *, pcapng: bool = False) -> Estimate:
-    """How many packets and bytes the answer to ``q`` over ``paths`` can hold, at most.
+def estimate(
+    files: Sequence[CaptureFile | str | os.PathLike], q: Selection, *, pcapng: bool = False
+) -> Estimate:
+    """How many packets and bytes the answer to ``q`` over ``files`` can hold, at most.
 
     An indexed file counts the selected flows that overlap the window (their packets, their
     original lengths); a file without a current index counts whole (its size; as many packets
@@ -296,23 +307,22 @@ def estimate(paths: Sequence[Path], q: Selection, *, pcapng: bool = False) -> Es
     m = Matcher.of(q)
     packets = frame_bytes = 0
     linktypes: set[int] = set()
-    for path in paths:
-        index = open_index(path)
+    for file in (f if isinstance(f, CaptureFile) else CaptureFile.at(f) for f in files):
+        if file.span is not None and (file.span[1] < m.start_ns or file.span[0] > m.end_ns):
+            continue
+        index = file.index
         if index is not None and index.usable_for_queries:
             try:
                 flows = index.flows[_indexed_flows(index, m)]
             except IndexUnusable:
-                index = None
+                pass
             else:
                 packets += int(flows["packets"].sum())
                 frame_bytes += int(flows["bytes"].sum())
                 linktypes.update(index.linktypes)
                 continue
-        epoch = name_epoch_ns(path)
-        if epoch is not None and epoch - NAME_SLACK_NS > m.end_ns:
-            continue
         try:
-            size = os.stat(path).st_size
+            size = os.stat(file.path).st_size
         except OSError:
             continue
         packets += max(0, size - 24) // 16

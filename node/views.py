@@ -7,7 +7,6 @@ import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
@@ -34,11 +33,11 @@ from api.serializers import ErrorSerializer, PingSerializer
 from engine.answer import Limits
 from engine.flow import Selection
 from engine.formats import CaptureError
-from engine.query import Estimate, estimate, query_captures
+from engine.query import CaptureFile, Estimate, estimate, query_captures
 from node import status
 from node.acl import AllowedCaller, caller_allowed
 from node.serializers import FLOW_PARAMETERS, PluginSerializer, RouteSerializer, StatusSerializer
-from node.store import files_for_window
+from node.store import start_answer
 from parsite.plugins import plugin_metadata
 
 log = logging.getLogger("node.api")
@@ -151,17 +150,6 @@ class AnswerTooLarge(Exception):
         self.estimate = estimate
 
 
-def _window_files(query: Selection) -> list[Path]:
-    return files_for_window(
-        query.start_ns,
-        query.end_ns,
-        filer_dir=settings.PAR_FILER_DIR,
-        capture_dir=settings.PAR_CAPTURE_DIR,
-        prefix=settings.PAR_FILE_PREFIX,
-        utc=settings.PAR_UTC,
-    )
-
-
 def _with_window(response: HttpResponse, query: Selection) -> HttpResponse:
     response["X-PAR-Window"] = window_text(query.start_ns, query.end_ns)
     return response
@@ -185,35 +173,33 @@ def pcap_response(query: Selection, options: AnswerOptions | None = None) -> Htt
     pcapng = options.format == "pcapng"
     found: list[Estimate] = []
 
-    def answer(paths: list[Path]) -> Iterator[bytes]:
-        e = estimate(paths, query, pcapng=pcapng)
+    def answer(files: list[CaptureFile]) -> Iterator[bytes]:
+        e = estimate(files, query, pcapng=pcapng)
         found[:] = [e]
         if e.bytes > settings.PAR_MAX_ANSWER_BYTES and options.limit_bytes is None:
             raise AnswerTooLarge(e)
         limits = Limits(options.limit_packets, options.limit_bytes)
-        return query_captures(paths, query, limits=limits, pcapng_name=node_name() if pcapng else None)
+        return query_captures(files, query, limits=limits, pcapng_name=node_name() if pcapng else None)
 
-    for attempt in (1, 2):
-        paths = _window_files(query)
-        if not paths:
-            return _with_window(error_response(NO_DATA, 404), query)
-        try:
-            chunks = answer(paths)
-        except AnswerTooLarge as exc:
-            return _with_window(_too_large(exc.estimate), query)
-        try:
-            first = next(chunks)  # plans and opens the files: an error here can still be a clean answer
-            break
-        except StopIteration:
-            first = b""
-            break
-        except (OSError, CaptureError) as exc:
-            chunks.close()
-            if isinstance(exc, FileNotFoundError) and attempt == 1:
-                continue  # the filer moved a file between the listing and its opening: list again
-            log.error("cannot read capture data for %s: %s", describe(query), exc)
-            why = "a capture file is damaged" if isinstance(exc, CaptureError) else exc.strerror or str(exc)
-            return _with_window(error_response(f"cannot read capture data: {why}", 503), query)
+    try:
+        started = start_answer(
+            query.start_ns,
+            query.end_ns,
+            answer,
+            filer_dir=settings.PAR_FILER_DIR,
+            capture_dir=settings.PAR_CAPTURE_DIR,
+            prefix=settings.PAR_FILE_PREFIX,
+            utc=settings.PAR_UTC,
+        )
+    except AnswerTooLarge as exc:
+        return _with_window(_too_large(exc.estimate), query)
+    except (OSError, CaptureError) as exc:
+        log.error("cannot read capture data for %s: %s", describe(query), exc)
+        why = "a capture file is damaged" if isinstance(exc, CaptureError) else exc.strerror or str(exc)
+        return _with_window(error_response(f"cannot read capture data: {why}", 503), query)
+    if started is None:
+        return _with_window(error_response(NO_DATA, 404), query)
+    first, chunks = started
     content_type = PCAPNG_TYPE if first[:4] == b"\x0a\x0d\x0d\x0a" else PCAP_TYPE
     response = StreamingHttpResponse(stream(query, first, chunks), content_type=content_type)
     response["Content-Disposition"] = (
