@@ -1,0 +1,20 @@
+"""Where the collector's static files come from: collected, hashed and compressed, or the apps' own."""
+
+from __future__ import annotations
+
+from django.contrib.staticfiles.storage import StaticFilesStorage
+from whitenoise.storage import CompressedManifestStaticFilesStorage
+
+
+class CollectedStaticFiles(CompressedManifestStaticFilesStorage):
+    """Content-hashed, compressed files once ``collectstatic`` ran; the plain names before it.
+
+    Without a manifest, Django's manifest storage refuses every ``{% static %}`` (the admin
+    would be a 500); here a fresh install names the apps' own files, which WhiteNoise then
+    finds in the apps' folders (``WHITENOISE_USE_FINDERS``).
+    """
+
+    def url(self, name, force=False):
+        if not self.hashed_files:
+            return StaticFilesStorage.url(self, name)
+        return super().url(name, force)
