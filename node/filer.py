@@ -42,7 +42,7 @@ from engine import durable
 from engine.durable import fsync_dir, make_dirs
 from engine.formats import CaptureError
 from engine.index import INDEX_SUFFIX, build_index, index_path
-from node import retention, store
+from node import filerstats, retention, store
 from node.faults import crash_point
 
 log = logging.getLogger("node.filer")
@@ -313,7 +313,9 @@ def run_pass(options: FilerOptions, stop: threading.Event | None = None) -> Pass
         return _pass(options, stop)
     with tree_lock(options.data_dir):
         crash_point("locked")
-        return _pass(options, stop)
+        summary = _pass(options, stop)
+        filerstats.record_pass(options.data_dir, summary)
+        return summary
 
 
 def _pass(options: FilerOptions, stop: threading.Event | None) -> PassSummary:

@@ -49,6 +49,8 @@ if not _secret_is_header_safe or PAR_NODE_SECRET.strip() != PAR_NODE_SECRET:
         "PAR_NODE_SECRET must be printable ASCII without spaces at either end (it is sent in an HTTP header)"
     )
 PAR_MAX_WINDOW = env_int("PAR_MAX_WINDOW", 86400, minimum=1)
+# Who may scrape GET /metrics (both roles; on a node instead of PAR_NODE_ALLOW and the secret).
+PAR_METRICS_ALLOW = env_networks("PAR_METRICS_ALLOW", "127.0.0.0/8,::1/128")
 # Proxies (CIDRs) whose X-Forwarded-For a node trusts; none by default, so the
 # socket peer is the caller and a forged header cannot get past the ACL.
 PAR_TRUSTED_PROXIES = env_networks("PAR_TRUSTED_PROXIES", "")
@@ -119,8 +121,9 @@ INSTALLED_APPS = [
 ] + _plugins.apps  # the plugins that apply to this role
 
 MIDDLEWARE = [
+    "api.metrics.RequestMetricsMiddleware",  # first: it times every answer, static files too
     "django.middleware.security.SecurityMiddleware",
-    *(["whitenoise.middleware.WhiteNoiseMiddleware"] if PAR_ROLE == "collector" else []),
+    "parsite.staticfiles.CollectorStaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

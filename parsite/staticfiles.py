@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.staticfiles.storage import StaticFilesStorage
+from whitenoise.middleware import WhiteNoiseMiddleware
 from whitenoise.storage import CompressedManifestStaticFilesStorage
+
+
+class CollectorStaticFilesMiddleware(WhiteNoiseMiddleware):
+    """WhiteNoise on a collector; on a node every path, its docs' files too, stays behind the ACL."""
+
+    def __call__(self, request):
+        if settings.PAR_ROLE != "collector":
+            return self.get_response(request)
+        return super().__call__(request)
 
 
 class CollectedStaticFiles(CompressedManifestStaticFilesStorage):
