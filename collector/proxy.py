@@ -130,9 +130,9 @@ def node_error(node: Node, answer: requests.Response) -> Response:
     )
 
 
-def node_json(node: Node, path: str) -> Response:
+def node_json(node: Node, path: str, params: Mapping[str, str] | None = None) -> Response:
     """The node's JSON answer to ``path``, with its status."""
-    answer = node_get(node, path)
+    answer = node_get(node, path, params)
     if answer.status_code >= 300:  # a redirect is not followed: a 502 saying so
         return node_error(node, answer)
     return Response(_read_json(node, answer), status=answer.status_code)

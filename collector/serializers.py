@@ -5,6 +5,7 @@ from __future__ import annotations
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
+from api.parameters import FLOWS_PARAMETERS, PCAP_PARAMETERS
 from api.serializers import ErrorSerializer
 
 
@@ -61,21 +62,15 @@ API_KEY_PARAM = OpenApiParameter(
     "api_key", str, description="the API key, for the seed's clients (prefer the Authorization header)"
 )
 
-_FLOW_DOC = {
-    "src_addr": "IPv4 or IPv6 address of one end",
-    "src_port": "port of that end, 0-65535",
-    "dst_addr": "IPv4 or IPv6 address of the other end",
-    "dst_port": "port of the other end, 0-65535",
-    "start_time": "window start: ISO 8601, epoch seconds, or like 2001-01-01 5:01pm (UTC without zone)",
-    "end_time": "window end (inclusive), same forms",
-}
-DATA_PCAP_PARAMS = [
-    OpenApiParameter("node_id", int, required=True, description="the node to ask"),
-    *(OpenApiParameter(name, str, required=True, description=text) for name, text in _FLOW_DOC.items()),
-    OpenApiParameter(
-        "proto", str, description="tcp, udp, sctp or a protocol number; default: any of the three"
-    ),
-    API_KEY_PARAM,
-]
-PCAP_RESPONSE = OpenApiResponse(OpenApiTypes.BINARY, description="the flow's packets, a classic pcap stream")
+_NODE_ID = OpenApiParameter("node_id", int, required=True, description="the node to ask")
+DATA_PCAP_PARAMS = [_NODE_ID, *PCAP_PARAMETERS, API_KEY_PARAM]
+FLOWS_PARAMS_DOC = [_NODE_ID, *FLOWS_PARAMETERS, API_KEY_PARAM]
+FLOWS_CSV_RESPONSE = OpenApiResponse(
+    OpenApiTypes.STR, description="the rows as CSV (RFC 4180), a header row first"
+)
+PCAP_RESPONSE = OpenApiResponse(
+    OpenApiTypes.BINARY,
+    description="the selected packets, a classic pcap stream (pcapng with format=pcapng or mixed link types); "
+    "X-PAR-Window, X-PAR-Estimate-Packets and X-PAR-Estimate-Bytes as the node sent them",
+)
 NODE_ANSWER = OpenApiResponse(OpenApiTypes.OBJECT, description="the node's own answer, passed through")

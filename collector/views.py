@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions
@@ -14,17 +14,20 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.client import client_ip
+from api.flowlisting import CSV_TYPE, flows_csv
 from api.flowparams import (
+    FLOWS_PARAMS,
     PCAP_PARAMS,
     FlowParamError,
     answer_params,
     parse_answer_options,
+    parse_listing_options,
     parse_selection,
     selection_params,
 )
 from api.ping import ping_payload
 from api.routes import list_routes
-from api.serializers import ErrorSerializer, PingSerializer
+from api.serializers import ErrorSerializer, FlowsSerializer, PingSerializer
 from collector import proxy
 from collector.auth import (
     ApiKeyAuthentication,
@@ -39,6 +42,8 @@ from collector.serializers import (
     API_KEY_PARAM,
     DATA_PCAP_PARAMS,
     ERRORS,
+    FLOWS_CSV_RESPONSE,
+    FLOWS_PARAMS_DOC,
     KEYS_RESPONSE,
     NODE_ANSWER,
     NODE_ERRORS,
@@ -226,7 +231,8 @@ class DataPcapView(CollectorView):
         except exceptions.APIException:
             key = None
         if key is not None:
-            error = response.data.get("error", "") if isinstance(response.data, dict) else ""
+            data = getattr(response, "data", None)  # a CSV listing is a plain HttpResponse
+            error = data.get("error", "") if isinstance(data, dict) else ""
             self._save_entry(response.status_code, 0, str(error))
         return response
 
@@ -239,6 +245,49 @@ class DataPcapView(CollectorView):
         entry.error = error[:300]
         entry.duration = round(time.monotonic() - self.started, 6)
         entry.save()
+
+
+class FlowsView(DataPcapView):
+    """The flows one node's indexes list for a selection; logged like a download."""
+
+    query_params = FLOWS_PARAMS
+
+    @extend_schema(
+        responses={
+            200: FlowsSerializer,
+            (200, "text/csv"): FLOWS_CSV_RESPONSE,
+            400: ErrorSerializer,
+            **NODE_ERRORS,
+        },
+        parameters=FLOWS_PARAMS_DOC,
+        summary="The flows the selectors name in a time window, from a node's indexes",
+    )
+    def get(self, request):
+        node = get_node(self.requested_node_id(request))
+        self.entry.view = "flows"
+        try:
+            flow = parse_selection(
+                request.query_params,
+                utc=settings.PAR_UTC,
+                max_window=settings.PAR_MAX_WINDOW,
+                known=FLOWS_PARAMS,
+            )
+            options = parse_listing_options(request.query_params)
+        except FlowParamError as exc:
+            raise exceptions.ValidationError(str(exc))
+        self._describe(flow)
+        params = node_params(flow) | {"sort": options.sort, "limit": str(options.limit)}
+        answer = proxy.node_json(node, "flows", params)
+        if answer.status_code != 200 or not isinstance(answer.data, dict):
+            return answer
+        body = answer.data
+        body["flows"] = [{"node": str(node.id), **row} for row in body.get("flows", [])]
+        body.setdefault("failed", {})
+        if options.output == "csv":
+            response = HttpResponse(flows_csv(body["flows"]), content_type=CSV_TYPE)
+            response["Content-Disposition"] = 'attachment; filename="flows.csv"'
+            return response
+        return Response(body)
 
 
 class RoutesView(CollectorView):

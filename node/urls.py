@@ -7,6 +7,7 @@ urlpatterns = [
     path("ping", views.PingView.as_view(), name="node-ping"),
     path("status", views.StatusView.as_view(), name="node-status"),
     path("data.pcap", views.DataPcapView.as_view(), name="node-data-pcap"),
+    path("flows", views.FlowsView.as_view(), name="node-flows"),
     path("routes", views.RoutesView.as_view(), name="node-routes"),
     path("plugins", views.PluginsView.as_view(), name="node-plugins"),
     path("metrics", metrics.metrics, name="node-metrics"),

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from django.conf import settings
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -19,25 +19,35 @@ from rest_framework.views import APIView
 
 import api.docs
 from api.errors import error_response
+from api.flowlisting import CSV_TYPE, flows_answer, flows_csv
 from api.flowparams import (
+    FLOWS_PARAMS,
     PCAP_PARAMS,
     AnswerOptions,
     FlowParamError,
     parse_answer_options,
+    parse_listing_options,
     parse_selection,
     window_text,
 )
 from api.ping import ping_payload
 from api.routes import list_routes
-from api.serializers import ErrorSerializer, PingSerializer
+from api.serializers import ErrorSerializer, FlowsSerializer, PingSerializer
 from engine.answer import Limits
 from engine.flow import Selection
+from engine.flows import list_flows
 from engine.formats import CaptureError
 from engine.query import CaptureFile, Estimate, estimate, query_captures
 from node import status
 from node.acl import AllowedCaller, caller_allowed
-from node.serializers import FLOW_PARAMETERS, PluginSerializer, RouteSerializer, StatusSerializer
-from node.store import start_answer
+from node.serializers import (
+    FLOW_PARAMETERS,
+    FLOWS_PARAMETERS,
+    PluginSerializer,
+    RouteSerializer,
+    StatusSerializer,
+)
+from node.store import captures_for_window, start_answer
 from parsite.plugins import plugin_metadata
 
 log = logging.getLogger("node.api")
@@ -140,6 +150,62 @@ class DataPcapView(NodeView):
         except FlowParamError as exc:
             return error_response(str(exc), 400)
         return pcap_response(selection, options)
+
+
+class FlowsView(NodeView):
+    query_params = FLOWS_PARAMS
+
+    @extend_schema(
+        parameters=FLOWS_PARAMETERS,
+        summary="The flows the selectors name in a time window, from the indexes",
+        description=(
+            "One row per flow with packets in the window, read from the capture files' indexes (files "
+            "without one are read whole, with the same result). Counts cover the flow in the files that "
+            "overlap the window; `approximate: true` marks a row whose flow has packets outside it. "
+            "`src_*` is the flow's lower endpoint (address, then port). `output=csv` gives the same rows "
+            "as CSV (RFC 4180) with a header row."
+        ),
+        responses={
+            200: FlowsSerializer,
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="the rows as CSV"),
+            400: OpenApiResponse(ErrorSerializer, description="a parameter is missing, unknown or invalid"),
+            **_REFUSED,
+            404: OpenApiResponse(ErrorSerializer, description=NO_DATA),
+        },
+    )
+    def get(self, request):
+        try:
+            selection = parse_selection(
+                request.query_params,
+                utc=settings.PAR_UTC,
+                max_window=settings.PAR_MAX_WINDOW,
+                known=FLOWS_PARAMS,
+            )
+            options = parse_listing_options(request.query_params)
+        except FlowParamError as exc:
+            return error_response(str(exc), 400)
+        files = captures_for_window(
+            selection.start_ns,
+            selection.end_ns,
+            filer_dir=settings.PAR_FILER_DIR,
+            capture_dir=settings.PAR_CAPTURE_DIR,
+            prefix=settings.PAR_FILE_PREFIX,
+            utc=settings.PAR_UTC,
+        )
+        if not files:
+            return _with_window(error_response(NO_DATA, 404), selection)
+        listing = list_flows(files, selection, sort=options.sort, limit=options.limit)
+        for problem in listing.damaged:
+            log.error("flows %s: cannot read %s", describe(selection), problem)
+        answer = flows_answer(selection.start_ns, selection.end_ns, listing)
+        if options.output == "csv":
+            response = HttpResponse(flows_csv(answer["flows"]), content_type=CSV_TYPE)
+            response["Content-Disposition"] = 'attachment; filename="flows.csv"'
+        else:
+            response = JsonResponse(answer)
+        if listing.damaged:
+            response["X-PAR-Damaged"] = str(len(listing.damaged))
+        return _with_window(response, selection)
 
 
 class AnswerTooLarge(Exception):

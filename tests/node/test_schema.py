@@ -13,7 +13,7 @@ from drf_spectacular.validation import validate_schema
 
 from tests.servers import run
 
-API_PATHS = {"/ping", "/status", "/data.pcap", "/routes", "/plugins"}
+API_PATHS = {"/ping", "/status", "/data.pcap", "/flows", "/routes", "/plugins"}
 
 
 @pytest.fixture
