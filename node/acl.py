@@ -9,6 +9,7 @@ from django.conf import settings
 from rest_framework.permissions import BasePermission
 
 from api.client import caller, in_any, plain_address
+from api.errors import error_response
 from engine.flow import IPAddress
 
 log = logging.getLogger("node.acl")
@@ -68,3 +69,20 @@ class AllowedCaller(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return caller_allowed(request)
+
+
+class RefuseOtherCallers:
+    """Middleware, first on a node: a caller the ACL refuses gets its 403 before anything else runs.
+
+    Nothing of the request but its peer (and, behind trusted proxies, X-Forwarded-For) is read
+    first, so a refused caller with a bad Host header is a 403 and one log line, never Django's
+    DisallowedHost report; the views' AllowedCaller permission stays as the rule's second check.
+    """
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if not caller_allowed(request):
+            return error_response(AllowedCaller.message, 403)
+        return self.get_response(request)

@@ -30,6 +30,7 @@ from node import status
 from node.acl import AllowedCaller, caller_allowed
 from node.serializers import FLOW_PARAMETERS, PluginSerializer, RouteSerializer, StatusSerializer
 from node.store import files_for_window
+from parsite.logs import iso_ns
 from parsite.plugins import plugin_metadata
 
 log = logging.getLogger("node.api")
@@ -178,7 +179,7 @@ def stream(query: FlowQuery, first: bytes, chunks: Iterator[bytes]) -> Iterator[
 def describe(query: FlowQuery) -> str:
     return (
         f"{query.a}:{query.a_port}<->{query.b}:{query.b_port}"
-        f" proto={'any' if query.proto is None else query.proto} [{query.start_ns}, {query.end_ns}]"
+        f" proto={'any' if query.proto is None else query.proto} [{iso_ns(query.start_ns)}, {iso_ns(query.end_ns)}]"
     )
 
 

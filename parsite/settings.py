@@ -19,6 +19,7 @@ from parsite.envconf import (
     env_str,
     host_time_zone,
 )
+from parsite.logs import log_format, logging_config
 from parsite.plugins import load_plugins, parse_plugins_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -120,7 +121,9 @@ INSTALLED_APPS = [
     "collector.apps.CollectorConfig",
 ] + _plugins.apps  # the plugins that apply to this role
 
-MIDDLEWARE = [
+# A node answers nobody outside its ACL, whatever else the request holds (node/acl.py).
+MIDDLEWARE = ["node.acl.RefuseOtherCallers"] if PAR_ROLE == "node" else []
+MIDDLEWARE += [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -233,19 +236,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
-# --- Logging: one line per event on stderr, and a file in PAR_DATA_DIR -------
+# --- Logging: one line per event on stderr, scrubbed of secrets (parsite/logs.py) -----------
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
-    },
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
-    },
-    "root": {"handlers": ["console"], "level": os.environ.get("PAR_LOG_LEVEL", "INFO").upper()},
-    "loggers": {
-        "django.server": {"level": "WARNING"},
-    },
-}
+PAR_LOG_FORMAT = log_format()  # plain, or json: one object per line for a SIEM
+LOGGING = logging_config(PAR_LOG_FORMAT, os.environ.get("PAR_LOG_LEVEL", "INFO").upper())
