@@ -6,12 +6,13 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help demo test lint format serve-node serve-collector filer clean bench
+.PHONY: help demo test lint typecheck format serve-node serve-collector filer clean bench
 
 help:
 	@echo "make demo             run node + collector on loopback with demo captures"
 	@echo "make test             run the whole test suite"
-	@echo "make lint             ruff check and format check"
+	@echo "make lint             ruff check and format check, the import layering contract"
+	@echo "make typecheck        mypy with django-stubs"
 	@echo "make serve-node       gunicorn, PAR_ROLE=node, port 9002"
 	@echo "make serve-collector  gunicorn, PAR_ROLE=collector, port 9001"
 	@echo "make bench            the benchmark against the tcpdump pipeline (bench/)"
@@ -29,6 +30,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

@@ -1,11 +1,13 @@
-"""What a collector keeps: API keys (hashed), nodes and grants, and the request log."""
+"""What a collector keeps: API keys (hashed), nodes and grants; the request log and limits beside them."""
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
 import re
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import TypedDict
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -32,6 +34,26 @@ def parse_node_id(text: str) -> int:
     if not (text.isascii() and text.isdigit()) or len(text) > 10 or not 0 < int(text) <= NODE_ID_MAX:
         raise ValueError(f"{text[:20]!r} is not a node number")
     return int(text)
+
+
+ALL_NODES = "all"
+NODE_SELECTION = "invalid node_id: a node number is required (or a comma-separated list of them, or all)"
+
+
+def parse_node_selection(text: str) -> list[int] | None:
+    """``node_id`` as asked: node numbers in the order given (each once), or None for ``all``.
+
+    ValueError (with the message to show) when it is not one of those forms.
+    """
+    text = text.strip()
+    if text.lower() == ALL_NODES:
+        return None
+    ids: list[int] = []
+    for part in text.split(","):
+        node_id = parse_node_id(part)  # ValueError for an empty or bad part
+        if node_id not in ids:
+            ids.append(node_id)
+    return ids
 
 
 def normalize_address(text: str) -> str:
@@ -92,6 +114,28 @@ class KeyProblem(Exception):
     """A presented key cannot be used; the message says why (never the key)."""
 
 
+class NoSuchNodes(ValueError):
+    """A key was to be granted nodes that do not exist; ``node_ids`` names them."""
+
+    def __init__(self, node_ids: list[int]) -> None:
+        super().__init__(f"no such node: {', '.join(map(str, node_ids))}")
+        self.node_ids = node_ids
+
+
+class KeyInfo(TypedDict):
+    """What /keys says about a key (never the key itself)."""
+
+    name: str
+    owner: str
+    admin: bool
+    all_nodes: bool
+    nodes: list[str]
+    active: bool
+    created: datetime
+    last_used: datetime | None
+    expires: datetime | None
+
+
 class ApiKeyQuerySet(models.QuerySet):
     def authenticate(self, presented: str) -> ApiKey:
         """The active key matching ``presented``, or KeyProblem."""
@@ -108,6 +152,29 @@ class ApiKeyQuerySet(models.QuerySet):
             raise KeyProblem("this API key has expired")
         key.touch()
         return key
+
+    @transaction.atomic
+    def create_key(
+        self,
+        name: str,
+        *,
+        admin: bool = False,
+        all_nodes: bool = False,
+        node_ids: Iterable[int] = (),
+        owner: str = "",
+    ) -> tuple[ApiKey, str]:
+        """A new key with its grants; returns the row and the key (shown once, never stored).
+
+        NoSuchNodes when a node to grant does not exist (nothing is created then).
+        """
+        node_ids = list(node_ids)
+        nodes = list(Node.objects.filter(pk__in=node_ids))
+        missing = sorted(set(node_ids) - {node.pk for node in nodes})
+        if missing:
+            raise NoSuchNodes(missing)
+        row, key = self.model.issue(name, admin=admin, all_nodes=all_nodes, owner=owner)
+        row.nodes.set(nodes)
+        return row, key
 
 
 class ApiKey(models.Model):
@@ -175,7 +242,14 @@ class ApiKey(models.Model):
         return self.admin or self.all_nodes
 
     def may_query(self, node_id: int) -> bool:
-        return self.every_node or self.nodes.filter(pk=node_id).exists()
+        return self.may_query_all([node_id])
+
+    def may_query_all(self, node_ids: Iterable[int]) -> bool:
+        """Whether every node of ``node_ids`` is granted (one query at most)."""
+        wanted = set(node_ids)
+        if self.every_node or not wanted:
+            return True
+        return self.nodes.filter(pk__in=wanted).count() == len(wanted)
 
     def queryable_nodes(self) -> models.QuerySet[Node]:
         nodes = Node.objects.all() if self.every_node else self.nodes.all()
@@ -190,36 +264,23 @@ class ApiKey(models.Model):
         # Filtered here rather than in SQL, so that a prefetched nodes list is used.
         return [str(node.id) for node in sorted(self.nodes.all(), key=lambda n: n.id) if node.active]
 
+    def to_dict(self) -> KeyInfo:
+        """This key as /keys lists it."""
+        return KeyInfo(
+            name=self.name,
+            owner=self.owner,
+            admin=self.admin,
+            all_nodes=self.all_nodes,
+            nodes=self.node_list(),
+            active=self.active,
+            created=self.created,
+            last_used=self.last_used,
+            expires=self.expires,
+        )
 
-class RequestLog(models.Model):
-    """One /data.pcap asked: who pulled which packets, from where, and how it ended."""
 
-    time = models.DateTimeField(default=timezone.now, db_index=True)
-    key_prefix = models.CharField(max_length=16, db_index=True)
-    node = models.PositiveIntegerField("node id", null=True, blank=True)
-    src_addr = models.GenericIPAddressField(null=True, blank=True)
-    src_port = models.PositiveIntegerField(null=True, blank=True)
-    dst_addr = models.GenericIPAddressField(null=True, blank=True)
-    dst_port = models.PositiveIntegerField(null=True, blank=True)
-    proto = models.PositiveSmallIntegerField(null=True, blank=True, help_text="empty: TCP, UDP or SCTP")
-    start = models.DateTimeField("window start", null=True, blank=True)
-    end = models.DateTimeField("window end", null=True, blank=True)
-    status = models.PositiveSmallIntegerField(help_text="HTTP status sent to the client")
-    error = models.CharField(max_length=300, blank=True, help_text="why it failed, or empty")
-    bytes_sent = models.BigIntegerField(default=0)
-    duration = models.FloatField("duration (s)", default=0.0)
-    client_ip = models.GenericIPAddressField(null=True, blank=True)
+# Defined beside, registered here: Django finds an app's models in its models module.
+from collector.limits import KeyStream, RequestRate  # noqa: E402
+from collector.requestlog import NodeOutcome, RequestLog  # noqa: E402
 
-    class Meta:
-        ordering = ["-time", "-id"]
-        verbose_name = "request log entry"
-        verbose_name_plural = "request log"
-
-    def __str__(self) -> str:
-        return f"{self.time:%Y-%m-%d %H:%M:%S} {self.key_prefix} node {self.node} {self.status}"
-
-    @property
-    def flow(self) -> str:
-        if self.src_addr is None:
-            return ""
-        return f"{self.src_addr}:{self.src_port} <-> {self.dst_addr}:{self.dst_port}"
+__all__ = ["ApiKey", "KeyStream", "Node", "NodeOutcome", "RequestLog", "RequestRate", "NoSuchNodes"]

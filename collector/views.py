@@ -228,6 +228,7 @@ class DataPcapView(CollectorView):
         return response
 
     def _save_entry(self, status: int, bytes_sent: int, error: str) -> None:
+        self.entry.nodes = str(self.entry.node or "")
         entry = self.entry
         entry.key_prefix = self.request.auth.prefix
         entry.status = status

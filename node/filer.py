@@ -12,10 +12,10 @@ again (the index is rebuilt, a partial copy is replaced). After a crash between 
 removal it finds the same bytes already filed and only removes the source. So every capture ends up
 filed exactly once. Stale temporary files (our ``.<name>.filing`` copies, the index builder's
 ``.<name>.idx.<pid>.tmp``) are removed from an hour directory before a file is filed into it, and by
-``reindex`` from every directory it visits.
+``reindex`` (node/reindex.py) from every directory it visits.
 
-Locks (``fcntl.flock``, released by the kernel when the process dies, so ``kill -9`` leaves nothing
-that blocks the next run; the lock files are never unlinked):
+Locks (``engine.durable.flock``: released by the kernel when the process dies, so ``kill -9``
+leaves nothing that blocks the next run; the lock files are never unlinked):
 
 - ``PAR_DATA_DIR/filer.lock`` is held by a running filer for its whole life: a second one exits.
 - ``PAR_DATA_DIR/filer-tree.lock`` is held while anything writes into the filer tree (a filing
@@ -27,7 +27,6 @@ Steps named with ``crash_point()`` are where the crash tests kill the filer (nod
 from __future__ import annotations
 
 import errno
-import fcntl
 import logging
 import os
 import re
@@ -39,8 +38,10 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine import durable
+from engine.durable import fsync_dir, make_dirs
 from engine.formats import CaptureError
-from engine.index import INDEX_SUFFIX, build_index, index_is_current, index_path
+from engine.index import INDEX_SUFFIX, build_index, index_path
 from node import retention, store
 from node.faults import crash_point
 
@@ -96,62 +97,33 @@ class PassSummary:
         return text
 
 
-# --- locks --------------------------------------------------------------------
-
-
-@contextmanager
-def flock(path: Path, *, wait: bool) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (created if missing, never removed)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise FilerBusy(f"another filer is running (lock {path} is held)") from None
-        # The holder's pid, for an operator who wonders who holds it.
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
+# --- locks and temporary files ------------------------------------------------
 
 
 def runner_lock(data_dir: Path) -> AbstractContextManager[None]:
     """The lock a running filer holds for its whole life; FilerBusy if another has it."""
-    return flock(Path(data_dir) / RUNNER_LOCK, wait=False)
+    return _filer_lock(Path(data_dir) / RUNNER_LOCK, wait=False)
 
 
 def tree_lock(data_dir: Path) -> AbstractContextManager[None]:
     """The lock held while writing into the filer tree; waits for the holder."""
-    return flock(Path(data_dir) / TREE_LOCK, wait=True)
+    return _filer_lock(Path(data_dir) / TREE_LOCK, wait=True)
 
 
-# --- durable file operations --------------------------------------------------
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+@contextmanager
+def _filer_lock(path: Path, *, wait: bool) -> Iterator[None]:
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def make_dirs(path: Path) -> None:
-    """``mkdir -p`` whose new entries survive a crash (each parent is fsynced)."""
-    missing = []
-    while not path.is_dir():
-        missing.append(path)
-        path = path.parent
-    for directory in reversed(missing):
-        directory.mkdir(exist_ok=True)
-        fsync_dir(directory.parent)
+        with durable.flock(path, wait=wait):
+            yield
+    except durable.LockBusy as exc:
+        raise FilerBusy(f"another filer is running ({exc})") from None
 
 
 def _temp_name(prefix: str) -> re.Pattern[str]:
     """Names of the temporary files written into the tree: our copies and the index builder's."""
-    capture = rf"\.{re.escape(prefix)}\.[0-9]+"
-    return re.compile(rf"{capture}(?:{re.escape(COPY_SUFFIX)}|{re.escape(INDEX_SUFFIX)}\.[0-9]+\.tmp)")
+    capture = rf"{re.escape(prefix)}\.[0-9]+"
+    copy = rf"\.{capture}{re.escape(COPY_SUFFIX)}"
+    return re.compile(rf"{copy}|{durable.temp_name_pattern(capture + re.escape(INDEX_SUFFIX))}")
 
 
 def remove_stale_temps(directory: Path, prefix: str) -> list[Path]:
@@ -170,6 +142,9 @@ def remove_stale_temps(directory: Path, prefix: str) -> list[Path]:
     return removed
 
 
+# --- moving a capture -----------------------------------------------------------
+
+
 def same_content(a: Path, b: Path) -> bool:
     """Whether two files hold the same bytes (size first, then every chunk)."""
     if a.stat().st_size != b.stat().st_size:
@@ -186,24 +161,17 @@ def same_content(a: Path, b: Path) -> bool:
 def copy_durably(src: Path, dest: Path) -> None:
     """Copy ``src`` to ``dest`` (not existing) through ``.<name>.filing``: fsynced, times kept."""
     tmp = dest.with_name(f".{dest.name}{COPY_SUFFIX}")
-    try:
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
-            first = True
-            while chunk := fin.read(_CHUNK):
-                fout.write(chunk)
-                if first:
-                    fout.flush()
-                    crash_point("copying")
-                    first = False
-            fout.flush()
-            os.fsync(fout.fileno())
+    with open(src, "rb") as fin, durable.atomic_write(dest, temp=tmp) as fout:
+        first = True
+        while chunk := fin.read(_CHUNK):
+            fout.write(chunk)
+            if first:
+                fout.flush()
+                crash_point("copying")
+                first = False
+        fout.flush()
         shutil.copystat(src, tmp)  # mtime is part of a file's span when it has no index
         crash_point("copied")
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # e.g. the destination is full: leave no partial copy
-        raise
-    fsync_dir(dest.parent)
 
 
 def move_capture(src: Path, dest: Path) -> None:
@@ -370,74 +338,3 @@ def run_loop(options: FilerOptions, interval: float, stop: threading.Event) -> N
             log.exception("The filing pass failed; the next one starts in %g seconds", interval)
         stop.wait(interval)
     log.info("Filer stopped")
-
-
-# --- reindex ------------------------------------------------------------------
-
-
-@dataclass
-class ReindexSummary:
-    built: int = 0
-    current: int = 0
-    unparseable: int = 0
-    failed: list[str] = field(default_factory=list)
-
-    def line(self) -> str:
-        text = f"Built {self.built} indexes, {self.current} already current"
-        if self.unparseable:
-            text += f", {self.unparseable} captures cannot be parsed (scanned at query time)"
-        if self.failed:
-            text += f"; {len(self.failed)} failed: {', '.join(self.failed)}"
-        return text
-
-
-def captures_under(paths: list[Path], prefix: str) -> dict[Path, list[Path]]:
-    """Capture files named or found (recursively) under ``paths``, grouped by directory."""
-    found: dict[Path, list[Path]] = {}
-    for path in paths:
-        if path.is_dir():
-            for root, dirs, _ in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                listed = store.capture_files(root, prefix)
-                if listed:
-                    found.setdefault(Path(root), []).extend(listed)
-        elif store.capture_epoch(path, prefix) is not None:
-            found.setdefault(path.parent, []).append(path)
-        else:
-            raise FileNotFoundError(
-                f"{path} is neither a directory nor a capture file named {prefix}.<epoch>"
-            )
-    return found
-
-
-def reindex(
-    paths: list[Path], *, prefix: str, data_dir: Path, skip_dir: Path | None = None, force: bool = False
-) -> ReindexSummary:
-    """Build the missing or outdated index of every capture file under ``paths``."""
-    summary = ReindexSummary()
-    for directory, captures in captures_under(paths, prefix).items():
-        if skip_dir is not None and directory.resolve() == Path(skip_dir).resolve():
-            log.info("Skipping the capture directory %s: its files are indexed when filed", directory)
-            continue
-        with tree_lock(data_dir):
-            remove_stale_temps(directory, prefix)
-            for capture in captures:
-                _reindex_one(capture, summary, force)
-    return summary
-
-
-def _reindex_one(capture: Path, summary: ReindexSummary, force: bool) -> None:
-    try:
-        if not force and index_is_current(capture):
-            summary.current += 1
-            return
-        log.info("Indexing %s", capture)
-        indexed, _ = index_into(capture, capture)
-    except OSError as exc:
-        log.error("Cannot index %s: %s", capture, exc)
-        summary.failed.append(str(capture))
-        return
-    if indexed:
-        summary.built += 1
-    else:
-        summary.unparseable += 1

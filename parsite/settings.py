@@ -9,6 +9,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from engine.durable import atomic_write
 from parsite.envconf import (
     env_bool,
     env_choice,
@@ -72,18 +73,11 @@ def _persistent_secret(name: str, if_replaced: str) -> str:
     except FileNotFoundError:
         pass
     value = secrets.token_urlsafe(48)
-    tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
     try:
-        os.link(tmp, path)  # first writer wins; a concurrent start reads its value
+        with atomic_write(path, mode=0o600, exclusive=True) as out:
+            out.write(f"{value}\n".encode())
     except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
+        pass  # first writer wins; a concurrent start reads its value
     return _read_secret(path, if_replaced)
 
 

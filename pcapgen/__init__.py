@@ -6,6 +6,9 @@ lengths and checksums are correct, so tcpdump and tshark decode them)::
     tcp(src, sport, dst, dport, payload=b"", seq=0, flags="PA", *, ack=0, window=65535, **ip)
     udp(src, sport, dst, dport, payload=b"", **ip)
     sctp(src, sport, dst, dport, payload=b"", *, vtag=1, tsn=0, **ip)   # one DATA chunk, CRC32c
+    icmp(src, dst, icmp_type, code=0, body=b"", **ip)                   # ICMP, or ICMPv6 for IPv6
+    icmp_echo(src, dst, ident, seq, reply=False, payload=b"")           # echo request / reply
+    icmp_error(router, packet, icmp_type=None, code=1)                  # unreachable, quoting packet
     ip(src, dst, proto, payload, **ip)                                  # any protocol number
 
     **ip options: ttl=64, ident=0 (IPv4 identification; IPv6 fragment-header id),
@@ -248,6 +251,36 @@ def sctp(
     packet = struct.pack("!HHII", sport, dport, vtag, 0) + chunk
     packet = packet[:8] + struct.pack("<I", crc32c(packet)) + packet[12:]
     return ip(src, dst, 132, packet, **ip_args)
+
+
+def icmp(src: str, dst: str, icmp_type: int, code: int = 0, body: bytes = b"", **ip_args) -> bytes:
+    """An ICMP message (ICMPv6 when the addresses are IPv6) of ``icmp_type``/``code``; ``body`` follows the header."""
+    v6 = _addr(src).version == 6
+    proto = 58 if v6 else 1
+    message = struct.pack("!BBH", icmp_type, code, 0) + body
+    pseudo = _pseudo_header(src, dst, proto, len(message)) if v6 else b""
+    csum = checksum(pseudo + message)
+    message = message[:2] + struct.pack("!H", csum) + message[4:]
+    return ip(src, dst, proto, message, **ip_args)
+
+
+def icmp_echo(src: str, dst: str, ident: int, seq: int, reply: bool = False, payload: bytes = b"") -> bytes:
+    """An echo request (or reply) with identifier and sequence number, ICMP or ICMPv6 by the addresses."""
+    v6 = _addr(src).version == 6
+    kind = (129 if reply else 128) if v6 else (0 if reply else 8)
+    return icmp(src, dst, kind, 0, struct.pack("!HH", ident, seq) + payload)
+
+
+def icmp_error(router: str, packet: bytes, icmp_type: int | None = None, code: int = 1) -> bytes:
+    """An ICMP error sent by ``router`` to the sender of ``packet``, quoting its head (destination unreachable)."""
+    v6 = packet[0] >> 4 == 6
+    if v6:
+        sender = str(ipaddress.IPv6Address(packet[8:24]))
+        quoted = packet[:1232]
+        return icmp(router, sender, 1 if icmp_type is None else icmp_type, code, b"\0" * 4 + quoted)
+    sender = str(ipaddress.IPv4Address(packet[12:16]))
+    quoted = packet[: (packet[0] & 0x0F) * 4 + 8]
+    return icmp(router, sender, 3 if icmp_type is None else icmp_type, code, b"\0" * 4 + quoted)
 
 
 def fragment(packet: bytes, size: int) -> list[bytes]:

@@ -97,7 +97,7 @@ def gunicorn(
             try:
                 requests.get(f"{server.url}/ping", timeout=2)
                 break
-            except (requests.ConnectionError, requests.Timeout):  # a worker still booting on a busy machine
+            except (requests.ConnectionError, requests.Timeout):  # a busy machine boots workers slowly
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"gunicorn ({role}) did not answer:\n{server.log()}") from None
                 time.sleep(0.1)

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import pytest
 from django.test import Client
 
-from collector.management.commands.createapikey import create_key
 from collector.models import ApiKey, Node
 from tests.collector.live import HungNode
 from tests.servers import free_port
@@ -56,22 +55,22 @@ def nodes(db, dead_address) -> dict[int, Node]:
 
 @pytest.fixture
 def admin_key(nodes) -> Actor:
-    return Actor(*create_key("master", admin=True))
+    return Actor(*ApiKey.objects.create_key("master", admin=True))
 
 
 @pytest.fixture
 def node1_key(nodes) -> Actor:
-    return Actor(*create_key("analyst one", node_ids=[1]))
+    return Actor(*ApiKey.objects.create_key("analyst one", node_ids=[1]))
 
 
 @pytest.fixture
 def node2_key(nodes) -> Actor:
-    return Actor(*create_key("analyst two", node_ids=[2]))
+    return Actor(*ApiKey.objects.create_key("analyst two", node_ids=[2]))
 
 
 @pytest.fixture
 def nogrant_key(nodes) -> Actor:
-    return Actor(*create_key("nobody's"))
+    return Actor(*ApiKey.objects.create_key("nobody's"))
 
 
 @pytest.fixture

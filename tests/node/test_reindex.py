@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
 
+from engine import durable
 from engine.index import INDEX_VERSION, index_is_current, index_path
 from node import filer, store
 from tests.node.filing import SEED_FIRST, SEED_SECOND, write_capture
@@ -51,6 +53,23 @@ def test_it_builds_every_missing_index_of_the_filer_tree(tree):
 
     assert all(index_is_current(p) for p in captures(tree))
     assert out.startswith("Built 2 indexes, 0 already current")
+
+
+def test_each_rebuilt_index_is_durable_its_directory_fsynced_after_it(tree, monkeypatch):
+    fsynced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        fsynced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    reindex()
+
+    for capture in captures(tree):
+        temp = str(capture.parent / f".{capture.name}.idx.")
+        index_written = max(i for i, path in enumerate(fsynced) if path.startswith(temp))
+        assert str(capture.parent) in fsynced[index_written + 1 :], f"{capture.parent} never fsynced"
 
 
 def test_it_leaves_current_indexes_alone(tree):
@@ -150,6 +169,6 @@ def test_a_lock_the_user_may_not_open_is_a_clear_error(tree, settings, monkeypat
     def refused(path, *, wait):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(filer, "flock", refused)  # as for a lock file of another user, even as root
+    monkeypatch.setattr(durable, "flock", refused)  # as for a lock file of another user, even as root
     with pytest.raises(CommandError, match=f"Permission denied: '{lock}'"):
         reindex()

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 
-from collector.models import ApiKey, Node, parse_node_id
+from collector.models import ApiKey, NoSuchNodes, parse_node_id
 
 
 def parse_node_ids(text: str) -> list[int]:
@@ -21,20 +20,12 @@ def parse_node_ids(text: str) -> list[int]:
     return ids
 
 
-@transaction.atomic
-def create_key(
-    name: str, *, admin: bool = False, all_nodes: bool = False, node_ids: list[int] = (), owner: str = ""
-) -> tuple[ApiKey, str]:
-    """A new key with its grants; returns the row and the key (shown once, never stored)."""
-    nodes = list(Node.objects.filter(pk__in=node_ids))
-    missing = sorted(set(node_ids) - {node.pk for node in nodes})
-    if missing:
-        raise CommandError(
-            f"no such node: {', '.join(map(str, missing))} (add it in the admin or importconfig)"
-        )
-    row, key = ApiKey.issue(name, admin=admin, all_nodes=all_nodes, owner=owner)
-    row.nodes.set(nodes)
-    return row, key
+def create_key(name: str, **grants) -> tuple[ApiKey, str]:
+    """``ApiKey.objects.create_key`` with a missing node as a CommandError."""
+    try:
+        return ApiKey.objects.create_key(name, **grants)
+    except NoSuchNodes as exc:
+        raise CommandError(f"{exc} (add it in the admin or importconfig)") from None
 
 
 class Command(BaseCommand):

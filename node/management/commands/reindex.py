@@ -7,7 +7,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from node.filer import reindex
+from node.reindex import reindex
 
 
 class Command(BaseCommand):
