@@ -59,6 +59,15 @@ class IncompleteHeader(CaptureError):
     """A file too short to hold its own file header yet (just created, still being written)."""
 
 
+class CaptureTruncated(CaptureError):
+    """The file ends before the size it had when it was opened: records it held have disappeared.
+
+    Capture files only grow while they are written, so a file that shrinks under a reader (a
+    truncation, a capture tool restarted over the same name) is damage: an answer that met it
+    would look complete while missing records that were there when it began.
+    """
+
+
 class Record(NamedTuple):
     offset: int
     ts_ns: int
@@ -90,6 +99,7 @@ class Capture:
         self.path = Path(path)
         self._file = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed by close()/__exit__
         try:
+            self.opened_size = self.size()  # what a reader may count on; a live file may grow past it
             self._open()
         except BaseException:
             self._file.close()
@@ -175,8 +185,18 @@ class Capture:
         return os.fstat(self._file.fileno()).st_size
 
     def read(self, offset: int, size: int) -> bytes:
-        """``size`` bytes at ``offset`` (fewer at the end of the file)."""
-        return os.pread(self._file.fileno(), size, offset)
+        """``size`` bytes at ``offset`` (fewer at the end of the file; see ``ends_at``)."""
+        data = os.pread(self._file.fileno(), size, offset)
+        if len(data) < size:
+            self.ends_at(offset + len(data))
+        return data
+
+    def ends_at(self, offset: int) -> None:
+        """A read met the end of the file at ``offset``: CaptureTruncated if the file was longer when opened."""
+        if offset < self.opened_size:
+            raise CaptureTruncated(
+                self.path, offset, f"the file shrank while being read (it held {self.opened_size} bytes)"
+            )
 
     # ------------------------------------------------------------ iteration
 
@@ -202,6 +222,7 @@ class Capture:
             if len(buf) - i < RECORD_HEADER_SIZE:
                 more = os.pread(fd, READ_CHUNK, base + len(buf))
                 if not more:
+                    self.ends_at(base + len(buf))
                     return  # end of file, possibly inside a record header: a file still being written
                 base, buf, i = base + i, buf[i:] + more, 0
                 continue
@@ -212,6 +233,7 @@ class Capture:
             if end > len(buf):
                 more = os.pread(fd, max(READ_CHUNK, end - len(buf)), base + len(buf))
                 if not more:
+                    self.ends_at(base + len(buf))
                     return  # a record cut short by the end of the file
                 base, buf, i = base + i, buf[i:] + more, 0
                 continue

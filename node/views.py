@@ -117,6 +117,21 @@ class DataPcapView(NodeView):
             return Response({"error": str(exc)}, status=400)
         return pcap_response(query)
 
+    def head(self, request):
+        """The headers the GET would answer, without running the query (no record is read)."""
+        try:
+            query = parse_flow_query(
+                request.query_params, utc=settings.PAR_UTC, max_window=settings.PAR_MAX_WINDOW
+            )
+        except FlowParamError as exc:
+            return Response({"error": str(exc)}, status=400)
+        if not _window_files(query):
+            return error_response(NO_DATA, 404)
+        # Streaming, as the GET: no Content-Length of an empty body is claimed for the download.
+        response = StreamingHttpResponse((), content_type=PCAP_TYPE)
+        pcap_headers(response, query)
+        return response
+
 
 def _window_files(query: FlowQuery) -> list[Path]:
     return files_for_window(
@@ -150,9 +165,14 @@ def pcap_response(query: FlowQuery) -> HttpResponse:
             why = "a capture file is damaged" if isinstance(exc, CaptureError) else exc.strerror or str(exc)
             return error_response(f"cannot read capture data: {why}", 503)
     response = StreamingHttpResponse(stream(query, first, chunks), content_type=PCAP_TYPE)
+    pcap_headers(response, query)
+    return response
+
+
+def pcap_headers(response: HttpResponse | StreamingHttpResponse, query: FlowQuery) -> None:
+    """The headers of a pcap answer, the same for GET and HEAD."""
     response["Content-Disposition"] = f'attachment; filename="{pcap_filename(query)}"'
     response["Cache-Control"] = "no-store"
-    return response
 
 
 def stream(query: FlowQuery, first: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
