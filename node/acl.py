@@ -10,6 +10,7 @@ from rest_framework.permissions import BasePermission
 
 from api.client import caller, in_any, plain_address
 from api.errors import error_response
+from api.metrics import SCRAPER_REFUSED, scraper_allowed
 from engine.flow import IPAddress
 
 log = logging.getLogger("node.acl")
@@ -77,12 +78,16 @@ class RefuseOtherCallers:
     Nothing of the request but its peer (and, behind trusted proxies, X-Forwarded-For) is read
     first, so a refused caller with a bad Host header is a 403 and one log line, never Django's
     DisallowedHost report; the views' AllowedCaller permission stays as the rule's second check.
+    /metrics answers scrapers by PAR_METRICS_ALLOW instead (a scraper is no collector).
     """
 
     def __init__(self, get_response) -> None:
         self.get_response = get_response
 
     def __call__(self, request):
-        if not caller_allowed(request):
+        if request.path == "/metrics":
+            if not scraper_allowed(request):
+                return error_response(SCRAPER_REFUSED, 403)
+        elif not caller_allowed(request):
             return error_response(AllowedCaller.message, 403)
         return self.get_response(request)
