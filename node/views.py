@@ -48,6 +48,7 @@ from node.serializers import (
     StatusSerializer,
 )
 from node.store import captures_for_window, start_answer
+from parsite.logs import iso_ns
 from parsite.plugins import plugin_metadata
 
 log = logging.getLogger("node.api")
@@ -151,6 +152,41 @@ class DataPcapView(NodeView):
             return error_response(str(exc), 400)
         return pcap_response(selection, options)
 
+    def head(self, request):
+        """The headers the GET would answer, without running the query (no record is read)."""
+        try:
+            selection = parse_selection(
+                request.query_params,
+                utc=settings.PAR_UTC,
+                max_window=settings.PAR_MAX_WINDOW,
+                known=PCAP_PARAMS,
+            )
+            options = parse_answer_options(request.query_params)
+        except FlowParamError as exc:
+            return error_response(str(exc), 400)
+        files = captures_for_window(selection.start_ns, selection.end_ns, **_tree())
+        if not files:
+            return _with_window(error_response(NO_DATA, 404), selection)
+        e = estimate(files, selection, pcapng=options.format == "pcapng")
+        if _over_the_maximum(e, options):
+            return _with_window(_too_large(e), selection)
+        # Streaming, as the GET: no Content-Length of an empty body is claimed for the download.
+        # The content type is the GET's unless mixed link types make its pcap a pcapng.
+        content_type = PCAPNG_TYPE if options.format == "pcapng" else PCAP_TYPE
+        response = StreamingHttpResponse((), content_type=content_type)
+        pcap_headers(response, selection, e, content_type == PCAPNG_TYPE)
+        return response
+
+
+def _tree() -> dict:
+    """Where this node's capture files are, as the store's functions take it."""
+    return {
+        "filer_dir": settings.PAR_FILER_DIR,
+        "capture_dir": settings.PAR_CAPTURE_DIR,
+        "prefix": settings.PAR_FILE_PREFIX,
+        "utc": settings.PAR_UTC,
+    }
+
 
 class FlowsView(NodeView):
     query_params = FLOWS_PARAMS
@@ -184,14 +220,7 @@ class FlowsView(NodeView):
             options = parse_listing_options(request.query_params)
         except FlowParamError as exc:
             return error_response(str(exc), 400)
-        files = captures_for_window(
-            selection.start_ns,
-            selection.end_ns,
-            filer_dir=settings.PAR_FILER_DIR,
-            capture_dir=settings.PAR_CAPTURE_DIR,
-            prefix=settings.PAR_FILE_PREFIX,
-            utc=settings.PAR_UTC,
-        )
+        files = captures_for_window(selection.start_ns, selection.end_ns, **_tree())
         if not files:
             return _with_window(error_response(NO_DATA, 404), selection)
         listing = list_flows(files, selection, sort=options.sort, limit=options.limit)
@@ -221,6 +250,10 @@ def _with_window(response: HttpResponse, query: Selection) -> HttpResponse:
     return response
 
 
+def _over_the_maximum(e: Estimate, options: AnswerOptions) -> bool:
+    return e.bytes > settings.PAR_MAX_ANSWER_BYTES and options.limit_bytes is None
+
+
 def _too_large(e: Estimate) -> HttpResponse:
     limit = settings.PAR_MAX_ANSWER_BYTES
     return error_response(
@@ -242,7 +275,7 @@ def pcap_response(query: Selection, options: AnswerOptions | None = None) -> Htt
     def answer(files: list[CaptureFile]) -> Iterator[bytes]:
         e = estimate(files, query, pcapng=pcapng)
         found[:] = [e]
-        if e.bytes > settings.PAR_MAX_ANSWER_BYTES and options.limit_bytes is None:
+        if _over_the_maximum(e, options):
             raise AnswerTooLarge(e)
         limits = Limits(options.limit_packets, options.limit_bytes)
         return query_captures(files, query, limits=limits, pcapng_name=node_name() if pcapng else None)
@@ -252,10 +285,7 @@ def pcap_response(query: Selection, options: AnswerOptions | None = None) -> Htt
             query.start_ns,
             query.end_ns,
             answer,
-            filer_dir=settings.PAR_FILER_DIR,
-            capture_dir=settings.PAR_CAPTURE_DIR,
-            prefix=settings.PAR_FILE_PREFIX,
-            utc=settings.PAR_UTC,
+            **_tree(),
         )
     except AnswerTooLarge as exc:
         return _with_window(_too_large(exc.estimate), query)
@@ -268,13 +298,17 @@ def pcap_response(query: Selection, options: AnswerOptions | None = None) -> Htt
     first, chunks = started
     content_type = PCAPNG_TYPE if first[:4] == b"\x0a\x0d\x0d\x0a" else PCAP_TYPE
     response = StreamingHttpResponse(stream(query, first, chunks), content_type=content_type)
-    response["Content-Disposition"] = (
-        f'attachment; filename="{pcap_filename(query, content_type == PCAPNG_TYPE)}"'
-    )
+    pcap_headers(response, query, found[0], content_type == PCAPNG_TYPE)
+    return response
+
+
+def pcap_headers(response: StreamingHttpResponse, query: Selection, e: Estimate, pcapng: bool) -> None:
+    """The headers of a pcap answer, the same for GET and HEAD."""
+    response["Content-Disposition"] = f'attachment; filename="{pcap_filename(query, pcapng)}"'
     response["Cache-Control"] = "no-store"
-    response["X-PAR-Estimate-Packets"] = str(found[0].packets)
-    response["X-PAR-Estimate-Bytes"] = str(found[0].bytes)
-    return _with_window(response, query)
+    response["X-PAR-Estimate-Packets"] = str(e.packets)
+    response["X-PAR-Estimate-Bytes"] = str(e.bytes)
+    _with_window(response, query)
 
 
 def node_name() -> str:
@@ -314,7 +348,7 @@ def describe(query: Selection) -> str:
     text += f" proto={'any' if query.proto is None else query.proto}"
     if query.community_id is not None:
         text += f" community_id={query.community_id}"
-    return text + f" [{query.start_ns}, {query.end_ns}]"
+    return text + f" [{iso_ns(query.start_ns)}, {iso_ns(query.end_ns)}]"
 
 
 def _safe_end(network, port) -> str:
