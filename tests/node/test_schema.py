@@ -72,3 +72,20 @@ def test_schema_generation_has_no_warnings(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "/data.pcap" in yaml.safe_load(out.read_text())["paths"]
+
+
+def test_every_selection_parameter_is_documented_with_an_example(schema):
+    for path in ("/data.pcap", "/flows"):
+        parameters = {p["name"]: p for p in schema["paths"][path]["get"]["parameters"]}
+        for name in ("src_addr", "src_port", "dst_addr", "dst_port", "proto", "community_id", "start_time"):
+            assert parameters[name]["description"], (path, name)
+            assert parameters[name].get("examples") or "example" in parameters[name]["schema"], (path, name)
+    flows = {p["name"] for p in schema["paths"]["/flows"]["get"]["parameters"]}
+    assert {"sort", "limit", "output"} <= flows
+
+
+def test_the_flows_answer_has_its_schema(schema):
+    content = schema["paths"]["/flows"]["get"]["responses"]["200"]["content"]
+    assert "text/csv" in content
+    row = schema["components"]["schemas"]["FlowRow"]
+    assert {"proto", "src_addr", "community_id", "first", "last", "packets", "bytes"} <= set(row["required"])

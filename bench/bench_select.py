@@ -1,0 +1,119 @@
+"""Benchmark: selections (a host, a network) and flow listings over a 1-hour window of one-minute files.
+
+    .venv/bin/python bench/bench_select.py                 # 60 one-minute files, about 2 MB each
+    .venv/bin/python bench/bench_select.py --file-mb 16    # a busier link (about 1 GB in all)
+
+Writes under bench/out/select/ (git-ignored) with the generator of ``bench/bench.py`` (mixed
+IPv4/IPv6, TCP/UDP/SCTP, VLANs, new flows every minute, a few long-lived ones, an elephant), indexes
+the files, then times, in one run:
+
+    /data.pcap src_addr=<host>           engine.query.query_captures   vs  tcpdump -V - -w - "host H"
+    /data.pcap src_addr=10.0.0.0/12      engine.query.query_captures   vs  tcpdump -V - -w - "net N"
+    /flows (all flows, one hour)         engine.flows.list_flows
+    /flows src_addr=<host>               engine.flows.list_flows
+
+checking that both sides of each /data.pcap comparison hold the same records. Prints median
+wall times over ``--repeat`` runs and the rows listed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import bench as base  # noqa: E402
+from engine.flow import Selection  # noqa: E402
+from engine.flows import list_flows  # noqa: E402
+from engine.index import build_index, index_is_current  # noqa: E402
+from engine.query import estimate, query_captures  # noqa: E402
+
+VLAN_DEPTHS = ("", "vlan and ", "vlan and vlan and ")
+
+
+def bpf(expression: str) -> str:
+    """``expression`` for untagged, 802.1Q and QinQ frames alike (tcpdump's vlan shifts offsets)."""
+    return " or ".join(f"({depth}{expression})" for depth in VLAN_DEPTHS)
+
+
+def timed(function, repeat: int):
+    times, result = [], None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), result
+
+
+def records(data: bytes) -> int:
+    """Records of a classic pcap stream."""
+    count, at = 0, 24
+    while at < len(data):
+        count += 1
+        at += 16 + int.from_bytes(data[at + 8 : at + 12], "little")
+    return count
+
+
+def tcpdump(files: list[Path], expression: str) -> bytes:
+    listing = "".join(f"{p}\n" for p in files).encode()
+    done = subprocess.run(
+        ["tcpdump", "-V", "-", "-w", "-", bpf(expression)], input=listing, capture_output=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.decode())
+    return done.stdout
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--files", type=int, default=60, help="one-minute files (default 60: one hour)")
+    parser.add_argument("--file-mb", type=float, default=2.0, help="MB per file (default 2)")
+    parser.add_argument("--flows-per-minute", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "select")
+    args = parser.parse_args(argv)
+    folder = args.out / f"{args.files}x{args.file_mb}MB"
+    started = time.perf_counter()
+    files = base.generate(folder, args.files, int(args.file_mb * 2**20), args.flows_per_minute, 0.05)
+    for path in files:
+        if not index_is_current(path):
+            build_index(path)
+    total = sum(p.stat().st_size for p in files)
+    print(f"{len(files)} files, {total / 2**20:.0f} MB, ready in {time.perf_counter() - started:.1f} s")
+    window = (base.T0 * 10**9, (base.T0 + len(files) * base.FILE_SECONDS) * 10**9 - 1)
+    host = base.minute_flows(0, args.flows_per_minute)[-1].a  # a long-lived client: in every file
+    network = "10.0.0.0/12"
+    cases = [
+        ("host", Selection(*window, src=ipaddress.ip_network(host)), f"host {host}"),
+        ("network", Selection(*window, src=ipaddress.ip_network(network)), f"net {network}"),
+    ]
+    for name, selection, expression in cases:
+        ours_s, data = timed(lambda s=selection: b"".join(query_captures(files, s)), args.repeat)
+        est_s, e = timed(lambda s=selection: estimate(files, s), args.repeat)
+        line = f"data.pcap {name:8s} ours {ours_s:7.3f} s  {records(data):8d} packets {len(data) / 2**20:7.1f} MB"
+        line += f"  estimate {est_s * 1000:6.1f} ms ({e.packets} packets)"
+        if shutil.which("tcpdump"):
+            seed_s, theirs = timed(lambda x=expression: tcpdump(files, x), args.repeat)
+            same = data[24:] == theirs[24:]
+            line += f"  tcpdump {seed_s:7.3f} s  x{seed_s / ours_s:5.1f}  same answer: {same}"
+        print(line)
+    for name, selection in (("all flows", Selection(*window)), ("host", cases[0][1])):
+        took, listing = timed(lambda s=selection: list_flows(files, s, limit=100_000), args.repeat)
+        print(
+            f"flows {name:10s} {took * 1000:8.1f} ms  {len(listing.rows)} rows (truncated: {listing.truncated})"
+        )
+
+
+if __name__ == "__main__":
+    main()
