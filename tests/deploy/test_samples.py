@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import re
 import secrets
 import shutil
@@ -106,10 +108,16 @@ def test_the_cron_log_is_where_par_writes_and_is_rotated():
 
 @pytest.mark.skipif(shutil.which("logrotate") is None, reason="logrotate is not installed")
 def test_logrotate_reads_the_sample(tmp_path):
+    sample = (DEPLOY / "logrotate" / "packets-at-rest").read_text()
+    assert "su par par" in sample
+    # The par user need not exist here: the one running the test stands in for it.
+    user = pwd.getpwuid(os.getuid()).pw_name
+    group = grp.getgrgid(os.getgid()).gr_name
+    conf = tmp_path / "packets-at-rest"
+    conf.write_text(sample.replace("su par par", f"su {user} {group}"))
+    conf.chmod(0o644)
     result = subprocess.run(
-        ["logrotate", "-d", "-s", str(tmp_path / "state"), str(DEPLOY / "logrotate" / "packets-at-rest")],
-        capture_output=True,
-        text=True,
+        ["logrotate", "-d", "-s", str(tmp_path / "state"), str(conf)], capture_output=True, text=True
     )
     assert result.returncode == 0 and "error" not in result.stderr.lower(), result.stderr
 
