@@ -55,10 +55,14 @@ Traffic::
         DNS-like short flows, in time order: ``flows`` UDP flows from many clients' ephemeral ports
         to a few resolvers' port 53, 2-10 packets each (query/answer pairs, retries a few ms
         apart), Ethernet frames of about 190 bytes (UDP checksum 0: "none", valid for IPv4).
+
+Real conversations (TCP handshake and teardown, HTTP, DNS over UDP, TLS) for the demo are in
+pcapgen.sessions.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import itertools
 import random
@@ -131,6 +135,7 @@ def crc32c(data: bytes) -> int:
 # ---------------------------------------------------------------- IP layer
 
 
+@functools.lru_cache(maxsize=65536)  # generators build many packets between few hosts
 def _addr(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ipaddress.ip_address(text)
 
