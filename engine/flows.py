@@ -1,14 +1,14 @@
 """Listing the flows a Selection names in a window, from the files' flow tables (SPEC "GET /flows").
 
 An indexed file answers from its index's flow table: no packet record is read. A file without a
-current index (the live file) gets the same flow table built in memory by the index's own code,
-so both give the same rows. Rows of one flow in several files are merged: counts summed, first
+current index (the live file) gets the index it would have, built in memory
+(``engine.index.build.index_in_memory``), so both give the same rows. Rows of one flow in several files are merged: counts summed, first
 and last the extremes. A row counts the flow's packets in the whole file, so where the flow has
 packets outside the window (its first or last time outside it) the row is ``approximate``: never
 fewer than the window holds.
 
-``src_*`` is the flow's lower endpoint as the index stores it (address, then port, ascending),
-not the end that sent first: the index (version 1) does not record who sent first.
+``src_*`` is the end that sent the flow's first packet (the index records it, ``b_first``); for
+a flow seen in several files, in the earliest of them.
 
 ICMP and ICMPv6 rows of the flow table hold every message between two hosts (ports 0); they are
 split by message type and code as Community ID maps them (see ``engine.select``) by reading those
@@ -17,7 +17,6 @@ flows' records only, so each ICMP row has its ports and its Community ID.
 
 from __future__ import annotations
 
-import mmap
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -28,12 +27,10 @@ import numpy as np
 from . import dissect as d
 from .communityid import community_digest, flow_ports, render
 from .flow import Selection
-from .flowfields import fill_slow_rows, flow_columns
 from .formats import CaptureError, IncompleteHeader, PcapngCapture, open_capture
-from .index import IndexUnusable
-from .index.flows import flow_table
-from .query import CaptureFile, _indexed_flows
-from .recordtable import walk_pcap, walk_pcapng
+from .index import FlowIndex, IndexUnusable
+from .index.build import index_in_memory
+from .query import CaptureFile
 from .select import ICMP_PROTOCOLS, SelectionMatcher, icmp_type_code
 
 SORTS = {"first": ("first_ns", False), "last": ("last_ns", False), "-bytes": ("bytes", True)}
@@ -52,6 +49,7 @@ ROW_DTYPE = np.dtype(
         ("packets", "<u8"),
         ("bytes", "<u8"),
         ("approximate", "?"),
+        ("b_first", "?"),  # the b end sent the flow's first packet
         ("community_id", "V20"),
     ]
 )
@@ -110,82 +108,64 @@ def list_flows(
 def _file_rows(file: CaptureFile, m: SelectionMatcher) -> np.ndarray:
     """The selected rows of one file's flow table, ICMP split by message; from its index when it has one."""
     index = file.index
-    if index is not None and index.usable_for_queries:
+    if index is None or not index.usable_for_queries:
+        index = None
+    else:
         try:
-            ids = _indexed_flows(index, m)
-            table = index.flows[ids]
+            ids = index.selected(m.lookup, m.flow_rows)
         except IndexUnusable:
             index = None
-        else:
-            return _rows(file, table, lambda i: index.packet_offsets(ids[i : i + 1]), m)
-    table, offsets = _scanned_table(file)
-    selected = np.flatnonzero(m.flow_rows(table)) if len(table) else np.zeros(0, np.int64)
-
-    def offsets_of(i: int) -> np.ndarray:
-        row = table[selected[i]]
-        return offsets[int(row["start"]) : int(row["start"]) + int(row["packets"])]
-
-    return _rows(file, table[selected], offsets_of, m)
-
-
-def _scanned_table(file: CaptureFile) -> tuple[np.ndarray, np.ndarray]:
-    """The flow table of a file without an index, built in memory exactly as the index build does."""
-    try:
-        capture = open_capture(file.path)
-    except IncompleteHeader:
-        return flow_table_empty()
-    with capture:
-        size = capture.size()
-        mm = mmap.mmap(capture.fileno(), size, access=mmap.ACCESS_READ) if size else b""
+    if index is None:  # no current index (the live file): the one it would get, built in memory
         try:
-            table = (
-                walk_pcapng(capture) if isinstance(capture, PcapngCapture) else walk_pcap(capture, mm, size)
-            )
-            columns, slow_rows = flow_columns(mm, len(mm), table)
-            fill_slow_rows(mm, table, columns, slow_rows)
-            flows, offsets = flow_table(table, columns)
-            return flows, np.array(offsets)
-        finally:
-            if isinstance(mm, mmap.mmap):
-                mm.close()
+            index = index_in_memory(file.path)
+        except IncompleteHeader:
+            return np.zeros(0, ROW_DTYPE)
+        ids = index.selected(m.lookup, m.flow_rows)
+    table = index.rows(ids, digests=True)
+    return _rows(file, index, ids, table, m)
 
 
-def flow_table_empty() -> tuple[np.ndarray, np.ndarray]:
-    from .index.flows import FLOW_DTYPE
-
-    return np.zeros(0, FLOW_DTYPE), np.zeros(0, np.int64)
-
-
-def _rows(file: CaptureFile, table: np.ndarray, offsets_of, m: SelectionMatcher) -> np.ndarray:
+def _rows(
+    file: CaptureFile, index: FlowIndex, ids: np.ndarray, table: np.ndarray, m: SelectionMatcher
+) -> np.ndarray:
     """ROW_DTYPE rows from flow-table rows; ICMP rows replaced by their messages' flows."""
     icmp = np.isin(table["proto"], ICMP_PROTOCOLS)
     plain = table[~icmp]
     rows = np.zeros(len(plain), ROW_DTYPE)
-    for name in ("a_hi", "a_lo", "b_hi", "b_lo", "a_port", "b_port", "proto", "first_ns", "last_ns"):
+    for name in (
+        "a_hi",
+        "a_lo",
+        "b_hi",
+        "b_lo",
+        "a_port",
+        "b_port",
+        "proto",
+        "first_ns",
+        "last_ns",
+        "b_first",
+    ):
         rows[name] = plain[name]
     rows["packets"], rows["bytes"] = plain["packets"], plain["bytes"]
     rows["community_id"] = plain["community_id"]
     rows["approximate"] = (plain["first_ns"] < m.start_ns) | (plain["last_ns"] > m.end_ns)
-    icmp_rows = [r for i in np.flatnonzero(icmp).tolist() for r in _icmp_rows(file, offsets_of(i), m)]
+    icmp_ids = ids[icmp]
+    icmp_rows = [r for i in icmp_ids.tolist() for r in _icmp_rows(file, index, index.packet_offsets([i]), m)]
     if icmp_rows:
         rows = np.concatenate([rows, np.array(icmp_rows, dtype=ROW_DTYPE)])
     return rows
 
 
-def _icmp_rows(file: CaptureFile, offsets: np.ndarray, m: SelectionMatcher) -> Iterator[tuple]:
+def _icmp_rows(
+    file: CaptureFile, index: FlowIndex, offsets: np.ndarray, m: SelectionMatcher
+) -> Iterator[tuple]:
     """The ICMP flows (by type/code ports) of the records at ``offsets``, those the selection takes."""
     found: dict[tuple, list] = {}
+    sender: dict[tuple, bytes] = {}  # who sent each ICMP flow's first message
     wanted = sorted(int(o) for o in offsets)
     with open_capture(file.path) as capture:
         if isinstance(capture, PcapngCapture):
-            if file.index is not None:
-                capture.learn_blocks(file.index.meta_offsets)
-                records = capture.records_at(wanted)
-            else:  # interfaces not learned: a sequential read (ICMP in a live pcapng file only)
-                at = set(wanted)
-                records = (r for r in capture if r.offset in at)
-        else:
-            records = capture.records_at(wanted)
+            capture.learn_blocks(index.meta_offsets)
+        records = capture.records_at(wanted)
         for record in records:
             f = d.dissect(record.linktype, record.data)
             if f is None or f.later_fragment:
@@ -200,6 +180,7 @@ def _icmp_rows(file: CaptureFile, offsets: np.ndarray, m: SelectionMatcher) -> I
             key = (src, sport, dst, dport, f.proto)
             entry = found.get(key)
             if entry is None:
+                sender[key] = f.src
                 digest = community_digest(f.src, message[0], f.dst, message[1], f.proto)
                 found[key] = [record.ts_ns, record.ts_ns, 1, record.orig_len, digest]
             else:
@@ -214,7 +195,24 @@ def _icmp_rows(file: CaptureFile, offsets: np.ndarray, m: SelectionMatcher) -> I
         a_hi, a_lo = _halves(src)
         b_hi, b_lo = _halves(dst)
         approximate = first < m.start_ns or last > m.end_ns
-        yield (a_hi, a_lo, b_hi, b_lo, sport, dport, proto, first, last, packets, size, approximate, digest)
+        # the lower end first, as the table folds flows; b_first says who sent first
+        b_first = sender[key] != src
+        yield (
+            a_hi,
+            a_lo,
+            b_hi,
+            b_lo,
+            sport,
+            dport,
+            proto,
+            first,
+            last,
+            packets,
+            size,
+            approximate,
+            b_first,
+            digest,
+        )
 
 
 def _halves(address: bytes) -> tuple[int, int]:
@@ -225,7 +223,8 @@ def _merged(rows: np.ndarray) -> np.ndarray:
     """One row per flow: counts summed, first/last the extremes, approximate if any part is."""
     if len(rows) < 2:
         return rows
-    order = np.lexsort(tuple(rows[name] for name in reversed(KEY_FIELDS)))
+    # by flow, and in a flow the earliest part first: its b_first says who sent first
+    order = np.lexsort((rows["first_ns"], *(rows[name] for name in reversed(KEY_FIELDS))))
     rows = rows[order]
     keys = rows[KEY_FIELDS]
     starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
@@ -247,12 +246,13 @@ def address_text(hi: int, lo: int) -> str:
 
 
 def _row(r) -> FlowRow:
+    src, dst = ("b", "a") if r["b_first"] else ("a", "b")
     return FlowRow(
         proto=int(r["proto"]),
-        src_addr=address_text(r["a_hi"], r["a_lo"]),
-        src_port=int(r["a_port"]),
-        dst_addr=address_text(r["b_hi"], r["b_lo"]),
-        dst_port=int(r["b_port"]),
+        src_addr=address_text(r[src + "_hi"], r[src + "_lo"]),
+        src_port=int(r[src + "_port"]),
+        dst_addr=address_text(r[dst + "_hi"], r[dst + "_lo"]),
+        dst_port=int(r[dst + "_port"]),
         community_id=render(bytes(r["community_id"])),
         first_ns=int(r["first_ns"]),
         last_ns=int(r["last_ns"]),

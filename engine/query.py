@@ -131,7 +131,7 @@ def _indexed_flows(index: FlowIndex, m: Matcher | SelectionMatcher) -> np.ndarra
     if index.records == 0 or index.last_ns < m.start_ns or index.first_ns > m.end_ns:
         return np.zeros(0, dtype=np.int64)
     if isinstance(m, SelectionMatcher):
-        return np.flatnonzero(m.flow_rows(index.flows))
+        return index.selected(m.lookup, m.flow_rows)
     return index.find(m.a, m.a_port, m.b, m.b_port, m.protocols, m.start_ns, m.end_ns)
 
 
@@ -313,12 +313,12 @@ def estimate(
         index = file.index
         if index is not None and index.usable_for_queries:
             try:
-                flows = index.flows[_indexed_flows(index, m)]
+                flow_packets, flow_bytes = index.estimate(_indexed_flows(index, m))
             except IndexUnusable:
                 pass
             else:
-                packets += int(flows["packets"].sum())
-                frame_bytes += int(flows["bytes"].sum())
+                packets += flow_packets
+                frame_bytes += flow_bytes
                 linktypes.update(index.linktypes)
                 continue
         try:

@@ -18,14 +18,20 @@ from tests.engine.test_select import Truth, _traffic, wanted
 S = 10**9
 
 
+TWO_WAY_ICMP = (0, 8, 13, 14, 128, 129, 135, 136)
+
+
+def canonical(proto: int, src: str, sport: int, dst: str, dport: int) -> tuple:
+    """One name per flow: the ends by (address, port), except a one-way ICMP message's, kept as sent."""
+    if proto in (1, 58) and sport not in TWO_WAY_ICMP:
+        return (proto, src, sport, dst, dport)
+    a, b = (address16(ipaddress.ip_address(x)) for x in (src, dst))
+    return (proto, src, sport, dst, dport) if (a, sport) <= (b, dport) else (proto, dst, dport, src, sport)
+
+
 def _fold(t: Truth) -> tuple:
-    """The flow a listing row names: ICMP by its Community ID ports, the rest folded by (address, port)."""
-    sport, dport = t.ports()
-    one_way = t.proto in (1, 58) and sport not in (0, 8, 13, 14, 128, 129, 135, 136)
-    a, b = (address16(ipaddress.ip_address(x)) for x in (t.src, t.dst))
-    if one_way or (a, sport) <= (b, dport) if t.proto in (1, 58) else (a, sport) <= (b, dport):
-        return (t.proto, t.src, sport, t.dst, dport)
-    return (t.proto, t.dst, dport, t.src, sport)
+    """The flow a listing row names: ICMP by its Community ID ports."""
+    return canonical(t.proto, t.src, *t.ports()[:1], t.dst, t.ports()[1])
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +79,17 @@ def truth_in(manifest, given: dict, start: int, end: int) -> dict:
 
 
 def row_key(row) -> tuple:
-    return (row.proto, row.src_addr, row.src_port, row.dst_addr, row.dst_port)
+    return canonical(row.proto, row.src_addr, row.src_port, row.dst_addr, row.dst_port)
+
+
+def first_senders(manifest, start: int, end: int) -> dict:
+    """Per flow, the address that sent its first packet in the minute files that overlap the window."""
+    first_file, last_file = (start - T0) // (60 * S), (end - T0) // (60 * S)
+    senders: dict[tuple, str] = {}
+    for ts, _size, truth in sorted(manifest, key=lambda m: m[0]):
+        if first_file <= (ts - T0) // (60 * S) <= last_file:
+            senders.setdefault(_fold(truth), truth.src)
+    return senders
 
 
 CASES = [
@@ -110,6 +126,9 @@ def test_every_flow_with_packets_in_the_window_is_listed_never_undercounted(
         assert row.first_ns <= first and row.last_ns >= last
         if not row.approximate:
             assert (row.packets, row.bytes, row.first_ns, row.last_ns) == (packets, size, first, last)
+    senders = first_senders(manifest, *window)
+    for key, row in rows.items():
+        assert row.src_addr == senders[key], "src_* is the end that sent first"
     if (start, end) == (0, 5 * 60):
         assert not any(r.approximate for r in listing.rows)
 
