@@ -13,9 +13,9 @@ to no TCP or UDP flow, whatever it quotes (the dissector reads the ICMP header, 
 
 from __future__ import annotations
 
-import numpy as np
-
 import dataclasses
+
+import numpy as np
 
 from . import dissect as d
 from .communityid import community_digest, flow_ports, parse_community_id
@@ -63,10 +63,15 @@ class SelectionMatcher:
         self.protocols = selection.protocols
         self.digest = None if selection.community_id is None else parse_community_id(selection.community_id)
         # ICMP ports are only known from the packet: needed when ports or a Community ID are asked.
-        icmp_ports = selection.proto in ICMP_PROTOCOLS and (selection.src_port, selection.dst_port) != (None, None)
+        icmp_ports = selection.proto in ICMP_PROTOCOLS and (selection.src_port, selection.dst_port) != (
+            None,
+            None,
+        )
         self._icmp_per_packet = self.digest is not None or icmp_ports
         # What an index may look up: ICMP ports are 0 in its table, so they are not looked up.
-        self.lookup = dataclasses.replace(selection, src_port=None, dst_port=None) if icmp_ports else selection
+        self.lookup = (
+            dataclasses.replace(selection, src_port=None, dst_port=None) if icmp_ports else selection
+        )
 
     # ------------------------------------------------------------ packets
 

@@ -159,7 +159,12 @@ def decode_column(data: bytes, at: int, path: str) -> Column:
     name, dtype, _, count = COLUMN.unpack_from(data, at)
     try:
         found = np.dtype(dtype.rstrip(b"\0").decode("ascii"))
-    except (TypeError, UnicodeDecodeError, ValueError):
+    except (
+        TypeError,
+        UnicodeDecodeError,
+        ValueError,
+        SyntaxError,
+    ):  # numpy parses some strings ("01") as Python
         raise IndexUnusable(f"{path}: a column of an unknown type") from None
     if found.kind != "u" or found.byteorder == ">":
         raise IndexUnusable(f"{path}: a column of an unknown type")
