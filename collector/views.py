@@ -144,6 +144,10 @@ class LoggedQueryView(CollectorView):
         )
         super().initial(request, *args, **kwargs)
 
+    def perform_content_negotiation(self, request, force=False):
+        # ``format`` names the capture format (pcap, pcapng), not one of DRF's renderers.
+        return super().perform_content_negotiation(request, force=True)
+
     def requested_node_ids(self, request) -> list[int] | None:
         """The node ids asked (None: ``all``), read from ``node_id`` once."""
         if not hasattr(self, "_node_ids"):

@@ -308,7 +308,9 @@ def _option(code: int, value: bytes) -> bytes:
 class Merger:
     """Several opened readers (headers read) merged into one capture stream, as chunks of bytes."""
 
-    def __init__(self, readers: Sequence[StreamReader], names: Sequence[str], *, pcapng: bool = False) -> None:
+    def __init__(
+        self, readers: Sequence[StreamReader], names: Sequence[str], *, pcapng: bool = False
+    ) -> None:
         self.readers = list(readers)
         self.names = list(names)
         kinds = {(i.linktype, i.classic_precision) for r in readers for i in r.interfaces}
@@ -392,9 +394,12 @@ class Merger:
             raise SourceFailed(index, exc) from exc
 
     def stream(self) -> Iterator[bytes]:
-        """The header, then every record of every stream in time order, in chunks of about 64 KiB."""
-        parts: list = [self.header()]
-        size = len(parts[0])
+        """The header, then every record of every stream in time order in chunks of about 64 KiB."""
+        # The header goes out at once: a server sends its response head with the first chunk, and a
+        # stream failing later can then only cut the answer, never turn it into an error page.
+        yield self.header()
+        parts: list = []
+        size = 0
         cursors: dict[int, tuple[Batch, int]] = {}
         heap: list[tuple[int, int]] = []
         for index in range(len(self.readers)):
