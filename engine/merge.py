@@ -21,28 +21,17 @@ import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from engine.formats import (
-    MAX_BLOCK,
-    MAX_CAPLEN,
-    PCAP_HEADER_FIELDS,
-    PCAP_HEADER_SIZE,
-    PCAP_MAGICS,
-    PCAP_RECORD_FIELDS,
-    PCAPNG_BYTE_ORDER,
-    PCAPNG_EPB,
-    PCAPNG_IDB,
-    PCAPNG_MAGIC,
-    PCAPNG_OPB,
-    PCAPNG_SHB,
-    PCAPNG_SPB,
-)
+from engine.formats import pcap, pcapng
+from engine.formats.capture import MAX_CAPLEN
+from engine.formats.pcapng import BYTE_ORDERS, MAX_BLOCK, OPTION_TSOFFSET, OPTION_TSRESOL, options
+from engine.formats.writer import pcapng_block
 
 NS = 1_000_000_000
 US = 1_000_000
 OUT_CHUNK = 1 << 16
 RECORD_HEADER = 16
-_LE_RECORD = struct.Struct("<" + PCAP_RECORD_FIELDS)
-IF_NAME, IF_TSRESOL, IF_TSOFFSET = 2, 9, 14
+_LE_RECORD = pcap.RECORD_HEADER
+OPTION_NAME = 2  # if_name
 
 
 class StreamError(ValueError):
@@ -87,8 +76,7 @@ class Batch:
     packets: list[tuple[int, int, bytes, int]] = field(default_factory=list)
 
 
-def _tsresol(value: int) -> int:
-    return 1 << (value & 0x7F) if value & 0x80 else 10 ** (value & 0x7F)
+_tsresol = pcapng._tsresol
 
 
 def _tsresol_code(units: int) -> int:
@@ -144,22 +132,25 @@ class StreamReader:
         if not self._need(4):
             raise StreamError(f"{self.name}: ended before its file header")
         magic = self._buf[self._pos : self._pos + 4]
-        if magic in PCAP_MAGICS:
-            if not self._need(PCAP_HEADER_SIZE):
+        if magic in pcap.MAGICS:
+            if not self._need(pcap.FILE_HEADER_SIZE):
                 raise StreamError(f"{self.name}: ended inside its file header")
             self.kind = "pcap"
-            self.order, nanosecond = PCAP_MAGICS[magic]
-            fields = struct.unpack_from(self.order + PCAP_HEADER_FIELDS, self._buf, self._pos)
-            self.interfaces = [StreamInterface(fields[6] & 0xFFFF, fields[5], NS if nanosecond else US)]
-            self._record = struct.Struct(self.order + PCAP_RECORD_FIELDS)
+            self.order, nanosecond = pcap.MAGICS[magic]
+            fields = struct.unpack_from(self.order + pcap.FILE_HEADER_FIELDS, self._buf, self._pos)
+            head = pcap.FileHeader._make(fields)
+            self.interfaces = [
+                StreamInterface(head.linktype & 0xFFFF, head.snaplen, NS if nanosecond else US)
+            ]
+            self._record = struct.Struct(self.order + pcap.RECORD_HEADER_FIELDS)
             self._scale = 1 if nanosecond else 1000
-            self._pos += PCAP_HEADER_SIZE
-        elif magic == PCAPNG_MAGIC:
+            self._pos += pcap.FILE_HEADER_SIZE
+        elif magic == pcapng.MAGIC:
             self.kind = "pcapng"
             self.order = "<"
             while self._need(12):
                 kind = struct.unpack_from(self.order + "I", self._buf, self._pos)[0]
-                if kind in (PCAPNG_EPB, PCAPNG_SPB, PCAPNG_OPB) or self._block(meta_only=True) is None:
+                if kind in pcapng.PACKET_BLOCKS or self._block(meta_only=True) is None:
                     break
         else:
             raise StreamError(f"{self.name}: not a pcap or pcapng stream (magic {bytes(magic).hex()})")
@@ -219,16 +210,13 @@ class StreamReader:
         buf, pos = self._buf, self._pos
         if len(buf) - pos < 12:
             return None
-        if buf[pos : pos + 4] == PCAPNG_MAGIC:
-            magic = buf[pos + 8 : pos + 12]
-            if magic == b"\x4d\x3c\x2b\x1a":
-                self.order = "<"
-            elif magic == b"\x1a\x2b\x3c\x4d":
-                self.order = ">"
-            else:
+        if buf[pos : pos + 4] == pcapng.MAGIC:
+            order = BYTE_ORDERS.get(bytes(buf[pos + 8 : pos + 12]))
+            if order is None:
                 raise StreamError(f"{self.name}: pcapng section header with a bad byte-order magic")
+            self.order = order
         order = self.order
-        kind, length = struct.unpack_from(order + "II", buf, pos)
+        kind, length = struct.unpack_from(order + pcapng.BLOCK_HEAD_FIELDS, buf, pos)
         if length < 12 or length % 4 or length > MAX_BLOCK:
             raise StreamError(f"{self.name}: pcapng block length {length} is impossible")
         if len(buf) - pos < length:
@@ -239,39 +227,34 @@ class StreamReader:
             return None
         body = buf[pos + 8 : pos + length - 4]
         self._pos = pos + length
-        if kind == PCAPNG_SHB:
+        if kind == pcapng.SHB:
             self._section_base = len(self.interfaces)
             return True
-        if kind == PCAPNG_IDB:
+        if kind == pcapng.IDB:
             self._interface(body, order)
             return True
-        if kind not in (PCAPNG_EPB, PCAPNG_SPB, PCAPNG_OPB):
+        if kind not in pcapng.PACKET_BLOCKS:
             return True
         return self._packet(kind, body, order)
 
     def _interface(self, body: bytes, order: str) -> None:
         if len(body) < 8:
             raise StreamError(f"{self.name}: pcapng interface block too short")
-        linktype, _, snaplen = struct.unpack_from(order + "HHI", body)
-        units, shift, i = US, 0, 8
-        while i + 4 <= len(body):
-            code, size = struct.unpack_from(order + "HH", body, i)
-            if code == 0:
-                break
-            value = body[i + 4 : i + 4 + size]
-            if code == IF_TSRESOL and value:
+        linktype, _, snaplen = struct.unpack_from(order + pcapng.IDB_FIELDS, body)
+        units, shift = US, 0
+        for code, value in options(body[8:], order):
+            if code == OPTION_TSRESOL and value:
                 units = _tsresol(value[0])
-            elif code == IF_TSOFFSET and len(value) == 8:
+            elif code == OPTION_TSOFFSET and len(value) == 8:
                 (shift,) = struct.unpack(order + "q", value)
-            i += 4 + size + (-size % 4)
         self.interfaces.append(StreamInterface(linktype, snaplen, units, shift))
 
     def _packet(self, kind: int, body: bytes, order: str) -> tuple[int, tuple[int, int, bytes, int]]:
         count = len(self.interfaces) - self._section_base
-        if kind == PCAPNG_SPB:
+        if kind == pcapng.SPB:
             if len(body) < 4 or count < 1:
                 raise StreamError(f"{self.name}: simple packet block without an interface")
-            (orig_len,) = struct.unpack_from(order + "I", body)
+            (orig_len,) = struct.unpack_from(order + pcapng.SPB_FIELDS, body)
             iface = self._section_base
             snaplen = self.interfaces[iface].snaplen or MAX_CAPLEN
             data = body[4 : 4 + min(orig_len, len(body) - 4, snaplen)]
@@ -280,10 +263,10 @@ class StreamReader:
             return self._last_ts, (iface, ticks, data, orig_len)
         if len(body) < 20:
             raise StreamError(f"{self.name}: packet block too short")
-        if kind == PCAPNG_EPB:
-            if_id, high, low, caplen, orig_len = struct.unpack_from(order + "IIIII", body)
+        if kind == pcapng.EPB:
+            if_id, high, low, caplen, orig_len = struct.unpack_from(order + pcapng.EPB_FIELDS, body)
         else:
-            if_id, _, high, low, caplen, orig_len = struct.unpack_from(order + "HHIIII", body)
+            if_id, _, high, low, caplen, orig_len = struct.unpack_from(order + pcapng.OPB_FIELDS, body)
         if if_id >= count:
             raise StreamError(f"{self.name}: packet of undeclared interface {if_id}")
         if 20 + caplen > len(body):
@@ -294,11 +277,6 @@ class StreamReader:
         ts = info.offset_s * NS + ticks * NS // info.units_per_s
         self._last_ts = ts
         return ts, (iface, ticks, body[20 : 20 + caplen], orig_len)
-
-
-def _block(kind: int, body: bytes) -> bytes:
-    body += b"\0" * (-len(body) % 4)
-    return struct.pack("<II", kind, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
 
 
 def _option(code: int, value: bytes) -> bytes:
@@ -332,8 +310,9 @@ class Merger:
     def header(self) -> bytes:
         if not self.pcapng:
             magic = 0xA1B23C4D if self.nanosecond else 0xA1B2C3D4
-            return struct.pack("<" + PCAP_HEADER_FIELDS, magic, 2, 4, 0, 0, self.snaplen, self.linktype)
-        parts = [_block(PCAPNG_SHB, struct.pack("<IHHq", PCAPNG_BYTE_ORDER, 1, 0, -1))]
+            return pcap.FILE_HEADER.pack(magic, 2, 4, 0, 0, self.snaplen, self.linktype)
+        shb = struct.pack("<" + pcapng.SHB_FIELDS, pcapng.BYTE_ORDER_MAGIC, 1, 0, -1)
+        parts = [pcapng_block(pcapng.SHB, shb)]
         for index, reader in enumerate(self.readers):
             for iface in range(len(reader.interfaces)):
                 parts.append(self._declare(index, iface))
@@ -343,13 +322,14 @@ class Merger:
         """The interface block for stream ``index``'s interface ``iface``, numbered in the answer."""
         info = self.readers[index].interfaces[iface]
         self._out_ifaces[(index, iface)] = len(self._out_ifaces)
-        options = _option(IF_NAME, self.names[index].encode("utf-8", "replace"))
+        extra = _option(OPTION_NAME, self.names[index].encode("utf-8", "replace"))
         if info.units_per_s != US:
-            options += _option(IF_TSRESOL, bytes([_tsresol_code(info.units_per_s)]))
+            extra += _option(OPTION_TSRESOL, bytes([_tsresol_code(info.units_per_s)]))
         if info.offset_s:
-            options += _option(IF_TSOFFSET, struct.pack("<q", info.offset_s))
-        options += b"\0\0\0\0"
-        return _block(PCAPNG_IDB, struct.pack("<HHI", info.linktype, 0, info.snaplen) + options)
+            extra += _option(OPTION_TSOFFSET, struct.pack("<q", info.offset_s))
+        extra += b"\0\0\0\0"  # end of options
+        head = struct.pack("<" + pcapng.IDB_FIELDS, info.linktype, 0, info.snaplen)
+        return pcapng_block(pcapng.IDB, head + extra)
 
     # ------------------------------------------------------------ records
 
@@ -384,8 +364,8 @@ class Merger:
         if (index, iface) not in self._out_ifaces:
             declare = self._declare(index, iface)  # an interface the stream declared after its start
         out = self._out_ifaces[(index, iface)]
-        head = struct.pack("<IIIII", out, ticks >> 32, ticks & 0xFFFFFFFF, len(data), orig_len)
-        return declare + _block(PCAPNG_EPB, head + data)
+        head = struct.pack("<" + pcapng.EPB_FIELDS, out, ticks >> 32, ticks & 0xFFFFFFFF, len(data), orig_len)
+        return declare + pcapng_block(pcapng.EPB, head + data)
 
     def _next(self, index: int) -> Batch | None:
         try:
