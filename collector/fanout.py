@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from django.http import StreamingHttpResponse
 from rest_framework import exceptions
 
+from collector.metrics import proxy_failed
 from collector.models import Node
 from collector.proxy import (
     ESTIMATE_HEADERS,
@@ -62,6 +63,7 @@ def _opened(node: Node, path: str, params: Mapping[str, str], method: str, merge
     except Exception as exc:  # a transport error, or bytes that are no capture
         answer.close()
         log.warning("node %s: no capture header: %s", node.id, exc)
+        proxy_failed(node.id, "timeout" if is_timeout(exc) else "error")
         if is_timeout(exc):
             return NodeTimeout()
         return NodeUnreachable(f"{NODE_PROBLEM}: its answer is not a pcap")
@@ -128,6 +130,7 @@ def _merged(answers: list[NodeAnswer], merger: Merger) -> Iterator[bytes]:
         answer = answers[exc.index]
         answer.failure = f"failed mid-stream: {type(exc.cause).__name__}"
         log.warning("node %s failed after %d bytes: %s", answer.node.id, answer.received, exc.cause)
+        proxy_failed(answer.node.id, "mid-stream")
         raise NodeFailedMidStream(
             f"node failed mid-stream: node {answer.node.id} after {answer.received} bytes"
         ) from None

@@ -24,6 +24,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 
 from collector.limits import STREAM_RENEW
+from collector.metrics import proxy_failed
 from collector.models import Node
 
 log = logging.getLogger("collector.proxy")
@@ -121,9 +122,11 @@ def node_get(
         )
     except requests.Timeout:
         log.warning("node %s (%s) timed out on /%s", node.id, node.address, path)
+        proxy_failed(node.id, "timeout")
         raise NodeTimeout()
     except requests.RequestException as exc:
         log.warning("node %s (%s) unreachable on /%s: %s", node.id, node.address, path, type(exc).__name__)
+        proxy_failed(node.id, "unreachable")
         raise NodeUnreachable()
 
 
@@ -152,6 +155,7 @@ def node_error(node: Node, answer: requests.Response) -> NodeFailure:
     if answer.status_code == 403:
         answer.close()  # whatever it says (JSON, or a proxy's page), the node logs why it refused
         log.error("node %s (%s) answered 403: it refused this collector", node.id, node.address)
+        proxy_failed(node.id, "refused")
         return NodeUnreachable(NODE_REFUSED_COLLECTOR)
     if answer.request.method == "HEAD":
         answer.close()
@@ -166,6 +170,7 @@ def node_error(node: Node, answer: requests.Response) -> NodeFailure:
     if 400 <= answer.status_code < 500 and isinstance(said, str):
         return NodeSaid(answer.status_code, said)
     log.warning("node %s answered %s: %s", node.id, answer.status_code, said)
+    proxy_failed(node.id, "error")
     return NodeUnreachable(
         f"{NODE_PROBLEM}: it answered {answer.status_code}" + (f" ({said})" if said else "")
     )
@@ -232,6 +237,7 @@ def open_pcap(node: Node, path: str, params: Mapping[str, str], method: str = "G
     except Exception as exc:  # urllib3 errors: cut, reset, read timeout
         response.close()
         log.warning("node %s failed before its first byte: %s", node.id, type(exc).__name__)
+        proxy_failed(node.id, "timeout" if is_timeout(exc) else "unreachable")
         raise NodeTimeout() if is_timeout(exc) else NodeUnreachable()
     if not answer.first:
         response.close()
@@ -299,6 +305,7 @@ def passthrough(answer: NodeAnswer) -> Iterator[bytes]:
     except Exception as exc:  # urllib3 errors: cut, reset, read timeout
         answer.failure = f"failed mid-stream: {type(exc).__name__}"
         log.warning("node %s failed after %d bytes: %s", answer.node.id, answer.received, type(exc).__name__)
+        proxy_failed(answer.node.id, "mid-stream")
         raise NodeFailedMidStream(
             f"node failed mid-stream: node {answer.node.id} after {answer.received} bytes"
         ) from None

@@ -48,7 +48,7 @@ from engine import durable
 from engine.durable import fsync_dir, make_dirs
 from engine.formats import CaptureError
 from engine.index import INDEX_SUFFIX, build_index, index_path
-from node import retention, store
+from node import filerstats, retention, store
 from node.faults import crash_point
 from node.jobs import Workers
 from node.move import COPY_SUFFIX, move_capture, same_content
@@ -346,7 +346,9 @@ def run_pass(options: FilerOptions, stop: threading.Event | None = None) -> Pass
         return _pass(options, stop)
     with tree_lock(options.data_dir):
         crash_point("locked")
-        return _pass(options, stop)
+        summary = _pass(options, stop)
+        filerstats.record_pass(options.data_dir, summary)
+        return summary
 
 
 def _pass(options: FilerOptions, stop: threading.Event | None) -> PassSummary:
