@@ -85,6 +85,9 @@ def _counted(chunks: Iterable[bytes], view: str, started: float) -> Iterator[byt
         DURATION.labels(view).observe(time.monotonic() - started)
 
 
+SCRAPER_REFUSED = "this server does not answer this caller's scrapes (PAR_METRICS_ALLOW)"
+
+
 def scraper_allowed(request: HttpRequest) -> bool:
     """The caller is in PAR_METRICS_ALLOW (behind PAR_TRUSTED_PROXIES, whom they forward for)."""
     ip, _ = caller(request)
@@ -101,7 +104,7 @@ class _Local:
 def metrics_response(request: HttpRequest, *collectors) -> HttpResponse:
     """The Prometheus text answer: every worker's counts and ``collectors`` read now; 403 for others."""
     if not scraper_allowed(request):
-        return error_response("this server does not answer this caller's scrapes (PAR_METRICS_ALLOW)", 403)
+        return error_response(SCRAPER_REFUSED, 403)
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)
