@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
+from collector.exports import request_log_csv
 from collector.models import ApiKey, Node, RequestLog
 
 
@@ -103,10 +104,15 @@ class RequestLogAdmin(admin.ModelAdmin):
     search_fields = ("key_prefix", "nodes", "src_addr", "dst_addr", "client_ip", "query")
     date_hierarchy = "time"
     readonly_fields = ("answers",)
+    actions = ("export_csv",)
 
     @admin.display(description="how each node answered")
     def answers(self, obj: RequestLog) -> str:
         return obj.node_summary() or "—"
+
+    @admin.action(description="Export the selected entries as CSV")
+    def export_csv(self, request, queryset):
+        return request_log_csv(queryset)
 
     def has_add_permission(self, request) -> bool:
         return False
