@@ -117,18 +117,16 @@ class RequestLog(models.Model):
             self.user = user
 
     def describe(self, flow: Any) -> None:
-        """The selectors and window of a validated query (those it has)."""
-        for field, attr in (
-            ("src_addr", "a"),
-            ("src_port", "a_port"),
-            ("dst_addr", "b"),
-            ("dst_port", "b_port"),
-        ):
-            value = getattr(flow, attr, None)
-            if value is not None and not isinstance(value, (list, tuple, set, frozenset)):
-                setattr(self, field, str(value) if field.endswith("addr") else value)
-        proto = getattr(flow, "proto", None)
-        self.proto = proto if isinstance(proto, int) else None
+        """The selectors and window of a validated query (an ``engine.flow.Selection``): those it has.
+
+        An address is kept when the selector is a single host; a network, a Community ID and the
+        rest are in ``query``.
+        """
+        for field, network in (("src_addr", flow.src), ("dst_addr", flow.dst)):
+            if network is not None and network.num_addresses == 1:
+                setattr(self, field, str(network.network_address))
+        self.src_port, self.dst_port = flow.src_port, flow.dst_port
+        self.proto = flow.proto
         self.start, self.end = as_datetime(flow.start_ns), as_datetime(flow.end_ns)
 
     def asked(self, node_ids: Iterable[int]) -> None:

@@ -1,0 +1,98 @@
+"""What a /data.pcap or /flows request asks: which nodes, which packets, and what the nodes are sent."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from django.conf import settings
+from rest_framework import exceptions
+
+from api.flowparams import (
+    FLOWS_PARAMS as FLOWS_KNOWN,
+)
+from api.flowparams import (
+    PCAP_PARAMS,
+    FlowParamError,
+    parse_answer_options,
+    parse_listing_options,
+    parse_selection,
+    selection_params,
+)
+from collector.models import NODE_SELECTION, ApiKey, KeyStream, Node, parse_node_selection
+from engine.flow import Selection
+
+# Parameters beyond the seed's flow passed on to the nodes as given (SPEC "Selecting packets").
+PASSED_PARAMS = ("community_id", "format", "limit_packets", "limit_bytes")
+LISTING_PASSED = ("limit", "sort")  # /flows options the nodes are sent (output is the collector's)
+
+
+class TooManyDownloads(exceptions.APIException):
+    status_code = 429
+    default_code = "too_many_downloads"
+
+
+def requested_nodes(params: Mapping[str, str]) -> list[int] | None:
+    """``node_id`` parsed (None: ``all``); a 400 naming the forms when it is missing or unreadable."""
+    raw = params.get("node_id", "").strip()
+    if not raw:
+        raise exceptions.ValidationError("missing parameter: node_id")
+    try:
+        return parse_node_selection(raw)
+    except ValueError:
+        raise exceptions.ValidationError(NODE_SELECTION) from None
+
+
+def resolve_nodes(key: ApiKey, node_ids: list[int] | None) -> list[Node]:
+    """The active nodes asked, in id order (grants are checked before); 404 naming any unknown."""
+    if node_ids is None:
+        nodes = list(key.queryable_nodes())
+        if not nodes:
+            raise exceptions.NotFound("no node to ask: this API key may query no active node")
+        return nodes
+    nodes = list(Node.objects.filter(pk__in=node_ids, active=True).order_by("id"))
+    missing = sorted(set(node_ids) - {node.id for node in nodes})
+    if missing:
+        if len(node_ids) == 1:
+            raise exceptions.NotFound("no such node")
+        raise exceptions.NotFound(f"no such node: {', '.join(map(str, missing))}")
+    return nodes
+
+
+def parse_flow(params: Mapping[str, str], *, listing: bool = False) -> Selection:
+    """The selectors, window and options, validated as the nodes validate them (400 before any node is asked).
+
+    Unknown parameters are refused by name; ``listing`` is for /flows (``limit``, ``sort``, ``output``).
+    """
+    try:
+        known = FLOWS_KNOWN if listing else PCAP_PARAMS
+        selection = parse_selection(
+            params, utc=settings.PAR_UTC, max_window=settings.PAR_MAX_WINDOW, known=known
+        )
+        parse_listing_options(params) if listing else parse_answer_options(params)
+    except FlowParamError as exc:
+        raise exceptions.ValidationError(str(exc)) from None
+    return selection
+
+
+def node_params(params: Mapping[str, str], flow: Selection, extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """What each node is sent: the selection in exact forms (the window as epoch seconds, one "now"), and the options."""
+    sent = selection_params(flow)
+    for name in (*PASSED_PARAMS, *extra):
+        if name not in sent and params.get(name, "").strip():
+            sent[name] = params[name].strip()
+    return sent
+
+
+def wants_pcapng(params: Mapping[str, str]) -> bool:
+    return params.get("format", "").strip().lower() == "pcapng"
+
+
+def take_download_slot(holder: str) -> KeyStream:
+    """One of the holder's PAR_KEY_STREAMS download slots; a 429 when every one is in use."""
+    limit = settings.PAR_KEY_STREAMS
+    slot = KeyStream.acquire(holder, limit)
+    if slot is None:
+        raise TooManyDownloads(
+            f"this API key already runs {limit} downloads at once (PAR_KEY_STREAMS): wait for one to end"
+        )
+    return slot
