@@ -41,6 +41,7 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -137,7 +138,7 @@ def _temp_name(prefix: str) -> re.Pattern[str]:
 def remove_stale_temps(directory: Path, prefix: str) -> list[Path]:
     """Remove temporary files left in ``directory`` by a crash (hold the tree lock: no writer is busy)."""
     pattern = _temp_name(prefix)
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(directory))
     except FileNotFoundError:
@@ -325,7 +326,7 @@ def file_pending(options: FilerOptions, stop: threading.Event | None = None) -> 
             if stop is not None and stop.is_set():
                 log.info("Stopping before %s", src.name)
                 break
-            planned = _attempt(src, summary, lambda src=src: plan_filing(src, options, cleaned))
+            planned = _attempt(src, summary, partial(plan_filing, src, options, cleaned))
             if not isinstance(planned, Planned):
                 _count(summary, planned, options.simulate)
                 continue
