@@ -66,7 +66,7 @@ class FilerBusy(Exception):
 
 
 class FilingConflict(Exception):
-    """A different file of the same name is already filed; the capture is left where it is."""
+    """The capture's place is taken (by another file of its name, a symbolic link); it stays put."""
 
 
 @dataclass
@@ -216,6 +216,9 @@ def plan_filing(src: Path, options: FilerOptions, cleaned: set[Path] | None = No
     size = src.stat().st_size
     log.info("Processing: %s", src.name)
     log.info("Moving %s => %s/", src, dest_dir)
+    link = store.linked_in_tree(options.filer_dir, dest_dir)
+    if link is not None:  # what it leads to would be neither served nor deleted (node/store.py)
+        raise FilingConflict(f"{link} is a symbolic link in the filer tree; {src} is left in place")
     if options.simulate:
         return Filed(dest, size, 0, False)
     make_dirs(dest_dir)
