@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,9 +19,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from demo.__main__ import _port
+from demo.__main__ import _port, demo_ports
 from node.jobs import die_with_parent
-from tests.servers import ROOT
+from tests.servers import ROOT, free_port
 
 
 def _processes_using(directory: str) -> list[int]:
@@ -47,8 +48,12 @@ def _wait_until_gone(directory: str, timeout: float = 40) -> list[int]:
 
 
 @contextmanager
-def running_demo(demo_dir: Path, timeout: float = 180) -> Iterator[tuple[subprocess.Popen, str]]:
-    """The demo, started and serving, with its output so far. Whatever happens in the block or
+def running_demo(
+    demo_dir: Path, ports: tuple[int, int], timeout: float = 180
+) -> Iterator[tuple[subprocess.Popen, str]]:
+    """The demo, started and serving on ``ports`` (collector, node), with its output so far.
+
+    Whatever happens in the block or
     while it starts (a timeout included), nothing it started is left running afterwards: it is
     stopped with Ctrl-C, killed if it will not stop, and its servers with it; if the test run
     itself is killed, the demo gets SIGTERM from the kernel."""
@@ -56,6 +61,7 @@ def running_demo(demo_dir: Path, timeout: float = 180) -> Iterator[tuple[subproc
         k: v for k, v in os.environ.items() if not k.startswith(("PAR_", "DJANGO_")) and k != "DATABASE_URL"
     }
     env["PAR_DEMO_DIR"] = str(demo_dir)
+    env["DEMO_PORTS"] = "{},{}".format(*ports)
     demo = subprocess.Popen(
         [sys.executable, "-m", "demo"],
         cwd=ROOT,
@@ -91,18 +97,31 @@ def running_demo(demo_dir: Path, timeout: float = 180) -> Iterator[tuple[subproc
 
 @pytest.mark.slow
 def test_the_demo_serves_a_flow_and_prints_a_curl_that_works(tmp_path):
-    with running_demo(tmp_path / "demo") as (demo, output):
+    collector_port, node_port = free_port(), free_port()
+    with running_demo(tmp_path / "demo", (collector_port, node_port)) as (demo, output):
         assert "Fetched " in output
         packets = int(re.search(r"(\d+) packets", output).group(1))
         assert packets > 0
         curl = re.search(r"curl -H 'Authorization: Api-Key (\S+)' -o flow.pcap '(\S+)'", output)
         assert curl, output
+        assert curl.group(2).startswith(f"http://127.0.0.1:{collector_port}/data.pcap?")
+        assert f"node on 127.0.0.1:{node_port}" in output
         answer = requests.get(
             curl.group(2), headers={"Authorization": f"Api-Key {curl.group(1)}"}, timeout=60
         )
         assert answer.status_code == 200
         assert answer.headers["Content-Type"] == "application/vnd.tcpdump.pcap"
         assert answer.content == (tmp_path / "demo" / "flow.pcap").read_bytes()
+        if shutil.which("tshark"):  # the flow the analyst opens is a clean HTTP session
+            expert = subprocess.run(
+                ["tshark", "-r", str(tmp_path / "demo" / "flow.pcap"), "-q", "-z", "expert"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            ).stdout
+            assert "Errors (" not in expert and "Warnings (" not in expert, expert
+            assert "retransmission" not in expert and "Duplicate ACK" not in expert, expert
+            assert "HTTP/1.1 200 OK" in expert and "(SYN)" in expert and "(FIN)" in expert, expert
         servers = [pid for pid in _processes_using(str(tmp_path / "demo")) if pid != demo.pid]
         assert len(servers) >= 4, "a node and a collector, each a gunicorn master and worker"
 
@@ -114,7 +133,7 @@ def test_the_demo_serves_a_flow_and_prints_a_curl_that_works(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGKILL], ids=["SIGHUP", "SIGKILL"])
 def test_the_demo_stopped_by_a_closed_terminal_or_killed_stops_both_servers(tmp_path, signum):
-    with running_demo(tmp_path / "demo") as (demo, _):
+    with running_demo(tmp_path / "demo", (free_port(), free_port())) as (demo, _):
         assert len(_processes_using(str(tmp_path / "demo"))) >= 5
 
         demo.send_signal(signum)
@@ -122,7 +141,7 @@ def test_the_demo_stopped_by_a_closed_terminal_or_killed_stops_both_servers(tmp_
         assert _wait_until_gone(str(tmp_path / "demo")) == [], "the demo left servers running"
 
 
-def test_the_port_probe_takes_a_port_a_previous_demo_left_in_time_wait():
+def test_the_port_probes_take_a_port_a_previous_demo_left_in_time_wait():
     with socket.socket() as listener:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
         listener.bind(("127.0.0.1", 0))
@@ -134,3 +153,27 @@ def test_the_port_probe_takes_a_port_a_previous_demo_left_in_time_wait():
         client.recv(1)
         client.close()
     assert _port(port) == port
+    assert demo_ports(f"{port},{free_port()}")[0] == port  # and DEMO_PORTS takes it
+
+
+@pytest.mark.parametrize("text", ["19001", "19001,19001", "19001,http", "0,19002", "19001,70000"])
+def test_demo_ports_that_cannot_be_used_are_refused_with_a_message(text):
+    with pytest.raises(SystemExit) as stopped:
+        demo_ports(text)
+    assert "DEMO_PORTS" in str(stopped.value)
+
+
+def test_demo_ports_are_taken_as_given_collector_first():
+    collector, node = free_port(), free_port()
+    assert demo_ports(f"{collector}, {node}") == (collector, node)
+
+
+def test_a_busy_demo_port_is_refused_by_number():
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(SystemExit, match=f"port {port} on 127.0.0.1 is not free"):
+            demo_ports(f"{port},{free_port()}")
