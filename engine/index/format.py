@@ -78,6 +78,7 @@ what follows the capture's dot-name) and renamed into place.
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 import struct
@@ -130,7 +131,7 @@ class Column(NamedTuple):
 
     name: str
     dtype: np.dtype
-    count: int
+    entries: int
 
 
 def encode_header(header: IndexHeader) -> bytes:
@@ -154,7 +155,7 @@ def encode_column(name: str, column: np.ndarray) -> bytes:
     return COLUMN.pack(name.encode(), column.dtype.str.encode(), 0, len(column))
 
 
-def decode_column(data: bytes, at: int, path: str) -> Column:
+def decode_column(data: bytes | mmap.mmap, at: int, path: str) -> Column:
     """The directory entry at ``at``; IndexUnusable for one that names no integer column."""
     name, dtype, _, count = COLUMN.unpack_from(data, at)
     try:
