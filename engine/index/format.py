@@ -124,6 +124,7 @@ class IndexHeader(NamedTuple):
 
 HEADER = struct.Struct("<8sIIQ20sQqqIIII")
 COLUMN = struct.Struct("<8s4sIQ")  # name, dtype, reserved, count
+COLUMN_TYPES = {np.dtype(t).str.encode(): np.dtype(t) for t in ("<u1", "<u2", "<u4", "<u8")}
 
 
 class Column(NamedTuple):
@@ -158,11 +159,8 @@ def encode_column(name: str, column: np.ndarray) -> bytes:
 def decode_column(data: bytes | mmap.mmap, at: int, path: str) -> Column:
     """The directory entry at ``at``; IndexUnusable for one that names no integer column."""
     name, dtype, _, count = COLUMN.unpack_from(data, at)
-    try:
-        found = np.dtype(dtype.rstrip(b"\0").decode("ascii"))
-    except (TypeError, UnicodeDecodeError, ValueError):
-        raise IndexUnusable(f"{path}: a column of an unknown type") from None
-    if found.kind != "u" or found.byteorder == ">":
+    found = COLUMN_TYPES.get(dtype.rstrip(b"\0"))
+    if found is None:
         raise IndexUnusable(f"{path}: a column of an unknown type")
     return Column(name.rstrip(b"\0").decode("ascii", "replace"), found, count)
 
