@@ -8,13 +8,10 @@ from django.conf import settings
 from rest_framework import exceptions
 
 from api.flowparams import (
-    FLOWS_PARAMS as FLOWS_KNOWN,
-)
-from api.flowparams import (
+    FLOWS_PARAMS,
     PCAP_PARAMS,
     FlowParamError,
     parse_answer_options,
-    parse_listing_options,
     parse_selection,
     selection_params,
 )
@@ -23,7 +20,10 @@ from engine.flow import Selection
 
 # Parameters beyond the seed's flow passed on to the nodes as given (SPEC "Selecting packets").
 PASSED_PARAMS = ("community_id", "format", "limit_packets", "limit_bytes")
-LISTING_PASSED = ("limit", "sort")  # /flows options the nodes are sent (output is the collector's)
+SORTS = ("first", "last", "-bytes", "-packets")
+OUTPUTS = ("json", "csv")
+DEFAULT_LIMIT = 1000
+MAX_LIMIT = 100_000
 
 
 class TooManyDownloads(exceptions.APIException):
@@ -64,11 +64,12 @@ def parse_flow(params: Mapping[str, str], *, listing: bool = False) -> Selection
     Unknown parameters are refused by name; ``listing`` is for /flows (``limit``, ``sort``, ``output``).
     """
     try:
-        known = FLOWS_KNOWN if listing else PCAP_PARAMS
+        known = FLOWS_PARAMS if listing else PCAP_PARAMS
         selection = parse_selection(
             params, utc=settings.PAR_UTC, max_window=settings.PAR_MAX_WINDOW, known=known
         )
-        parse_listing_options(params) if listing else parse_answer_options(params)
+        if not listing:
+            parse_answer_options(params)
     except FlowParamError as exc:
         raise exceptions.ValidationError(str(exc)) from None
     return selection
@@ -81,6 +82,20 @@ def node_params(params: Mapping[str, str], flow: Selection, extra: tuple[str, ..
         if name not in sent and params.get(name, "").strip():
             sent[name] = params[name].strip()
     return sent
+
+
+def listing_options(params: Mapping[str, str]) -> tuple[str, int, str]:
+    """/flows' ``sort``, ``limit`` and ``output``, each checked (a 400 naming it)."""
+    sort = params.get("sort", "").strip() or "first"
+    if sort not in SORTS:
+        raise exceptions.ValidationError(f"invalid sort: one of {', '.join(SORTS)}")
+    text = params.get("limit", "").strip() or str(DEFAULT_LIMIT)
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIMIT:
+        raise exceptions.ValidationError(f"invalid limit: a number from 1 to {MAX_LIMIT}")
+    output = params.get("output", "").strip().lower() or "json"
+    if output not in OUTPUTS:
+        raise exceptions.ValidationError("invalid output: json or csv")
+    return sort, int(text), output
 
 
 def wants_pcapng(params: Mapping[str, str]) -> bool:

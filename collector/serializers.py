@@ -5,7 +5,6 @@ from __future__ import annotations
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
-from api.parameters import FLOWS_PARAMETERS, PCAP_PARAMETERS
 from api.serializers import ErrorSerializer
 
 
@@ -62,15 +61,39 @@ API_KEY_PARAM = OpenApiParameter(
     "api_key", str, description="the API key, for the seed's clients (prefer the Authorization header)"
 )
 
-_NODE_ID = OpenApiParameter("node_id", int, required=True, description="the node to ask")
-DATA_PCAP_PARAMS = [_NODE_ID, *PCAP_PARAMETERS, API_KEY_PARAM]
-FLOWS_PARAMS_DOC = [_NODE_ID, *FLOWS_PARAMETERS, API_KEY_PARAM]
-FLOWS_CSV_RESPONSE = OpenApiResponse(
-    OpenApiTypes.STR, description="the rows as CSV (RFC 4180), a header row first"
-)
+_FLOW_DOC = {
+    "src_addr": "IPv4 or IPv6 address of one end",
+    "src_port": "port of that end, 0-65535",
+    "dst_addr": "IPv4 or IPv6 address of the other end",
+    "dst_port": "port of the other end, 0-65535",
+    "start_time": "window start: ISO 8601, epoch seconds, or like 2001-01-01 5:01pm (UTC without zone)",
+    "end_time": "window end (inclusive), same forms",
+}
+DATA_PCAP_PARAMS = [
+    OpenApiParameter("node_id", str, required=True, description="a node, a comma list (1,3,4), or all"),
+    OpenApiParameter("format", str, description="pcap (default; pcapng when link types mix) or pcapng"),
+    *(OpenApiParameter(name, str, required=True, description=text) for name, text in _FLOW_DOC.items()),
+    OpenApiParameter(
+        "proto", str, description="tcp, udp, sctp or a protocol number; default: any of the three"
+    ),
+    API_KEY_PARAM,
+]
 PCAP_RESPONSE = OpenApiResponse(
     OpenApiTypes.BINARY,
-    description="the selected packets, a classic pcap stream (pcapng with format=pcapng or mixed link types); "
-    "X-PAR-Window, X-PAR-Estimate-Packets and X-PAR-Estimate-Bytes as the node sent them",
+    description="the packets, a pcap stream (several nodes merged by time; X-PAR-Nodes, X-PAR-Nodes-Failed)",
 )
 NODE_ANSWER = OpenApiResponse(OpenApiTypes.OBJECT, description="the node's own answer, passed through")
+
+FLOWS_RESPONSE = OpenApiResponse(
+    OpenApiTypes.OBJECT,
+    description='{"window": {start, end}, "flows": [{node, proto, src_addr, src_port, dst_addr, dst_port, '
+    'community_id, first, last, packets, bytes}], "truncated": bool, "failed": {node id: reason}}',
+)
+FLOWS_PARAMS_DOC = [
+    OpenApiParameter("node_id", str, required=True, description="a node, a comma list (1,3,4), or all"),
+    *(OpenApiParameter(name, str, description=text) for name, text in _FLOW_DOC.items()),
+    OpenApiParameter("sort", str, description="first (default), last, -bytes, -packets"),
+    OpenApiParameter("limit", int, description="at most this many rows (default 1000, at most 100000)"),
+    OpenApiParameter("output", str, description="json (default) or csv"),
+    API_KEY_PARAM,
+]

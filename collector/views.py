@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions
@@ -10,12 +9,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.client import client_ip
-from api.flowlisting import CSV_TYPE, flows_csv
-from api.flowparams import FLOW_PARAMS, FLOWS_PARAMS, parse_listing_options
+from api.flowparams import FLOW_PARAMS
 from api.ping import ping_payload
 from api.routes import list_routes
-from api.serializers import ErrorSerializer, FlowsSerializer, PingSerializer
-from collector import fanout, flowlist, proxy
+from api.serializers import ErrorSerializer, PingSerializer
+from collector import fanout, flows, proxy
 from collector.auth import (
     ApiKeyAuthentication,
     ApiKeyThrottle,
@@ -26,8 +24,8 @@ from collector.auth import (
 )
 from collector.models import ApiKey, Node, RequestLog
 from collector.selection import (
-    LISTING_PASSED,
     PASSED_PARAMS,
+    listing_options,
     node_params,
     parse_flow,
     requested_nodes,
@@ -39,8 +37,8 @@ from collector.serializers import (
     API_KEY_PARAM,
     DATA_PCAP_PARAMS,
     ERRORS,
-    FLOWS_CSV_RESPONSE,
     FLOWS_PARAMS_DOC,
+    FLOWS_RESPONSE,
     KEYS_RESPONSE,
     NODE_ANSWER,
     NODE_ERRORS,
@@ -160,7 +158,7 @@ class LoggedQueryView(CollectorView):
         return self._node_ids
 
     def asked(self, request) -> tuple[list[Node], Selection]:
-        """The nodes and the selection asked, noted in the request log."""
+        """The nodes and the flow asked, noted in the request log."""
         nodes = resolve_nodes(request.auth, self.requested_node_ids(request))
         self.entry.asked(node.id for node in nodes)
         flow = parse_flow(request.query_params, listing=self.log_view == "flows")
@@ -219,31 +217,22 @@ class DataPcapView(LoggedQueryView):
 
 
 class FlowsView(LoggedQueryView):
-    """The flows the nodes' indexes list for a selection, each row naming its node."""
+    """The flows selected, from the indexes of one node or several, merged; every request logged."""
 
     log_view = "flows"
-    query_params = ("node_id", *FLOWS_PARAMS)
+    query_params = ("node_id", *FLOW_PARAMS, *PASSED_PARAMS, "limit", "sort", "output", "api_key")
 
     @extend_schema(
-        responses={
-            200: FlowsSerializer,
-            (200, "text/csv"): FLOWS_CSV_RESPONSE,
-            400: ErrorSerializer,
-            **NODE_ERRORS,
-        },
+        responses={200: FLOWS_RESPONSE, 400: ErrorSerializer, **NODE_ERRORS},
         parameters=FLOWS_PARAMS_DOC,
-        summary="The flows the selectors name in a time window, from the nodes' indexes",
+        summary="The flows selected in a time window, from one node or several merged",
     )
     def get(self, request):
         nodes, flow = self.asked(request)
-        options = parse_listing_options(request.query_params)
-        params = node_params(request.query_params, flow, LISTING_PASSED)
-        body = flowlist.flows_from(nodes, params, options, self.entry)
-        if options.output == "csv":
-            response = HttpResponse(flows_csv(body["flows"]), content_type=CSV_TYPE)
-            response["Content-Disposition"] = 'attachment; filename="flows.csv"'
-            return response
-        return Response(body)
+        sort, limit, output = listing_options(request.query_params)
+        params = node_params(request.query_params, flow, extra=("sort",))
+        params["limit"] = str(limit)
+        return flows.flows_answer(nodes, params, self.entry, sort=sort, limit=limit, output=output)
 
 
 class RoutesView(CollectorView):
