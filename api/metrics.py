@@ -14,12 +14,21 @@ from collections.abc import Callable, Iterable, Iterator
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from api.client import caller, in_any, plain_address
 from api.errors import error_response
 
+# No *_created series: multiprocess mode has none, so a single process shows none either.
+disable_created_metrics()
 # This process's metrics; a scrape reads them through the workers' files when there are some.
 LOCAL = CollectorRegistry()
 

@@ -51,10 +51,14 @@ Traffic::
         A realistic mix in time order: each packet picks a flow (a few flows carry most packets),
         a direction and a size (ACK-sized, medium, full MTU). ``flows`` is a count or a list from
         mixed_flows(); Flow.packet(forward, payload) builds one packet of a flow.
+
+Real conversations (TCP handshake and teardown, HTTP, DNS over UDP, TLS) for the demo are in
+pcapgen.sessions.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import itertools
 import random
@@ -127,6 +131,7 @@ def crc32c(data: bytes) -> int:
 # ---------------------------------------------------------------- IP layer
 
 
+@functools.lru_cache(maxsize=65536)  # generators build many packets between few hosts
 def _addr(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ipaddress.ip_address(text)
 
