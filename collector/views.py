@@ -19,6 +19,7 @@ from api.ping import ping_payload
 from api.routes import list_routes
 from api.serializers import ErrorSerializer, PingSerializer
 from collector import proxy
+from collector.audit import audit
 from collector.auth import (
     ApiKeyAuthentication,
     ApiKeyThrottle,
@@ -236,6 +237,7 @@ class DataPcapView(CollectorView):
         entry.error = error[:300]
         entry.duration = round(time.monotonic() - self.started, 6)
         entry.save()
+        audit(entry)
 
 
 class RoutesView(CollectorView):
