@@ -128,7 +128,7 @@ def flows_answer(
             status = answer.failure.status_code if isinstance(answer.failure, NodeSaid) else None
             entry.node_answered(answer.node.id, status, 0, str(answer.failure.reason))
     if all(a.failure is not None for a in answers):
-        raise every_node_failed([(a.node, a.failure) for a in answers])
+        raise every_node_failed([(a.node, a.failure) for a in answers if a.failure is not None])
     merged = merge_flows(answers, sort=sort, limit=limit)
     if output == "csv":
         response = HttpResponse(as_csv(merged), content_type="text/csv; charset=utf-8")
