@@ -17,6 +17,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from collector.audit import audit
+
 if TYPE_CHECKING:
     from collector.limits import KeyStream
 
@@ -161,6 +163,7 @@ class RequestLog(models.Model):
         self.duration = round(time.monotonic() - getattr(self, "started", time.monotonic()), 6)
         try:
             self.save(force_insert=True)
+            audit(self)  # the log line beside the row (collector/audit.py)
         finally:
             slot, self.stream_slot = getattr(self, "stream_slot", None), None
             if slot is not None:

@@ -152,9 +152,20 @@ def walk_pcapng(capture: PcapngCapture) -> RecordTable:
             strict=True,
         ):
             column.append(value)
-    arrays = [np.frombuffer(c, dtype=np.int64) if len(c) else np.zeros(0, np.int64) for c in columns]
+    offset, data, caplen, orig_len, ts_ns, linktype = (
+        np.frombuffer(c, dtype=np.int64) if len(c) else np.zeros(0, np.int64) for c in columns
+    )
     return RecordTable(
-        *arrays, meta_offsets=capture.meta_offsets, simple_blocks=simple, damage=damage, end=capture.read_to
+        offset,
+        data,
+        caplen,
+        orig_len,
+        ts_ns,
+        linktype,
+        meta_offsets=capture.meta_offsets,
+        simple_blocks=simple,
+        damage=damage,
+        end=capture.read_to,
     )
 
 
