@@ -77,7 +77,8 @@ def caller(request) -> tuple[IPAddress | None, str]:
     for text in reversed(hops):
         if not in_any(caller, proxies):
             break
-        caller = parse_hop(text)
-        if caller is None:
+        hop = parse_hop(text)
+        if hop is None:
             return None, f"trusted proxy {peer} sent an unreadable X-Forwarded-For"
+        caller = hop
     return caller, ""

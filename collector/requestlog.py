@@ -80,6 +80,8 @@ class RequestLog(models.Model):
     )
     duration = models.FloatField("duration (s)", default=0.0)
     client_ip = models.GenericIPAddressField(null=True, blank=True)
+    # Set by ``begin``, never stored: when the request arrived, on the monotonic clock.
+    started: float
 
     class Meta:
         app_label = "collector"

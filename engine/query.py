@@ -273,6 +273,7 @@ def scanned_records(capture: Iterable[Record], m: Matcher) -> Iterator[Record]:
         if f is None:
             continue
         if f.later_fragment:
+            assert f.frag_key is not None  # a later fragment always has its reassembly key
             matched = first_fragments.get(f.frag_key)
             if matched is None:
                 if not (m.endpoints(f) and m.start_ns <= record.ts_ns <= m.end_ns):
