@@ -37,7 +37,7 @@ from engine.answer import Limits
 from engine.flow import Selection
 from engine.flows import list_flows
 from engine.formats import CaptureError
-from engine.query import CaptureFile, Estimate, estimate, query_captures
+from engine.query import CaptureFile, DamageReport, Estimate, estimate, query_captures
 from node import status
 from node.acl import AllowedCaller, caller_allowed
 from node.serializers import (
@@ -271,6 +271,7 @@ def pcap_response(query: Selection, options: AnswerOptions | None = None) -> Htt
     options = options or AnswerOptions()
     pcapng = options.format == "pcapng"
     found: list[Estimate] = []
+    reports: list[DamageReport] = []  # one per start (the store lists the window again, once)
 
     def answer(files: list[CaptureFile]) -> Iterator[bytes]:
         e = estimate(files, query, pcapng=pcapng)
@@ -278,7 +279,9 @@ def pcap_response(query: Selection, options: AnswerOptions | None = None) -> Htt
         if _over_the_maximum(e, options):
             raise AnswerTooLarge(e)
         limits = Limits(options.limit_packets, options.limit_bytes)
-        return query_captures(files, query, limits=limits, pcapng_name=node_name() if pcapng else None)
+        reports.append(DamageReport())
+        name = node_name() if pcapng else None
+        return query_captures(files, query, limits=limits, pcapng_name=name, damage=reports[-1])
 
     try:
         started = start_answer(
@@ -299,7 +302,16 @@ def pcap_response(query: Selection, options: AnswerOptions | None = None) -> Htt
     content_type = PCAPNG_TYPE if first[:4] == b"\x0a\x0d\x0d\x0a" else PCAP_TYPE
     response = StreamingHttpResponse(stream(query, first, chunks), content_type=content_type)
     pcap_headers(response, query, found[0], content_type == PCAPNG_TYPE)
+    damaged(response, reports[-1], query)
     return response
+
+
+def damaged(response: HttpResponse, report: DamageReport, query: Selection) -> None:
+    """Log each damaged file the answer read around (one line each) and name them in ``X-PAR-Damaged``."""
+    for exc in report.found:
+        log.warning("data.pcap %s: read up to the damage of %s", describe(query), exc)
+    if report.found:
+        response["X-PAR-Damaged"] = ", ".join(report.names)
 
 
 def pcap_headers(response: StreamingHttpResponse, query: Selection, e: Estimate, pcapng: bool) -> None:
