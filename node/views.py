@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from datetime import UTC, datetime
 
 from django.conf import settings
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -142,7 +143,7 @@ def _tree() -> dict:
     }
 
 
-def pcap_response(query: FlowQuery) -> HttpResponse:
+def pcap_response(query: FlowQuery) -> HttpResponseBase:
     """The engine's answer as a streamed download; an unreadable capture is a JSON 503, before any byte."""
     try:
         started = start_answer(
@@ -169,7 +170,7 @@ def pcap_headers(response: StreamingHttpResponse, query: FlowQuery) -> None:
     response["Cache-Control"] = "no-store"
 
 
-def stream(query: FlowQuery, first: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
+def stream(query: FlowQuery, first: bytes, chunks: Generator[bytes, None, None]) -> Iterator[bytes]:
     """Yield the answer; closing this generator (client gone) closes the engine's, which frees the files."""
     sent, started, outcome = 0, time.monotonic(), "stopped (client went away)"
     try:
