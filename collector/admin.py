@@ -5,7 +5,16 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
-from collector.models import ApiKey, Node, RequestLog
+from collector.models import ApiKey, Node, NodeGrants, RequestLog, UserGrant
+
+
+def granted_nodes(grant: NodeGrants) -> str:
+    """A key's or a user's grant in a list column."""
+    if grant.admin:
+        return "all (admin)"
+    if grant.all_nodes:
+        return "all"
+    return ", ".join(str(node.id) for node in grant.nodes.all()) or "—"
 
 
 @admin.register(Node)
@@ -48,11 +57,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.display(description="nodes")
     def granted(self, obj: ApiKey) -> str:
-        if obj.admin:
-            return "all (admin)"
-        if obj.all_nodes:
-            return "all"
-        return ", ".join(str(node.id) for node in obj.nodes.all()) or "—"
+        return granted_nodes(obj)
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("nodes")
@@ -79,6 +84,25 @@ class ApiKeyAdmin(admin.ModelAdmin):
         self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)
 
 
+@admin.register(UserGrant)
+class UserGrantAdmin(admin.ModelAdmin):
+    """What each Django account may query through the web page, in the shape of a key's grants."""
+
+    list_display = ("user", "admin", "all_nodes", "granted")
+    list_filter = ("admin", "all_nodes", "nodes")
+    search_fields = ("user__username", "user__email")
+    fields = ("user", "admin", "all_nodes", "nodes")
+    autocomplete_fields = ("user",)
+    filter_horizontal = ("nodes",)
+
+    @admin.display(description="nodes")
+    def granted(self, obj: UserGrant) -> str:
+        return granted_nodes(obj)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("user").prefetch_related("nodes")
+
+
 @admin.register(RequestLog)
 class RequestLogAdmin(admin.ModelAdmin):
     """Who pulled which packets: browse and search, never edit."""
@@ -86,6 +110,7 @@ class RequestLogAdmin(admin.ModelAdmin):
     list_display = (
         "time",
         "key_prefix",
+        "user",
         "node",
         "flow",
         "start",
@@ -97,7 +122,7 @@ class RequestLogAdmin(admin.ModelAdmin):
         "error",
     )
     list_filter = ("status", "node")
-    search_fields = ("key_prefix", "src_addr", "dst_addr", "client_ip")
+    search_fields = ("key_prefix", "user__username", "src_addr", "dst_addr", "client_ip")
     date_hierarchy = "time"
 
     def has_add_permission(self, request) -> bool:

@@ -1,8 +1,10 @@
 """Who is asking, and what they may do: DRF authentication, permission and throttle classes.
 
-Reusable by any collector view (plugins included)::
+A request is made under a grant: an API key, or the grant of a web page user logged in with a
+Django account (``SessionGrantAuthentication``); both have the same shape (``NodeGrants``), so
+every permission below judges them alike. Reusable by any collector view (plugins included)::
 
-    authentication_classes = [ApiKeyAuthentication]
+    authentication_classes = [ApiKeyAuthentication, SessionGrantAuthentication]
     permission_classes = [HasValidKey]
     throttle_classes = [ApiKeyThrottle]
 """
@@ -12,12 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rest_framework import exceptions
-from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.authentication import BaseAuthentication, SessionAuthentication, get_authorization_header
 from rest_framework.permissions import BasePermission
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
-from collector.models import ApiKey, KeyProblem
+from collector.models import ApiKey, KeyProblem, UserGrant
 
 SCHEME = "Api-Key"
 QUERY_PARAM = "api_key"  # the seed's clients put the key in the query string
@@ -73,9 +75,24 @@ class ApiKeyAuthentication(BaseAuthentication):
         return f'{SCHEME} realm="collector"'
 
 
-def request_key(request) -> ApiKey | None:
+class SessionGrantAuthentication(SessionAuthentication):
+    """A web page user logged in with a Django account: their UserGrant stands where a key would.
+
+    DRF's session authentication: an active user of the session, CSRF checked for unsafe methods.
+    """
+
+    def authenticate(self, request) -> tuple[object, UserGrant] | None:
+        found = super().authenticate(request)
+        if found is None:
+            return None
+        user, _ = found
+        return user, UserGrant.of(user)
+
+
+def request_key(request) -> ApiKey | UserGrant | None:
+    """The grant a request is made under: its API key, or its web page user's grant."""
     auth = request.auth
-    return auth if isinstance(auth, ApiKey) else None
+    return auth if isinstance(auth, (ApiKey, UserGrant)) else None
 
 
 class HasValidKey(BasePermission):
@@ -123,4 +140,4 @@ class ApiKeyThrottle(SimpleRateThrottle):
         key = request_key(request)
         if key is None:
             return None  # unauthenticated requests are refused before they cost anything
-        return self.cache_format % {"scope": self.scope, "ident": key.pk}
+        return self.cache_format % {"scope": self.scope, "ident": key.holder}

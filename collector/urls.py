@@ -1,6 +1,6 @@
 from django.urls import path
 
-from collector import views
+from collector import page, views
 
 urlpatterns = [
     path("ping", views.PingView.as_view(), name="collector-ping"),
@@ -10,4 +10,9 @@ urlpatterns = [
     path("data.pcap", views.DataPcapView.as_view(), name="collector-data-pcap"),
     path("routes", views.RoutesView.as_view(), name="collector-routes"),
     path("plugins", views.PluginsView.as_view(), name="collector-plugins"),
+    path("ui", page.to_page),
+    path("ui/", page.page, name="ui-page"),
+    path("ui/login", page.LoginView.as_view(), name="ui-login"),
+    path("ui/logout", page.LogoutView.as_view(), name="ui-logout"),
+    path("static/ui/<str:name>", page.asset, name="ui-asset"),
 ]

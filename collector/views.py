@@ -25,6 +25,7 @@ from collector.auth import (
     HasNodeGrant,
     HasValidKey,
     IsAdminKey,
+    SessionGrantAuthentication,
     request_key,
 )
 from collector.models import ApiKey, Node, RequestLog, parse_node_id
@@ -48,7 +49,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 class CollectorView(APIView):
     """Base of every collector API view: a valid key is required, requests are throttled per key."""
 
-    authentication_classes = [ApiKeyAuthentication]
+    authentication_classes = [ApiKeyAuthentication, SessionGrantAuthentication]
     permission_classes = [HasValidKey]
     throttle_classes = [ApiKeyThrottle]
     query_params: tuple[str, ...] = ("api_key",)
@@ -230,7 +231,7 @@ class DataPcapView(CollectorView):
     def _save_entry(self, status: int, bytes_sent: int, error: str) -> None:
         self.entry.nodes = str(self.entry.node or "")
         entry = self.entry
-        entry.key_prefix = self.request.auth.prefix
+        entry.by(*self.request.auth.log_identity())
         entry.status = status
         entry.bytes_sent = bytes_sent
         entry.error = error[:300]
