@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help demo test lint typecheck format serve-node serve-collector filer clean bench
+.PHONY: help prerequisites venv demo test lint typecheck format serve-node serve-collector filer clean bench
 
 help:
 	@echo "make demo             run node + collector on loopback with demo captures"
@@ -17,7 +17,17 @@ help:
 	@echo "make serve-collector  gunicorn, PAR_ROLE=collector, port 9001"
 	@echo "make bench            the benchmark against the tcpdump pipeline (bench/)"
 
-$(STAMP): requirements.txt
+# Checked before anything is installed, with a message saying what to install.
+prerequisites:
+	@if [ -x $(PY) ]; then py=$(PY); else py=$(PYTHON); fi; \
+	if ! command -v $$py >/dev/null 2>&1; then \
+	  echo "make: $$py not found: Packets at Rest needs Python 3.11 or newer (Debian 12: apt-get install python3 python3-venv; or make PYTHON=python3.12)" >&2; exit 1; fi; \
+	if ! $$py -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then \
+	  echo "make: Packets at Rest needs Python 3.11 or newer, $$py is $$($$py -V 2>&1); name another with make PYTHON=python3.12" >&2; exit 1; fi; \
+	if [ ! -x $(PY) ] && ! $$py -c 'import ensurepip, venv' 2>/dev/null; then \
+	  echo "make: $$py cannot create a virtual environment: install python3-venv (Debian/Ubuntu: apt-get install python3-venv)" >&2; exit 1; fi
+
+$(STAMP): requirements.txt | prerequisites
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $(STAMP)
@@ -47,6 +57,7 @@ serve-node: $(STAMP)
 
 serve-collector: $(STAMP)
 	$(PY) manage.py migrate --noinput
+	PAR_ROLE=collector $(PY) manage.py collectstatic --noinput --verbosity 0
 	PAR_ROLE=collector $(VENV)/bin/gunicorn parsite.wsgi -c gunicorn.conf.py
 
 filer: $(STAMP)

@@ -24,3 +24,16 @@ access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
 errorlog = "-"
 proc_name = f"par-{_role}"
 forwarded_allow_ips = os.environ.get("PAR_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
+
+# /metrics adds up every worker's counts (prometheus_client multiprocess, parsite/metricsdir.py).
+def on_starting(server):
+    from parsite.metricsdir import prepare_metrics_dir
+
+    prepare_metrics_dir()
+
+
+def child_exit(server, worker):
+    from parsite.metricsdir import worker_exited
+
+    worker_exited(worker.pid)

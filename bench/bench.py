@@ -142,8 +142,7 @@ def seed(files: list[Path], f: g.Flow) -> tuple[float, int, bytes]:
 
 
 def forget_open_indexes() -> None:
-    with index_module._OPEN_LOCK:
-        index_module._OPEN.clear()
+    index_module.forget_open_indexes()
 
 
 def scan_one_file(files: list[Path], which: int, f: g.Flow) -> tuple[float, int]:

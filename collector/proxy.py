@@ -14,6 +14,7 @@ from django.http import StreamingHttpResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
 
+from collector.metrics import proxy_failed
 from collector.models import Node
 
 log = logging.getLogger("collector.proxy")
@@ -82,9 +83,11 @@ def node_get(node: Node, path: str, params: Mapping[str, str] | None = None) -> 
         )
     except requests.Timeout:
         log.warning("node %s (%s) timed out on /%s", node.id, node.address, path)
+        proxy_failed(node.id, "timeout")
         raise NodeTimeout()
     except requests.RequestException as exc:
         log.warning("node %s (%s) unreachable on /%s: %s", node.id, node.address, path, type(exc).__name__)
+        proxy_failed(node.id, "unreachable")
         raise NodeUnreachable()
 
 
@@ -113,12 +116,14 @@ def node_error(node: Node, answer: requests.Response) -> Response:
     if answer.status_code == 403:
         answer.close()  # whatever it says (JSON, or a proxy's page), the node logs why it refused
         log.error("node %s (%s) answered 403: it refused this collector", node.id, node.address)
+        proxy_failed(node.id, "refused")
         raise NodeUnreachable(NODE_REFUSED_COLLECTOR)
     body = _read_json(node, answer)
     said = body.get("error") if isinstance(body, dict) else None
     if 400 <= answer.status_code < 500 and isinstance(said, str):
         return Response({"error": said}, status=answer.status_code)
     log.warning("node %s answered %s: %s", node.id, answer.status_code, said)
+    proxy_failed(node.id, "error")
     raise NodeUnreachable(
         f"{NODE_PROBLEM}: it answered {answer.status_code}" + (f" ({said})" if said else "")
     )
@@ -158,6 +163,7 @@ class NodeStream:
             log.warning(
                 "node %s failed after %d bytes: %s", self.node.id, self.bytes_sent, type(exc).__name__
             )
+            proxy_failed(self.node.id, "mid-stream")
             self.close()
             # Raising makes the WSGI server abort the connection: the client sees
             # an incomplete response, never a shorter pcap with a 200.

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from collector import page, views
+from collector import metrics, page, views
 
 urlpatterns = [
     path("ping", views.PingView.as_view(), name="collector-ping"),
@@ -8,6 +8,7 @@ urlpatterns = [
     path("nodes/list", views.NodesListView.as_view(), name="collector-nodes-list"),
     path("nodes/<int:node_id>/<str:command>", views.NodeCommandView.as_view(), name="collector-node-command"),
     path("data.pcap", views.DataPcapView.as_view(), name="collector-data-pcap"),
+    path("metrics", metrics.metrics, name="collector-metrics"),
     path("routes", views.RoutesView.as_view(), name="collector-routes"),
     path("plugins", views.PluginsView.as_view(), name="collector-plugins"),
     path("ui", page.to_page),

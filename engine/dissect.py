@@ -1,20 +1,21 @@
 """Link layer -> IP -> ports: the flow fields of one frame.
 
-This is the per-packet reference the scan path and the tests use; ``engine.index`` computes the
-same fields for whole files at once with numpy and falls back to this module for rare packets.
+This is the per-packet reference the scan path and the tests use; ``engine.flowfields`` computes
+the same fields for whole files at once with numpy and falls back to this module for rare packets.
 
 Rules both share:
 - addresses are 16 bytes, IPv4 as IPv4-mapped IPv6 (``::ffff:a.b.c.d``);
 - TCP, UDP and SCTP carry ports (a packet too short to hold them has no flow fields); other IP
   protocols get ports 0;
-- an IPv4 datagram in fragments (MF set or offset > 0), or an IPv6 packet with a fragment header,
-  has ``frag_key`` set, its reassembly key: (src, dst, protocol, identification) for IPv4, (src,
-  dst, -1, identification) for IPv6; a non-first fragment (``later_fragment``) has no ports: it
-  belongs to the flow of a first fragment with the same key in the same file, the latest one
-  before it or, when there is none before it (fragments sent or delivered last first), the
-  earliest one after it; with no first fragment in the file it belongs to no flow. The nearest
-  earlier one wins over a nearer later one when an identification is reused: it is the one a
-  stream can know, and the index build and the scan apply the same rule.
+- the fragment rule, which the index build (``engine.flowfields.fill_slow_rows``) and the scan
+  (``engine.query.scanned_records``) both apply: an IPv4 datagram in fragments (MF set or
+  offset > 0), or an IPv6 packet with a fragment header, has ``frag_key`` set, its reassembly
+  key: (src, dst, protocol, identification) for IPv4, (src, dst, -1, identification) for IPv6; a
+  non-first fragment (``later_fragment``) has no ports: it belongs to the flow of a first
+  fragment with the same key in the same file, the latest one before it or, when there is none
+  before it (fragments sent or delivered last first), the earliest one after it; with no first
+  fragment in the file it belongs to no flow. The nearest earlier one wins over a nearer later one
+  when an identification is reused: it is the one a stream can know.
 """
 
 from __future__ import annotations
@@ -42,17 +43,6 @@ IPV6_EXTENSIONS = (0, 43, 60)  # hop-by-hop, routing, destination options: (len 
 IPV6_FRAGMENT = 44
 IPV6_AH = 51  # authentication header: (len + 2) * 4 bytes
 V4_PREFIX = b"\0" * 10 + b"\xff\xff"
-
-LINKTYPES = (
-    LINKTYPE_NULL,
-    LINKTYPE_ETHERNET,
-    *RAW_LINKTYPES,
-    LINKTYPE_LOOP,
-    LINKTYPE_LINUX_SLL,
-    LINKTYPE_IPV4,
-    LINKTYPE_IPV6,
-    LINKTYPE_LINUX_SLL2,
-)
 
 
 class FlowFields(NamedTuple):

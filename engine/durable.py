@@ -7,7 +7,9 @@ survives a crash too. A crash at any point leaves the old file or the new one, n
 at worst the temporary file, whose name says it can be removed.
 
 Locks (``flock``) are ``fcntl.flock`` on a lock file that is never unlinked: the kernel releases
-them when their process dies, so ``kill -9`` leaves nothing that blocks the next run.
+them when their process dies, so ``kill -9`` leaves nothing that blocks the next run. A process
+forked while a lock is held does not hold it (its copy of the lock's descriptor is closed in the
+child), so a worker outliving its parent, however briefly, never blocks the next run either.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 TEMP_SUFFIX = ".tmp"
+# Descriptors of the locks this process holds (fd -> pid of the holder), to close in a forked child.
+_held: dict[int, int] = {}
 
 
 class LockBusy(Exception):
@@ -98,10 +102,11 @@ def atomic_write(
 def flock(path: str | os.PathLike, *, wait: bool, mode: int = 0o600) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` (created if missing, never removed); LockBusy if held.
 
-    The file holds the holder's pid, for an operator who wonders who has it. Processes forked while
-    it is held share it (flock belongs to the open file): ``os.O_CLOEXEC`` keeps exec'd children out.
+    The file holds the holder's pid, for an operator who wonders who has it. Children do not share
+    it: ``os.O_CLOEXEC`` keeps exec'd ones out, ``_forget_locks_in_child`` forked ones.
     """
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
+    _held[fd] = os.getpid()
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -111,4 +116,15 @@ def flock(path: str | os.PathLike, *, wait: bool, mode: int = 0o600) -> Iterator
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
-        os.close(fd)  # closing releases the lock
+        if _held.pop(fd, None) == os.getpid():
+            os.close(fd)  # closing releases the lock
+
+
+def _forget_locks_in_child() -> None:
+    """Close a forked child's copies of its parent's lock descriptors (the parent keeps its locks)."""
+    for fd in list(_held):
+        del _held[fd]
+        os.close(fd)
+
+
+os.register_at_fork(after_in_child=_forget_locks_in_child)

@@ -1,36 +1,51 @@
 """Answer a flow query over capture files: plan per file, read candidates, merge in time order, stream.
 
-A file with a current index is answered from it: the flow is looked up, only its records are
-read, and each one is checked against the query (fields and time) before it is kept. A file
-without one (the file still being written, an index of another version, a damaged index) is
-scanned record by record with the same rules, so both give the same answer. A later fragment
-belongs to the flow of a first fragment with its reassembly key in the same file: the latest one
-before it, else the earliest one after it (``engine.dissect``); the index build resolves this
-for the whole file at once, the scan reads the file a second time for it only when a later fragment
-comes before any first fragment of its key.
+Which files can answer a window is the capture tree's decision (``node.store``): it hands the
+engine ``CaptureFile(path, epoch, span, index)`` records, and the engine reads them without
+parsing names or headers again. A file with a current index is answered from it: the flow is
+looked up, only its records are read, and each one is checked against the query (fields and time)
+before it is kept. A file without one (the file still being written, an index of another version,
+a damaged index) is scanned record by record with the same rules, so both give the same answer;
+later fragments follow the fragment rule of ``engine.dissect`` either way.
 """
 
 from __future__ import annotations
 
 import heapq
 import os
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from .dissect import PORT_PROTOCOLS, V4_PREFIX, FlowFields, dissect
 from .flow import FlowQuery
-from .formats import Capture, CaptureError, CaptureWriter, IncompleteHeader, Record, open_capture
+from .formats import (
+    Capture,
+    CaptureError,
+    CaptureWriter,
+    IncompleteHeader,
+    PcapngCapture,
+    Record,
+    open_capture,
+)
 from .index import FlowIndex, IndexUnusable, open_index
 
-# A capture file is named by the second it was opened; packets written into it can be a little
-# older (kernel buffers), so a file is skipped on its name alone only when it starts this much after
-# the window ends.
-NAME_SLACK_NS = 60 * 1_000_000_000
-NAME_EPOCH = re.compile(r"\.(\d{9,11})$")
+
+class CaptureFile(NamedTuple):
+    """A capture file as the capture tree hands it to a query: what it knows of it already."""
+
+    path: Path
+    epoch: int | None = None  # the epoch in its name
+    span: tuple[int, int] | None = None  # (first_ns, last_ns) it may hold; None = unknown
+    index: FlowIndex | None = None  # its current index, found while deciding the span
+
+    @classmethod
+    def at(cls, path: str | os.PathLike) -> CaptureFile:
+        """A file known by its path only: its index is looked up, its span is not known."""
+        return cls(Path(path), index=open_index(path))
 
 
 def address16(address) -> bytes:
@@ -106,12 +121,6 @@ class FilePlan:
                 yield record
 
 
-def name_epoch_ns(path: str | Path) -> int | None:
-    """The epoch in a capture file name ``<prefix>.<epoch>``, in ns."""
-    found = NAME_EPOCH.search(os.path.basename(path))
-    return int(found.group(1)) * 1_000_000_000 if found else None
-
-
 def _indexed_offsets(index: FlowIndex, m: Matcher) -> np.ndarray:
     """The offsets of the file's candidate records (maybe none); IndexUnusable for a damaged index."""
     if index.records == 0 or index.last_ns < m.start_ns or index.first_ns > m.end_ns:
@@ -120,9 +129,11 @@ def _indexed_offsets(index: FlowIndex, m: Matcher) -> np.ndarray:
     return index.packet_offsets(flows) if len(flows) else np.zeros(0, dtype=np.int64)
 
 
-def plan_file(path: str | Path, m: Matcher) -> FilePlan | None:
-    """Decide how to read ``path``; None when it cannot hold an answer (then it is not even opened)."""
-    index, offsets = open_index(path), None
+def plan_file(file: CaptureFile, m: Matcher) -> FilePlan | None:
+    """Decide how to read ``file``; None when it cannot hold an answer (then it is not even opened)."""
+    if file.span is not None and (file.span[1] < m.start_ns or file.span[0] > m.end_ns):
+        return None
+    index, offsets = file.index, None
     if index is not None and index.usable_for_queries:
         try:
             offsets = _indexed_offsets(index, m)
@@ -133,16 +144,12 @@ def plan_file(path: str | Path, m: Matcher) -> FilePlan | None:
                 return None
     else:
         index = None
-    if index is None:
-        epoch = name_epoch_ns(path)
-        if epoch is not None and epoch - NAME_SLACK_NS > m.end_ns:
-            return None
     try:
-        capture = open_capture(path)
+        capture = open_capture(file.path)
     except IncompleteHeader:
         return None  # a file just created: nothing in it yet
     try:
-        if index is not None and index.pcapng:
+        if index is not None and isinstance(capture, PcapngCapture):
             capture.learn_blocks(index.meta_offsets)
     except CaptureError:
         # The index names blocks that are not there: it is damaged, the capture may be fine. What
@@ -176,9 +183,9 @@ def indexed_records(capture: Capture, offsets: Iterable[int], m: Matcher) -> Ite
 def scanned_records(capture: Capture, m: Matcher) -> Iterator[Record]:
     """Every record of the file that belongs to the flow and the window, reading it all, in file order.
 
-    A later fragment takes the flow of the latest first fragment with its key before it; one met
-    before any first fragment of its key takes that of the earliest one after it, learned by one
-    extra read of the file, done only when such a fragment between the flow's addresses turns up.
+    Later fragments follow the fragment rule of ``engine.dissect``; one met before any first
+    fragment of its key needs the earliest one after it, learned by one extra read of the file,
+    done only when such a fragment between the flow's addresses turns up.
     """
     needle_a, needle_b = m.needles()
     first_fragments: dict[tuple, bool] = {}  # reassembly key -> did the latest first fragment match
@@ -220,30 +227,36 @@ def _earliest_first_fragments(capture: Capture, m: Matcher) -> dict[tuple, bool]
     return earliest
 
 
-def _output_format(paths: Sequence[Path], plans: list[FilePlan]) -> tuple[list[int], bool]:
+def _output_format(files: Sequence[CaptureFile], plans: list[FilePlan]) -> tuple[list[int], bool]:
     """Link types and precision of the answer: those of the files that can contribute."""
     if plans:
         linktypes = sorted({lt for plan in plans for lt in plan.linktypes})
         return linktypes, any(plan.capture.nanosecond for plan in plans)
-    for path in paths:
+    for file in files:
         try:
-            with open_capture(path) as capture:
+            with open_capture(file.path) as capture:
                 return capture.linktypes[:1] or [1], capture.nanosecond
         except (OSError, ValueError):
             continue
     return [1], False
 
 
-def query_captures(paths: Sequence[Path], q: FlowQuery, *, chunk_size: int = 1 << 16) -> Iterator[bytes]:
-    """A pcap stream (header, then the flow's records in time order across ``paths``), in chunks."""
+def query_captures(
+    files: Sequence[CaptureFile | str | os.PathLike], q: FlowQuery, *, chunk_size: int = 1 << 16
+) -> Iterator[bytes]:
+    """A pcap stream (header, then the flow's records in time order across ``files``), in chunks.
+
+    ``files`` are the store's ``CaptureFile`` records, or paths (their index is then looked up).
+    """
     m = Matcher.of(q)
     plans: list[FilePlan] = []
     try:
-        for path in paths:
-            plan = plan_file(os.fspath(path), m)
+        known = [f if isinstance(f, CaptureFile) else CaptureFile.at(f) for f in files]
+        for file in known:
+            plan = plan_file(file, m)
             if plan is not None:
                 plans.append(plan)
-        linktypes, nanosecond = _output_format(paths, plans)
+        linktypes, nanosecond = _output_format(known, plans)
         writer = CaptureWriter(linktypes, nanosecond)
         merged = heapq.merge(*(plan.records(m) for plan in plans), key=lambda r: r.ts_ns)
         yield from writer.stream(merged, chunk_size)

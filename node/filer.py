@@ -5,7 +5,10 @@ Crash safety: a step either happened completely or not at all, and a rerun redoe
 1. The index is built into the destination hour directory (temporary dot-name, fsync, rename).
 2. The capture is moved by ``os.replace`` when both directories are on one file system. Across
    file systems it is copied to ``.<name>.filing`` in the destination, fsynced, given the source's
-   times, renamed to its name, and only then removed from the capture directory.
+   times, renamed to its name, and only then removed from the capture directory (node/move.py).
+
+With ``--jobs N`` the index builds of step 1 run in N worker processes at once (node/jobs.py);
+every other step stays in the filer's own process, file after file, so the contract is the same.
 
 A rerun after a crash before the move finds the capture still in the capture directory and files it
 again (the index is rebuilt, a partial copy is replaced). After a crash between the rename and the
@@ -30,27 +33,31 @@ import errno
 import logging
 import os
 import re
-import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from engine import durable
 from engine.durable import fsync_dir, make_dirs
 from engine.formats import CaptureError
 from engine.index import INDEX_SUFFIX, build_index, index_path
-from node import retention, store
+from node import filerstats, retention, store
 from node.faults import crash_point
+from node.jobs import Workers
+from node.move import COPY_SUFFIX, move_capture, same_content
 
 log = logging.getLogger("node.filer")
+T = TypeVar("T")
 
 RUNNER_LOCK = "filer.lock"
 TREE_LOCK = "filer-tree.lock"
-COPY_SUFFIX = ".filing"
-_CHUNK = 1 << 20
 
 
 class FilerBusy(Exception):
@@ -71,6 +78,7 @@ class FilerOptions:
     simulate: bool = False
     keep_free: float | None = None  # percent of the filer file system to keep free
     max_age_hours: float | None = None
+    jobs: int = 1  # index builds at once, in worker processes (node/jobs.py)
 
 
 @dataclass
@@ -142,53 +150,6 @@ def remove_stale_temps(directory: Path, prefix: str) -> list[Path]:
     return removed
 
 
-# --- moving a capture -----------------------------------------------------------
-
-
-def same_content(a: Path, b: Path) -> bool:
-    """Whether two files hold the same bytes (size first, then every chunk)."""
-    if a.stat().st_size != b.stat().st_size:
-        return False
-    with open(a, "rb") as fa, open(b, "rb") as fb:
-        while True:
-            chunk = fa.read(_CHUNK)
-            if chunk != fb.read(_CHUNK):
-                return False
-            if not chunk:
-                return True
-
-
-def copy_durably(src: Path, dest: Path) -> None:
-    """Copy ``src`` to ``dest`` (not existing) through ``.<name>.filing``: fsynced, times kept."""
-    tmp = dest.with_name(f".{dest.name}{COPY_SUFFIX}")
-    with open(src, "rb") as fin, durable.atomic_write(dest, temp=tmp) as fout:
-        first = True
-        while chunk := fin.read(_CHUNK):
-            fout.write(chunk)
-            if first:
-                fout.flush()
-                crash_point("copying")
-                first = False
-        fout.flush()
-        shutil.copystat(src, tmp)  # mtime is part of a file's span when it has no index
-        crash_point("copied")
-
-
-def move_capture(src: Path, dest: Path) -> None:
-    """Move ``src`` to ``dest``: a rename on one file system, else copy, rename, then remove the source."""
-    try:
-        os.replace(src, dest)  # dest does not exist: checked under the tree lock
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        copy_durably(src, dest)
-        crash_point("placed")
-        os.unlink(src)
-    else:
-        fsync_dir(dest.parent)
-    fsync_dir(src.parent)
-
-
 # --- filing -------------------------------------------------------------------
 
 
@@ -200,27 +161,52 @@ class Filed:
     indexed: bool
 
 
-def index_into(src: Path, dest: Path) -> tuple[bool, int]:
-    """Build ``src``'s index as ``dest``'s; (indexed, packets). An unparseable file gets none."""
+@dataclass
+class Planned:
+    """A capture ready to be filed: its hour directory exists and holds no stale temporary file."""
+
+    src: Path
+    dest: Path
+    bytes: int
+
+
+def build_outcome(src: Path, out: Path) -> int | str:
+    """Build ``src``'s index as ``out``: its packets, or why the file cannot be indexed.
+
+    OSError (e.g. no space for the index) propagates: the file then waits for the next pass. This
+    is the work a worker process does (node/jobs.py).
+    """
+    crash_point("indexing")
     try:
-        stats = build_index(src, index_path(dest))
+        return build_index(src, out).packets
     except OSError:
-        raise  # e.g. no space for the index: the file waits for the next pass
+        raise
     except Exception as exc:
         # CaptureError, or any other surprise of the engine on a strange file: the data is still kept.
-        reason = str(exc) if isinstance(exc, CaptureError) else f"{type(exc).__name__}: {exc}"
+        return str(exc) if isinstance(exc, CaptureError) else f"{type(exc).__name__}: {exc}"
+
+
+def index_into(src: Path, dest: Path, outcome: int | str | None = None) -> tuple[bool, int]:
+    """Build ``src``'s index as ``dest``'s (or take ``outcome``, built elsewhere); (indexed, packets)."""
+    if outcome is None:
+        outcome = build_outcome(src, index_path(dest))
+    if isinstance(outcome, str):
         log.warning(
-            "Cannot index %s: %s; it is filed without an index and scanned at query time", src, reason
+            "Cannot index %s: %s; it is filed without an index and scanned at query time", src, outcome
         )
         stale = index_path(dest)
         if stale.exists():  # an index must describe the capture beside it
             stale.unlink()
         return False, 0
-    return True, stats.packets
+    return True, outcome
 
 
-def file_capture(src: Path, options: FilerOptions) -> Filed:
-    """Index and move one finished capture file into its hour directory (hold the tree lock)."""
+def plan_filing(src: Path, options: FilerOptions, cleaned: set[Path] | None = None) -> Planned | Filed:
+    """Log and prepare the filing of ``src`` (hold the tree lock); Filed when nothing is left to index.
+
+    ``cleaned``: the hour directories already rid of stale temporary files in this pass, which are
+    not cleaned again (a worker may be writing an index there now).
+    """
     epoch = store.capture_epoch(src, options.prefix)
     if epoch is None:
         raise FileNotFoundError(errno.ENOENT, "not a capture file (any more)", str(src))
@@ -232,7 +218,10 @@ def file_capture(src: Path, options: FilerOptions) -> Filed:
     if options.simulate:
         return Filed(dest, size, 0, False)
     make_dirs(dest_dir)
-    remove_stale_temps(dest_dir, options.prefix)
+    if cleaned is None or dest_dir not in cleaned:
+        remove_stale_temps(dest_dir, options.prefix)
+        if cleaned is not None:
+            cleaned.add(dest_dir)
     if dest.exists():
         # Only a crash between placing a cross-device copy and removing the source leaves both.
         if not same_content(src, dest):
@@ -242,11 +231,24 @@ def file_capture(src: Path, options: FilerOptions) -> Filed:
         src.unlink()
         fsync_dir(src.parent)
         return Filed(dest, size, packets, indexed)
-    indexed, packets = index_into(src, dest)
+    return Planned(src, dest, size)
+
+
+def finish_filing(planned: Planned, outcome: int | str) -> Filed:
+    """Move a capture whose index was built (``outcome`` of build_outcome) into its hour directory."""
+    indexed, packets = index_into(planned.src, planned.dest, outcome)
     crash_point("indexed")
-    move_capture(src, dest)
+    move_capture(planned.src, planned.dest)
     crash_point("moved")
-    return Filed(dest, size, packets, indexed)
+    return Filed(planned.dest, planned.bytes, packets, indexed)
+
+
+def file_capture(src: Path, options: FilerOptions) -> Filed:
+    """Index and move one finished capture file into its hour directory (hold the tree lock)."""
+    planned = plan_filing(src, options)
+    if isinstance(planned, Filed):
+        return planned
+    return finish_filing(planned, build_outcome(planned.src, index_path(planned.dest)))
 
 
 def check_dirs(options: FilerOptions) -> None:
@@ -268,40 +270,71 @@ def _warn_future(paths: list[Path], shown: int = 5) -> None:
     )
 
 
+def _attempt(src: Path, summary: PassSummary, step: Callable[[], T]) -> T | None:
+    """``step()`` for ``src``; None, logged and (unless the file just went away) counted failed."""
+    try:
+        return step()
+    except FileNotFoundError:
+        if not src.exists():
+            log.warning("%s disappeared before it was filed", src)
+            return None
+        log.error("Cannot file %s: a directory disappeared meanwhile", src)
+    except BrokenProcessPool:
+        log.error("Cannot file %s: the worker process indexing it died; it is filed by the next pass", src)
+    except (OSError, FilingConflict) as exc:
+        log.error("Cannot file %s: %s", src, exc)
+    except Exception:
+        # A surprise on one file (a name no clock can place, ...) must not fail every pass.
+        log.exception("Cannot file %s", src)
+    summary.failed.append(src.name)
+    return None
+
+
+def _count(summary: PassSummary, filed: Filed | None, simulate: bool) -> None:
+    if filed is None:
+        return
+    summary.files += 1
+    summary.bytes += filed.bytes
+    summary.packets += filed.packets
+    if not filed.indexed and not simulate:
+        summary.unindexed += 1
+
+
 def file_pending(options: FilerOptions, stop: threading.Event | None = None) -> PassSummary:
-    """File every finished capture file once (hold the tree lock unless simulating)."""
+    """File every finished capture file once (hold the tree lock unless simulating).
+
+    Files are planned, logged and moved one by one in time order; their indexes are built by
+    ``options.jobs`` worker processes at once (node/jobs.py), at most that many files ahead.
+    """
     started = time.monotonic()
     summary = PassSummary()
     listed = store.capture_dir_files(options.capture_dir, options.prefix)
     if listed.future:
         _warn_future(listed.future)
-    for src in listed.pending:
-        if stop is not None and stop.is_set():
-            log.info("Stopping before %s", src.name)
-            break
-        try:
-            filed = file_capture(src, options)
-        except FileNotFoundError:
-            if not src.exists():
-                log.warning("%s disappeared before it was filed", src)
+    cleaned: set[Path] = set()
+    building: deque[tuple[Planned, Future[int | str]]] = deque()
+
+    def finish_oldest() -> None:
+        planned, future = building.popleft()
+        _count(
+            summary, _attempt(planned.src, summary, lambda: finish_filing(planned, future.result())), False
+        )
+
+    with Workers(1 if options.simulate else options.jobs) as workers:
+        for src in listed.pending:
+            if stop is not None and stop.is_set():
+                log.info("Stopping before %s", src.name)
+                break
+            planned = _attempt(src, summary, lambda src=src: plan_filing(src, options, cleaned))
+            if not isinstance(planned, Planned):
+                _count(summary, planned, options.simulate)
                 continue
-            log.error("Cannot file %s: a directory disappeared meanwhile", src)
-            summary.failed.append(src.name)
-            continue
-        except (OSError, FilingConflict) as exc:
-            log.error("Cannot file %s: %s", src, exc)
-            summary.failed.append(src.name)
-            continue
-        except Exception:
-            # A surprise on one file (a name no clock can place, ...) must not fail every pass.
-            log.exception("Cannot file %s", src)
-            summary.failed.append(src.name)
-            continue
-        summary.files += 1
-        summary.bytes += filed.bytes
-        summary.packets += filed.packets
-        if not filed.indexed and not options.simulate:
-            summary.unindexed += 1
+            out = index_path(planned.dest)
+            building.append((planned, workers.submit(build_outcome, planned.src, out)))
+            if len(building) >= workers.size:
+                finish_oldest()
+        while building:
+            finish_oldest()
     summary.seconds = time.monotonic() - started
     return summary
 
@@ -313,7 +346,9 @@ def run_pass(options: FilerOptions, stop: threading.Event | None = None) -> Pass
         return _pass(options, stop)
     with tree_lock(options.data_dir):
         crash_point("locked")
-        return _pass(options, stop)
+        summary = _pass(options, stop)
+        filerstats.record_pass(options.data_dir, summary)
+        return summary
 
 
 def _pass(options: FilerOptions, stop: threading.Event | None) -> PassSummary:

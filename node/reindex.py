@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.durable import fsync_dir
-from engine.index import index_is_current
+from engine.index import index_is_current, index_path
 from node import store
-from node.filer import index_into, remove_stale_temps, tree_lock
+from node.filer import build_outcome, index_into, remove_stale_temps, tree_lock
+from node.jobs import Workers
 
 log = logging.getLogger("node.filer")
 
@@ -56,34 +60,60 @@ def captures_under(paths: list[Path], prefix: str) -> dict[Path, list[Path]]:
 
 
 def reindex(
-    paths: list[Path], *, prefix: str, data_dir: Path, skip_dir: Path | None = None, force: bool = False
+    paths: list[Path],
+    *,
+    prefix: str,
+    data_dir: Path,
+    skip_dir: Path | None = None,
+    force: bool = False,
+    jobs: int = 1,
 ) -> ReindexSummary:
-    """Build the missing or outdated index of every capture file under ``paths``."""
+    """Build the missing or outdated index of every capture file under ``paths``, ``jobs`` at once."""
     summary = ReindexSummary()
-    for directory, captures in captures_under(paths, prefix).items():
-        if skip_dir is not None and directory.resolve() == Path(skip_dir).resolve():
-            log.info("Skipping the capture directory %s: its files are indexed when filed", directory)
-            continue
-        with tree_lock(data_dir):
-            remove_stale_temps(directory, prefix)
-            for capture in captures:
-                _reindex_one(capture, summary, force)
-            fsync_dir(directory)  # the renamed indexes survive a crash too
+    with Workers(jobs) as workers:
+        for directory, captures in captures_under(paths, prefix).items():
+            if skip_dir is not None and directory.resolve() == Path(skip_dir).resolve():
+                log.info("Skipping the capture directory %s: its files are indexed when filed", directory)
+                continue
+            with tree_lock(data_dir):
+                remove_stale_temps(directory, prefix)
+                _reindex_dir(captures, summary, force, workers)
+                fsync_dir(directory)  # the renamed indexes survive a crash too
     return summary
 
 
-def _reindex_one(capture: Path, summary: ReindexSummary, force: bool) -> None:
-    try:
-        if not force and index_is_current(capture):
-            summary.current += 1
-            return
+def _reindex_dir(captures: list[Path], summary: ReindexSummary, force: bool, workers: Workers) -> None:
+    """Index the captures of one directory, at most ``workers.size`` at once, counted in order."""
+    building: deque[tuple[Path, Future[int | str]]] = deque()
+    for capture in captures:
+        try:
+            if not force and index_is_current(capture):
+                summary.current += 1
+                continue
+        except OSError as exc:
+            _failed(capture, exc, summary)
+            continue
         log.info("Indexing %s", capture)
-        indexed, _ = index_into(capture, capture)
-    except OSError as exc:
-        log.error("Cannot index %s: %s", capture, exc)
-        summary.failed.append(str(capture))
+        building.append((capture, workers.submit(build_outcome, capture, index_path(capture))))
+        if len(building) >= workers.size:
+            _count(*building.popleft(), summary)
+    while building:
+        _count(*building.popleft(), summary)
+
+
+def _count(capture: Path, outcome: Future[int | str], summary: ReindexSummary) -> None:
+    try:
+        indexed, _ = index_into(capture, capture, outcome.result())
+    except (OSError, BrokenProcessPool) as exc:
+        _failed(capture, exc, summary)
         return
     if indexed:
         summary.built += 1
     else:
         summary.unparseable += 1
+
+
+def _failed(capture: Path, exc: BaseException, summary: ReindexSummary) -> None:
+    reason = "the worker process indexing it died" if isinstance(exc, BrokenProcessPool) else exc
+    log.error("Cannot index %s: %s", capture, reason)
+    summary.failed.append(str(capture))

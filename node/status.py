@@ -23,6 +23,7 @@ class TreeFacts:
     bytes: int = 0  # disk usage, as du counts it (allocated blocks)
     captures: int = 0  # files named <prefix>.<epoch>
     indexes: int = 0  # files named <prefix>.<epoch>.idx: a capture's index
+    index_bytes: int = 0  # their disk usage
     oldest: int | None = None  # epoch seconds in the oldest capture's name
     newest: int | None = None
     newest_path: str | None = None
@@ -61,13 +62,13 @@ def walk_tree(root: Path, prefix: str, *, limit: int = MAX_WALK_ENTRIES) -> Tree
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(entry.path)
                     elif entry.is_file(follow_symlinks=False):
-                        _count_file(facts, entry, prefix)
+                        _count_file(facts, entry, prefix, st.st_blocks * 512)
         except OSError as exc:
             facts.errors.append(f"{exc.filename}: {exc.strerror}")
     return facts
 
 
-def _count_file(facts: TreeFacts, entry: os.DirEntry, prefix: str) -> None:
+def _count_file(facts: TreeFacts, entry: os.DirEntry, prefix: str, used: int) -> None:
     # The names the filer and the store take for captures and indexes, no others.
     epoch = name_epoch(entry.name, prefix)
     if epoch is not None:
@@ -80,6 +81,7 @@ def _count_file(facts: TreeFacts, entry: os.DirEntry, prefix: str) -> None:
         entry.name.endswith(INDEX_SUFFIX) and name_epoch(entry.name[: -len(INDEX_SUFFIX)], prefix) is not None
     ):
         facts.indexes += 1
+        facts.index_bytes += used
 
 
 def disk_free(path: Path) -> dict:

@@ -11,6 +11,10 @@ rotation before the window's start to its end. A filed file that ran longer than
 by every window that starts within an hour of its epoch, but not by a window that starts later and
 only touches its tail: rotate at least hourly. The live file in the capture directory is always
 considered, however long it runs.
+
+The store is the one owner of "which files answer a window": ``captures_for_window()`` hands the
+engine ``CaptureFile(path, epoch, span, index)`` records, and ``start_answer()`` starts an answer
+over them, listing again when the filer moved a file between the listing and its opening.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ import os
 import re
 import stat
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from engine.flow import LATEST_EPOCH
-from engine.index import capture_span
+from engine.index import open_index
+from engine.query import CaptureFile
 
 MAX_ROTATION_S = 3600
 # A capture file named later than this after now is not the live one (clocks differ a little).
@@ -36,7 +42,7 @@ _HOUR_PROBE_S = 900
 
 
 def name_epoch(name: str, prefix: str) -> int | None:
-    """The epoch of a ``<prefix>.<epoch>`` name, else None."""
+    """The epoch of a ``<prefix>.<epoch>`` name, else None: the one parser of capture file names."""
     head, dot, tail = name.rpartition(".")
     if not dot or head != prefix or not _EPOCH.fullmatch(tail):
         return None
@@ -104,11 +110,6 @@ def capture_dir_files(
     return CaptureDirFiles(pending=current[:-1], live=current[-1] if current else None, future=future)
 
 
-def pending_captures(capture_dir: str | os.PathLike, prefix: str, now: float | None = None) -> list[Path]:
-    """The finished capture files: all but the newest, which the capture tool is still writing."""
-    return capture_dir_files(capture_dir, prefix, now).pending
-
-
 def _moment(epoch: int | float, utc: bool) -> datetime:
     # Local time is the process's zone (TZ), which settings keep as the host's zone.
     return datetime.fromtimestamp(epoch, tz=UTC) if utc else datetime.fromtimestamp(epoch)
@@ -138,17 +139,23 @@ def file_span(path: Path, epoch: int) -> tuple[int, int] | None:
 
     None if the file is gone.
     """
+    found = capture_file(path, epoch)
+    return found.span if found is not None else None
+
+
+def capture_file(path: Path, epoch: int) -> CaptureFile | None:
+    """``path`` with its span and current index (span from the index, else [epoch, mtime]); None if gone."""
     try:
         mtime_ns = os.stat(path).st_mtime_ns
     except FileNotFoundError:
         return None
-    span = capture_span(path)
-    if span is not None:
-        return span
-    return epoch * 1_000_000_000, max(mtime_ns, epoch * 1_000_000_000)
+    index = open_index(path)
+    if index is not None and index.span is not None:
+        return CaptureFile(path, epoch, index.span, index)
+    return CaptureFile(path, epoch, (epoch * 1_000_000_000, max(mtime_ns, epoch * 1_000_000_000)), index)
 
 
-def files_for_window(
+def captures_for_window(
     start_ns: int,
     end_ns: int,
     *,
@@ -157,7 +164,7 @@ def files_for_window(
     prefix: str,
     utc: bool,
     rotation_s: int = MAX_ROTATION_S,
-) -> list[Path]:
+) -> list[CaptureFile]:
     """The capture files, filed or not, whose span overlaps ``[start_ns, end_ns]``, by epoch.
 
     Never reads packets: a span comes from the index header or the file's name and mtime. The hour
@@ -177,13 +184,44 @@ def files_for_window(
                 candidates[path.name] = (epoch, path)
     found = []
     for epoch, path in candidates.values():
-        span = file_span(path, epoch)
-        if span is None and path.parent == Path(capture_dir):  # filed since it was listed
+        file = capture_file(path, epoch)
+        if file is None and path.parent == Path(capture_dir):  # filed since it was listed
             for clock in (utc, not utc):
-                path = hour_dir(filer_dir, epoch, clock) / path.name
-                if (span := file_span(path, epoch)) is not None:
+                if (file := capture_file(hour_dir(filer_dir, epoch, clock) / path.name, epoch)) is not None:
                     break
-        if span is not None and span[0] <= end_ns and span[1] >= start_ns:
-            found.append((epoch, path))
-    found.sort(key=lambda item: (item[0], item[1].name))
-    return [path for _, path in found]
+        if file is not None and file.span[0] <= end_ns and file.span[1] >= start_ns:
+            found.append(file)
+    found.sort(key=lambda file: (file.epoch, file.path.name))
+    return found
+
+
+def files_for_window(start_ns: int, end_ns: int, **tree) -> list[Path]:
+    """The paths of ``captures_for_window()`` (same arguments)."""
+    return [file.path for file in captures_for_window(start_ns, end_ns, **tree)]
+
+
+def start_answer(
+    start_ns: int, end_ns: int, answer: Callable[[list[CaptureFile]], Iterator[bytes]], **tree
+) -> tuple[bytes, Iterator[bytes]] | None:
+    """Start ``answer`` over the window's files: (its first chunk, the rest); None when no file covers it.
+
+    Producing the first chunk opens the files, so a file the filer moves between the listing and
+    its opening shows up here (FileNotFoundError): the window is then listed again, once. Any other
+    error of the first chunk is raised, the answer closed.
+    """
+    retried = False
+    while True:
+        files = captures_for_window(start_ns, end_ns, **tree)
+        if not files:
+            return None
+        chunks = answer(files)
+        try:
+            return next(chunks, b""), chunks
+        except FileNotFoundError:
+            chunks.close()
+            if retried:
+                raise
+            retried = True
+        except BaseException:
+            chunks.close()
+            raise

@@ -6,7 +6,6 @@ import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
@@ -29,7 +28,7 @@ from engine.query import query_captures
 from node import status
 from node.acl import AllowedCaller, caller_allowed
 from node.serializers import FLOW_PARAMETERS, PluginSerializer, RouteSerializer, StatusSerializer
-from node.store import files_for_window
+from node.store import start_answer
 from parsite.plugins import plugin_metadata
 
 log = logging.getLogger("node.api")
@@ -117,37 +116,25 @@ class DataPcapView(NodeView):
         return pcap_response(query)
 
 
-def _window_files(query: FlowQuery) -> list[Path]:
-    return files_for_window(
-        query.start_ns,
-        query.end_ns,
-        filer_dir=settings.PAR_FILER_DIR,
-        capture_dir=settings.PAR_CAPTURE_DIR,
-        prefix=settings.PAR_FILE_PREFIX,
-        utc=settings.PAR_UTC,
-    )
-
-
 def pcap_response(query: FlowQuery) -> HttpResponse:
     """The engine's answer as a streamed download; an unreadable capture is a JSON 503, before any byte."""
-    for attempt in (1, 2):
-        paths = _window_files(query)
-        if not paths:
-            return error_response(NO_DATA, 404)
-        chunks = query_captures(paths, query)
-        try:
-            first = next(chunks)  # plans and opens the files: an error here can still be a clean answer
-            break
-        except StopIteration:
-            first = b""
-            break
-        except (OSError, CaptureError) as exc:
-            chunks.close()
-            if isinstance(exc, FileNotFoundError) and attempt == 1:
-                continue  # the filer moved a file between the listing and its opening: list again
-            log.error("cannot read capture data for %s: %s", describe(query), exc)
-            why = "a capture file is damaged" if isinstance(exc, CaptureError) else exc.strerror or str(exc)
-            return error_response(f"cannot read capture data: {why}", 503)
+    try:
+        started = start_answer(
+            query.start_ns,
+            query.end_ns,
+            lambda files: query_captures(files, query),
+            filer_dir=settings.PAR_FILER_DIR,
+            capture_dir=settings.PAR_CAPTURE_DIR,
+            prefix=settings.PAR_FILE_PREFIX,
+            utc=settings.PAR_UTC,
+        )
+    except (OSError, CaptureError) as exc:
+        log.error("cannot read capture data for %s: %s", describe(query), exc)
+        why = "a capture file is damaged" if isinstance(exc, CaptureError) else exc.strerror or str(exc)
+        return error_response(f"cannot read capture data: {why}", 503)
+    if started is None:
+        return error_response(NO_DATA, 404)
+    first, chunks = started
     response = StreamingHttpResponse(stream(query, first, chunks), content_type=PCAP_TYPE)
     response["Content-Disposition"] = f'attachment; filename="{pcap_filename(query)}"'
     response["Cache-Control"] = "no-store"

@@ -18,6 +18,20 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
+# What the shipped env samples (deploy/*.env.example) hold where a secret must go.
+PLACEHOLDER = "change-me"
+
+
+def refuse_placeholders(prefixes: tuple[str, ...] = ("PAR_", "DJANGO_", "DATABASE_URL")) -> None:
+    """Stop on a setting still holding a sample's ``change-me`` placeholder, naming it (never its value)."""
+    left = sorted(n for n, v in os.environ.items() if n.startswith(prefixes) and PLACEHOLDER in v.lower())
+    if left:
+        raise ImproperlyConfigured(
+            f"{', '.join(left)} still hold{'s' if len(left) == 1 else ''} the sample's {PLACEHOLDER!r} "
+            'placeholder: set a real value (README "Deployment" shows how to generate secrets)'
+        )
+
+
 def env_str(name: str, default: str) -> str:
     return os.environ.get(name, default)
 

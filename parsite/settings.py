@@ -19,12 +19,16 @@ from parsite.envconf import (
     env_path,
     env_str,
     host_time_zone,
+    refuse_placeholders,
 )
 from parsite.plugins import load_plugins, parse_plugins_config
+from parsite.version import VERSION
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # --- Packets at Rest -------------------------------------------------------
+
+refuse_placeholders()
 
 PAR_ROLE = env_choice("PAR_ROLE", "collector", ("collector", "node"))
 PAR_DATA_DIR = env_path("PAR_DATA_DIR", BASE_DIR / "var").resolve()
@@ -45,6 +49,8 @@ if not _secret_is_header_safe or PAR_NODE_SECRET.strip() != PAR_NODE_SECRET:
         "PAR_NODE_SECRET must be printable ASCII without spaces at either end (it is sent in an HTTP header)"
     )
 PAR_MAX_WINDOW = env_int("PAR_MAX_WINDOW", 86400, minimum=1)
+# Who may scrape GET /metrics (both roles; on a node instead of PAR_NODE_ALLOW and the secret).
+PAR_METRICS_ALLOW = env_networks("PAR_METRICS_ALLOW", "127.0.0.0/8,::1/128")
 # Proxies (CIDRs) whose X-Forwarded-For a node trusts; none by default, so the
 # socket peer is the caller and a forged header cannot get past the ACL.
 PAR_TRUSTED_PROXIES = env_networks("PAR_TRUSTED_PROXIES", "")
@@ -115,7 +121,9 @@ INSTALLED_APPS = [
 ] + _plugins.apps  # the plugins that apply to this role
 
 MIDDLEWARE = [
+    "api.metrics.RequestMetricsMiddleware",  # first: it times every answer, static files too
     "django.middleware.security.SecurityMiddleware",
+    "parsite.staticfiles.CollectorStaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -186,6 +194,25 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = PAR_DATA_DIR / "static"
+# The collector serves the admin's, the docs' and the web page's files itself (WhiteNoise). After
+# `manage.py collectstatic` they come from STATIC_ROOT, compressed (gzip, brotli when installed)
+# and under content-hashed names cached for a year; before it, straight from the apps' folders,
+# so a fresh install looks right too. A node has no such page: its docs' files stay behind its
+# ACL (node/views.py), so nothing there answers a caller the node does not know.
+_COLLECTED = (STATIC_ROOT / "staticfiles.json").is_file()
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "parsite.staticfiles.CollectedStaticFiles"
+            if PAR_ROLE == "collector"
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+WHITENOISE_USE_FINDERS = not _COLLECTED
+if PAR_ROLE == "collector":
+    STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns at every start about a missing one
 
 # --- Security (production values documented in README "Deployment") --------
 
@@ -220,11 +247,15 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Packets at Rest",
     "DESCRIPTION": "Pull one network flow's packets out of the captures on distributed sensors.",
-    "VERSION": "",  # filled from parsite.version in apps
+    "VERSION": VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "api.openapi.binary_downloads",
+    ],
 }
 
 # --- Logging: one line per event on stderr, and a file in PAR_DATA_DIR -------

@@ -44,6 +44,23 @@ def test_a_bad_setting_is_refused_naming_the_variable(variable, value, tmp_path)
 
 
 @pytest.mark.parametrize(
+    "variable", ["DJANGO_SECRET_KEY", "PAR_KEY_PEPPER", "PAR_NODE_SECRET", "DATABASE_URL"]
+)
+def test_a_sample_placeholder_is_refused_at_start_naming_the_variable(variable, tmp_path):
+    value = (
+        "postgres://par:change-me@db/par"
+        if variable == "DATABASE_URL"
+        else "change-me-to-a-long-random-string"
+    )
+    result = run_python("import django; django.setup()", **{variable: value, "PAR_DATA_DIR": str(tmp_path)})
+    assert result.returncode != 0
+    assert (
+        f"ImproperlyConfigured: {variable} still holds the sample's 'change-me' placeholder" in result.stderr
+    )
+    assert value not in result.stderr
+
+
+@pytest.mark.parametrize(
     ("name", "variable", "warning"),
     [
         ("secret_key", "DJANGO_SECRET_KEY", "admin sessions then end"),

@@ -105,3 +105,24 @@ def test_a_held_lock_is_busy_for_another_process_and_free_once_its_holder_dies(t
     with durable.flock(lock, wait=False):
         assert lock.read_text() == f"{os.getpid()}\n"
     assert lock.exists()  # never unlinked
+
+
+def test_a_child_forked_while_a_lock_is_held_does_not_hold_it(tmp_path):
+    lock = tmp_path / "some.lock"
+    with durable.flock(lock, wait=False):
+        read_end, write_end = os.pipe()
+        started_r, started_w = os.pipe()
+        child = os.fork()
+        if child == 0:  # lives on after the parent lets go, as a worker of a killed filer would
+            os.write(started_w, b"!")
+            os.read(read_end, 1)
+            os._exit(0)
+        assert os.read(started_r, 1) == b"!"
+    try:
+        with durable.flock(lock, wait=False):  # another open file of the lock: the child's copy counts
+            pass
+    finally:
+        os.write(write_end, b"!")
+        os.waitpid(child, 0)
+        for fd in (read_end, write_end, started_r, started_w):
+            os.close(fd)

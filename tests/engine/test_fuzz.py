@@ -112,7 +112,7 @@ def test_a_damaged_index_never_breaks_a_query(indexed_captures, data):
     """The header's digest still matches, so the index opens; its tables can say anything."""
     path, good, expected = data.draw(st.sampled_from(indexed_captures))
     index_path(path).write_bytes(mutated(good, data.draw(mutations(len(good), start=8))))
-    index_module._OPEN.clear()
+    index_module.forget_open_indexes()
     try:
         got = answer([path], flow(A, 1, B, 2))
     finally:

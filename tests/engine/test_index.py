@@ -9,7 +9,6 @@ import struct
 import pytest
 
 import pcapgen as g
-from engine import index as ix
 from engine.formats import CaptureError
 from engine.index import (
     INDEX_VERSION,
@@ -21,6 +20,7 @@ from engine.index import (
     index_path,
     open_index,
 )
+from engine.index import format as index_format
 from tests.engine.conftest import T0
 from tests.engine.test_dissect import a16
 
@@ -193,4 +193,4 @@ def test_offsets_are_wide_for_captures_of_4_gib_and_more(tmp_path):
 
 def test_the_header_format_is_documented():
     for word in ("capture_size", "digest", "flow table", "address lookup", "port lookup", "packet offsets"):
-        assert word in ix.__doc__
+        assert word in index_format.__doc__

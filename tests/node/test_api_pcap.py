@@ -12,7 +12,7 @@ from django.test import Client, RequestFactory, override_settings
 
 from engine.flow import FlowQuery
 from engine.query import query_captures
-from node import views
+from node import store, views
 from pcapgen import ether, pcap_bytes, tcp, write_pcap
 from tests.node.captures import A_PORT, B_PORT, FILE_SECONDS, NS, T0, A, B, make_tree, window
 
@@ -159,7 +159,7 @@ def test_a_file_filed_between_listing_and_reading_is_still_answered(tree, node, 
     live = capture / f"pcap.{T0}"
     records = [(T0 * NS + i * 1000, frame) for i, (_, frame, _) in enumerate(tree.records[:50])]
     write_pcap(live, records)
-    listed = views.files_for_window
+    listed = store.captures_for_window
     calls = []
 
     def listing_then_filing(*args, **kwargs):
@@ -171,7 +171,7 @@ def test_a_file_filed_between_listing_and_reading_is_still_answered(tree, node, 
         calls.append(paths)
         return paths
 
-    monkeypatch.setattr(views, "files_for_window", listing_then_filing)
+    monkeypatch.setattr(store, "captures_for_window", listing_then_filing)
     with override_settings(
         ROOT_URLCONF="parsite.urls_node", PAR_ROLE="node", PAR_CAPTURE_DIR=capture, PAR_FILER_DIR=filed
     ):

@@ -64,7 +64,7 @@ def test_each_rebuilt_index_is_durable_its_directory_fsynced_after_it(tree, monk
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
-    reindex()
+    reindex("--jobs", "1")  # all in this process, where fsync is watched
 
     for capture in captures(tree):
         temp = str(capture.parent / f".{capture.name}.idx.")

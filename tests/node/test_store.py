@@ -80,14 +80,14 @@ def test_capture_files_are_sorted_by_epoch_not_by_name(dirs):
         "pcap.1000",
         "pcap.10001",
     ]
-    assert [p.name for p in store.pending_captures(capture_dir, "pcap")] == ["pcap.999", "pcap.1000"]
+    assert [p.name for p in store.capture_dir_files(capture_dir, "pcap").pending] == ["pcap.999", "pcap.1000"]
 
 
 def test_the_only_capture_file_is_not_pending(dirs):
     capture_dir, _ = dirs
-    assert store.pending_captures(capture_dir, "pcap") == []
+    assert store.capture_dir_files(capture_dir, "pcap").pending == []
     (capture_dir / "pcap.5").write_bytes(b"")
-    assert store.pending_captures(capture_dir, "pcap") == []
+    assert store.capture_dir_files(capture_dir, "pcap").pending == []
 
 
 @pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "Etc/GMT+12", "UTC"])
@@ -118,7 +118,6 @@ def test_a_file_named_in_the_future_does_not_make_the_live_file_look_finished(di
     assert listed.pending == [capture_dir / f"pcap.{SEED_FIRST}"]
     assert listed.live == capture_dir / f"pcap.{SEED_SECOND}"
     assert [p.name for p in listed.future] == [f"pcap.{now + 3601}", f"pcap.{now + 86400 * 365}"]
-    assert store.pending_captures(capture_dir, "pcap", now=now) == listed.pending
 
 
 def test_a_file_named_up_to_an_hour_ahead_is_the_live_one(dirs):

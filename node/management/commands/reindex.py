@@ -7,6 +7,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from node.jobs import cores_available, jobs_count
 from node.reindex import reindex
 
 
@@ -22,6 +23,13 @@ class Command(BaseCommand):
         )
         parser.add_argument("--prefix", default=settings.PAR_FILE_PREFIX, help="capture file name prefix")
         parser.add_argument("--force", action="store_true", help="rebuild current indexes too")
+        parser.add_argument(
+            "--jobs",
+            type=jobs_count,
+            default=cores_available(),
+            metavar="N",
+            help="build N indexes at once, in worker processes (default: the cores available)",
+        )
 
     def handle(self, *args, **opts) -> None:
         paths = opts["paths"] or [settings.PAR_FILER_DIR]
@@ -32,6 +40,7 @@ class Command(BaseCommand):
                 data_dir=settings.PAR_DATA_DIR,
                 skip_dir=settings.PAR_CAPTURE_DIR,
                 force=opts["force"],
+                jobs=opts["jobs"],
             )
         except OSError as exc:  # a path that is no capture, a lock PAR_DATA_DIR will not give, ...
             raise CommandError(str(exc))

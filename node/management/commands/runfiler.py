@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from node.filer import FilerBusy, FilerOptions, check_dirs, run_loop, run_pass, runner_lock
+from node.jobs import cores_available, jobs_count
 
 
 def _percent(text: str) -> float:
@@ -58,6 +59,13 @@ class Command(BaseCommand):
             help="delete the oldest hours until this much is free",
         )
         parser.add_argument("--max-age", type=_positive, metavar="HOURS", help="delete hours older than this")
+        parser.add_argument(
+            "--jobs",
+            type=jobs_count,
+            default=cores_available(),
+            metavar="N",
+            help="index N captures at once, in worker processes (default: the cores available)",
+        )
 
     def handle(self, *args, **opts) -> None:
         prefix = opts["prefix"]
@@ -72,6 +80,7 @@ class Command(BaseCommand):
             simulate=opts["simulate"],
             keep_free=opts["keep_free"],
             max_age_hours=opts["max_age"],
+            jobs=opts["jobs"],
         )
         try:
             check_dirs(options)

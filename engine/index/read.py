@@ -1,35 +1,57 @@
 """Reading a flow index: the header checked on open, the tables looked up in a read-only mapping.
 
-The format is described in ``engine.index``; this module holds its constants and the reader.
+The format and the rule for when an index answers for its capture are in ``engine.index.format``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import mmap
 import os
 import struct
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 
 import numpy as np
 
-from .bulk import address_halves
-from .flowtable import FLOW_DTYPE, LOOKUP_COLUMNS
+from ..flowfields import address_halves
+from .flows import FLOW_DTYPE, LOOKUP_COLUMNS
+from .format import (
+    DIGEST_SPAN,
+    FLAG_OFFSETS64,
+    FLAG_PCAPNG,
+    FLAG_SIMPLE_BLOCKS,
+    HEADER_SIZE,
+    INDEX_SUFFIX,
+    IndexUnusable,
+    decode_header,
+)
 
-INDEX_VERSION = 1
-MAGIC = b"PARINDEX"
-HEADER = struct.Struct("<8sIIQ20sQqqIIIIQ")
-HEADER_SIZE = 128
-FLAG_OFFSETS64 = 1
-FLAG_PCAPNG = 2
-FLAG_SIMPLE_BLOCKS = 4
 SMALL = 32  # candidate flows checked in Python rather than numpy
-
-
-class IndexUnusable(ValueError):
-    """An index that cannot be used (missing, damaged, another version, another capture)."""
+OPEN_INDEXES = 4096
+_OPEN: OrderedDict[str, tuple[tuple, FlowIndex]] = OrderedDict()
+_OPEN_LOCK = threading.Lock()
 
 
 def _aligned(n: int) -> int:
     return n + (-n % 8)
+
+
+def content_digest(read: Callable[[int, int], bytes], size: int) -> bytes:
+    """The fingerprint an index keeps of its capture: sha1(size as u64, first and last 4 KiB)."""
+    head = read(0, min(size, DIGEST_SPAN))
+    tail = read(max(0, size - DIGEST_SPAN), min(size, DIGEST_SPAN))
+    return hashlib.sha1(struct.pack("<Q", size) + head + tail).digest()
+
+
+def capture_digest(capture: str | os.PathLike, size: int) -> bytes:
+    """The content fingerprint of the capture file at ``capture``."""
+    fd = os.open(capture, os.O_RDONLY)
+    try:
+        return content_digest(lambda offset, n: os.pread(fd, n, offset), size)
+    finally:
+        os.close(fd)
 
 
 class FlowIndex:
@@ -49,24 +71,18 @@ class FlowIndex:
             self._map = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
         finally:
             os.close(fd)
-        head = self._map[:HEADER_SIZE]
-        if head[:8] != MAGIC:
-            raise IndexUnusable(f"{self.path}: not an index")
-        fields = HEADER.unpack_from(head)
-        if fields[1] != INDEX_VERSION:
-            raise IndexUnusable(f"{self.path}: index version {fields[1]}, expected {INDEX_VERSION}")
-        (_, _, self.flags, self.capture_size, self.digest, self.records, self.first_ns, self.last_ns) = (
-            fields[:8]
-        )
-        n_flows, n_linktypes, n_meta, _, self.entries = fields[8:]
+        self.header = header = decode_header(self._map[:HEADER_SIZE], self.path)
+        self.flags, self.capture_size, self.digest = header.flags, header.capture_size, header.digest
+        self.records, self.first_ns, self.last_ns = header.records, header.first_ns, header.last_ns
+        self.entries = header.entries
         self.offset_dtype = np.dtype("<u8" if self.flags & FLAG_OFFSETS64 else "<u4")
         at = HEADER_SIZE
         arrays = []
         for dtype, count in (
-            (np.dtype("<u4"), n_linktypes),
-            (np.dtype("<u8"), n_meta),
-            (FLOW_DTYPE, n_flows),
-            *((np.dtype(dtype), 2 * n_flows) for _, dtype in LOOKUP_COLUMNS),
+            (np.dtype("<u4"), header.linktypes),
+            (np.dtype("<u8"), header.meta_blocks),
+            (FLOW_DTYPE, header.flows),
+            *((np.dtype(dtype), 2 * header.flows) for _, dtype in LOOKUP_COLUMNS),
         ):
             if at + dtype.itemsize * count > size:
                 raise IndexUnusable(f"{self.path}: index is cut short")
@@ -98,6 +114,16 @@ class FlowIndex:
     def usable_for_queries(self) -> bool:
         """False for pcapng files with Simple Packet Blocks, whose times only a full read can tell."""
         return not self.flags & FLAG_SIMPLE_BLOCKS
+
+    @property
+    def span(self) -> tuple[int, int] | None:
+        """(first_ns, last_ns) of the capture's records; None when it has none."""
+        return (self.first_ns, self.last_ns) if self.records else None
+
+    def describes(self, capture: str | os.PathLike) -> bool:
+        """True when this index was built from ``capture`` as it is now (size and content digest)."""
+        size = os.stat(capture).st_size
+        return size == self.capture_size and capture_digest(capture, size) == self.digest
 
     # ------------------------------------------------------------ lookups
 
@@ -216,3 +242,62 @@ def _side(rows: np.ndarray, side: str, address: bytes | None, port: int | None) 
     if port is not None:
         keep &= rows[side + "_port"] == port
     return keep
+
+
+# ---------------------------------------------------------------- opening, with the one validity rule
+
+
+def _current_index(capture: str) -> FlowIndex | None:
+    """The index of ``capture`` when it opens cleanly and was built from this very content."""
+    try:
+        index = FlowIndex(capture + INDEX_SUFFIX)
+        if index.describes(capture):
+            return index
+    except (OSError, IndexUnusable, ValueError):
+        pass
+    return None
+
+
+def open_index(capture: str | os.PathLike) -> FlowIndex | None:
+    """The current index of ``capture``, or None when it is missing, damaged, outdated or of another file.
+
+    Indexes found current are kept open (a few thousand, least recently used dropped first) for as
+    long as neither file changes on disk (same inode, size, mtime), so a query over many files
+    does not open and check each index again.
+    """
+    capture = os.fspath(capture)
+    try:
+        capture_stat, index_stat = os.stat(capture), os.stat(capture + INDEX_SUFFIX)
+    except OSError:
+        return None
+    signature = tuple((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) for st in (capture_stat, index_stat))
+    with _OPEN_LOCK:
+        cached = _OPEN.get(capture)
+        if cached is not None and cached[0] == signature:
+            _OPEN.move_to_end(capture)
+            return cached[1]
+    index = _current_index(capture)
+    if index is None:
+        return None
+    with _OPEN_LOCK:
+        _OPEN[capture] = (signature, index)
+        while len(_OPEN) > OPEN_INDEXES:
+            _OPEN.popitem(last=False)
+    return index
+
+
+def forget_open_indexes() -> None:
+    """Drop the indexes kept open (benchmarks measuring a cold open, tests)."""
+    with _OPEN_LOCK:
+        _OPEN.clear()
+
+
+def index_is_current(capture: str | os.PathLike) -> bool:
+    """True when ``capture`` has an index of this version that was built from it as it is now."""
+    return _current_index(os.fspath(capture)) is not None
+
+
+def capture_span(capture: str | os.PathLike) -> tuple[int, int] | None:
+    """(first_ns, last_ns) of ``capture`` from its current index; None without one or without packets."""
+    index = open_index(capture)
+    return index.span if index is not None else None

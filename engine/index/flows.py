@@ -1,7 +1,7 @@
 """The flow table of one capture file: packets grouped into direction-folded flows, with lookups.
 
-Built with numpy from the per-record flow fields of ``engine.bulk``; the on-disk layout of
-these tables is described in ``engine.index``.
+Built with numpy from the per-record flow columns of ``engine.flowfields``; the on-disk layout of
+these tables is described in ``engine.index.format``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import struct
 
 import numpy as np
 
-from . import bulk
+from .. import dissect as d
+from ..flowfields import FlowColumns
+from ..recordtable import RecordTable
 
 FLOW_DTYPE = np.dtype(
     [
@@ -42,7 +44,7 @@ LOOKUP_COLUMNS = (
 )
 
 
-def fold(fields: bulk.Fields, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+def fold(fields: FlowColumns, rows: np.ndarray) -> tuple[np.ndarray, ...]:
     """Direction-folded keys of ``rows``: (a_hi, a_lo, b_hi, b_lo, ports) with (a, a_port) <= (b, b_port).
 
     ``ports`` packs a_port << 24 | b_port << 8 | protocol into one u64.
@@ -102,12 +104,12 @@ def community_id(a: bytes, a_port: int, b: bytes, b_port: int, proto: int) -> st
 
 
 def _community_digest(a: bytes, a_port: int, b: bytes, b_port: int, proto: int) -> bytes:
-    if a[:12] == bulk.d.V4_PREFIX and b[:12] == bulk.d.V4_PREFIX:
+    if a[:12] == d.V4_PREFIX and b[:12] == d.V4_PREFIX:
         a, b = a[12:], b[12:]
     if (b, b_port) < (a, a_port):
         a, a_port, b, b_port = b, b_port, a, a_port
     data = struct.pack("!H", 0) + a + b + struct.pack("!BB", proto, 0)
-    if proto in bulk.d.PORT_PROTOCOLS:
+    if proto in d.PORT_PROTOCOLS:
         data += struct.pack("!HH", a_port, b_port)
     return hashlib.sha1(data).digest()
 
@@ -155,7 +157,7 @@ def community_digests(flows: np.ndarray) -> np.ndarray:
             elif name not in ("seed", "pad"):
                 messages[name] = chosen[name]
         size = dtype.itemsize
-        with_ports = np.isin(chosen["proto"], bulk.d.PORT_PROTOCOLS).tolist()
+        with_ports = np.isin(chosen["proto"], d.PORT_PROTOCOLS).tolist()
         raw = memoryview(messages.tobytes())
         sha1 = hashlib.sha1
         digests = [
@@ -167,7 +169,7 @@ def community_digests(flows: np.ndarray) -> np.ndarray:
     return out
 
 
-def flow_table(layout: bulk.Layout, fields: bulk.Fields) -> tuple[np.ndarray, np.ndarray]:
+def flow_table(table: RecordTable, fields: FlowColumns) -> tuple[np.ndarray, np.ndarray]:
     """(flow table, record offsets grouped by flow) of the records that carry flow fields."""
     rows = np.flatnonzero(fields.has_flow)
     columns = fold(fields, rows)
@@ -182,15 +184,15 @@ def flow_table(layout: bulk.Layout, fields: bulk.Fields) -> tuple[np.ndarray, np
     flows["a_port"] = ports >> np.uint64(24)
     flows["b_port"] = (ports >> np.uint64(8)) & np.uint64(0xFFFF)
     flows["proto"] = ports & np.uint64(0xFF)
-    ts = layout.ts_ns[packet_rows]
+    ts = table.ts_ns[packet_rows]
     if len(starts):
         flows["first_ns"] = np.minimum.reduceat(ts, starts)
         flows["last_ns"] = np.maximum.reduceat(ts, starts)
-        flows["bytes"] = np.add.reduceat(layout.orig_len[packet_rows], starts)
+        flows["bytes"] = np.add.reduceat(table.orig_len[packet_rows], starts)
     flows["start"] = starts
     flows["packets"] = counts
     flows["community_id"] = community_digests(flows)
-    return flows, layout.offset[packet_rows]
+    return flows, table.offset[packet_rows]
 
 
 def lookups(flows: np.ndarray) -> list[np.ndarray]:

@@ -1,0 +1,72 @@
+"""Capture files: classic pcap (micro/nanosecond, either byte order) and pcapng, read and written.
+
+``open_capture`` reads the magic number and picks the reader from ``READERS``:
+``engine.formats.pcap`` or ``engine.formats.pcapng``; what a read yields and how it fails is in
+``engine.formats.capture``, reading at known offsets in ``engine.formats.access``, writing an
+answer in ``engine.formats.writer``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import pcap, pcapng
+from .capture import (
+    MAX_CAPLEN,
+    MAX_TS_NS,
+    Capture,
+    CaptureError,
+    IncompleteHeader,
+    Record,
+    check_caplen,
+    check_caplens,
+    check_time,
+    check_times,
+)
+from .pcap import FILE_HEADER_SIZE as PCAP_HEADER_SIZE
+from .pcap import RECORD_HEADER_SIZE, PcapCapture
+from .pcapng import PcapngCapture
+from .writer import CaptureWriter, pcap_file_header, pcap_record_bytes
+
+READERS: dict[bytes, type[Capture]] = {magic: PcapCapture for magic in pcap.MAGICS}
+READERS[pcapng.MAGIC] = PcapngCapture
+
+
+def open_capture(path: str | Path) -> Capture:
+    """Open a capture file; use it as a context manager and iterate it for records."""
+    file = open(path, "rb", buffering=0)  # noqa: SIM115 - handed to the Capture, which closes it
+    try:
+        magic = os.pread(file.fileno(), 4, 0)
+        if len(magic) < 4:
+            raise IncompleteHeader(path, 0, "no file header yet")
+        reader = READERS.get(magic)
+        if reader is None:
+            raise CaptureError(path, 0, f"not a pcap or pcapng file (magic {magic.hex()})")
+    except BaseException:
+        file.close()
+        raise
+    return reader(path, file)
+
+
+__all__ = [
+    "MAX_CAPLEN",
+    "MAX_TS_NS",
+    "PCAP_HEADER_SIZE",
+    "READERS",
+    "RECORD_HEADER_SIZE",
+    "Capture",
+    "CaptureError",
+    "CaptureWriter",
+    "IncompleteHeader",
+    "PcapCapture",
+    "PcapngCapture",
+    "Record",
+    "check_caplen",
+    "check_caplens",
+    "check_time",
+    "check_times",
+    "open_capture",
+    "pcap_file_header",
+    "pcap_record_bytes",
+]

@@ -1,0 +1,150 @@
+"""Building a capture file's index in one pass over the memory-mapped capture, written atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..flowfields import FlowColumns, fill_slow_rows, flow_columns
+from ..formats import Capture, PcapngCapture, open_capture
+from ..recordtable import RecordTable, walk_pcap, walk_pcapng
+from .flows import flow_table, lookups
+from .format import (
+    FLAG_OFFSETS64,
+    FLAG_PCAPNG,
+    FLAG_SIMPLE_BLOCKS,
+    HEADER_SIZE,
+    INDEX_VERSION,
+    MAGIC,
+    IndexHeader,
+    encode_header,
+    index_path,
+    temp_index_path,
+)
+from .read import content_digest
+
+
+@dataclass(frozen=True)
+class IndexStats:
+    packets: int
+    capture_bytes: int
+    flows: int
+    first_ns: int | None
+    last_ns: int | None
+    index_bytes: int
+
+
+def build_index(capture: str | os.PathLike, out: str | os.PathLike | None = None) -> IndexStats:
+    """Index ``capture`` (read once) into ``out`` (default: beside it), atomically.
+
+    Raises CaptureError, writing nothing, when the capture cannot be parsed.
+    """
+    capture = Path(capture)
+    out = Path(out) if out is not None else index_path(capture)
+    with open_capture(capture) as cap:
+        size = cap.size()
+        if isinstance(cap, PcapngCapture):
+            table = walk_pcapng(cap)
+            with _mapped(cap) as mm:
+                columns, digest = _dissect(mm, table), content_digest(lambda o, n: mm[o : o + n], size)
+        else:
+            with _mapped(cap) as mm:
+                table = walk_pcap(cap, mm, size)
+                columns = _dissect(mm, table)
+                digest = content_digest(lambda o, n: mm[o : o + n], size)
+    header, sections = _sections(table, columns, size, digest, cap.kind == "pcapng")
+    index_bytes = _write_atomically(out, header, sections)
+    packets = len(table.offset)
+    return IndexStats(
+        packets=packets,
+        capture_bytes=size,
+        flows=header.flows,
+        first_ns=header.first_ns if packets else None,
+        last_ns=header.last_ns if packets else None,
+        index_bytes=index_bytes,
+    )
+
+
+class _mapped:
+    """The capture memory-mapped read-only (an empty mapping for an empty file)."""
+
+    def __init__(self, cap: Capture):
+        self.cap = cap
+
+    def __enter__(self) -> mmap.mmap | bytes:
+        size = self.cap.size()
+        self.mm = mmap.mmap(self.cap.fileno(), size, access=mmap.ACCESS_READ) if size else b""
+        if size:
+            self.mm.madvise(mmap.MADV_SEQUENTIAL)
+        return self.mm
+
+    def __exit__(self, *exc) -> None:
+        if isinstance(self.mm, mmap.mmap):
+            # An exception's frames may still see the mapping; it is unmapped when they go.
+            with contextlib.suppress(BufferError):
+                self.mm.close()
+
+
+def _dissect(mm, table: RecordTable) -> FlowColumns:
+    columns, slow_rows = flow_columns(mm, len(mm), table)
+    fill_slow_rows(mm, table, columns, slow_rows)
+    return columns
+
+
+def _sections(
+    table: RecordTable, columns: FlowColumns, size: int, digest: bytes, pcapng: bool
+) -> tuple[IndexHeader, list[np.ndarray]]:
+    flows, offsets = flow_table(table, columns)
+    lookup_columns = lookups(flows)
+    wide = size >= 1 << 32
+    flags = (FLAG_OFFSETS64 if wide else 0) | (FLAG_PCAPNG if pcapng else 0)
+    flags |= FLAG_SIMPLE_BLOCKS if table.simple_blocks else 0
+    linktypes = np.unique(table.linktype).astype("<u4")
+    header = IndexHeader(
+        magic=MAGIC,
+        version=INDEX_VERSION,
+        flags=flags,
+        capture_size=size,
+        digest=digest,
+        records=len(table.offset),
+        first_ns=int(table.ts_ns.min()) if len(table.ts_ns) else 0,
+        last_ns=int(table.ts_ns.max()) if len(table.ts_ns) else 0,
+        flows=len(flows),
+        linktypes=len(linktypes),
+        meta_blocks=len(table.meta_offsets),
+        reserved=0,
+        entries=len(offsets),
+    )
+    sections = [
+        linktypes,
+        np.array(table.meta_offsets, dtype="<u8"),
+        flows,
+        *lookup_columns,
+        offsets.astype("<u8" if wide else "<u4"),
+    ]
+    return header, sections
+
+
+def _write_atomically(out: Path, header: IndexHeader, sections: list[np.ndarray]) -> int:
+    tmp = temp_index_path(out)
+    written = 0
+    try:
+        with open(tmp, "wb") as f:
+            f.write(encode_header(header))
+            written = HEADER_SIZE
+            for section in sections:
+                data = section.tobytes()
+                f.write(data + b"\0" * (-len(data) % 8))
+                written += len(data) + (-len(data) % 8)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return written

@@ -1,0 +1,155 @@
+"""Where every record of a capture file is, found in one pass; bytes gathered from many records at once.
+
+The walk over the classic pcap record headers is the only per-packet Python of an index build;
+everything after it (``engine.flowfields``, ``engine.index``) works on whole columns with numpy.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+import sys
+from array import array
+from dataclasses import dataclass
+
+import numpy as np
+
+from .formats import (
+    PCAP_HEADER_SIZE,
+    RECORD_HEADER_SIZE,
+    PcapCapture,
+    PcapngCapture,
+    check_caplens,
+    check_times,
+)
+from .formats.pcapng import BLOCK_HEAD_FIELDS, BODY_START, SPB
+
+NATIVE_ORDER = "<" if sys.byteorder == "little" else ">"
+BLOCK_HEAD_SIZE = struct.calcsize(BLOCK_HEAD_FIELDS)
+
+
+@dataclass
+class RecordTable:
+    """Where each record of a capture is: record start, frame bytes, lengths, time, link type."""
+
+    offset: np.ndarray  # int64, start of the record header / block
+    data: np.ndarray  # int64, start of the frame bytes
+    caplen: np.ndarray  # int64
+    orig_len: np.ndarray  # int64
+    ts_ns: np.ndarray  # int64
+    linktype: np.ndarray  # int64
+    meta_offsets: list[int]  # pcapng section header / interface blocks
+    simple_blocks: bool  # pcapng Simple Packet Blocks (no timestamp of their own) seen
+
+
+def walk_pcap(capture: PcapCapture, mm: mmap.mmap | bytes, size: int) -> RecordTable:
+    """Find every complete record of a classic pcap file."""
+    if capture.order == NATIVE_ORDER:
+        offsets = _walk_native(mm, size)
+    else:
+        offsets = _walk_struct(mm, size, capture.order)
+    rec = np.frombuffer(offsets, dtype=np.int64) if len(offsets) else np.zeros(0, np.int64)
+    head = gather(mm, size, rec, RECORD_HEADER_SIZE).view(capture.order + "u4").astype(np.int64)
+    caplen = head[:, 2]
+    if len(rec):
+        check_caplens(capture.path, rec, caplen)
+        # The walk stops past the end; a last record cut short belongs to a file still being written.
+        if rec[-1] + RECORD_HEADER_SIZE + caplen[-1] > size:
+            rec, head, caplen = rec[:-1], head[:-1], caplen[:-1]
+    ts_ns = head[:, 0] * 1_000_000_000 + head[:, 1] * capture.scale
+    check_times(capture.path, rec, ts_ns)
+    return RecordTable(
+        offset=rec,
+        data=rec + RECORD_HEADER_SIZE,
+        caplen=caplen,
+        orig_len=head[:, 3],
+        ts_ns=ts_ns,
+        linktype=np.full(len(rec), capture.linktype, dtype=np.int64),
+        meta_offsets=[],
+        simple_blocks=False,
+    )
+
+
+def _walk_native(mm: mmap.mmap | bytes, size: int) -> array:
+    """Record offsets, reading each length through one of four aligned uint32 views of the file.
+
+    The loop has no end test of its own: reading past the last view ends it (IndexError); the
+    offsets it took past the last whole record header are dropped after it.
+    """
+    whole = memoryview(mm)[:size]
+    views = [whole[k : k + (size - k) // 4 * 4].cast("I") for k in range(4)]
+    offsets = array("q")
+    append = offsets.append
+    off = PCAP_HEADER_SIZE
+    try:
+        while True:
+            append(off)
+            # caplen sits 8 bytes into the record header: same alignment as the header itself
+            off += RECORD_HEADER_SIZE + views[off & 3][(off >> 2) + 2]
+    except IndexError:
+        pass
+    finally:
+        for view in views:
+            view.release()
+        whole.release()
+    while offsets and offsets[-1] > size - RECORD_HEADER_SIZE:
+        offsets.pop()
+    return offsets
+
+
+def _walk_struct(mm: mmap.mmap | bytes, size: int, order: str) -> array:
+    unpack = struct.Struct(order + "I").unpack_from
+    offsets = array("q")
+    append = offsets.append
+    off, limit = PCAP_HEADER_SIZE, size - RECORD_HEADER_SIZE
+    while off <= limit:
+        append(off)
+        off += RECORD_HEADER_SIZE + unpack(mm, off + 8)[0]
+    return offsets
+
+
+def walk_pcapng(capture: PcapngCapture) -> RecordTable:
+    """Every complete packet block of a pcapng file (the block parser is per block anyway)."""
+    columns = [array("q") for _ in range(6)]
+    simple = False
+    for record, kind in capture.packet_blocks():
+        simple = simple or kind == SPB
+        for column, value in zip(
+            columns,
+            (
+                record.offset,
+                record.offset + BLOCK_HEAD_SIZE + BODY_START[kind],
+                len(record.data),
+                record.orig_len,
+                record.ts_ns,
+                record.linktype,
+            ),
+            strict=True,
+        ):
+            column.append(value)
+    arrays = [np.frombuffer(c, dtype=np.int64) if len(c) else np.zeros(0, np.int64) for c in columns]
+    return RecordTable(*arrays, meta_offsets=capture.meta_offsets, simple_blocks=simple)
+
+
+def gather(mm: mmap.mmap | bytes, size: int, at: np.ndarray, width: int) -> np.ndarray:
+    """``width`` bytes from each position ``at`` as an (n, width) uint8 array; zeros past the end of the file.
+
+    One fancy-indexing gather through a view whose elements are ``width``-byte strings starting at
+    every byte of the file (stride 1), so each record costs one copy, not one per byte.
+    """
+    last = size - width  # the last position where a whole element fits
+    if last < 0:
+        out = np.zeros((len(at), width), dtype=np.uint8)
+        inside = np.zeros(len(at), dtype=bool)
+    else:
+        view = np.ndarray((last + 1,), dtype=f"V{width}", buffer=mm, strides=(1,))
+        inside = at <= last
+        if inside.all():
+            return view[at].view(np.uint8).reshape(-1, width)
+        out = np.zeros((len(at), width), dtype=np.uint8)
+        out[inside] = view[at[inside]].view(np.uint8).reshape(-1, width)
+        del view
+    for row in np.flatnonzero(~inside).tolist():  # the last records of the file
+        tail = mm[int(at[row]) : size]
+        out[row, : len(tail)] = np.frombuffer(tail, dtype=np.uint8)
+    return out
