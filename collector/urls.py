@@ -15,5 +15,4 @@ urlpatterns = [
     path("ui/", page.page, name="ui-page"),
     path("ui/login", page.LoginView.as_view(), name="ui-login"),
     path("ui/logout", page.LogoutView.as_view(), name="ui-logout"),
-    path("static/ui/<str:name>", page.asset, name="ui-asset"),
 ]
