@@ -63,6 +63,11 @@ class CollectorView(APIView):
     def check_throttles(self, request) -> None:
         """Done in check_permissions, before the permissions; DRF's own call afterwards does nothing."""
 
+    def perform_content_negotiation(self, request, force=False):
+        # ?format=pcapng is the API's parameter, not a renderer DRF would refuse with a 404;
+        # and a client asking for a pcap still gets its error as JSON (as on the node).
+        return super().perform_content_negotiation(request, force=True)
+
 
 def get_node(node_id: int) -> Node:
     try:

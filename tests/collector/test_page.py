@@ -124,3 +124,8 @@ def test_logging_out_ends_the_session(analyst):
     response = analyst.post("/ui/logout", {"csrfmiddlewaretoken": token} if token else {})
     assert response.status_code == 302 and response["Location"] == "/ui/login"
     assert analyst.get("/nodes/list").status_code == 401
+
+
+def test_format_is_the_apis_parameter_not_a_renderer(analyst):
+    response = analyst.get("/data.pcap", {**FLOW, "node_id": "1", "format": "pcapng"})
+    assert response.status_code == 502  # asked of the (unreachable) node, not refused as a renderer
