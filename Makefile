@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 .PHONY: help prerequisites venv demo test lint typecheck format serve-node serve-collector filer clean bench screenshots
 
 help:
-	@echo "make demo             run node + collector on loopback with demo captures"
+	@echo "make demo             run node + collector on loopback with demo captures (DEMO_PORTS=19001,19002)"
 	@echo "make test             run the whole test suite"
 	@echo "make lint             ruff check and format check, the import layering contract"
 	@echo "make typecheck        mypy with django-stubs"
@@ -50,8 +50,9 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# DEMO_PORTS=19001,19002: the collector's and the node's ports (default 9001,9002, or free ones).
 demo: $(STAMP)
-	$(PY) -m demo
+	DEMO_PORTS="$(DEMO_PORTS)" $(PY) -m demo
 
 serve-node: $(STAMP)
 	PAR_ROLE=node $(VENV)/bin/gunicorn parsite.wsgi -c gunicorn.conf.py

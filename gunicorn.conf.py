@@ -19,9 +19,10 @@ timeout = int(os.environ.get("PAR_WORKER_TIMEOUT", "300"))
 graceful_timeout = 30
 keepalive = 5
 accesslog = "-"
-# No query string in the access log: the seed's clients put api_key there.
-access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
 errorlog = "-"
+# Both logs scrubbed of keys and secrets, timed in ISO 8601, JSON lines with PAR_LOG_FORMAT=json;
+# the access log never writes the query string (the seed's clients put api_key there).
+logger_class = "parsite.gunicorn_logging.GunicornLogger"
 proc_name = f"par-{_role}"
 forwarded_allow_ips = os.environ.get("PAR_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 

@@ -14,12 +14,21 @@ from collections.abc import Callable, Iterable, Iterator
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from api.client import caller, in_any, plain_address
 from api.errors import error_response
 
+# No *_created series: multiprocess mode has none, so a single process shows none either.
+disable_created_metrics()
 # This process's metrics; a scrape reads them through the workers' files when there are some.
 LOCAL = CollectorRegistry()
 
@@ -85,6 +94,9 @@ def _counted(chunks: Iterable[bytes], view: str, started: float) -> Iterator[byt
         DURATION.labels(view).observe(time.monotonic() - started)
 
 
+SCRAPER_REFUSED = "this server does not answer this caller's scrapes (PAR_METRICS_ALLOW)"
+
+
 def scraper_allowed(request: HttpRequest) -> bool:
     """The caller is in PAR_METRICS_ALLOW (behind PAR_TRUSTED_PROXIES, whom they forward for)."""
     ip, _ = caller(request)
@@ -101,7 +113,7 @@ class _Local:
 def metrics_response(request: HttpRequest, *collectors) -> HttpResponse:
     """The Prometheus text answer: every worker's counts and ``collectors`` read now; 403 for others."""
     if not scraper_allowed(request):
-        return error_response("this server does not answer this caller's scrapes (PAR_METRICS_ALLOW)", 403)
+        return error_response(SCRAPER_REFUSED, 403)
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)

@@ -31,8 +31,11 @@ def list_routes(urlconf: str | None = None) -> list[dict]:
         view_class = getattr(callback, "cls", None) or getattr(callback, "view_class", None)
         methods = []
         if view_class is not None:
+            # HEAD goes with every GET (HTTP), OPTIONS with every route: neither is listed.
             methods = [
-                m.upper() for m in view_class.http_method_names if m != "options" and hasattr(view_class, m)
+                m.upper()
+                for m in view_class.http_method_names
+                if m not in ("options", "head") and hasattr(view_class, m)
             ]
         routes.append(
             {

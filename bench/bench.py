@@ -3,6 +3,8 @@
     .venv/bin/python bench/bench.py                  # about 1 GB in 60-second files
     .venv/bin/python bench/bench.py --size-mb 200    # a quick check
     .venv/bin/python bench/bench.py --grow 4         # then again over 4x the capture
+    .venv/bin/python bench/bench.py --mix dns        # DNS-like short flows instead (--mix both: each)
+    .venv/bin/python bench/bench.py --index-only     # index build rate and size only, no queries
 
 Writes under bench/out/ (git-ignored). Generates minute files of mixed traffic (IPv4/IPv6, TCP/UDP/
 SCTP, 802.1Q/802.1ad, thousands of flows, new flows every minute plus a few long-lived ones and one
@@ -13,6 +15,9 @@ elephant), indexes them, then times flow queries over the whole capture both way
 
 and prints the index build rate, index size as a share of the capture, the median query times and
 their ratio, and the peak memory of a separate process streaming the elephant flow's answer.
+
+The DNS-like mix (``--mix dns``) is minute files of 200k short UDP flows to port 53, 2-10 packets
+each, ~190-byte frames (``pcapgen.dns_traffic``): the traffic where per-flow index costs dominate.
 """
 
 from __future__ import annotations
@@ -102,6 +107,32 @@ def generate(
     return paths
 
 
+DNS_T0 = 1_710_000_000  # the DNS-like mix's first file
+
+
+def dns_flow(minute: int, flows: int) -> g.Flow:
+    """One flow of the DNS-like mix's minute file (its first packet's ends)."""
+    for _, frame in g.dns_traffic((DNS_T0 + minute * FILE_SECONDS) * 10**9, FILE_SECONDS, flows, seed=minute):
+        src, dst = ipaddress.ip_address(frame[26:30]), ipaddress.ip_address(frame[30:34])
+        sport, dport = int.from_bytes(frame[34:36], "big"), int.from_bytes(frame[36:38], "big")
+        return g.Flow(17, str(src), sport, str(dst), dport)
+    raise ValueError("no packets")
+
+
+def generate_dns(folder: Path, files: int, flows: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for minute in range(files):
+        path = folder / f"pcap.{DNS_T0 + minute * FILE_SECONDS}"
+        if not path.exists():
+            tmp = path.with_name("." + path.name)
+            start_ns = (DNS_T0 + minute * FILE_SECONDS) * 10**9
+            g.write_pcap(tmp, g.dns_traffic(start_ns, FILE_SECONDS, flows, seed=minute))
+            tmp.rename(path)
+        paths.append(path)
+    return paths
+
+
 def index_all(paths: list[Path]) -> dict:
     packets = capture_bytes = index_bytes = 0
     wall, cpu = time.perf_counter(), time.process_time()
@@ -120,8 +151,9 @@ def index_all(paths: list[Path]) -> dict:
 
 
 def query_of(f: g.Flow, files: list[Path]) -> FlowQuery:
-    start = T0 * 10**9
-    end = (T0 + len(files) * FILE_SECONDS) * 10**9
+    first = int(files[0].name.rsplit(".", 1)[1])
+    start = first * 10**9
+    end = (first + len(files) * FILE_SECONDS) * 10**9
     return FlowQuery(ipaddress.ip_address(f.a), f.a_port, ipaddress.ip_address(f.b), f.b_port, start, end)
 
 
@@ -209,7 +241,7 @@ def peak_memory_of_streaming(files: list[Path], f: g.Flow) -> tuple[int, int]:
     return int(size), int(peak_kib) * 1024
 
 
-def measure(files: list[Path], queries: list[g.Flow], label: str) -> dict:
+def measure(files: list[Path], queries: list[g.Flow], label: str, index_only: bool = False) -> dict:
     print(f"\n== {label}: {len(files)} files, {sum(p.stat().st_size for p in files) / 2**20:.0f} MiB")
     built = index_all(files)
     print(
@@ -220,6 +252,8 @@ def measure(files: list[Path], queries: list[g.Flow], label: str) -> dict:
     print(
         f"index size: {built['index_bytes']:,} bytes = {100 * share:.2f}% of {built['capture_bytes']:,} capture bytes"
     )
+    if index_only:
+        return built
     cold_times, ours_times, seed_times = [], [], []
     for f in queries:
         forget_open_indexes()
@@ -244,11 +278,51 @@ def measure(files: list[Path], queries: list[g.Flow], label: str) -> dict:
     print(
         f"scanning one unindexed file (as the live file is): {scan_bytes / 2**20:.0f} MiB in {scan_time:.2f} s"
     )
-    size, peak = peak_memory_of_streaming(files, ELEPHANT)
-    print(
-        f"streaming the elephant flow: {size / 2**20:.0f} MiB answer, peak RSS of the query process {peak / 2**20:.0f} MiB"
-    )
+    if files[0].name.endswith(str(T0)):
+        size, peak = peak_memory_of_streaming(files, ELEPHANT)
+        print(
+            f"streaming the elephant flow: {size / 2**20:.0f} MiB answer, peak RSS of the query process {peak / 2**20:.0f} MiB"
+        )
     return {"ours": mo, "cold": mc, "seed": ms, **built}
+
+
+def measure_mixed(args: argparse.Namespace) -> None:
+    folder = args.out / "captures"
+    if args.fresh and folder.exists():
+        shutil.rmtree(folder)
+    file_bytes = args.file_mb << 20
+    files = max(1, round(args.size_mb / args.file_mb))
+    total = files * max(1, args.grow)
+    print(f"generating {total} files of {args.file_mb} MiB in {folder} ...", flush=True)
+    started = time.perf_counter()
+    paths = generate(folder, total, file_bytes, args.flows, args.elephant_share)
+    for path in paths:
+        index_path(path).unlink(missing_ok=True)
+    print(f"generated in {time.perf_counter() - started:.0f} s")
+    queries = pick_queries(paths[:files], args.queries, args.flows)
+    base = measure(paths[:files], queries, f"mixed link, {args.size_mb} MiB", args.index_only)
+    if args.grow > 1 and not args.index_only:
+        grown = measure(paths, queries, f"{args.grow}x: {args.size_mb * args.grow} MiB")
+        print(
+            f"\ngrowth {args.grow}x: our median query {grown['ours'] / base['ours']:.2f}x"
+            f" (first {grown['cold'] / base['cold']:.2f}x), tcpdump pipeline {grown['seed'] / base['seed']:.2f}x"
+        )
+
+
+def measure_dns(args: argparse.Namespace) -> None:
+    folder = args.out / "dns"
+    if args.fresh and folder.exists():
+        shutil.rmtree(folder)
+    file_bytes = args.dns_flows * 6 * 207  # 2-10 packets a flow, ~190-byte frames and their headers
+    files = max(1, round(args.size_mb / (file_bytes / 2**20)))
+    print(f"generating {files} DNS-like files of {args.dns_flows:,} flows in {folder} ...", flush=True)
+    started = time.perf_counter()
+    paths = generate_dns(folder, files, args.dns_flows)
+    for path in paths:
+        index_path(path).unlink(missing_ok=True)
+    print(f"generated in {time.perf_counter() - started:.0f} s")
+    queries = [dns_flow(minute, args.dns_flows) for minute in range(files)][: args.queries]
+    measure(paths, queries, f"DNS-like short flows, {args.dns_flows:,} a minute", args.index_only)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -263,31 +337,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--grow", type=int, default=0, help="then measure again over this many times the capture"
     )
+    parser.add_argument("--mix", choices=("mixed", "dns", "both"), default="mixed", help="traffic mix")
+    parser.add_argument("--dns-flows", type=int, default=200_000, help="flows per minute of the DNS-like mix")
+    parser.add_argument("--index-only", action="store_true", help="measure the index build and size only")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     parser.add_argument("--fresh", action="store_true", help="regenerate the capture files")
     args = parser.parse_args(argv)
     if shutil.which("tcpdump") is None:
         sys.exit("tcpdump is needed: it runs the seed's pipeline")
-    folder = args.out / "captures"
-    if args.fresh and folder.exists():
-        shutil.rmtree(folder)
-    file_bytes = args.file_mb << 20
-    files = max(1, round(args.size_mb / args.file_mb))
-    total = files * max(1, args.grow)
-    print(f"generating {total} files of {args.file_mb} MiB in {folder} ...", flush=True)
-    started = time.perf_counter()
-    paths = generate(folder, total, file_bytes, args.flows, args.elephant_share)
-    for path in paths:
-        index_path(path).unlink(missing_ok=True)
-    print(f"generated in {time.perf_counter() - started:.0f} s")
-    queries = pick_queries(paths[:files], args.queries, args.flows)
-    base = measure(paths[:files], queries, f"{args.size_mb} MiB")
-    if args.grow > 1:
-        grown = measure(paths, queries, f"{args.grow}x: {args.size_mb * args.grow} MiB")
-        print(
-            f"\ngrowth {args.grow}x: our median query {grown['ours'] / base['ours']:.2f}x"
-            f" (first {grown['cold'] / base['cold']:.2f}x), tcpdump pipeline {grown['seed'] / base['seed']:.2f}x"
-        )
+    if args.mix in ("mixed", "both"):
+        measure_mixed(args)
+    if args.mix in ("dns", "both"):
+        measure_dns(args)
     print(
         f"\npeak RSS of this benchmark process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
+from collector.exports import request_log_csv
 from collector.models import ApiKey, Node, NodeGrants, RequestLog, UserGrant
 
 
@@ -124,6 +125,11 @@ class RequestLogAdmin(admin.ModelAdmin):
     list_filter = ("status", "node")
     search_fields = ("key_prefix", "user__username", "src_addr", "dst_addr", "client_ip")
     date_hierarchy = "time"
+    actions = ("export_csv",)
+
+    @admin.action(description="Export the selected entries as CSV")
+    def export_csv(self, request, queryset):
+        return request_log_csv(queryset)
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -41,6 +41,25 @@ def _port(preferred: int) -> int:
             return sock.getsockname()[1]
 
 
+def demo_ports(text: str | None) -> tuple[int, int]:
+    """(collector, node) ports: DEMO_PORTS=COLLECTOR,NODE exactly, else 9001 and 9002 or free ones."""
+    if not text or not text.strip():
+        return _port(9001), _port(9002)
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2 or not all(p.isascii() and p.isdigit() and 1 <= int(p) <= 65535 for p in parts):
+        sys.exit(f"DEMO_PORTS must be two ports, the collector's and the node's (19001,19002), not {text!r}")
+    ports = int(parts[0]), int(parts[1])
+    if ports[0] == ports[1]:
+        sys.exit("DEMO_PORTS: the collector and the node need two different ports")
+    for port in ports:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError as exc:
+                sys.exit(f"DEMO_PORTS: port {port} on 127.0.0.1 is not free ({exc.strerror})")
+    return ports
+
+
 def _manage(env: dict[str, str], *args: str) -> str:
     result = subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True
@@ -51,17 +70,21 @@ def _manage(env: dict[str, str], *args: str) -> str:
 
 
 def write_demo_captures(capture_dir: Path, now: int):
-    """Several minutes of mixed traffic in rotating ``pcap.<epoch>`` files; returns the flows."""
-    sys.path.insert(0, str(ROOT))
-    from pcapgen import mixed_flows, mixed_traffic, write_pcap
+    """Several minutes of real conversations (DNS, HTTP, TLS) in rotating ``pcap.<epoch>`` files.
 
-    flows = mixed_flows(400, seed=7)
+    Returns the conversations, the busiest first, and the first file's epoch.
+    """
+    sys.path.insert(0, str(ROOT))
+    from pcapgen import write_pcap
+    from pcapgen.sessions import session_traffic
+
     first = now - FILES * FILE_SECONDS
+    records, flows = session_traffic(first * 10**9, FILES * FILE_SECONDS, seed=7)
     for n in range(FILES):
         start = first + n * FILE_SECONDS
-        records = mixed_traffic(start * 10**9, FILE_SECONDS, flows, pps=300, seed=n)
+        low, high = start * 10**9, (start + FILE_SECONDS) * 10**9
         path = capture_dir / f"pcap.{start}"
-        write_pcap(path, records)
+        write_pcap(path, [(ts, frame) for ts, frame in records if low <= ts < high])
         os.utime(path, (start + FILE_SECONDS, start + FILE_SECONDS))
     return flows, first
 
@@ -90,6 +113,7 @@ def _serve(role: str, env: dict[str, str], port: int, log: Path) -> subprocess.P
 
 
 def main() -> None:
+    collector_port, node_port = demo_ports(os.environ.get("DEMO_PORTS"))
     if DEMO.exists():
         shutil.rmtree(DEMO)
     capture_dir, filer_dir = DEMO / "capture", DEMO / "filed"
@@ -133,16 +157,17 @@ def main() -> None:
     )
     key = _manage(collector_env, "createapikey", "--name", "demo analyst", "--admin").split()[-1]
 
-    node_port, collector_port = _port(9002), _port(9001)
     nodes_conf = DEMO / "nodes.conf"
     nodes_conf.write_text(json.dumps({"1": f"127.0.0.1:{node_port}"}))
     print(_manage(collector_env, "importconfig", "--node-file", str(nodes_conf)).rstrip())
 
+    # The busiest web page fetch: the flow the demo fetches and prints a curl for.
+    shown = next(flow for flow in flows if flow.kind == "http")
     children: list[subprocess.Popen] = []
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         serve_and_show(
-            children, node_env, collector_env, node_port, collector_port, flows[0], first, now, key, password
+            children, node_env, collector_env, node_port, collector_port, shown, first, now, key, password
         )
     except KeyboardInterrupt:
         pass

@@ -9,6 +9,8 @@ from django.conf import settings
 from rest_framework.permissions import BasePermission
 
 from api.client import caller, in_any, plain_address
+from api.errors import error_response
+from api.metrics import SCRAPER_REFUSED, scraper_allowed
 from engine.flow import IPAddress
 
 log = logging.getLogger("node.acl")
@@ -68,3 +70,24 @@ class AllowedCaller(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return caller_allowed(request)
+
+
+class RefuseOtherCallers:
+    """Middleware, first on a node: a caller the ACL refuses gets its 403 before anything else runs.
+
+    Nothing of the request but its peer (and, behind trusted proxies, X-Forwarded-For) is read
+    first, so a refused caller with a bad Host header is a 403 and one log line, never Django's
+    DisallowedHost report; the views' AllowedCaller permission stays as the rule's second check.
+    /metrics answers scrapers by PAR_METRICS_ALLOW instead (a scraper is no collector).
+    """
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path == "/metrics":
+            if not scraper_allowed(request):
+                return error_response(SCRAPER_REFUSED, 403)
+        elif not caller_allowed(request):
+            return error_response(AllowedCaller.message, 403)
+        return self.get_response(request)

@@ -28,7 +28,8 @@ from engine.query import query_captures
 from node import status
 from node.acl import AllowedCaller, caller_allowed
 from node.serializers import FLOW_PARAMETERS, PluginSerializer, RouteSerializer, StatusSerializer
-from node.store import start_answer
+from node.store import files_for_window, start_answer
+from parsite.logs import iso_ns
 from parsite.plugins import plugin_metadata
 
 log = logging.getLogger("node.api")
@@ -115,6 +116,31 @@ class DataPcapView(NodeView):
             return Response({"error": str(exc)}, status=400)
         return pcap_response(query)
 
+    def head(self, request):
+        """The headers the GET would answer, without running the query (no record is read)."""
+        try:
+            query = parse_flow_query(
+                request.query_params, utc=settings.PAR_UTC, max_window=settings.PAR_MAX_WINDOW
+            )
+        except FlowParamError as exc:
+            return Response({"error": str(exc)}, status=400)
+        if not files_for_window(query.start_ns, query.end_ns, **_tree()):
+            return error_response(NO_DATA, 404)
+        # Streaming, as the GET: no Content-Length of an empty body is claimed for the download.
+        response = StreamingHttpResponse((), content_type=PCAP_TYPE)
+        pcap_headers(response, query)
+        return response
+
+
+def _tree() -> dict:
+    """Where this node's capture files are, as the store's functions take it."""
+    return {
+        "filer_dir": settings.PAR_FILER_DIR,
+        "capture_dir": settings.PAR_CAPTURE_DIR,
+        "prefix": settings.PAR_FILE_PREFIX,
+        "utc": settings.PAR_UTC,
+    }
+
 
 def pcap_response(query: FlowQuery) -> HttpResponse:
     """The engine's answer as a streamed download; an unreadable capture is a JSON 503, before any byte."""
@@ -123,10 +149,7 @@ def pcap_response(query: FlowQuery) -> HttpResponse:
             query.start_ns,
             query.end_ns,
             lambda files: query_captures(files, query),
-            filer_dir=settings.PAR_FILER_DIR,
-            capture_dir=settings.PAR_CAPTURE_DIR,
-            prefix=settings.PAR_FILE_PREFIX,
-            utc=settings.PAR_UTC,
+            **_tree(),
         )
     except (OSError, CaptureError) as exc:
         log.error("cannot read capture data for %s: %s", describe(query), exc)
@@ -136,9 +159,14 @@ def pcap_response(query: FlowQuery) -> HttpResponse:
         return error_response(NO_DATA, 404)
     first, chunks = started
     response = StreamingHttpResponse(stream(query, first, chunks), content_type=PCAP_TYPE)
+    pcap_headers(response, query)
+    return response
+
+
+def pcap_headers(response: StreamingHttpResponse, query: FlowQuery) -> None:
+    """The headers of a pcap answer, the same for GET and HEAD."""
     response["Content-Disposition"] = f'attachment; filename="{pcap_filename(query)}"'
     response["Cache-Control"] = "no-store"
-    return response
 
 
 def stream(query: FlowQuery, first: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -165,7 +193,7 @@ def stream(query: FlowQuery, first: bytes, chunks: Iterator[bytes]) -> Iterator[
 def describe(query: FlowQuery) -> str:
     return (
         f"{query.a}:{query.a_port}<->{query.b}:{query.b_port}"
-        f" proto={'any' if query.proto is None else query.proto} [{query.start_ns}, {query.end_ns}]"
+        f" proto={'any' if query.proto is None else query.proto} [{iso_ns(query.start_ns)}, {iso_ns(query.end_ns)}]"
     )
 
 

@@ -76,9 +76,29 @@ def env_list(name: str, default: str = "", *, item: Callable[[str], T] = str) ->
     return values
 
 
-def env_networks(name: str, default: str = "") -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    """A comma-separated list of CIDRs (a bare address is a /32 or /128)."""
-    return env_list(name, default, item=lambda s: ipaddress.ip_network(s, strict=False))
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Dual-stack sockets show IPv4 callers as ::ffff:a.b.c.d; the ACL unmaps them (api/client.py).
+_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+
+
+def env_networks(name: str, default: str = "") -> list[Network]:
+    """A comma-separated list of CIDRs (a bare address is a /32 or /128); see ``plain_network``."""
+    return env_list(name, default, item=plain_network)
+
+
+def plain_network(text: str) -> Network:
+    """A CIDR; an IPv4-mapped one (``::ffff:10.0.0.0/104``) is the IPv4 network it names (``10.0.0.0/8``).
+
+    Callers' mapped addresses are compared unmapped, so a mapped network left as written would
+    never match: in a deny list it would fail open.
+    """
+    net = ipaddress.ip_network(text, strict=False)
+    if isinstance(net, ipaddress.IPv6Network) and net.subnet_of(_MAPPED):
+        mapped = net.network_address.ipv4_mapped
+        assert mapped is not None
+        return ipaddress.IPv4Network((mapped, net.prefixlen - 96))
+    return net
 
 
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:

@@ -21,6 +21,7 @@ from parsite.envconf import (
     host_time_zone,
     refuse_placeholders,
 )
+from parsite.logs import log_format, logging_config
 from parsite.plugins import load_plugins, parse_plugins_config
 from parsite.version import VERSION
 
@@ -122,6 +123,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "api.metrics.RequestMetricsMiddleware",  # first: it times every answer, static files too
+    # Then, on a node, nobody outside its ACL goes further, whatever else the request holds.
+    *(["node.acl.RefuseOtherCallers"] if PAR_ROLE == "node" else []),
     "django.middleware.security.SecurityMiddleware",
     "parsite.staticfiles.CollectorStaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -258,19 +261,7 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-# --- Logging: one line per event on stderr, and a file in PAR_DATA_DIR -------
+# --- Logging: one line per event on stderr, scrubbed of secrets (parsite/logs.py) -----------
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
-    },
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
-    },
-    "root": {"handlers": ["console"], "level": os.environ.get("PAR_LOG_LEVEL", "INFO").upper()},
-    "loggers": {
-        "django.server": {"level": "WARNING"},
-    },
-}
+PAR_LOG_FORMAT = log_format()  # plain, or json: one object per line for a SIEM
+LOGGING = logging_config(PAR_LOG_FORMAT, os.environ.get("PAR_LOG_LEVEL", "INFO").upper())

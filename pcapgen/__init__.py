@@ -51,10 +51,18 @@ Traffic::
         A realistic mix in time order: each packet picks a flow (a few flows carry most packets),
         a direction and a size (ACK-sized, medium, full MTU). ``flows`` is a count or a list from
         mixed_flows(); Flow.packet(forward, payload) builds one packet of a flow.
+    dns_traffic(start_ns, seconds, flows, seed=0, clients=4096, servers=16) -> Iterator[(ts_ns, frame)]
+        DNS-like short flows, in time order: ``flows`` UDP flows from many clients' ephemeral ports
+        to a few resolvers' port 53, 2-10 packets each (query/answer pairs, retries a few ms
+        apart), Ethernet frames of about 190 bytes (UDP checksum 0: "none", valid for IPv4).
+
+Real conversations (TCP handshake and teardown, HTTP, DNS over UDP, TLS) for the demo are in
+pcapgen.sessions.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import itertools
 import random
@@ -127,6 +135,7 @@ def crc32c(data: bytes) -> int:
 # ---------------------------------------------------------------- IP layer
 
 
+@functools.lru_cache(maxsize=65536)  # generators build many packets between few hosts
 def _addr(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ipaddress.ip_address(text)
 
@@ -594,3 +603,37 @@ def mixed_traffic(
         # Jitter inside the packet's own time slot keeps the stream in time order.
         ts = start_ns + int(n * step) + rng.randrange(max(1, int(step)))
         yield ts - ts % 1000, flow.frame(rng.random() < 0.5, blob[:size], seqs[index])
+
+
+def dns_traffic(
+    start_ns: int, seconds: float, flows: int, seed: int = 0, clients: int = 4096, servers: int = 16
+) -> Iterator[tuple[int, bytes]]:
+    """DNS-like short flows (see the module docstring), built field by field for speed."""
+    rng = random.Random(seed)
+    client_ips = [bytes((10, 1 + n // 65536 % 250, n // 256 % 256, n % 256)) for n in range(1, clients + 1)]
+    server_ips = [bytes((192, 0, 2, 1 + n % 250)) for n in range(servers)]
+    span = int(seconds * 1_000_000_000)
+    packets = []
+    for flow in range(flows):
+        at = start_ns + rng.randrange(max(1, span - 50_000_000))
+        for k in range(rng.randrange(1, 6) * 2):  # query/answer pairs
+            packets.append((at, flow, k))
+            at += rng.randrange(200_000, 8_000_000)  # 0.2-8 ms apart
+    packets.sort()
+    ends = [
+        (rng.choice(client_ips), rng.randrange(1024, 65536), rng.choice(server_ips)) for _ in range(flows)
+    ]
+    blob = rng.randbytes(300)
+    ether = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00"
+    pack_ip, pack_udp = struct.Struct("!BBHHHBBH4s4s").pack, struct.Struct("!HHHH").pack
+    unpack_words = struct.Struct("!10H").unpack
+    for ts, flow, k in packets:
+        client, port, server = ends[flow]
+        size = rng.randrange(60, 100) if k % 2 == 0 else rng.randrange(180, 260)
+        src, dst, sport, dport = (client, server, port, 53) if k % 2 == 0 else (server, client, 53, port)
+        head = pack_ip(0x45, 0, 28 + size, flow & 0xFFFF, 0, 64, 17, 0, src, dst)
+        total = sum(unpack_words(head))
+        total = (total & 0xFFFF) + (total >> 16)
+        total = (total & 0xFFFF) + (total >> 16)
+        head = head[:10] + (~total & 0xFFFF).to_bytes(2, "big") + head[12:]
+        yield ts - ts % 1000, ether + head + pack_udp(sport, dport, 8 + size, 0) + blob[:size]

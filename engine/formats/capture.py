@@ -33,6 +33,15 @@ class IncompleteHeader(CaptureError):
     """A file too short to hold its own file header yet (just created, still being written)."""
 
 
+class CaptureTruncated(CaptureError):
+    """The file ends before the size it had when it was opened: records it held have disappeared.
+
+    Capture files only grow while they are written, so a file that shrinks under a reader (a
+    truncation, a capture tool restarted over the same name) is damage: an answer that met it
+    would look complete while missing records that were there when it began.
+    """
+
+
 class Record(NamedTuple):
     offset: int
     ts_ns: int
@@ -79,6 +88,7 @@ class Capture:
         self.path = Path(path)
         self._file = file if file is not None else open(self.path, "rb", buffering=0)  # noqa: SIM115
         try:
+            self.opened_size = self.size()  # what a reader may count on; a live file may grow past it
             self._open()
         except BaseException:
             self._file.close()
@@ -132,5 +142,15 @@ class Capture:
         return os.fstat(self._file.fileno()).st_size
 
     def read(self, offset: int, size: int) -> bytes:
-        """``size`` bytes at ``offset`` (fewer at the end of the file)."""
-        return os.pread(self._file.fileno(), size, offset)
+        """``size`` bytes at ``offset`` (fewer at the end of the file; see ``ends_at``)."""
+        data = os.pread(self._file.fileno(), size, offset)
+        if len(data) < size:
+            self.ends_at(offset + len(data))
+        return data
+
+    def ends_at(self, offset: int) -> None:
+        """A read met the end of the file at ``offset``: CaptureTruncated if the file was longer when opened."""
+        if offset < self.opened_size:
+            raise CaptureTruncated(
+                self.path, offset, f"the file shrank while being read (it held {self.opened_size} bytes)"
+            )

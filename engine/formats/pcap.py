@@ -88,6 +88,7 @@ class PcapCapture(Capture):
             if len(buf) - i < RECORD_HEADER_SIZE:
                 more = os.pread(fd, READ_CHUNK, base + len(buf))
                 if not more:
+                    self.ends_at(base + len(buf))
                     return  # end of file, possibly inside a record header: a file still being written
                 base, buf, i = base + i, buf[i:] + more, 0
                 continue
@@ -97,6 +98,7 @@ class PcapCapture(Capture):
             if end > len(buf):
                 more = os.pread(fd, max(READ_CHUNK, end - len(buf)), base + len(buf))
                 if not more:
+                    self.ends_at(base + len(buf))
                     return  # a record cut short by the end of the file
                 base, buf, i = base + i, buf[i:] + more, 0
                 continue

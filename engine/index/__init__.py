@@ -6,9 +6,9 @@ The format, and when an index answers for its capture, are described once, in
 
 from __future__ import annotations
 
+from ..communityid import community_id
 from ..formats import CaptureError, IncompleteHeader
 from .build import IndexStats, build_index
-from .flows import community_id
 from .format import (
     HEADER_SIZE,
     INDEX_SUFFIX,
@@ -21,6 +21,7 @@ from .format import (
     temp_index_path,
 )
 from .read import (
+    ROW_DTYPE,
     FlowIndex,
     capture_digest,
     capture_span,
@@ -31,6 +32,7 @@ from .read import (
 
 __all__ = [
     "HEADER_SIZE",
+    "ROW_DTYPE",
     "INDEX_SUFFIX",
     "INDEX_VERSION",
     "TEMP_INDEX_PATTERN",

@@ -10,18 +10,19 @@ from pathlib import Path
 
 import numpy as np
 
+from ..durable import atomic_write
 from ..flowfields import FlowColumns, fill_slow_rows, flow_columns
 from ..formats import Capture, PcapngCapture, open_capture
 from ..recordtable import RecordTable, walk_pcap, walk_pcapng
-from .flows import flow_table, lookups
+from .flows import flow_table
 from .format import (
-    FLAG_OFFSETS64,
     FLAG_PCAPNG,
     FLAG_SIMPLE_BLOCKS,
     HEADER_SIZE,
     INDEX_VERSION,
     MAGIC,
     IndexHeader,
+    encode_column,
     encode_header,
     index_path,
     temp_index_path,
@@ -57,7 +58,7 @@ def build_index(capture: str | os.PathLike, out: str | os.PathLike | None = None
                 table = walk_pcap(cap, mm, size)
                 columns = _dissect(mm, table)
                 digest = content_digest(lambda o, n: mm[o : o + n], size)
-    header, sections = _sections(table, columns, size, digest, cap.kind == "pcapng")
+    header, sections = _sections(table, columns, size, digest, cap)
     index_bytes = _write_atomically(out, header, sections)
     packets = len(table.offset)
     return IndexStats(
@@ -97,14 +98,17 @@ def _dissect(mm, table: RecordTable) -> FlowColumns:
 
 
 def _sections(
-    table: RecordTable, columns: FlowColumns, size: int, digest: bytes, pcapng: bool
-) -> tuple[IndexHeader, list[np.ndarray]]:
-    flows, offsets = flow_table(table, columns)
-    lookup_columns = lookups(flows)
-    wide = size >= 1 << 32
-    flags = (FLAG_OFFSETS64 if wide else 0) | (FLAG_PCAPNG if pcapng else 0)
-    flags |= FLAG_SIMPLE_BLOCKS if table.simple_blocks else 0
-    linktypes = np.unique(table.linktype).astype("<u4")
+    table: RecordTable, fields: FlowColumns, size: int, digest: bytes, capture: Capture
+) -> tuple[IndexHeader, dict[str, np.ndarray]]:
+    columns, n_flows, n_v4 = flow_table(table, fields, capture.nanosecond)
+    flags = (FLAG_PCAPNG if isinstance(capture, PcapngCapture) else 0) | (
+        FLAG_SIMPLE_BLOCKS if table.simple_blocks else 0
+    )
+    columns = {
+        "linktype": np.unique(table.linktype).astype("<u4"),
+        "metablk": np.array(table.meta_offsets, dtype="<u8"),
+        **columns,
+    }
     header = IndexHeader(
         magic=MAGIC,
         version=INDEX_VERSION,
@@ -114,37 +118,24 @@ def _sections(
         records=len(table.offset),
         first_ns=int(table.ts_ns.min()) if len(table.ts_ns) else 0,
         last_ns=int(table.ts_ns.max()) if len(table.ts_ns) else 0,
-        flows=len(flows),
-        linktypes=len(linktypes),
-        meta_blocks=len(table.meta_offsets),
-        reserved=0,
-        entries=len(offsets),
+        flows=n_flows,
+        v4_flows=n_v4,
+        time_unit=1 if capture.nanosecond else 1000,
+        columns=len(columns),
     )
-    sections = [
-        linktypes,
-        np.array(table.meta_offsets, dtype="<u8"),
-        flows,
-        *lookup_columns,
-        offsets.astype("<u8" if wide else "<u4"),
-    ]
-    return header, sections
+    return header, columns
 
 
-def _write_atomically(out: Path, header: IndexHeader, sections: list[np.ndarray]) -> int:
-    tmp = temp_index_path(out)
+def _write_atomically(out: Path, header: IndexHeader, columns: dict[str, np.ndarray]) -> int:
     written = 0
-    try:
-        with open(tmp, "wb") as f:
-            f.write(encode_header(header))
-            written = HEADER_SIZE
-            for section in sections:
-                data = section.tobytes()
-                f.write(data + b"\0" * (-len(data) % 8))
-                written += len(data) + (-len(data) % 8)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(out, temp=temp_index_path(out)) as f:
+        directory = b"".join(encode_column(name, column) for name, column in columns.items())
+        f.write(encode_header(header) + directory)
+        written = HEADER_SIZE + len(directory)
+        written += -written % 8
+        f.write(b"\0" * (-(HEADER_SIZE + len(directory)) % 8))
+        for column in columns.values():
+            data = column.tobytes()
+            f.write(data + b"\0" * (-len(data) % 8))
+            written += len(data) + (-len(data) % 8)
     return written

@@ -1,66 +1,45 @@
 """The flow table of one capture file: packets grouped into direction-folded flows, with lookups.
 
-Built with numpy from the per-record flow columns of ``engine.flowfields``; the on-disk layout of
-these tables is described in ``engine.index.format``.
+Built with numpy from the per-record flow columns of ``engine.flowfields``, as the columns of
+``engine.index.format`` (which describes them).
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import struct
+import operator
 
 import numpy as np
 
 from .. import dissect as d
 from ..flowfields import FlowColumns
 from ..recordtable import RecordTable
+from .format import OFFSET_GROUP, encode_varints, narrowest
 
-FLOW_DTYPE = np.dtype(
-    [
-        ("a_hi", "<u8"),
-        ("a_lo", "<u8"),
-        ("b_hi", "<u8"),
-        ("b_lo", "<u8"),
-        ("first_ns", "<i8"),
-        ("last_ns", "<i8"),
-        ("bytes", "<u8"),  # original lengths, summed
-        ("start", "<u8"),  # first entry in the packet-offset list
-        ("packets", "<u4"),
-        ("a_port", "<u2"),
-        ("b_port", "<u2"),
-        ("proto", "u1"),
-        ("community_id", "V20"),  # Community ID v1 (seed 0) sha1 digest; text form: community_id()
-        ("reserved", "V3"),
-    ]
-)
-# The lookups are stored column by column: a binary search needs a contiguous sorted column.
-LOOKUP_COLUMNS = (
-    ("address_hi", "<u8"),
-    ("address_lo", "<u8"),
-    ("address_flow", "<u4"),
-    ("port", "<u2"),
-    ("port_flow", "<u4"),
-)
+_DIGEST = operator.methodcaller("digest")
+ICMP_PROTOCOLS = (1, 58)  # their Community ID needs each packet's type and code
+V4_MAPPED = np.uint64(0xFFFF)
 
 
-def fold(fields: FlowColumns, rows: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Direction-folded keys of ``rows``: (a_hi, a_lo, b_hi, b_lo, ports) with (a, a_port) <= (b, b_port).
+def fold(fields: FlowColumns, rows: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """Direction-folded keys of ``rows`` and which were swapped (sent from the b end).
 
-    ``ports`` packs a_port << 24 | b_port << 8 | protocol into one u64.
+    The key is (a_hi, a_lo, b_hi, b_lo, ports) with (a, a_port) <= (b, b_port); ``ports`` packs
+    a_port << 24 | b_port << 8 | protocol into one u64.
     """
     s_hi, s_lo, sp = fields.src_hi[rows], fields.src_lo[rows], fields.sport[rows]
     d_hi, d_lo, dp = fields.dst_hi[rows], fields.dst_lo[rows], fields.dport[rows]
     swap = (s_hi > d_hi) | ((s_hi == d_hi) & ((s_lo > d_lo) | ((s_lo == d_lo) & (sp > dp))))
     a_port = np.where(swap, dp, sp).astype(np.uint64)
     b_port = np.where(swap, sp, dp).astype(np.uint64)
-    return (
+    key = (
         np.where(swap, d_hi, s_hi),
         np.where(swap, d_lo, s_lo),
         np.where(swap, s_hi, d_hi),
         np.where(swap, s_lo, d_lo),
         a_port << np.uint64(24) | b_port << np.uint64(8) | fields.proto[rows],
     )
+    return key, swap
 
 
 def group(columns) -> tuple[np.ndarray, np.ndarray]:
@@ -98,111 +77,147 @@ def group(columns) -> tuple[np.ndarray, np.ndarray]:
     return order, np.flatnonzero(boundary)
 
 
-def community_id(a: bytes, a_port: int, b: bytes, b_port: int, proto: int) -> str:
-    """Community ID v1 (seed 0) of a flow, addresses given as 16 bytes (IPv4-mapped for IPv4)."""
-    return "1:" + base64.b64encode(_community_digest(a, a_port, b, b_port, proto)).decode()
+def is_v4(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """Which 16-byte addresses (as halves) are IPv4-mapped."""
+    return (hi == 0) & (lo >> np.uint64(32) == V4_MAPPED)
 
 
-def _community_digest(a: bytes, a_port: int, b: bytes, b_port: int, proto: int) -> bytes:
-    if a[:12] == d.V4_PREFIX and b[:12] == d.V4_PREFIX:
-        a, b = a[12:], b[12:]
-    if (b, b_port) < (a, a_port):
-        a, a_port, b, b_port = b, b_port, a, a_port
-    data = struct.pack("!H", 0) + a + b + struct.pack("!BB", proto, 0)
-    if proto in d.PORT_PROTOCOLS:
-        data += struct.pack("!HH", a_port, b_port)
-    return hashlib.sha1(data).digest()
+def cid_prefixes(
+    a_hi: np.ndarray, a_lo: np.ndarray, b_hi: np.ndarray, b_lo: np.ndarray, ports: np.ndarray, v4: np.ndarray
+) -> np.ndarray:
+    """The first two bytes (big-endian u16) of each flow's Community ID v1 digest; 0 for ICMP/ICMPv6.
 
-
-V4_MESSAGE = np.dtype(
-    [
-        ("seed", ">u2"),
-        ("a", ">u4"),
-        ("b", ">u4"),
-        ("proto", "u1"),
-        ("pad", "u1"),
-        ("a_port", ">u2"),
-        ("b_port", ">u2"),
-    ]
-)
-V6_MESSAGE = np.dtype(
-    [
-        ("seed", ">u2"),
-        ("a_hi", ">u8"),
-        ("a_lo", ">u8"),
-        ("b_hi", ">u8"),
-        ("b_lo", ">u8"),
-        ("proto", "u1"),
-        ("pad", "u1"),
-        ("a_port", ">u2"),
-        ("b_port", ">u2"),
-    ]
-)
-
-
-def community_digests(flows: np.ndarray) -> np.ndarray:
-    """Community ID v1 sha1 digests of every flow row, the hashed messages laid out by numpy.
-
-    Rows are folded as Community ID orders its endpoints, (address, port) ascending.
+    The hashed messages are laid out by numpy (the fold already orders the ends as Community ID
+    does: address, then port, ascending); hashlib hashes them (``_digest_heads``).
     """
-    out = np.zeros(len(flows), dtype="V20")
-    v4 = (flows["a_hi"] == 0) & (flows["a_lo"] >> np.uint64(32) == 0xFFFF)
-    v4 &= (flows["b_hi"] == 0) & (flows["b_lo"] >> np.uint64(32) == 0xFFFF)
-    for rows, dtype in ((np.flatnonzero(v4), V4_MESSAGE), (np.flatnonzero(~v4), V6_MESSAGE)):
-        chosen = flows[rows]
-        messages = np.zeros(len(rows), dtype=dtype)
-        for name in dtype.names:
-            if name in ("a", "b"):
-                messages[name] = chosen[name + "_lo"] & np.uint64(0xFFFFFFFF)
-            elif name not in ("seed", "pad"):
-                messages[name] = chosen[name]
-        size = dtype.itemsize
-        with_ports = np.isin(chosen["proto"], d.PORT_PROTOCOLS).tolist()
-        raw = memoryview(messages.tobytes())
-        sha1 = hashlib.sha1
-        digests = [
-            sha1(raw[i * size : (i + 1) * size if ports else (i + 1) * size - 4]).digest()
-            for i, ports in enumerate(with_ports)
-        ]
-        if digests:
-            out[rows] = np.frombuffer(b"".join(digests), dtype="V20")
+    proto = (ports & np.uint64(0xFF)).astype(np.uint8)
+    a_port = (ports >> np.uint64(24)).astype(np.uint16)
+    b_port = ((ports >> np.uint64(8)) & np.uint64(0xFFFF)).astype(np.uint16)
+    out = np.zeros(len(ports), dtype=np.uint16)
+    hashed = ~np.isin(proto, ICMP_PROTOCOLS)
+    for family in (True, False):
+        rows = np.flatnonzero(hashed & (v4 == family))
+        if not len(rows):
+            continue
+        width = 4 if family else 16
+        size = 2 + 2 * width + 2 + 4
+        message = np.zeros((len(rows), size), dtype=np.uint8)
+        for k, (hi, lo) in enumerate(((a_hi, a_lo), (b_hi, b_lo))):
+            at = 2 + k * width
+            if family:
+                message[:, at : at + 4] = (
+                    (lo[rows] & np.uint64(0xFFFFFFFF)).astype(">u4").view(np.uint8).reshape(-1, 4)
+                )
+            else:
+                message[:, at : at + 8] = hi[rows].astype(">u8").view(np.uint8).reshape(-1, 8)
+                message[:, at + 8 : at + 16] = lo[rows].astype(">u8").view(np.uint8).reshape(-1, 8)
+        at = 2 + 2 * width
+        message[:, at] = proto[rows]
+        message[:, at + 2 : at + 4] = a_port[rows].astype(">u2").view(np.uint8).reshape(-1, 2)
+        message[:, at + 4 : at + 6] = b_port[rows].astype(">u2").view(np.uint8).reshape(-1, 2)
+        with_ports = np.isin(proto[rows], d.PORT_PROTOCOLS)
+        for hashed_rows, length in ((with_ports, size), (~with_ports, size - 4)):
+            chosen = np.flatnonzero(hashed_rows)
+            if len(chosen):
+                out[rows[chosen]] = _digest_heads(message[chosen, :length])
     return out
 
 
-def flow_table(table: RecordTable, fields: FlowColumns) -> tuple[np.ndarray, np.ndarray]:
-    """(flow table, record offsets grouped by flow) of the records that carry flow fields."""
+def _digest_heads(messages: np.ndarray) -> np.ndarray:
+    """The first two bytes (big-endian u16) of the sha1 of each row of ``messages``.
+
+    The messages become bytes objects and are hashed by C-level iteration (map over hashlib):
+    the per-flow cost is hashlib's own, with no Python bytecode per flow.
+    """
+    chunks = np.ascontiguousarray(messages).view(f"V{messages.shape[1]}").ravel().tolist()
+    digests = b"".join(map(_DIGEST, map(hashlib.sha1, chunks)))
+    return np.frombuffer(digests, dtype=np.uint8).reshape(-1, 20)[:, :2].copy().view(">u2").ravel()
+
+
+def flow_table(
+    table: RecordTable, fields: FlowColumns, nanosecond: bool
+) -> tuple[dict[str, np.ndarray], int, int]:
+    """(columns of the flow table, lookups and packet offsets; flows; IPv4 flows)."""
     rows = np.flatnonzero(fields.has_flow)
-    columns = fold(fields, rows)
-    order, starts = group(columns)
-    packet_rows = rows[order]
+    key, swap = fold(fields, rows)
+    order, starts = group(key)
     counts = np.diff(np.append(starts, len(order)))
-    flows = np.zeros(len(starts), dtype=FLOW_DTYPE)
     first_rows = order[starts]
-    for name, column in zip(("a_hi", "a_lo", "b_hi", "b_lo"), columns, strict=False):
-        flows[name] = column[first_rows]
-    ports = columns[4][first_rows]
-    flows["a_port"] = ports >> np.uint64(24)
-    flows["b_port"] = (ports >> np.uint64(8)) & np.uint64(0xFFFF)
-    flows["proto"] = ports & np.uint64(0xFF)
+    a_hi, a_lo, b_hi, b_lo, ports = (column[first_rows] for column in key)
+    v4 = is_v4(a_hi, a_lo) & is_v4(b_hi, b_lo)
+    cid = cid_prefixes(a_hi, a_lo, b_hi, b_lo, ports, v4)
+    # The table's order: IPv4 flows first, each family by Community ID prefix (ties as grouped).
+    flow_order = np.argsort((~v4).astype(np.uint32) << 16 | cid, kind="stable")
+    n_flows, n_v4 = len(starts), int(v4.sum())
+    packet_rows = rows[order]
     ts = table.ts_ns[packet_rows]
-    if len(starts):
-        flows["first_ns"] = np.minimum.reduceat(ts, starts)
-        flows["last_ns"] = np.maximum.reduceat(ts, starts)
-        flows["bytes"] = np.add.reduceat(table.orig_len[packet_rows], starts)
-    flows["start"] = starts
-    flows["packets"] = counts
-    flows["community_id"] = community_digests(flows)
-    return flows, table.offset[packet_rows]
+    base = int(table.ts_ns.min()) if len(table.ts_ns) else 0
+    unit = 1 if nanosecond else 1000
+    columns: dict[str, np.ndarray] = {}
+    if n_flows:
+        first_ns = np.minimum.reduceat(ts, starts)[flow_order]
+        last_ns = np.maximum.reduceat(ts, starts)[flow_order]
+        flow_bytes = np.add.reduceat(table.orig_len[packet_rows], starts)[flow_order]
+    else:
+        first_ns = last_ns = flow_bytes = np.zeros(0, dtype=np.int64)
+    a_hi, a_lo, b_hi, b_lo, ports = (c[flow_order] for c in (a_hi, a_lo, b_hi, b_lo, ports))
+    v4 = v4[flow_order]
+    columns["a4"] = (a_lo[:n_v4] & np.uint64(0xFFFFFFFF)).astype("<u4")
+    columns["b4"] = (b_lo[:n_v4] & np.uint64(0xFFFFFFFF)).astype("<u4")
+    for name, column in (("a6hi", a_hi), ("a6lo", a_lo), ("b6hi", b_hi), ("b6lo", b_lo)):
+        columns[name] = column[n_v4:].astype("<u8")
+    columns["aport"] = (ports >> np.uint64(24)).astype("<u2")
+    columns["bport"] = ((ports >> np.uint64(8)) & np.uint64(0xFFFF)).astype("<u2")
+    columns["proto"] = (ports & np.uint64(0xFF)).astype("<u1")
+    columns["flags"] = swap[first_rows][flow_order].astype("<u1")
+    columns["first"] = narrowest((first_ns - base) // unit, "<u4")
+    columns["last"] = narrowest(-((base - last_ns) // unit), "<u4")  # rounded up
+    columns["packets"] = narrowest(counts[flow_order])
+    columns["bytes"] = narrowest(flow_bytes, "<u2")
+    columns["cid"] = cid[flow_order].astype("<u2")
+    columns.update(_address_lookups(columns, n_v4))
+    columns.update(_port_lookup(columns))
+    columns.update(_offsets(table.offset[packet_rows], starts, counts, flow_order))
+    return columns, n_flows, n_v4
 
 
-def lookups(flows: np.ndarray) -> list[np.ndarray]:
-    """The LOOKUP_COLUMNS over both ends of every flow: addresses sorted by (hi, lo), ports sorted."""
-    ids = np.arange(len(flows), dtype=np.uint32)
-    hi = np.concatenate([flows["a_hi"], flows["b_hi"]])
-    lo = np.concatenate([flows["a_lo"], flows["b_lo"]])
-    by_address = np.lexsort((lo, hi))
-    port = np.concatenate([flows["a_port"], flows["b_port"]])
-    by_port = np.argsort(port, kind="stable")
-    flow = np.concatenate([ids, ids])
-    columns = [hi[by_address], lo[by_address], flow[by_address], port[by_port], flow[by_port]]
-    return [c.astype(dtype) for c, (_, dtype) in zip(columns, LOOKUP_COLUMNS, strict=True)]
+def _address_lookups(columns: dict[str, np.ndarray], n_v4: int) -> dict[str, np.ndarray]:
+    """Both ends of every flow, as flow << 1 | end, sorted by address: one lookup per family."""
+    ends4 = np.stack([columns["a4"], columns["b4"]], axis=1).ravel()
+    by4 = np.argsort(ends4, kind="stable")
+    hi = np.stack([columns["a6hi"], columns["b6hi"]], axis=1).ravel()
+    lo = np.stack([columns["a6lo"], columns["b6lo"]], axis=1).ravel()
+    by6 = np.lexsort((lo, hi)) + 2 * n_v4
+    return {"byaddr4": by4.astype("<u4"), "byaddr6": by6.astype("<u4")}
+
+
+def _port_lookup(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Both ends of every flow, as flow << 1 | end, sorted by port."""
+    ends = np.stack([columns["aport"], columns["bport"]], axis=1).ravel()
+    return {"byport": np.argsort(ends, kind="stable").astype("<u4")}
+
+
+def _offsets(
+    grouped: np.ndarray, starts: np.ndarray, counts: np.ndarray, flow_order: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The packet offsets of every flow in table order, as varint distances, and where groups start.
+
+    ``grouped`` holds the record offsets flow by flow in the grouping's order (``starts``, ``counts``).
+    """
+    counts = counts[flow_order]
+    new_starts = np.cumsum(counts) - counts
+    # entry k of the table order is entry k - new_starts[f] + starts[flow_order[f]] of the grouping
+    offsets = grouped[np.arange(len(grouped)) + np.repeat(starts[flow_order] - new_starts, counts)]
+    distances = np.empty(len(offsets), dtype=np.int64)
+    if len(offsets):
+        distances[0] = offsets[0]
+        np.subtract(offsets[1:], offsets[:-1], out=distances[1:])
+        distances[new_starts] = offsets[new_starts]  # each flow's first offset is absolute
+    stream, lengths = encode_varints(distances)
+    flow_bytes = np.add.reduceat(lengths, new_starts) if len(counts) else np.zeros(0, np.int64)
+    at = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(flow_bytes, out=at[1:])
+    group_at = at[::OFFSET_GROUP]
+    if len(counts) % OFFSET_GROUP:
+        group_at = np.append(group_at, at[-1])
+    return {"offsets": stream, "offsetat": narrowest(group_at, "<u4")}

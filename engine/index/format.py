@@ -1,56 +1,79 @@
-"""A capture file's flow index: built in one pass, read by the query with binary searches.
+"""The index file format, declared once; the index of ``pcap.1700000000`` is ``pcap.1700000000.idx``.
 
-The index of ``pcap.1700000000`` is ``pcap.1700000000.idx`` beside it. It names its capture by
-content (size and a digest of the first and last 4 KiB), not by path or time, so it can be built
-in one directory and the capture moved next to it afterwards.
+It names its capture by content (size and a digest of the first and last 4 KiB), not by path or
+time, so it can be built in one directory and the capture moved next to it afterwards.
 
-Format, version 1 (all integers little-endian; every section starts on an 8-byte boundary)::
+Format, version 2 (all integers little-endian)::
 
-    header, 128 bytes
+    header, 128 bytes (IndexHeader, HEADER)
       magic          8s   b"PARINDEX"
-      version        u32  1
-      flags          u32  1 = offsets are u64 (capture >= 4 GiB), 2 = pcapng capture,
-                          4 = pcapng Simple Packet Blocks present (queries scan such a file instead)
+      version        u32  2
+      flags          u32  2 = pcapng capture, 4 = pcapng Simple Packet Blocks present (queries scan
+                          such a file instead)
       capture_size   u64  bytes of the capture when indexed
       digest         20s  sha1(capture size as u64, first 4096 bytes, last 4096 bytes)
       records        u64  complete records in the capture (with a flow or not)
       first_ns       i64  smallest record timestamp (ns since the epoch; 0 when no records)
       last_ns        i64  largest record timestamp
       flows          u32  rows of the flow table
-      linktypes      u32  entries of the link-type list
-      meta_blocks    u32  entries of the pcapng block list
-      reserved       u32
-      entries        u64  entries of the packet-offset list
+      v4_flows       u32  of which the first v4_flows are IPv4 (both ends), the rest IPv6
+      time_unit      u32  ns per unit of the flow times: 1 (nanosecond capture) or 1000
+      columns        u32  entries of the column directory
       reserved       to 128 bytes
-    link types       u32[linktypes]       link types of the records
-    meta blocks      u64[meta_blocks]     offsets of pcapng section header / interface blocks
-    flow table       96-byte rows, one per direction-folded flow (``FLOW_DTYPE``):
-                       a_hi u64, a_lo u64, b_hi u64, b_lo u64   the two endpoint addresses
-                       first_ns i64, last_ns i64                 its first and last packet time
-                       bytes u64                                 original lengths, summed
-                       start u64, packets u32                    its run in the packet offsets
-                       a_port u16, b_port u16, proto u8
-                       community_id 20s                          Community ID v1 (seed 0) sha1;
-                                                                 text: "1:" + base64
-                       reserved 3 bytes
-    address lookup   u64[2*flows] hi, u64[2*flows] lo, u32[2*flows] flow: both ends of every
-                     flow, sorted by address (hi, lo); three sections, one per column
-    port lookup      u16[2*flows] port, u32[2*flows] flow: both ends, sorted by port; two sections
-    packet offsets   u32 or u64[entries]  record offsets, grouped by flow, ascending in a group;
-                                          flow i owns entries [start_i, start_i + packets_i)
+    column directory, 24 bytes per column (COLUMN): name 8s, numpy dtype 4s ("<u4"), reserved u32,
+      count u64 (entries); the columns follow in directory order, each starting on an 8-byte boundary
+
+    columns (F = flows, F4 = v4_flows, F6 = F - F4; "u2|u4" = the narrowest that holds the file):
+      linktype  u4     link types of the records
+      metablk   u8     offsets of the pcapng section header / interface blocks
+      flow table, one entry per direction-folded flow, rows sorted by (family, cid):
+        a4, b4        u4[F4]     IPv4 addresses of the two ends, (a, a_port) <= (b, b_port)
+        a6hi, a6lo,   u8[F6]     IPv6 addresses as big-endian halves (rows F4.. of the table)
+        b6hi, b6lo
+        aport, bport  u2[F]      ports (0 for protocols without ports, ICMP included)
+        proto         u1[F]      IP protocol (after IPv6 extension headers)
+        flags         u1[F]      1 = the b end sent the flow's first packet in the capture
+        first, last   u4|u8[F]   first and last packet time, time_unit after the header's first_ns
+        packets       u1|u2|u4[F]  packets of the flow
+        bytes         u2|u4|u8[F]  their original lengths, summed
+        cid           u2[F]      Community ID lookup: the first two bytes (big-endian) of the flow's
+                                 Community ID v1 (seed 0) sha1 digest, sorted in each family; 0
+                                 for ICMP and ICMPv6, whose Community ID is per packet
+      address lookup:
+        byaddr4       u4[2*F4]   flow << 1 | end (0 = a, 1 = b) of both ends of every IPv4 flow,
+                                 sorted by that end's address (then by entry)
+        byaddr6       u4[2*F6]   the same for the IPv6 flows (flow ids counted from 0 for the table)
+      port lookup:
+        byport        u4[2*F]    flow << 1 | end of both ends of every flow, sorted by that end's port
+      packet offsets:
+        offsets       u1[...]    per flow, in table order, the record offsets of its packets,
+                                 ascending, each as an unsigned LEB128 varint of its distance to
+                                 the previous one of the flow (the first: its offset)
+        offsetat      u4|u8[F/16+1]  where the varints of flows 0, 16, 32, ... start in ``offsets``
+                                 (the last entry: its length)
 
 A flow is folded so that (a, a_port) <= (b, b_port), addresses compared as 16 bytes (IPv4 as
-``::ffff:a.b.c.d``, stored as two big-endian u64 halves). Ports are 0 for protocols without
-ports. Later fragments are in the flow the fragment rule of ``engine.dissect`` gives them. Packet timestamps are not stored: the query reads each record's header to
-clip time anyway.
+``::ffff:a.b.c.d``); a flow is IPv4 when both ends are. Later fragments are in the flow the
+fragment rule of ``engine.dissect`` gives them. Every selector is a binary search: an address or
+network is a range of ``byaddr4``/``byaddr6`` (searched through the flow table's addresses), a
+port a run of ``byport``, a Community ID a range of the sorted ``cid`` of each family, confirmed by
+recomputing the digest from the row (``engine.communityid``). Packet timestamps are not stored:
+the query reads each record's header to clip time anyway.
 
-One rule decides whether an index answers for its capture (``usable_header`` and the content
-check of ``engine.index.read``): its magic and version, sizes that agree with the header, and the
-capture's size and digest. A reader meeting any other index gets None from ``open_index`` and
-scans the capture instead; ``reindex`` and the filer rebuild it. The index is written under a
-temporary dot-name beside it (``temp_index_path``; ``TEMP_INDEX_PATTERN`` matches what follows
-the capture's dot-name) and renamed into place. Sizes: 4 bytes per packet of a flow plus
-about 136 bytes per flow, about 1.2% of the capture on the benchmark's traffic mix.
+Size: per packet, its varint: 1 byte for a distance to the flow's previous packet under 128
+bytes, 2 under 16 KiB, 3 under 2 MiB, 4 under 256 MiB (a flow's first packet: its offset, 3-5
+bytes). Per flow, 27 bytes of table for IPv4 with narrow counts (IPv6: +24; counts, bytes and
+times widen per file, by up to 12 bytes, when a file needs it), 16 bytes of lookups (an address
+and a port entry of 4 bytes for each end) and 0.25 of ``offsetat``. Measured (bench/RESULTS.md):
+0.6% of the capture on the benchmark's mixed link, 4.8% on DNS-like short flows (57 bytes a flow
+of 6 packets of 207 bytes), against 1.2% and 13.8% for version 1.
+
+One rule decides whether an index answers for its capture (``decode_header`` and
+``FlowIndex.describes``): its magic and version, columns that fit the file, and the capture's
+size and digest. A reader meeting any other index (version 1 included) gets None from
+``open_index`` and scans the capture instead; ``reindex`` and the filer rebuild it. The index is
+written with ``engine.durable.atomic_write`` (``temp_index_path``; ``TEMP_INDEX_PATTERN`` matches
+what follows the capture's dot-name) and renamed into place.
 """
 
 from __future__ import annotations
@@ -61,16 +84,20 @@ import struct
 from pathlib import Path
 from typing import NamedTuple
 
-INDEX_VERSION = 1
+import numpy as np
+
+from .. import durable
+
+INDEX_VERSION = 2
 MAGIC = b"PARINDEX"
 INDEX_SUFFIX = ".idx"
 HEADER_SIZE = 128
-FLAG_OFFSETS64 = 1
 FLAG_PCAPNG = 2
 FLAG_SIMPLE_BLOCKS = 4
 DIGEST_SPAN = 4096  # bytes of the capture's head and tail in its digest
+OFFSET_GROUP = 16  # flows per ``offsetat`` entry
 # What follows ``.<capture name>`` in the name of an index being written (``temp_index_path``).
-TEMP_INDEX_PATTERN = re.escape(INDEX_SUFFIX) + r"\.[0-9]+\.tmp"
+TEMP_INDEX_PATTERN = re.escape(INDEX_SUFFIX) + r"\.[0-9]+" + re.escape(durable.TEMP_SUFFIX)
 
 
 class IndexUnusable(ValueError):
@@ -89,13 +116,21 @@ class IndexHeader(NamedTuple):
     first_ns: int
     last_ns: int
     flows: int
-    linktypes: int
-    meta_blocks: int
-    reserved: int
-    entries: int
+    v4_flows: int
+    time_unit: int
+    columns: int
 
 
-HEADER = struct.Struct("<8sIIQ20sQqqIIIIQ")
+HEADER = struct.Struct("<8sIIQ20sQqqIIII")
+COLUMN = struct.Struct("<8s4sIQ")  # name, dtype, reserved, count
+
+
+class Column(NamedTuple):
+    """An entry of the column directory."""
+
+    name: str
+    dtype: np.dtype
+    count: int
 
 
 def encode_header(header: IndexHeader) -> bytes:
@@ -114,11 +149,86 @@ def decode_header(data: bytes, path: str = "index") -> IndexHeader:
     return header
 
 
+def encode_column(name: str, column: np.ndarray) -> bytes:
+    """The directory entry of ``column``."""
+    return COLUMN.pack(name.encode(), column.dtype.str.encode(), 0, len(column))
+
+
+def decode_column(data: bytes, at: int, path: str) -> Column:
+    """The directory entry at ``at``; IndexUnusable for one that names no integer column."""
+    name, dtype, _, count = COLUMN.unpack_from(data, at)
+    try:
+        found = np.dtype(dtype.rstrip(b"\0").decode("ascii"))
+    except (TypeError, UnicodeDecodeError, ValueError):
+        raise IndexUnusable(f"{path}: a column of an unknown type") from None
+    if found.kind != "u" or found.byteorder == ">":
+        raise IndexUnusable(f"{path}: a column of an unknown type")
+    return Column(name.rstrip(b"\0").decode("ascii", "replace"), found, count)
+
+
+def narrowest(values: np.ndarray, smallest: str = "<u1") -> np.ndarray:
+    """``values`` (non-negative) as the narrowest little-endian unsigned type that holds them all."""
+    top = int(values.max()) if len(values) else 0
+    for dtype in ("<u1", "<u2", "<u4", "<u8"):
+        if np.dtype(dtype).itemsize >= np.dtype(smallest).itemsize and top < 1 << (
+            8 * np.dtype(dtype).itemsize
+        ):
+            return values.astype(dtype)
+    raise ValueError(f"{top} does not fit 64 bits")
+
+
+# ---------------------------------------------------------------- varints
+
+
+def varint_lengths(values: np.ndarray) -> np.ndarray:
+    """Bytes of each (non-negative) value's unsigned LEB128 varint."""
+    lengths = np.ones(len(values), dtype=np.int8)
+    for k in range(1, 10):
+        above = values >= 1 << (7 * k)
+        if not above.any():
+            break
+        lengths += above
+    return lengths
+
+
+def encode_varints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(unsigned LEB128 of every value, concatenated, as uint8; each one's length in bytes)."""
+    top = int(values.max()) if len(values) else 0
+    values = values.astype(np.uint32 if top < 1 << 32 else np.uint64)
+    lengths = varint_lengths(values)
+    longest = int(lengths.max()) if len(values) else 0
+    # every value's bytes in a row of ``longest`` (continuation bit on all but its last), then the
+    # bytes past each value's length dropped: row-major order is the stream's order
+    table = np.empty((len(values), longest), dtype=np.uint8)
+    for k in range(longest):
+        table[:, k] = (values >> values.dtype.type(7 * k)) & 0x7F
+        table[:, k] |= (lengths > k + 1).view(np.uint8) << 7
+    return table[np.arange(longest) < lengths[:, None]], lengths
+
+
+def decode_varints(data: np.ndarray) -> np.ndarray:
+    """The values (uint64) of concatenated unsigned LEB128 varints; ValueError if the last is cut."""
+    if not len(data):
+        return np.zeros(0, dtype=np.uint64)
+    ends = np.flatnonzero(data < 0x80)
+    if not len(ends) or ends[-1] != len(data) - 1:
+        raise ValueError("a varint is cut short")
+    starts = np.empty(len(ends), dtype=np.int64)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    lengths = ends - starts + 1
+    if lengths.max() > 9:
+        raise ValueError("a varint longer than 9 bytes")
+    position = np.arange(len(data)) - np.repeat(starts, lengths)
+    parts = (data & 0x7F).astype(np.uint64) << (7 * position).astype(np.uint64)
+    return np.add.reduceat(parts, starts)
+
+
 def index_path(capture: str | os.PathLike) -> Path:
     """Where the index of ``capture`` lives: beside it, ``<capture name>.idx``."""
     return Path(os.fspath(capture) + INDEX_SUFFIX)
 
 
-def temp_index_path(out: Path) -> Path:
+def temp_index_path(out: str | os.PathLike) -> Path:
     """The temporary name an index is written under before it is renamed to ``out``."""
-    return out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    return durable.temp_path(out)

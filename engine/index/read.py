@@ -15,20 +15,42 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..communityid import community_digest, parse_community_id
 from ..flowfields import address_halves
-from .flows import FLOW_DTYPE, LOOKUP_COLUMNS
+from .flows import ICMP_PROTOCOLS
 from .format import (
+    COLUMN,
     DIGEST_SPAN,
-    FLAG_OFFSETS64,
     FLAG_PCAPNG,
     FLAG_SIMPLE_BLOCKS,
     HEADER_SIZE,
     INDEX_SUFFIX,
+    OFFSET_GROUP,
     IndexUnusable,
+    decode_column,
     decode_header,
+    decode_varints,
 )
 
-SMALL = 32  # candidate flows checked in Python rather than numpy
+# A flow row as the readers see it (the table's columns widened, addresses as 16 bytes in halves).
+ROW_DTYPE = np.dtype(
+    [
+        ("a_hi", "<u8"),
+        ("a_lo", "<u8"),
+        ("b_hi", "<u8"),
+        ("b_lo", "<u8"),
+        ("first_ns", "<i8"),
+        ("last_ns", "<i8"),
+        ("bytes", "<u8"),
+        ("packets", "<u8"),
+        ("a_port", "<u2"),
+        ("b_port", "<u2"),
+        ("proto", "u1"),
+        ("b_first", "?"),  # the b end sent the flow's first packet
+        ("community_id", "V20"),  # the Community ID digest, when asked for (zeros otherwise)
+    ]
+)
+V4_BLOCK = (0xFFFF << 32, (0xFFFF << 32) | 0xFFFFFFFF)  # the low halves of ::ffff:0.0.0.0/96
 OPEN_INDEXES = 4096
 _OPEN: OrderedDict[str, tuple[tuple, FlowIndex]] = OrderedDict()
 _OPEN_LOCK = threading.Lock()
@@ -55,10 +77,10 @@ def capture_digest(capture: str | os.PathLike, size: int) -> bytes:
 
 
 class FlowIndex:
-    """An open index: header facts read and checked; tables are views of a read-only mapping.
+    """An open index: header and column directory checked; columns are views of a read-only mapping.
 
-    Opening touches the header only; a lookup touches the few pages its binary searches visit,
-    so asking many files' indexes costs little more than opening them.
+    Opening touches the header and directory only; a lookup touches the few pages its binary
+    searches visit, so asking many files' indexes costs little more than opening them.
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -74,37 +96,51 @@ class FlowIndex:
         self.header = header = decode_header(self._map[:HEADER_SIZE], self.path)
         self.flags, self.capture_size, self.digest = header.flags, header.capture_size, header.digest
         self.records, self.first_ns, self.last_ns = header.records, header.first_ns, header.last_ns
-        self.entries = header.entries
-        self.offset_dtype = np.dtype("<u8" if self.flags & FLAG_OFFSETS64 else "<u4")
-        at = HEADER_SIZE
-        arrays = []
-        for dtype, count in (
-            (np.dtype("<u4"), header.linktypes),
-            (np.dtype("<u8"), header.meta_blocks),
-            (FLOW_DTYPE, header.flows),
-            *((np.dtype(dtype), 2 * header.flows) for _, dtype in LOOKUP_COLUMNS),
-        ):
-            if at + dtype.itemsize * count > size:
-                raise IndexUnusable(f"{self.path}: index is cut short")
-            arrays.append(np.frombuffer(self._map, dtype=dtype, count=count, offset=at))
-            at += _aligned(dtype.itemsize * count)
-        self.offsets_at = at
-        if at + _aligned(self.offset_dtype.itemsize * self.entries) != size:
-            raise IndexUnusable(f"{self.path}: index size does not match its header")
-        (
-            linktypes,
-            meta,
-            self.flows,
-            self.address_hi,
-            self.address_lo,
-            self.address_flow,
-            self.port,
-            self.port_flow,
-        ) = arrays
-        self.linktypes = linktypes.tolist()
-        self.meta_offsets = meta.tolist()
+        self.n_flows, self.n_v4 = header.flows, header.v4_flows
+        if self.n_v4 > self.n_flows or header.time_unit not in (1, 1000):
+            raise IndexUnusable(f"{self.path}: a header that disagrees with itself")
+        self.columns = self._read_columns(size)
+        c = self.columns
+        self.linktypes = c["linktype"].tolist()
+        self.meta_offsets = c["metablk"].tolist()
         if any(offset >= self.capture_size for offset in self.meta_offsets):
             raise IndexUnusable(f"{self.path}: a block offset points past the capture")
+
+    def _read_columns(self, size: int) -> dict[str, np.ndarray]:
+        n, n4 = self.n_flows, self.n_v4
+        at = HEADER_SIZE + COLUMN.size * self.header.columns
+        if at > size:
+            raise IndexUnusable(f"{self.path}: index is cut short")
+        directory = [
+            decode_column(self._map, HEADER_SIZE + COLUMN.size * i, self.path)
+            for i in range(self.header.columns)
+        ]
+        at += -at % 8
+        columns = {}
+        for column in directory:
+            length = column.dtype.itemsize * column.count
+            if at + length > size:
+                raise IndexUnusable(f"{self.path}: index is cut short")
+            columns[column.name] = np.frombuffer(self._map, dtype=column.dtype, count=column.count, offset=at)
+            at += length + (-length % 8)
+        if at != size:
+            raise IndexUnusable(f"{self.path}: index size does not match its directory")
+        expected = {"a4": n4, "b4": n4, "byaddr4": 2 * n4, "byaddr6": 2 * (n - n4), "byport": 2 * n}
+        expected |= {name: n - n4 for name in ("a6hi", "a6lo", "b6hi", "b6lo")}
+        expected |= {
+            name: n
+            for name in ("aport", "bport", "proto", "flags", "first", "last", "packets", "bytes", "cid")
+        }
+        expected |= {
+            "offsetat": -(-n // OFFSET_GROUP) + 1,
+            "linktype": None,
+            "metablk": None,
+            "offsets": None,
+        }
+        for name, count in expected.items():
+            if name not in columns or (count is not None and len(columns[name]) != count):
+                raise IndexUnusable(f"{self.path}: column {name} is missing or of another length")
+        return columns
 
     @property
     def pcapng(self) -> bool:
@@ -125,19 +161,136 @@ class FlowIndex:
         size = os.stat(capture).st_size
         return size == self.capture_size and capture_digest(capture, size) == self.digest
 
+    # ------------------------------------------------------------ rows
+
+    def _checked(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) and (ids.max() >= self.n_flows or ids.min() < 0):
+            raise IndexUnusable(f"{self.path}: a lookup names flow {ids.max()} of {self.n_flows}")
+        return ids
+
+    def rows(self, ids: np.ndarray, digests: bool = False) -> np.ndarray:
+        """The flow rows ``ids`` (ROW_DTYPE); with ``digests``, their Community ID digests too (not ICMP's)."""
+        ids = self._checked(ids)
+        c, n4 = self.columns, self.n_v4
+        rows = np.zeros(len(ids), dtype=ROW_DTYPE)
+        v4 = ids < n4
+        i4, i6 = ids[v4], ids[~v4] - n4
+        for end in ("a", "b"):
+            rows[end + "_lo"][v4] = c[end + "4"][i4].astype(np.uint64) | np.uint64(V4_BLOCK[0])
+            rows[end + "_hi"][~v4] = c[end + "6hi"][i6]
+            rows[end + "_lo"][~v4] = c[end + "6lo"][i6]
+        unit = self.header.time_unit
+        rows["first_ns"] = c["first"][ids].astype(np.int64) * unit + self.first_ns
+        rows["last_ns"] = c["last"][ids].astype(np.int64) * unit + self.first_ns
+        rows["bytes"], rows["packets"] = c["bytes"][ids], c["packets"][ids]
+        rows["a_port"], rows["b_port"], rows["proto"] = c["aport"][ids], c["bport"][ids], c["proto"][ids]
+        rows["b_first"] = c["flags"][ids] & 1
+        if digests:
+            for k, row in enumerate(rows.tolist()):
+                a_hi, a_lo, b_hi, b_lo, _, _, _, _, a_port, b_port, proto = row[:11]
+                if proto not in ICMP_PROTOCOLS:
+                    a, b = _bytes16(a_hi, a_lo), _bytes16(b_hi, b_lo)
+                    rows["community_id"][k] = community_digest(a, a_port, b, b_port, proto)
+        return rows
+
+    @property
+    def flows(self) -> np.ndarray:
+        """Every row of the flow table (materialised: for small tables and tests)."""
+        return self.rows(np.arange(self.n_flows))
+
+    def estimate(self, ids: np.ndarray) -> tuple[int, int]:
+        """(packets, bytes) the flows ``ids`` hold in the whole file: an upper bound for any window."""
+        ids = self._checked(ids)
+        c = self.columns
+        return int(c["packets"][ids].sum(dtype=np.uint64)), int(c["bytes"][ids].sum(dtype=np.uint64))
+
     # ------------------------------------------------------------ lookups
 
-    def _address_flows(self, address: bytes) -> np.ndarray:
-        hi, lo = (np.uint64(x) for x in address_halves(address))
-        his = self.address_hi
-        left, right = his.searchsorted(hi, "left"), his.searchsorted(hi, "right")
-        run = self.address_lo[left:right]
-        first, last = run.searchsorted(lo, "left"), run.searchsorted(lo, "right")
-        return self.address_flow[left + first : left + last]
+    def address_flows(self, first: bytes, last: bytes) -> np.ndarray:
+        """Ids of the flows with an end in the 16-byte address range [first, last] (sorted, unique)."""
+        first_v, last_v = address_halves(first), address_halves(last)
+        parts = []
+        c, n4 = self.columns, self.n_v4
+        if first_v <= (0, V4_BLOCK[1]) and last_v >= (0, V4_BLOCK[0]):
+            low = 0 if first_v < (0, V4_BLOCK[0]) else first_v[1] & 0xFFFFFFFF
+            high = 0xFFFFFFFF if last_v > (0, V4_BLOCK[1]) else last_v[1] & 0xFFFFFFFF
+            a4, b4 = c["a4"], c["b4"]
 
-    def _port_flows(self, port: int) -> np.ndarray:
-        left, right = self.port.searchsorted(port, "left"), self.port.searchsorted(port, "right")
-        return self.port_flow[left:right]
+            def key4(entry: int) -> int:
+                return int((b4 if entry & 1 else a4)[entry >> 1])
+
+            parts.append(_run(c["byaddr4"], key4, low, high))
+        if self.n_flows > n4:
+            hi = (c["a6hi"], c["b6hi"])
+            lo = (c["a6lo"], c["b6lo"])
+
+            def key6(entry: int) -> tuple[int, int]:
+                row, end = (entry >> 1) - n4, entry & 1
+                return int(hi[end][row]), int(lo[end][row])
+
+            parts.append(_run(c["byaddr6"], key6, first_v, last_v))
+        entries = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint32)
+        return np.unique(entries >> 1)
+
+    def port_flows(self, port: int) -> np.ndarray:
+        """Ids of the flows with ``port`` at either end (sorted, unique)."""
+        ports = (self.columns["aport"], self.columns["bport"])
+
+        def key(entry: int) -> int:
+            return int(ports[entry & 1][entry >> 1])
+
+        return np.unique(_run(self.columns["byport"], key, port, port) >> 1)
+
+    def community_flows(self, digest: bytes) -> np.ndarray:
+        """Ids of the flows whose Community ID prefix is ``digest``'s, and the ICMP flows (decided per packet)."""
+        prefix = int.from_bytes(digest[:2], "big")
+        cid, n4 = self.columns["cid"], self.n_v4
+        parts = []
+        for start, stop in ((0, n4), (n4, self.n_flows)):
+            family = cid[start:stop]
+            left, right = family.searchsorted(prefix, "left"), family.searchsorted(prefix, "right")
+            parts.append(np.arange(start + left, start + right))
+        parts.append(np.flatnonzero(np.isin(self.columns["proto"], ICMP_PROTOCOLS)))
+        return np.unique(np.concatenate(parts))
+
+    def in_window(self, ids: np.ndarray, start_ns: int, end_ns: int) -> np.ndarray:
+        """The flows of ``ids`` with packets possibly in [start_ns, end_ns] (by their first and last times)."""
+        unit, base = self.header.time_unit, self.first_ns
+        c = self.columns
+        first = c["first"][ids].astype(np.int64) * unit + base
+        last = c["last"][ids].astype(np.int64) * unit + base
+        return ids[(last >= start_ns) & (first <= end_ns)]
+
+    def candidates(self, selection) -> np.ndarray:
+        """Ids of the flows that may hold packets of ``selection`` (an ``engine.flow.Selection``).
+
+        The narrowest lookup the selection allows (a Community ID, the smaller of its address
+        ranges, the smaller of its ports, its protocol) gives the candidates, then their times are
+        checked; the caller confirms each row (and ICMP packets one by one).
+        """
+        if self.records == 0 or self.last_ns < selection.start_ns or self.first_ns > selection.end_ns:
+            return np.zeros(0, dtype=np.int64)
+        found = None
+        if getattr(selection, "community_id", None) is not None:
+            found = self.community_flows(parse_community_id(selection.community_id))
+        else:
+            for bounds in sorted(
+                (b for b in (selection.src_range, selection.dst_range) if b is not None),
+                key=lambda b: b[1] > b[0],  # a single address first: it is the narrowest
+            ):
+                found = self.address_flows(*bounds)
+                break
+            if found is None:
+                ports = [p for p in (selection.src_port, selection.dst_port) if p is not None]
+                if ports:
+                    found = min((self.port_flows(p) for p in ports), key=len)
+                elif selection.proto is not None:
+                    found = np.flatnonzero(self.columns["proto"] == selection.proto)
+        if found is None:
+            found = np.arange(self.n_flows)
+        ids = self._checked(found)
+        return self.in_window(ids, selection.start_ns, selection.end_ns)
 
     def find(
         self,
@@ -151,87 +304,114 @@ class FlowIndex:
     ) -> np.ndarray:
         """Ids of the flows between endpoint (a, a_port) and (b, b_port), either way; None = any value.
 
-        The most selective given field is looked up by binary search; the other fields are then
-        checked on those candidate rows only.
+        An address (else a port) is looked up by binary search; the other fields are then checked
+        on those candidate rows only.
         """
         if a is not None or b is not None:
-            candidates = self._address_flows(a if a is not None else b)
+            address = a if a is not None else b
+            ids = self.address_flows(address, address)
         elif a_port is not None or b_port is not None:
-            candidates = self._port_flows(a_port if a_port is not None else b_port)
+            ids = self.port_flows(a_port if a_port is not None else b_port)
         else:
-            candidates = np.arange(len(self.flows), dtype=np.uint32)
-        if len(candidates) > 1:
-            candidates = np.unique(candidates)  # a flow between a host and itself is listed twice
-        if not len(candidates):
-            return candidates
-        if candidates.max() >= len(self.flows):
-            raise IndexUnusable(f"{self.path}: a lookup names flow {candidates.max()} of {len(self.flows)}")
-        rows = self.flows[candidates]
-        if len(rows) <= SMALL:
-            wanted = _Wanted(a, a_port, b, b_port, protocols, start_ns, end_ns)
-            keep = [wanted.matches(row) for row in rows.tolist()]
-            return candidates[np.array(keep, dtype=bool)]
+            ids = np.arange(self.n_flows)
+        ids = self._checked(ids)
+        if start_ns is not None or end_ns is not None:
+            ids = self.in_window(
+                ids,
+                start_ns if start_ns is not None else -(2**63),
+                end_ns if end_ns is not None else 2**63 - 1,
+            )
+        if not len(ids):
+            return ids
+        rows = self.rows(ids)
         keep = _side(rows, "a", a, a_port) & _side(rows, "b", b, b_port)
         keep |= _side(rows, "b", a, a_port) & _side(rows, "a", b, b_port)
         if protocols is not None:
-            proto = rows["proto"]
-            keep &= np.logical_or.reduce([proto == p for p in protocols])
-        if start_ns is not None:
-            keep &= rows["last_ns"] >= start_ns
-        if end_ns is not None:
-            keep &= rows["first_ns"] <= end_ns
-        return candidates[keep]
+            keep &= np.isin(rows["proto"], protocols)
+        return ids[keep]
+
+    # ------------------------------------------------------------ packet offsets
 
     def packet_offsets(self, flow_ids: np.ndarray) -> np.ndarray:
         """Record offsets of the packets of ``flow_ids``, ascending; IndexUnusable unless inside the capture."""
-        offsets = self._offsets_of(flow_ids)
-        # Checked on the few offsets asked for, not on open: reading them must stay inside the capture.
+        ids = self._checked(flow_ids)
+        if len(ids) * 4 > self.n_flows:
+            offsets = self._offsets_of_many(ids)
+        else:
+            parts = [self._flow_offsets(int(i)) for i in ids.tolist()]
+            offsets = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        if len(ids) > 1:
+            offsets = np.sort(offsets)
+        # Checked on the offsets asked for, not on open: reading them must stay inside the capture.
         if len(offsets) and (offsets[-1] >= self.capture_size or np.any(offsets[1:] <= offsets[:-1])):
             raise IndexUnusable(f"{self.path}: packet offsets out of order or past the capture")
         return offsets
 
-    def _offsets_of(self, flow_ids: np.ndarray) -> np.ndarray:
-        parts = []
-        for flow in np.asarray(flow_ids).tolist():
-            row = self.flows[flow]
-            start, count = int(row["start"]), int(row["packets"])
-            if start + count > self.entries:
-                raise IndexUnusable(f"{self.path}: flow {flow} points past the offsets")
-            at = self.offsets_at + start * self.offset_dtype.itemsize
-            parts.append(np.frombuffer(self._map, dtype=self.offset_dtype, count=count, offset=at))
-        if len(parts) == 1:
-            return parts[0]  # a view of the mapping: nothing copied
-        if not parts:
-            return np.zeros(0, dtype=np.int64)
-        return np.sort(np.concatenate(parts).astype(np.int64))
+    def _flow_offsets(self, flow: int) -> np.ndarray:
+        c = self.columns
+        group = flow // OFFSET_GROUP
+        start, stop = int(c["offsetat"][group]), int(c["offsetat"][group + 1])
+        if not start <= stop <= len(c["offsets"]):
+            raise IndexUnusable(f"{self.path}: offsets of flow {flow} past their column")
+        region = c["offsets"][start:stop]
+        skip = int(c["packets"][group * OFFSET_GROUP : flow].sum(dtype=np.int64))
+        count = int(c["packets"][flow])
+        ends = np.flatnonzero(region < 0x80)
+        if skip + count > len(ends) or count == 0:
+            raise IndexUnusable(f"{self.path}: offsets of flow {flow} cut short")
+        begin = int(ends[skip - 1]) + 1 if skip else 0
+        return self._decoded(region[begin : int(ends[skip + count - 1]) + 1])
+
+    def _decoded(self, data: np.ndarray) -> np.ndarray:
+        try:
+            distances = decode_varints(data)
+        except ValueError as exc:
+            raise IndexUnusable(f"{self.path}: {exc}") from None
+        if len(distances) and distances.max() >= 1 << 62:
+            raise IndexUnusable(f"{self.path}: an offset past any capture")
+        return np.cumsum(distances.astype(np.int64))
+
+    def _offsets_of_many(self, ids: np.ndarray) -> np.ndarray:
+        """The offsets of many flows at once: the whole column decoded, the flows' runs taken."""
+        c = self.columns
+        try:
+            distances = decode_varints(c["offsets"]).astype(np.int64)
+        except ValueError as exc:
+            raise IndexUnusable(f"{self.path}: {exc}") from None
+        counts = c["packets"].astype(np.int64)
+        if int(counts.sum()) != len(distances) or np.any(counts == 0):
+            raise IndexUnusable(f"{self.path}: offsets that disagree with the flow table")
+        starts = np.cumsum(counts) - counts
+        total = np.cumsum(distances)
+        offsets = total - np.repeat(total[starts] - distances[starts], counts)
+        wanted = np.zeros(self.n_flows, dtype=bool)
+        wanted[ids] = True
+        return offsets[np.repeat(wanted, counts)]
 
 
-class _Wanted:
-    """The fields a lookup asks for, checked on flow rows as tuples (cheaper than numpy for a few rows)."""
+def _bytes16(hi: int, lo: int) -> bytes:
+    return hi.to_bytes(8, "big") + lo.to_bytes(8, "big")
 
-    def __init__(self, a, a_port, b, b_port, protocols, start_ns, end_ns):
-        self.a = address_halves(a) if a is not None else None
-        self.b = address_halves(b) if b is not None else None
-        self.a_port, self.b_port = a_port, b_port
-        self.protocols, self.start_ns, self.end_ns = protocols, start_ns, end_ns
 
-    @staticmethod
-    def _end(address, port, row_address, row_port) -> bool:
-        return (address is None or address == row_address) and (port is None or port == row_port)
+def _run(entries: np.ndarray, key, low, high) -> np.ndarray:
+    """The entries whose key (``key(entry)``; entries sorted by it) lies in [low, high]: two bisections."""
+    n = len(entries)
 
-    def matches(self, row: tuple) -> bool:
-        a_hi, a_lo, b_hi, b_lo, first_ns, last_ns, _, _, _, a_port, b_port, proto = row[:12]
-        if self.protocols is not None and proto not in self.protocols:
-            return False
-        if (self.start_ns is not None and last_ns < self.start_ns) or (
-            self.end_ns is not None and first_ns > self.end_ns
-        ):
-            return False
-        ra, rb = (a_hi, a_lo), (b_hi, b_lo)
-        end = self._end
-        return (end(self.a, self.a_port, ra, a_port) and end(self.b, self.b_port, rb, b_port)) or (
-            end(self.a, self.a_port, rb, b_port) and end(self.b, self.b_port, ra, a_port)
-        )
+    def bisect(target, right: bool) -> int:
+        lo, hi = 0, n
+        while lo < hi:
+            mid = (lo + hi) // 2
+            value = key(int(entries[mid]))
+            if value < target or (right and value == target):
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    try:
+        return entries[bisect(low, False) : bisect(high, True)]
+    except IndexError:
+        raise IndexUnusable("an address lookup names a flow that is not there") from None
 
 
 def _side(rows: np.ndarray, side: str, address: bytes | None, port: int | None) -> np.ndarray:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import struct
+from ipaddress import ip_network
 
+import numpy as np
 import pytest
 
 import pcapgen as g
+from engine.flow import address_range
 from engine.formats import CaptureError
 from engine.index import (
     INDEX_VERSION,
@@ -21,7 +25,7 @@ from engine.index import (
     open_index,
 )
 from engine.index import format as index_format
-from tests.engine.conftest import T0
+from tests.engine.conftest import T0, answer
 from tests.engine.test_dissect import a16
 
 
@@ -165,14 +169,15 @@ def test_pcapng_is_indexed_with_its_interfaces(tmp_path):
     assert len(index.meta_offsets) == 3  # section header, two interfaces
 
 
-def test_offsets_take_4_bytes_under_4_gib(capture):
+def test_offsets_take_a_varint_of_their_distance_per_packet(capture):
     built = build_index(capture)
-    assert FlowIndex(index_path(capture)).offset_dtype.itemsize == 4
+    index = FlowIndex(index_path(capture))
+    assert len(index.columns["offsets"]) < 2.5 * built.packets  # distances within a flow are short
     assert built.index_bytes < 0.05 * built.capture_bytes
 
 
 @pytest.mark.slow
-def test_offsets_are_wide_for_captures_of_4_gib_and_more(tmp_path):
+def test_offsets_reach_past_4_gib(tmp_path):
     """A sparse file: 16384 records of 256 KiB of zeros, then one real packet past 4 GiB."""
     path = tmp_path / "pcap.1700000000"
     big = 262144
@@ -186,11 +191,111 @@ def test_offsets_are_wide_for_captures_of_4_gib_and_more(tmp_path):
     assert offset >= 1 << 32
     build_index(path)
     index = FlowIndex(index_path(path))
-    assert index.offset_dtype.itemsize == 8
     flows = index.find(a16("10.0.0.1"), 1, a16("10.0.0.2"), 2)
     assert index.packet_offsets(flows).tolist() == [offset]
 
 
 def test_the_header_format_is_documented():
-    for word in ("capture_size", "digest", "flow table", "address lookup", "port lookup", "packet offsets"):
+    words = ("capture_size", "digest", "flow table", "address lookup", "port lookup", "Community ID lookup")
+    for word in (*words, "packet offsets", "per packet", "per flow"):
         assert word in index_format.__doc__
+
+
+# ---------------------------------------------------------------- version 2: lookups and compactness
+
+
+def selection(**given):
+    from engine.flow import Selection
+
+    return Selection(start_ns=0, end_ns=2**63 - 1, **given)
+
+
+def test_every_lookup_finds_what_a_look_at_every_row_finds(capture):
+    build_index(capture)
+    index = FlowIndex(index_path(capture))
+    rows = index.flows
+    everything = np.arange(index.n_flows)
+    for some in g.mixed_flows(40, seed=3)[:8]:
+        for network in (some.a, some.b, some.b + ("/24" if ":" not in some.b else "/120")):
+            first, last = address_range(ip_network(network, strict=False))
+            ends = [
+                [int(h) << 64 | int(lo) for h, lo in zip(rows[e + "_hi"], rows[e + "_lo"], strict=True)]
+                for e in "ab"
+            ]
+            wanted = [int.from_bytes(first, "big"), int.from_bytes(last, "big")]
+            expected = set()
+            for n in everything.tolist():
+                if any(wanted[0] <= int(e[n]) <= wanted[1] for e in ends):
+                    expected.add(n)
+            assert set(index.address_flows(first, last).tolist()) == expected
+        for port in (some.a_port, some.b_port):
+            expected = {n for n in everything.tolist() if port in (rows["a_port"][n], rows["b_port"][n])}
+            assert set(index.port_flows(port).tolist()) == expected
+
+
+def test_the_community_id_column_finds_a_flow_by_its_community_id(capture):
+    build_index(capture)
+    index = FlowIndex(index_path(capture))
+    rows = index.rows(np.arange(index.n_flows), digests=True)
+    for n, row in enumerate(rows.tolist()):
+        digest = row[-1]
+        assert int(index.columns["cid"][n]) == int.from_bytes(digest[:2], "big")
+        text = "1:" + base64.b64encode(digest).decode()
+        assert n in index.candidates(selection(community_id=text)).tolist()
+
+
+def test_a_selection_resolves_to_candidates_that_hold_every_match(capture):
+    build_index(capture)
+    index = FlowIndex(index_path(capture))
+    rows = index.flows
+    some = g.mixed_flows(40, seed=3)[5]
+    for given in (
+        {"src": ip_network(some.a)},
+        {"dst": ip_network(some.b), "dst_port": some.b_port},
+        {"src_port": some.a_port},
+        {"proto": some.proto},
+        {},
+    ):
+        wanted = selection(**given)
+        found = set(index.candidates(wanted).tolist())
+        for n, row in enumerate(rows.tolist()):
+            a, b = row[0] << 64 | row[1], row[2] << 64 | row[3]
+            a16_, b16_ = a.to_bytes(16, "big"), b.to_bytes(16, "big")
+            if wanted.matches(a16_, row[8], b16_, row[9], row[10]):
+                assert n in found
+
+
+def test_the_index_knows_who_sent_first_and_what_a_selection_costs(tmp_path):
+    path = tmp_path / "pcap.1700000000"
+    frames = [g.ether(g.tcp("10.0.0.9", 443, "10.0.0.1", 5000, b"x" * 10))]  # the b end (by address) first
+    frames += [g.ether(g.tcp("10.0.0.1", 5000, "10.0.0.9", 443, b"y" * 20))] * 2
+    g.write_pcap(path, [(T0 + n * 1000, f) for n, f in enumerate(frames)])
+    build_index(path)
+    index = FlowIndex(index_path(path))
+    [row] = index.flows
+    assert bool(row["b_first"]) and (int(row["a_port"]), int(row["b_port"])) == (5000, 443)
+    assert index.estimate(np.arange(1)) == (3, sum(len(f) for f in frames))
+
+
+def test_a_version_1_index_is_scanned_around_until_rebuilt(capture):
+    expected = answer([capture], flow_of(g.mixed_flows(40, seed=3)[0]))
+    build_index(capture)
+    path = index_path(capture)
+    data = bytearray(path.read_bytes())
+    data[8:12] = struct.pack("<I", 1)  # what the previous release wrote
+    path.write_bytes(bytes(data))
+    assert open_index(capture) is None and not index_is_current(capture)
+    assert answer([capture], flow_of(g.mixed_flows(40, seed=3)[0])) == expected
+
+
+def flow_of(f):
+    from tests.engine.conftest import flow
+
+    return flow(f.a, f.a_port, f.b, f.b_port)
+
+
+def test_short_flows_cost_under_five_percent_of_their_capture(tmp_path):
+    path = tmp_path / "pcap.1700000000"
+    g.write_pcap(path, g.dns_traffic(T0, 60, 5000, seed=1))
+    built = build_index(path)
+    assert built.index_bytes < 0.05 * built.capture_bytes

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import pcapgen as g
 from engine import formats
 from engine.dissect import dissect
-from engine.index import HEADER_SIZE, FlowIndex, build_index, index_path, open_index
+from engine.index import FlowIndex, build_index, index_path, open_index
 from engine.query import CaptureFile, query_captures
 from tests.engine.conftest import T0, answer, flow, fragment6, pcap_records, record_bytes
 
@@ -157,34 +157,28 @@ def test_a_damaged_index_is_scanned_around(tmp_path):
 
 
 def damage_index(path, column: str, value: int, row: int = 0) -> None:
-    """Overwrite entry ``row`` of one of the index's tables (as the reader maps it) with ``value``."""
+    """Overwrite entry ``row`` of one of the index's columns (as the reader maps it) with ``value``."""
     index = FlowIndex(index_path(path))
-    linktypes_bytes = -(-4 * len(index.linktypes) // 8) * 8
-    if column == "linktypes":
-        at, dtype = HEADER_SIZE, np.dtype("<u4")
-    elif column == "meta_offsets":
-        at, dtype = HEADER_SIZE + linktypes_bytes, np.dtype("<u8")
-    elif column == "offsets":
-        at, dtype = index.offsets_at, index.offset_dtype
-    else:
-        table = getattr(index, column)
-        at, dtype = table.ctypes.data - np.frombuffer(index._map, np.uint8).ctypes.data, table.dtype
-    at += row * dtype.itemsize
+    table = index.columns[column]
+    at = table.ctypes.data - np.frombuffer(index._map, np.uint8).ctypes.data + row * table.dtype.itemsize
     data = bytearray(index_path(path).read_bytes())
-    data[at : at + dtype.itemsize] = np.array([value], dtype=dtype).tobytes()
+    data[at : at + table.dtype.itemsize] = np.array([value], dtype=table.dtype).tobytes()
     index_path(path).write_bytes(bytes(data))
 
 
 @pytest.mark.parametrize(
     "kind, column, value, row",
     [
-        ("pcap", "address_flow", 2**32 - 1, 0),  # a lookup naming a flow that is not there
-        ("pcap", "offsets", 2**32 - 1, 2),  # past the end of the capture
-        ("pcap", "offsets", 24 + 16 + 42, 1),  # inside a record, where its UDP payload reads as a length
-        ("pcap", "offsets", 24, 3),  # out of order
-        ("pcap", "linktypes", 113, 0),  # another link type than the file's
-        ("pcapng", "meta", 2**63, 1),  # an interface block past the capture
-        ("pcapng", "meta", 28 + 20 + 20, 1),  # the first packet block, taken for an interface block
+        ("pcap", "byaddr4", 2**32 - 1, 0),  # a lookup naming a flow that is not there
+        ("pcap", "byport", 2**32 - 1, 0),
+        ("pcap", "offsets", 0x7F, 5),  # a distance into the middle of the last record (of 75 bytes)
+        ("pcap", "offsets", 58, 1),  # inside a record, where its UDP payload reads as a length
+        ("pcap", "offsets", 0, 3),  # out of order
+        ("pcap", "offsets", 0x80, 5),  # the last varint cut short
+        ("pcap", "packets", 200, 0),  # more packets than there are offsets
+        ("pcap", "linktype", 113, 0),  # another link type than the file's
+        ("pcapng", "metablk", 2**63, 1),  # an interface block past the capture
+        ("pcapng", "metablk", 28 + 20 + 20, 1),  # the first packet block, taken for an interface block
     ],
 )
 def test_an_index_damaged_inside_is_scanned_around(tmp_path, kind, column, value, row):
@@ -198,7 +192,7 @@ def test_an_index_damaged_inside_is_scanned_around(tmp_path, kind, column, value
     q = flow(A, 1, B, 2)
     expected = both_ways(False, [path], q)
     build_index(path)
-    damage_index(path, "meta_offsets" if column == "meta" else column, value, row)
+    damage_index(path, column, value, row)
     assert open_index(path) is None or open_index(path).records == 6
     assert answer([path], q) == expected
     assert len(pcap_records(expected)[1]) == 6

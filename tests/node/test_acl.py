@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from ipaddress import ip_address, ip_network
 
 import pytest
 from django.test import Client, RequestFactory, override_settings
 
 from api.client import client_ip, parse_hop
+from parsite.envconf import plain_network
+from tests.servers import run
 
 NODE = {"ROOT_URLCONF": "parsite.urls_node", "PAR_ROLE": "node"}
 REFUSED = {"error": "this node does not answer this caller"}
@@ -167,3 +171,24 @@ def test_a_refusal_is_logged_with_the_address_and_path(caplog):
     get("/status?src_addr=1.1.1.1", remote="192.0.2.7")
     assert "192.0.2.7" in caplog.text and "/status" in caplog.text
     assert "src_addr" not in caplog.text  # the path, never the query
+
+
+@pytest.mark.parametrize("variable", ["PAR_NODE_ALLOW", "PAR_NODE_DENY", "PAR_TRUSTED_PROXIES"])
+def test_ipv4_mapped_networks_in_the_settings_are_read_as_ipv4(variable, tmp_path):
+    # Callers' mapped addresses are judged unmapped: a mapped network left as written never matched.
+    code = f"import django; django.setup(); from django.conf import settings; print(settings.{variable})"
+    value = "::ffff:127.0.0.1/128, ::ffff:10.0.0.0/104, 2001:db8::/32, ::ffff:0:0/96"
+    result = run([sys.executable, "-c", code], {**os.environ, variable: value, "PAR_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    expected = nets("127.0.0.1/32", "10.0.0.0/8", "2001:db8::/32", "0.0.0.0/0")
+    assert result.stdout.strip() == repr(expected)
+
+
+@override_settings(**NODE)
+def test_a_mapped_deny_entry_refuses_the_ipv4_caller_and_a_mapped_allow_entry_admits_it():
+    with override_settings(PAR_NODE_DENY=[plain_network("::ffff:127.0.0.1/128")]):
+        assert get(remote="127.0.0.1").status_code == 403
+        assert get(remote="::ffff:127.0.0.1").status_code == 403
+    with override_settings(PAR_NODE_ALLOW=[plain_network("::ffff:192.0.2.0/120")]):
+        assert get(remote="192.0.2.7").status_code == 200
+        assert get(remote="127.0.0.1").status_code == 403
