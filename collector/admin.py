@@ -106,13 +106,15 @@ class UserGrantAdmin(admin.ModelAdmin):
 
 @admin.register(RequestLog)
 class RequestLogAdmin(admin.ModelAdmin):
-    """Who pulled which packets: browse and search, never edit."""
+    """Who pulled which packets from which nodes, and how each node answered: browse, never edit."""
 
     list_display = (
         "time",
+        "view",
+        "method",
         "key_prefix",
         "user",
-        "node",
+        "nodes",
         "flow",
         "start",
         "end",
@@ -122,10 +124,15 @@ class RequestLogAdmin(admin.ModelAdmin):
         "client_ip",
         "error",
     )
-    list_filter = ("status", "node")
-    search_fields = ("key_prefix", "user__username", "src_addr", "dst_addr", "client_ip")
+    list_filter = ("status", "view", "method", "node")
+    search_fields = ("key_prefix", "user__username", "nodes", "src_addr", "dst_addr", "client_ip", "query")
     date_hierarchy = "time"
+    readonly_fields = ("answers",)
     actions = ("export_csv",)
+
+    @admin.display(description="how each node answered")
+    def answers(self, obj: RequestLog) -> str:
+        return obj.node_summary() or "—"
 
     @admin.action(description="Export the selected entries as CSV")
     def export_csv(self, request, queryset):

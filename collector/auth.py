@@ -17,8 +17,9 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication, get_authorization_header
 from rest_framework.permissions import BasePermission
 from rest_framework.settings import api_settings
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
+from collector.limits import RequestRate
 from collector.models import ApiKey, KeyProblem, UserGrant
 
 SCHEME = "Api-Key"
@@ -115,7 +116,7 @@ class IsAdminKey(BasePermission):
 
 
 class HasNodeGrant(BasePermission):
-    """The key may query the node the view names (``view.requested_node_id(request)``)."""
+    """The key may query every node the view names (``view.requested_node_ids(request)``, None: all)."""
 
     message = "this API key may not query that node"
 
@@ -123,12 +124,17 @@ class HasNodeGrant(BasePermission):
         key = request_key(request)
         if key is None:
             return False
-        node_id = view.requested_node_id(request)
-        return key.may_query(node_id)
+        node_ids = view.requested_node_ids(request)
+        if node_ids is not None and len(node_ids) > 1:
+            self.message = "this API key may not query every node asked"
+        return node_ids is None or key.may_query_all(node_ids)
 
 
-class ApiKeyThrottle(SimpleRateThrottle):
-    """At most ``PAR_KEY_RATE`` requests per minute per key (DRF rate ``api_key``)."""
+class ApiKeyThrottle(BaseThrottle):
+    """At most ``PAR_KEY_RATE`` requests per minute per key (DRF rate ``api_key``), across workers.
+
+    Counted in the database with one statement per request (collector.limits.RequestRate).
+    """
 
     scope = "api_key"
 
@@ -136,8 +142,16 @@ class ApiKeyThrottle(SimpleRateThrottle):
         # Read at request time, so a changed setting (tests, reloads) is seen.
         return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
 
-    def get_cache_key(self, request, view) -> str | None:
+    def allow_request(self, request, view) -> bool:
+        rate = self.get_rate()
         key = request_key(request)
-        if key is None:
-            return None  # unauthenticated requests are refused before they cost anything
-        return self.cache_format % {"scope": self.scope, "ident": key.holder}
+        if rate is None or not isinstance(key, ApiKey):
+            # Unauthenticated requests are refused before they cost anything; a web page user is a
+            # person at a browser, limited by PAR_KEY_STREAMS downloads like a key but not by a rate.
+            return True
+        allowed, period = SimpleRateThrottle.parse_rate(None, rate)
+        count, self._wait = RequestRate.count(key.pk, period)
+        return count <= allowed
+
+    def wait(self) -> float | None:
+        return getattr(self, "_wait", None)

@@ -1,19 +1,29 @@
-"""Calls from the collector to its nodes: timeouts, error mapping, and streaming pcaps through."""
+"""Calls from the collector to one node: timeouts, error mapping, and a pcap answer opened before replying.
+
+A pcap answer is "opened" when the node said 200 with a capture type and its first bytes
+have arrived: only then does the client get its 200 (so a node failing before its first
+byte is a 502/504 like any node failure, never a bare 500 after the headers).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from http.cookiejar import DefaultCookiePolicy
+from typing import Any
 
 import requests
+import urllib3.exceptions
 from django.conf import settings
-from django.http import StreamingHttpResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
 
+from collector.limits import STREAM_RENEW
 from collector.metrics import proxy_failed
 from collector.models import Node
 
@@ -28,18 +38,34 @@ NODE_REFUSED_COLLECTOR = "the node refused this collector (check PAR_NODE_ALLOW 
 # Response headers of a node's pcap that the client gets too.
 CAPTURE_TYPES = ("application/vnd.tcpdump.pcap", "application/x-pcapng", "application/octet-stream")
 PASSED_HEADERS = ("Content-Type", "Content-Disposition", "Content-Length", "Cache-Control")
+ESTIMATE_HEADERS = ("X-PAR-Estimate-Packets", "X-PAR-Estimate-Bytes")
+PAR_HEADERS = (*ESTIMATE_HEADERS, "X-PAR-Window", "X-PAR-Damaged")
 
 
 class NodeUnreachable(exceptions.APIException):
     status_code = 502
     default_detail = NODE_PROBLEM
     default_code = "node_unreachable"
+    reason = "unreachable"
 
 
 class NodeTimeout(exceptions.APIException):
     status_code = 504
     default_detail = NODE_PROBLEM
     default_code = "node_timeout"
+    reason = "timed out"
+
+
+class NodeSaid(exceptions.APIException):
+    """A node's own 4xx refusal (its JSON error), passed on with its status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status
+        self.reason = message
+
+
+NodeFailure = NodeUnreachable | NodeTimeout | NodeSaid
 
 
 class NodeFailedMidStream(Exception):
@@ -54,6 +80,10 @@ def _new_session() -> requests.Session:
     # One session serves every thread and every node: a cookie one node sets must never be sent
     # back, to it or to another node, on behalf of another caller.
     session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    # Several downloads from one node at once each need a connection; keep a few per node.
+    adapter = requests.adapters.HTTPAdapter(pool_connections=64, pool_maxsize=16)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
     return session
 
 
@@ -67,13 +97,22 @@ def _headers() -> dict[str, str]:
     return headers
 
 
-def node_get(node: Node, path: str, params: Mapping[str, str] | None = None) -> requests.Response:
-    """GET ``path`` on ``node`` with the body left unread; 502/504 APIException when it cannot."""
+def is_timeout(exc: BaseException) -> bool:
+    """Whether a transport error is a node that took too long (504), rather than a broken one (502)."""
+    timeouts = (requests.Timeout, urllib3.exceptions.TimeoutError, socket.timeout, TimeoutError)
+    return isinstance(exc, timeouts) or isinstance(getattr(exc, "__context__", None), timeouts)
+
+
+def node_get(
+    node: Node, path: str, params: Mapping[str, str] | None = None, method: str = "GET"
+) -> requests.Response:
+    """``method`` ``path`` on ``node`` with the body left unread; 502/504 APIException when it cannot."""
     timeout = (settings.PAR_NODE_CONNECT_TIMEOUT, settings.PAR_NODE_READ_TIMEOUT)
     try:
         # Redirects are not followed: whatever answers at a node's address must not send the
         # collector, with the node secret, to another node or host.
-        return _session.get(
+        return _session.request(
+            method,
             node.url(path),
             params=params,
             headers=_headers(),
@@ -111,20 +150,28 @@ def _read_json(node: Node, answer: requests.Response) -> object:
         answer.close()
 
 
-def node_error(node: Node, answer: requests.Response) -> Response:
+def node_error(node: Node, answer: requests.Response) -> NodeFailure:
     """A node's refusal: its 4xx JSON error with its status; a 403 or anything else is a 502."""
     if answer.status_code == 403:
         answer.close()  # whatever it says (JSON, or a proxy's page), the node logs why it refused
         log.error("node %s (%s) answered 403: it refused this collector", node.id, node.address)
         proxy_failed(node.id, "refused")
-        raise NodeUnreachable(NODE_REFUSED_COLLECTOR)
-    body = _read_json(node, answer)
+        return NodeUnreachable(NODE_REFUSED_COLLECTOR)
+    if answer.request.method == "HEAD":
+        answer.close()
+        if 400 <= answer.status_code < 500:
+            return NodeSaid(answer.status_code, f"the node answered {answer.status_code}")
+        return NodeUnreachable(f"{NODE_PROBLEM}: it answered {answer.status_code}")
+    try:
+        body = _read_json(node, answer)
+    except (NodeUnreachable, NodeTimeout) as exc:
+        return exc
     said = body.get("error") if isinstance(body, dict) else None
     if 400 <= answer.status_code < 500 and isinstance(said, str):
-        return Response({"error": said}, status=answer.status_code)
+        return NodeSaid(answer.status_code, said)
     log.warning("node %s answered %s: %s", node.id, answer.status_code, said)
     proxy_failed(node.id, "error")
-    raise NodeUnreachable(
+    return NodeUnreachable(
         f"{NODE_PROBLEM}: it answered {answer.status_code}" + (f" ({said})" if said else "")
     )
 
@@ -133,41 +180,104 @@ def node_json(node: Node, path: str) -> Response:
     """The node's JSON answer to ``path``, with its status."""
     answer = node_get(node, path)
     if answer.status_code >= 300:  # a redirect is not followed: a 502 saying so
-        return node_error(node, answer)
+        failure = node_error(node, answer)
+        if isinstance(failure, NodeSaid):
+            return Response({"error": failure.reason}, status=failure.status_code)
+        raise failure
     return Response(_read_json(node, answer), status=answer.status_code)
 
 
-class NodeStream:
-    """The body of a node's answer, chunk by chunk, reporting how it ended exactly once.
+@dataclass
+class NodeAnswer:
+    """A node's pcap answer, opened: its response, the bytes read so far, and the rest to come."""
 
-    ``on_end(bytes_sent, error)`` runs when the stream is exhausted, fails or is
-    closed by the server (the client went away); ``error`` is empty on success.
+    node: Node
+    response: requests.Response
+    first: bytes = b""
+    rest: Iterator[bytes] = field(default_factory=lambda: iter(()))
+    received: int = 0
+    failure: str = ""  # why it stopped before its end, if it did
+    reader: Any = None  # to merge: the engine's StreamReader over ``chunks()``
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self.response.headers
+
+    def chunks(self) -> Iterator[bytes]:
+        """Every byte of the body, the first chunk included, counting what was received."""
+        if self.first:
+            first, self.first = self.first, b""
+            self.received += len(first)
+            yield first
+        for chunk in self.rest:
+            self.received += len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        self.response.close()
+
+
+def open_pcap(node: Node, path: str, params: Mapping[str, str], method: str = "GET") -> NodeAnswer:
+    """Ask ``node`` for a pcap and wait for its first bytes; a NodeFailure (APIException) when it cannot."""
+    response = node_get(node, path, params, method)
+    if response.status_code != 200:
+        raise node_error(node, response)
+    media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if media_type not in CAPTURE_TYPES:
+        response.close()
+        log.warning("node %s answered 200 with %r instead of a capture", node.id, media_type)
+        raise NodeUnreachable(f"{NODE_PROBLEM}: its answer is not a pcap")
+    answer = NodeAnswer(node, response)
+    if method == "HEAD":
+        response.close()
+        return answer
+    answer.rest = response.raw.stream(CHUNK, decode_content=False)
+    try:
+        answer.first = next(answer.rest, b"")
+    except Exception as exc:  # urllib3 errors: cut, reset, read timeout
+        response.close()
+        log.warning("node %s failed before its first byte: %s", node.id, type(exc).__name__)
+        proxy_failed(node.id, "timeout" if is_timeout(exc) else "unreachable")
+        raise NodeTimeout() if is_timeout(exc) else NodeUnreachable()
+    if not answer.first:
+        response.close()
+        log.warning("node %s answered 200 without a body", node.id)
+        raise NodeUnreachable(f"{NODE_PROBLEM}: its answer is empty")
+    return answer
+
+
+class Download:
+    """The body the client gets, chunk by chunk, with the request log finished exactly once at its end.
+
+    ``bytes_sent`` counts a chunk once the server asks for the next one: a WSGI server
+    writes each chunk to the socket before it asks again, so the count is what reached the
+    client's socket (the kernel's buffer), not what was handed over and then lost.
     """
 
-    def __init__(self, node: Node, answer: requests.Response, on_end: Callable[[int, str], None]) -> None:
-        self.node = node
-        self.answer = answer
-        self.on_end = on_end
+    def __init__(self, chunks: Iterator[bytes], entry, answers: list[NodeAnswer]) -> None:
+        self.chunks = chunks
+        self.entry = entry
+        self.answers = answers
         self.bytes_sent = 0
         self.error = ""
         self.finished = False
         self._ended = False
 
     def __iter__(self) -> Iterator[bytes]:
+        renew_at = time.monotonic() + STREAM_RENEW
         try:
-            for chunk in self.answer.raw.stream(CHUNK, decode_content=False):
-                self.bytes_sent += len(chunk)
+            for chunk in self.chunks:
                 yield chunk
-        except Exception as exc:  # urllib3 errors: cut, reset, read timeout
-            self.error = f"node failed mid-stream: {type(exc).__name__}"
-            log.warning(
-                "node %s failed after %d bytes: %s", self.node.id, self.bytes_sent, type(exc).__name__
-            )
-            proxy_failed(self.node.id, "mid-stream")
+                self.bytes_sent += len(chunk)
+                if self.entry.stream_slot is not None and time.monotonic() > renew_at:
+                    self.entry.stream_slot.renew()
+                    renew_at = time.monotonic() + STREAM_RENEW
+        except NodeFailedMidStream as exc:
+            self.error = str(exc)
             self.close()
-            # Raising makes the WSGI server abort the connection: the client sees
-            # an incomplete response, never a shorter pcap with a 200.
-            raise NodeFailedMidStream(f"node {self.node.id} failed after {self.bytes_sent} bytes") from None
+            # Raising makes the WSGI server drop the connection: the client sees an
+            # incomplete response, never a shorter pcap with a 200.
+            raise
         self.finished = True
         self.close()
 
@@ -175,30 +285,27 @@ class NodeStream:
         if self._ended:
             return
         self._ended = True
-        self.answer.close()
+        for answer in self.answers:
+            answer.close()
         if not self.finished and not self.error:
             self.error = "client went away"
         try:
-            self.on_end(self.bytes_sent, self.error)
+            for answer in self.answers:
+                self.entry.node_answered(answer.node.id, 200, answer.received, answer.failure)
+            self.entry.finish(200, self.bytes_sent, self.error)
         except Exception:
             # The WSGI close() swallows exceptions; make this one visible.
-            log.exception("could not record the end of a stream from node %s", self.node.id)
+            log.exception("could not record the end of a download")
 
 
-def stream_from(
-    node: Node, path: str, params: Mapping[str, str], on_end: Callable[[int, str], None]
-) -> StreamingHttpResponse:
-    """The node's answer streamed to the client (its JSON error passed through if it refuses)."""
-    answer = node_get(node, path, params)
-    if answer.status_code != 200:
-        return node_error(node, answer)
-    media_type = answer.headers.get("Content-Type", "").split(";")[0].strip().lower()
-    if media_type not in CAPTURE_TYPES:
-        answer.close()
-        log.warning("node %s answered 200 with %r instead of a capture", node.id, media_type)
-        raise NodeUnreachable(f"{NODE_PROBLEM}: its answer is not a pcap")
-    response = StreamingHttpResponse(NodeStream(node, answer, on_end), status=200)
-    for name in PASSED_HEADERS:
-        if name in answer.headers:
-            response[name] = answer.headers[name]
-    return response
+def passthrough(answer: NodeAnswer) -> Iterator[bytes]:
+    """One node's body as it sends it; a transport error is NodeFailedMidStream."""
+    try:
+        yield from answer.chunks()
+    except Exception as exc:  # urllib3 errors: cut, reset, read timeout
+        answer.failure = f"failed mid-stream: {type(exc).__name__}"
+        log.warning("node %s failed after %d bytes: %s", answer.node.id, answer.received, type(exc).__name__)
+        proxy_failed(answer.node.id, "mid-stream")
+        raise NodeFailedMidStream(
+            f"node failed mid-stream: node {answer.node.id} after {answer.received} bytes"
+        ) from None

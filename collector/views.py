@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime, timedelta
-
-from django.conf import settings
-from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions
@@ -14,11 +9,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.client import client_ip
-from api.flowparams import FlowParamError, parse_flow_query
+from api.flowparams import FLOW_PARAMS
 from api.ping import ping_payload
 from api.routes import list_routes
 from api.serializers import ErrorSerializer, PingSerializer
-from collector import proxy
+from collector import fanout, proxy
 from collector.auth import (
     ApiKeyAuthentication,
     ApiKeyThrottle,
@@ -28,7 +23,16 @@ from collector.auth import (
     SessionGrantAuthentication,
     request_key,
 )
-from collector.models import ApiKey, Node, RequestLog, parse_node_id
+from collector.models import ApiKey, Node, RequestLog
+from collector.selection import (
+    PASSED_PARAMS,
+    node_params,
+    parse_flow,
+    requested_nodes,
+    resolve_nodes,
+    take_download_slot,
+    wants_pcapng,
+)
 from collector.serializers import (
     API_KEY_PARAM,
     DATA_PCAP_PARAMS,
@@ -43,7 +47,6 @@ from engine.flow import FlowQuery
 from parsite.plugins import plugin_metadata
 
 NODE_COMMANDS = ("ping", "status", "plugins", "routes")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class CollectorView(APIView):
@@ -62,11 +65,6 @@ class CollectorView(APIView):
 
     def check_throttles(self, request) -> None:
         """Done in check_permissions, before the permissions; DRF's own call afterwards does nothing."""
-
-    def perform_content_negotiation(self, request, force=False):
-        # ?format=pcapng is the API's parameter, not a renderer DRF would refuse with a 404;
-        # and a client asking for a pcap still gets its error as JSON (as on the node).
-        return super().perform_content_negotiation(request, force=True)
 
 
 def get_node(node_id: int) -> Node:
@@ -99,20 +97,7 @@ class KeysView(CollectorView):
         summary="Every API key by its prefix (admin key only; never a key itself)",
     )
     def get(self, request):
-        answer = {}
-        for key in ApiKey.objects.prefetch_related("nodes"):
-            answer[key.prefix] = {
-                "name": key.name,
-                "owner": key.owner,
-                "admin": key.admin,
-                "all_nodes": key.all_nodes,
-                "nodes": key.node_list(),
-                "active": key.active,
-                "created": key.created,
-                "last_used": key.last_used,
-                "expires": key.expires,
-            }
-        return Response(answer)
+        return Response({key.prefix: key.to_dict() for key in ApiKey.objects.prefetch_related("nodes")})
 
 
 class NodesListView(CollectorView):
@@ -132,8 +117,8 @@ class NodeCommandView(CollectorView):
 
     permission_classes = [HasValidKey, HasNodeGrant]
 
-    def requested_node_id(self, request) -> int:
-        return self.kwargs["node_id"]
+    def requested_node_ids(self, request) -> list[int]:
+        return [self.kwargs["node_id"]]
 
     @extend_schema(
         responses={200: NODE_ANSWER, 400: ErrorSerializer, **NODE_ERRORS},
@@ -146,102 +131,87 @@ class NodeCommandView(CollectorView):
         return proxy.node_json(get_node(node_id), command)
 
 
-def node_params(flow: FlowQuery) -> dict[str, str]:
-    """The node's /data.pcap parameters for a validated flow: times as exact epoch seconds."""
-    params = {
-        "src_addr": str(flow.a),
-        "src_port": str(flow.a_port),
-        "dst_addr": str(flow.b),
-        "dst_port": str(flow.b_port),
-        "start_time": _epoch(flow.start_ns),
-        "end_time": _epoch(flow.end_ns),
-    }
-    if flow.proto is not None:
-        params["proto"] = str(flow.proto)
-    return params
-
-
-def _epoch(ns: int) -> str:
-    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
-
-
-def _datetime(ns: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=ns // 1000)  # exact, unlike a float timestamp
-
-
-class DataPcapView(CollectorView):
-    """One flow's packets from one node, streamed through; every request is logged."""
+class LoggedQueryView(CollectorView):
+    """A query of the nodes' data: the nodes asked are granted, and every request is logged once."""
 
     permission_classes = [HasValidKey, HasNodeGrant]
-    query_params = ("node_id", "src_addr", "src_port", "dst_addr", "dst_port", "start_time", "end_time")
-    query_params += ("proto", "api_key")
+    log_view = ""
 
     def initial(self, request, *args, **kwargs):
-        self.started = time.monotonic()
         ip = client_ip(request)
-        self.entry = RequestLog(client_ip=str(ip) if ip else None)
+        query = request.query_params
+        self.entry = RequestLog.begin(
+            self.log_view, method=request.method, client_ip=ip and str(ip), query=query
+        )
         super().initial(request, *args, **kwargs)
 
-    def requested_node_id(self, request) -> int:
-        raw = request.query_params.get("node_id", "").strip()
-        if not raw:
-            raise exceptions.ValidationError("missing parameter: node_id")
-        try:
-            self.entry.node = parse_node_id(raw)
-        except ValueError:
-            raise exceptions.ValidationError("invalid node_id: a node number is required")
-        return self.entry.node
+    def perform_content_negotiation(self, request, force=False):
+        # ``format`` names the capture format (pcap, pcapng), not one of DRF's renderers.
+        return super().perform_content_negotiation(request, force=True)
 
-    @extend_schema(
-        responses={(200, "application/vnd.tcpdump.pcap"): PCAP_RESPONSE, 400: ErrorSerializer, **NODE_ERRORS},
-        parameters=DATA_PCAP_PARAMS,
-        summary="The packets of one flow in a time window, as a pcap stream",
-    )
-    def get(self, request):
-        node = get_node(self.requested_node_id(request))
-        try:
-            flow = parse_flow_query(
-                request.query_params, utc=settings.PAR_UTC, max_window=settings.PAR_MAX_WINDOW
-            )
-        except FlowParamError as exc:
-            raise exceptions.ValidationError(str(exc))
-        self._describe(flow)
-        return proxy.stream_from(node, "data.pcap", node_params(flow), self._stream_ended)
+    def requested_node_ids(self, request) -> list[int] | None:
+        """The node ids asked (None: ``all``), read from ``node_id`` once."""
+        if not hasattr(self, "_node_ids"):
+            self._node_ids = requested_nodes(request.query_params)
+        return self._node_ids
 
-    def _describe(self, flow: FlowQuery) -> None:
-        entry = self.entry
-        entry.src_addr, entry.src_port = str(flow.a), flow.a_port
-        entry.dst_addr, entry.dst_port = str(flow.b), flow.b_port
-        entry.proto = flow.proto
-        entry.start, entry.end = _datetime(flow.start_ns), _datetime(flow.end_ns)
-
-    def _stream_ended(self, bytes_sent: int, error: str) -> None:
-        self._save_entry(200, bytes_sent, error)
+    def asked(self, request) -> tuple[list[Node], FlowQuery]:
+        """The nodes and the flow asked, noted in the request log."""
+        nodes = resolve_nodes(request.auth, self.requested_node_ids(request))
+        self.entry.asked(node.id for node in nodes)
+        flow = parse_flow(request.query_params)
+        self.entry.describe(flow)
+        return nodes, flow
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
-        # A stream logs itself when it ends; refusals are logged here, except
-        # requests without a valid key (nobody to attribute them to).
-        if isinstance(response, StreamingHttpResponse) or not hasattr(self, "entry"):
+        # A download logs itself when it ends; other answers are logged here, except OPTIONS (no
+        # query) and requests without a valid key (nobody to attribute them to).
+        if getattr(response, "par_logs_itself", False) or request.method == "OPTIONS":
             return response
         try:
             key = request_key(request)
         except exceptions.APIException:
             key = None
-        if key is not None:
-            error = response.data.get("error", "") if isinstance(response.data, dict) else ""
-            self._save_entry(response.status_code, 0, str(error))
+        if key is not None and hasattr(self, "entry"):
+            if not self.entry.nodes and getattr(self, "_node_ids", None):
+                self.entry.asked(self._node_ids)  # refused before the nodes were looked up
+            data = getattr(response, "data", None)
+            error = data.get("error", "") if isinstance(data, dict) else ""
+            self.entry.finish(response.status_code, 0, str(error))
         return response
 
-    def _save_entry(self, status: int, bytes_sent: int, error: str) -> None:
-        self.entry.nodes = str(self.entry.node or "")
-        entry = self.entry
-        entry.by(*self.request.auth.log_identity())
-        entry.status = status
-        entry.bytes_sent = bytes_sent
-        entry.error = error[:300]
-        entry.duration = round(time.monotonic() - self.started, 6)
-        entry.save()
+    def perform_authentication(self, request) -> None:
+        super().perform_authentication(request)
+        key = request_key(request)
+        if key is not None:
+            self.entry.by(*key.log_identity())
+
+
+class DataPcapView(LoggedQueryView):
+    """The packets selected, one node's streamed through or several nodes' merged by time."""
+
+    log_view = "data.pcap"
+    query_params = ("node_id", *FLOW_PARAMS, *PASSED_PARAMS, "api_key")
+
+    @extend_schema(
+        responses={(200, "application/vnd.tcpdump.pcap"): PCAP_RESPONSE, 400: ErrorSerializer, **NODE_ERRORS},
+        parameters=DATA_PCAP_PARAMS,
+        summary="The packets selected in a time window, from one node or several merged, as a pcap stream",
+    )
+    def get(self, request):
+        nodes, flow = self.asked(request)
+        self.entry.hold(take_download_slot(request.auth.holder))
+        params = node_params(request.query_params, flow)
+        return fanout.pcap_answer(nodes, params, self.entry, pcapng=wants_pcapng(request.query_params))
+
+    def head(self, request):
+        """The answer's headers, estimates included, without any node sending a packet."""
+        nodes, flow = self.asked(request)
+        params = node_params(request.query_params, flow)
+        return fanout.pcap_answer(
+            nodes, params, self.entry, method="HEAD", pcapng=wants_pcapng(request.query_params)
+        )
 
 
 class RoutesView(CollectorView):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -77,6 +78,35 @@ def _captures_in(directory: Path, prefix: str) -> list[tuple[int, Path]]:
     except (FileNotFoundError, NotADirectoryError):
         return []
     found.sort(key=lambda item: (item[0], item[1].name))
+    return found
+
+
+# Hour directories' listings, kept while the directory's mtime stays (a file filed into it, or
+# removed by retention, changes it). A listing taken less than RACY_NS after the directory last
+# changed is not kept: a change in the same clock tick could leave the mtime as it was.
+_LISTINGS: dict[tuple[str, str], tuple[int, list[tuple[int, Path]]]] = {}
+_LISTINGS_LOCK = threading.Lock()
+LISTINGS_KEPT = 20_000
+RACY_NS = 2_000_000_000
+
+
+def _hour_captures(directory: Path, prefix: str) -> list[tuple[int, Path]]:
+    """``_captures_in`` for a filed hour directory, answered from the kept listing while it is current."""
+    key = (os.fspath(directory), prefix)
+    try:
+        mtime_ns = os.stat(directory).st_mtime_ns
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    with _LISTINGS_LOCK:
+        kept = _LISTINGS.get(key)
+    if kept is not None and kept[0] == mtime_ns:
+        return kept[1]
+    found = _captures_in(directory, prefix)
+    if time.time_ns() - mtime_ns >= RACY_NS:
+        with _LISTINGS_LOCK:
+            if len(_LISTINGS) >= LISTINGS_KEPT:
+                _LISTINGS.clear()
+            _LISTINGS[key] = (mtime_ns, found)
     return found
 
 
@@ -167,7 +197,9 @@ def captures_for_window(
 ) -> list[CaptureFile]:
     """The capture files, filed or not, whose span overlaps ``[start_ns, end_ns]``, by epoch.
 
-    Never reads packets: a span comes from the index header or the file's name and mtime. The hour
+    Never reads packets: a span comes from the index header or the file's name and mtime. Hour
+    directories are listed once per change of their mtime (``_hour_captures``); the capture
+    directory, where the live file is, every time. The hour
     directories of both clocks are looked at (``utc`` first), so files filed before PAR_UTC changed,
     or by a filer run with the other of --utc/--localtime, are found too.
     """
@@ -179,7 +211,7 @@ def captures_for_window(
     dirs = hour_dirs_between(filer_dir, start_s - rotation_s, end_s, utc)
     dirs += hour_dirs_between(filer_dir, start_s - rotation_s, end_s, not utc)
     for directory in dict.fromkeys(dirs):
-        for epoch, path in _captures_in(directory, prefix):
+        for epoch, path in _hour_captures(directory, prefix):
             if epoch <= end_s:
                 candidates[path.name] = (epoch, path)
     found = []

@@ -60,6 +60,8 @@ PAR_NODE_CONNECT_TIMEOUT = env_int("PAR_NODE_CONNECT_TIMEOUT", 5, minimum=1)
 PAR_NODE_READ_TIMEOUT = env_int("PAR_NODE_READ_TIMEOUT", 120, minimum=1)
 # Requests per key per minute on the collector (DRF throttling); 0 = unlimited.
 PAR_KEY_RATE = env_int("PAR_KEY_RATE", 600, minimum=0)
+# Downloads (/data.pcap) one key may run at once at a collector, counted across workers.
+PAR_KEY_STREAMS = env_int("PAR_KEY_STREAMS", 4, minimum=1)
 # Plugins are enabled explicitly: a name is a folder under plugins/, a dotted
 # name a full module path. Each is imported and validated now, so a bad one
 # stops the start with its name (parsite/plugins.py); PAR_PLUGINS_CONFIG is

@@ -1,18 +1,24 @@
 """Reading the records at known offsets (an index's), in ascending order.
 
-Classic pcap records are read through a window, so records near each other share one read; a
-pcapng block is read where it starts (its section's byte order and interfaces known beforehand,
+Classic pcap records are read through a window sized to the records it serves: from one offset
+to the furthest of the next offsets within READ_WINDOW, plus RECORD_TAIL for the last record (a
+longer one is read again, whole), so near records share one read and a lone record costs a
+read of about its own size, not 64 KiB. A pcapng block is read where it starts (its section's byte order and interfaces known beforehand,
 ``PcapngCapture.learn_blocks``). A record cut short by the end of the file ends the read.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
+from itertools import islice
 
 from .capture import MAX_TS_NS, Capture, Record, check_caplen, check_time
 from .pcap import RECORD_HEADER_SIZE, PcapCapture
 
-READ_WINDOW = 1 << 16  # one read serves the records near each other
+READ_WINDOW = 1 << 16  # one read serves the records this near each other
+RECORD_TAIL = 2048  # read past the last offset a window serves: an Ethernet frame and its header fit
+LOOKAHEAD = 4096  # offsets looked at ahead to size a window
 
 
 def records_at(capture: Capture, offsets: Iterable[int]) -> Iterator[Record]:
@@ -26,21 +32,26 @@ def records_at(capture: Capture, offsets: Iterable[int]) -> Iterator[Record]:
         return
     unpack, scale, linktype = capture.record_header.unpack_from, capture.scale, capture.linktype
     base, window = 0, b""
-    for offset in offsets:
-        i = offset - base
-        if i < 0 or i + RECORD_HEADER_SIZE > len(window):
-            base, window, i = offset, capture.read(offset, READ_WINDOW), 0
-            if len(window) < RECORD_HEADER_SIZE:
-                return  # cut short by the end of the file
-        secs, frac, caplen, orig_len = unpack(window, i)
-        check_caplen(capture.path, offset, caplen)
-        end = i + RECORD_HEADER_SIZE + caplen
-        if end > len(window):
-            base, window, i = offset, capture.read(offset, max(READ_WINDOW, RECORD_HEADER_SIZE + caplen)), 0
-            end = RECORD_HEADER_SIZE + caplen
+    ahead = iter(offsets)
+    while chunk := list(islice(ahead, LOOKAHEAD)):
+        for n, offset in enumerate(chunk):
+            i = offset - base
+            if i < 0 or i + RECORD_HEADER_SIZE > len(window):
+                last = chunk[bisect_left(chunk, offset + READ_WINDOW, n) - 1]
+                base, window, i = offset, capture.read(offset, last - offset + RECORD_TAIL), 0
+                if len(window) < RECORD_HEADER_SIZE:
+                    return  # cut short by the end of the file
+            secs, frac, caplen, orig_len = unpack(window, i)
+            check_caplen(capture.path, offset, caplen)
+            end = i + RECORD_HEADER_SIZE + caplen
             if end > len(window):
-                return
-        ts = secs * 1_000_000_000 + frac * scale
-        if ts >= MAX_TS_NS:
-            check_time(capture.path, offset, ts)
-        yield Record(offset, ts, linktype, window[i + 16 : end], orig_len)
+                last = chunk[bisect_left(chunk, offset + READ_WINDOW, n) - 1]
+                size = max(last - offset + RECORD_TAIL, RECORD_HEADER_SIZE + caplen)
+                base, window, i = offset, capture.read(offset, size), 0
+                end = RECORD_HEADER_SIZE + caplen
+                if end > len(window):
+                    return
+            ts = secs * 1_000_000_000 + frac * scale
+            if ts >= MAX_TS_NS:
+                check_time(capture.path, offset, ts)
+            yield Record(offset, ts, linktype, window[i + 16 : end], orig_len)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..communityid import community_id
 from ..formats import CaptureError, IncompleteHeader
-from .build import IndexStats, build_index
+from .build import IndexStats, build_index, index_in_memory
 from .format import (
     HEADER_SIZE,
     INDEX_SUFFIX,
@@ -48,6 +48,7 @@ __all__ = [
     "community_id",
     "decode_header",
     "forget_open_indexes",
+    "index_in_memory",
     "index_is_current",
     "index_path",
     "open_index",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from .format import (
     index_path,
     temp_index_path,
 )
-from .read import content_digest
+from .read import FlowIndex, content_digest
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,35 @@ def build_index(capture: str | os.PathLike, out: str | os.PathLike | None = None
     """
     capture = Path(capture)
     out = Path(out) if out is not None else index_path(capture)
+    header, columns = _index_of(capture)
+    with atomic_write(out, temp=temp_index_path(out)) as f:
+        index_bytes = 0
+        for chunk in _encoded(header, columns):
+            f.write(chunk)
+            index_bytes += len(chunk)
+    packets = header.records
+    return IndexStats(
+        packets=packets,
+        capture_bytes=header.capture_size,
+        flows=header.flows,
+        first_ns=header.first_ns if packets else None,
+        last_ns=header.last_ns if packets else None,
+        index_bytes=index_bytes,
+    )
+
+
+def index_in_memory(capture: str | os.PathLike) -> FlowIndex:
+    """The index ``build_index`` would write for ``capture``, built in memory and opened.
+
+    For a file without a current index (the live file): the same flow table, lookups and offsets,
+    so it answers as an indexed file does. Raises CaptureError when the capture cannot be parsed.
+    """
+    header, columns = _index_of(Path(capture))
+    return FlowIndex(os.fspath(capture) + " (in memory)", data=b"".join(_encoded(header, columns)))
+
+
+def _index_of(capture: Path) -> tuple[IndexHeader, dict[str, np.ndarray]]:
+    """(header, columns) of the index of ``capture``, read once."""
     with open_capture(capture) as cap:
         size = cap.size()
         if isinstance(cap, PcapngCapture):
@@ -58,17 +88,16 @@ def build_index(capture: str | os.PathLike, out: str | os.PathLike | None = None
                 table = walk_pcap(cap, mm, size)
                 columns = _dissect(mm, table)
                 digest = content_digest(lambda o, n: mm[o : o + n], size)
-    header, sections = _sections(table, columns, size, digest, cap)
-    index_bytes = _write_atomically(out, header, sections)
-    packets = len(table.offset)
-    return IndexStats(
-        packets=packets,
-        capture_bytes=size,
-        flows=header.flows,
-        first_ns=header.first_ns if packets else None,
-        last_ns=header.last_ns if packets else None,
-        index_bytes=index_bytes,
-    )
+        return _sections(table, columns, size, digest, cap)
+
+
+def _encoded(header: IndexHeader, columns: dict[str, np.ndarray]) -> Iterator[bytes]:
+    """The index file's bytes, in pieces: header, column directory, the columns 8-byte aligned."""
+    directory = b"".join(encode_column(name, column) for name, column in columns.items())
+    yield encode_header(header) + directory + b"\0" * (-(HEADER_SIZE + len(directory)) % 8)
+    for column in columns.values():
+        data = column.tobytes()
+        yield data + b"\0" * (-len(data) % 8)
 
 
 class _mapped:
@@ -124,18 +153,3 @@ def _sections(
         columns=len(columns),
     )
     return header, columns
-
-
-def _write_atomically(out: Path, header: IndexHeader, columns: dict[str, np.ndarray]) -> int:
-    written = 0
-    with atomic_write(out, temp=temp_index_path(out)) as f:
-        directory = b"".join(encode_column(name, column) for name, column in columns.items())
-        f.write(encode_header(header) + directory)
-        written = HEADER_SIZE + len(directory)
-        written += -written % 8
-        f.write(b"\0" * (-(HEADER_SIZE + len(directory)) % 8))
-        for column in columns.values():
-            data = column.tobytes()
-            f.write(data + b"\0" * (-len(data) % 8))
-            written += len(data) + (-len(data) % 8)
-    return written

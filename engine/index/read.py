@@ -83,16 +83,23 @@ class FlowIndex:
     searches visit, so asking many files' indexes costs little more than opening them.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, data: bytes | None = None):
+        """Open the index file at ``path``, or (``data`` given) the index held in ``data``."""
         self.path = os.fspath(path)
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            size = os.fstat(fd).st_size
+        if data is not None:
+            self._map: mmap.mmap | bytes = data
+            size = len(data)
             if size < HEADER_SIZE:
                 raise IndexUnusable(f"{self.path}: not an index")
-            self._map = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
-        finally:
-            os.close(fd)
+        else:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                size = os.fstat(fd).st_size
+                if size < HEADER_SIZE:
+                    raise IndexUnusable(f"{self.path}: not an index")
+                self._map = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+            finally:
+                os.close(fd)
         self.header = header = decode_header(self._map[:HEADER_SIZE], self.path)
         self.flags, self.capture_size, self.digest = header.flags, header.capture_size, header.digest
         self.records, self.first_ns, self.last_ns = header.records, header.first_ns, header.last_ns
@@ -196,8 +203,8 @@ class FlowIndex:
 
     @property
     def flows(self) -> np.ndarray:
-        """Every row of the flow table (materialised: for small tables and tests)."""
-        return self.rows(np.arange(self.n_flows))
+        """Every row of the flow table with its Community ID digest (materialised: ``rows`` is cheaper)."""
+        return self.rows(np.arange(self.n_flows), digests=True)
 
     def estimate(self, ids: np.ndarray) -> tuple[int, int]:
         """(packets, bytes) the flows ``ids`` hold in the whole file: an upper bound for any window."""
@@ -291,6 +298,19 @@ class FlowIndex:
             found = np.arange(self.n_flows)
         ids = self._checked(found)
         return self.in_window(ids, selection.start_ns, selection.end_ns)
+
+    def selected(self, selection, confirm: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """Ids of the flows of ``selection``: ``candidates`` by binary search, then ``confirm(rows)``.
+
+        ``confirm`` takes the candidates' rows (ROW_DTYPE, with Community ID digests when the
+        selection names one) and returns a boolean mask of those that match: the selection's own
+        rules (``engine.select``), applied to a few rows instead of the whole table.
+        """
+        ids = self.candidates(selection)
+        if not len(ids):
+            return ids
+        rows = self.rows(ids, digests=getattr(selection, "community_id", None) is not None)
+        return ids[np.asarray(confirm(rows), dtype=bool)]
 
     def find(
         self,

@@ -175,3 +175,59 @@ class WrongServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class DyingNode:
+    """A node that answers 200 with a pcap type, sends ``prefix`` of its body, then dies or hangs.
+
+    ``hang=False``: the connection is closed without ending the chunked body (a crash).
+    ``hang=True``: nothing more is sent until ``close()`` (a node stuck mid-answer).
+    """
+
+    def __init__(self, prefix: bytes, *, hang: bool = False) -> None:
+        self.prefix = prefix
+        self.hang = hang
+        self.requests: list[str] = []
+        self._stop = threading.Event()
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.listener.settimeout(0.1)
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            head = b""
+            with contextlib.suppress(OSError):
+                while b"\r\n\r\n" not in head:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    head += data
+            self.requests.append(head.split(b"\r\n", 1)[0].decode("latin-1"))
+            answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.tcpdump.pcap\r\n"
+            answer += b"Transfer-Encoding: chunked\r\n\r\n"
+            if self.prefix:
+                answer += f"{len(self.prefix):x}\r\n".encode() + self.prefix + b"\r\n"
+            with contextlib.suppress(OSError):
+                conn.sendall(answer)
+                if self.hang:
+                    self._stop.wait()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.listener.close()

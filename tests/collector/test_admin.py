@@ -78,6 +78,20 @@ def test_adding_a_node_normalizes_its_address(staff, db):
     assert Node.objects.get(pk=3).url("ping") == "https://sensor3.example.org:9002/ping"
 
 
+def test_the_request_log_shows_every_node_asked_and_how_each_answered(staff, db):
+    entry = RequestLog.begin("data.pcap", client_ip="192.0.2.1", query={"node_id": "1,4", "api_key": "x"})
+    entry.by("par_abcdefgh")
+    entry.asked([1, 4])
+    entry.node_answered(1, 200, 4096)
+    entry.node_answered(4, None, 0, "timed out")
+    entry.finish(200, 4120)
+    row = RequestLog.objects.get()
+    assert (row.nodes, row.node, row.query) == ("1,4", None, "node_id=1,4")  # never the key
+    page = staff.get(f"/admin/collector/requestlog/{row.pk}/change/").content.decode()
+    assert "1: 200, 4096 B; 4: - timed out" in page
+    assert "1,4" in staff.get("/admin/collector/requestlog/").content.decode()
+
+
 def test_the_request_log_can_be_browsed_but_not_changed(staff, db):
     entry = RequestLog.objects.create(key_prefix="par_abcdefgh", node=1, status=200, bytes_sent=24)
     assert staff.get("/admin/collector/requestlog/").status_code == 200

@@ -6,7 +6,7 @@ import pytest
 from django.test import override_settings
 
 from collector import proxy
-from collector.models import Node, RequestLog
+from collector.models import NODE_SELECTION, Node, RequestLog
 from tests.collector.live import WrongServer
 
 FLOW = {
@@ -65,7 +65,7 @@ def test_a_window_past_the_year_9999_is_refused_before_the_node_is_asked(api, no
 def test_a_node_id_that_is_not_a_number_is_refused(api, admin_key, node_id):
     response = api.get_as(admin_key, "/data.pcap", {**FLOW, "node_id": node_id})
     assert response.status_code == 400
-    assert response.json() == {"error": "invalid node_id: a node number is required"}
+    assert response.json() == {"error": NODE_SELECTION}
 
 
 def test_data_pcap_from_a_dead_node_is_a_bad_gateway(api, node1_key):

@@ -196,3 +196,17 @@ def test_mixed_link_types_are_written_as_pcapng_that_tshark_reads(tmp_path):
         timeout=60,
     ).stdout.split("\n")
     assert shown[:2] == ["0\t10.0.0.1", "1\t10.0.0.1"]
+
+
+def test_records_far_apart_are_read_with_windows_of_about_their_size(tmp_path):
+    path = tmp_path / "pcap.1700000000"
+    frames = [g.ether(g.udp("10.0.0.1", 1, "10.0.0.2", 2, bytes(1000))) for _ in range(300)]
+    g.write_pcap(path, [(T0 + n * 1000, f) for n, f in enumerate(frames)])
+    with open_capture(path) as capture:
+        everything = list(capture)
+        wanted = [everything[n].offset for n in (0, 100, 200, 299)]  # ~100 KiB apart
+        asked = []
+        real_read = capture.read
+        capture.read = lambda offset, size: asked.append(size) or real_read(offset, size)
+        assert [r.offset for r in capture.records_at(wanted)] == wanted
+    assert len(asked) == 4 and max(asked) <= 4096

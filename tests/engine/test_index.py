@@ -299,3 +299,27 @@ def test_short_flows_cost_under_five_percent_of_their_capture(tmp_path):
     g.write_pcap(path, g.dns_traffic(T0, 60, 5000, seed=1))
     built = build_index(path)
     assert built.index_bytes < 0.05 * built.capture_bytes
+
+
+def test_an_index_built_in_memory_is_the_one_written(capture):
+    from engine.index import index_in_memory
+
+    build_index(capture)
+    written, in_memory = FlowIndex(index_path(capture)), index_in_memory(capture)
+    assert written._map[:] == in_memory._map
+    every = np.arange(written.n_flows)
+    assert in_memory.packet_offsets(every).tolist() == written.packet_offsets(every).tolist()
+
+
+def test_a_selection_is_confirmed_on_its_candidates_only(capture):
+    build_index(capture)
+    index = FlowIndex(index_path(capture))
+    some = g.mixed_flows(40, seed=3)[5]
+    seen = []
+
+    def confirm(rows):
+        seen.append(len(rows))
+        return rows["b_port"] == some.b_port
+
+    found = index.selected(selection(src=ip_network(some.a)), confirm)
+    assert len(found) >= 1 and seen[0] < index.n_flows

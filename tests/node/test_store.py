@@ -273,3 +273,32 @@ def test_a_window_skips_other_names_and_missing_directories(tmp_path):
         start, start + NS, filer_dir=filer_dir, capture_dir=tmp_path / "gone", prefix="pcap", utc=True
     )
     assert found == [hour / f"pcap.{SEED_FIRST}"]
+
+
+def test_an_hour_directory_is_listed_once_while_it_does_not_change(dirs, monkeypatch):
+    capture_dir, filer_dir = dirs
+    filed = file_into_tree(write_capture(capture_dir, SEED_FIRST, seconds=10, pps=5), filer_dir)
+    an_hour_ago = time.time() - 3600
+    os.utime(filed.parent, (an_hour_ago, an_hour_ago))  # settled: its listing can be kept
+    listed = []
+    real = store._captures_in
+    monkeypatch.setattr(store, "_captures_in", lambda d, p: listed.append(d) or real(d, p))
+    window = (SEED_FIRST * NS, (SEED_FIRST + 60) * NS)
+    tree = {"filer_dir": filer_dir, "capture_dir": capture_dir, "prefix": "pcap", "utc": True}
+    for _ in range(3):
+        assert store.files_for_window(*window, **tree) == [filed]
+    assert listed.count(filed.parent) == 1
+
+    # A file filed into it changes its mtime: it is listed again and the new file found.
+    second = file_into_tree(write_capture(capture_dir, SEED_FIRST + 20, seconds=10, pps=5), filer_dir)
+    assert store.files_for_window(*window, **tree) == [filed, second]
+    assert listed.count(filed.parent) == 2
+
+
+def test_a_window_does_not_list_an_unindexed_file_named_after_it(dirs):
+    capture_dir, filer_dir = dirs
+    later = write_capture(capture_dir, SEED_FIRST + 3600, seconds=10, pps=5)
+    write_capture(capture_dir, SEED_FIRST + 7200, seconds=10, pps=5)  # the live one
+    window = (SEED_FIRST * NS, (SEED_FIRST + 60) * NS)
+    tree = {"filer_dir": filer_dir, "capture_dir": capture_dir, "prefix": "pcap", "utc": True}
+    assert later not in store.files_for_window(*window, **tree)

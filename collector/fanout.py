@@ -1,0 +1,184 @@
+"""Asking one node or several at once: in parallel, every failure named, several pcaps merged by time.
+
+A node that fails before its first byte is left out of the answer and named in
+``X-PAR-Nodes-Failed``; when every node failed, the answer is that failure (one node) or a
+502/504 naming each. A node failing mid-stream cuts the whole answer (collector.proxy.Download).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from django.http import StreamingHttpResponse
+from rest_framework import exceptions
+
+from collector.metrics import proxy_failed
+from collector.models import Node
+from collector.proxy import (
+    ESTIMATE_HEADERS,
+    NODE_PROBLEM,
+    PAR_HEADERS,
+    PASSED_HEADERS,
+    Download,
+    NodeAnswer,
+    NodeFailedMidStream,
+    NodeSaid,
+    NodeTimeout,
+    NodeUnreachable,
+    is_timeout,
+    open_pcap,
+    passthrough,
+)
+from collector.requestlog import RequestLog
+from engine.merge import Merger, SourceFailed, StreamReader
+
+log = logging.getLogger("collector.fanout")
+
+NodeFailure = NodeUnreachable | NodeTimeout | NodeSaid
+PCAP_TYPE = "application/vnd.tcpdump.pcap"
+PCAPNG_TYPE = "application/x-pcapng"
+_FILENAME = re.compile(r'filename="([^"]+)"')
+_UNSAFE = re.compile(r"[^ -~]|,")  # a reason travels in a header, in a comma-separated list
+
+
+def node_label(node: Node) -> str:
+    """How a node's packets are named in a pcapng answer."""
+    return f"node {node.id} {node.name}".rstrip()
+
+
+def _opened(node: Node, path: str, params: Mapping[str, str], method: str, merge: bool):
+    """Node ``node``'s answer opened (and, to merge, its capture header read), or its failure."""
+    try:
+        answer = open_pcap(node, path, params, method)
+    except (NodeUnreachable, NodeTimeout, NodeSaid) as failure:
+        return failure
+    if not merge or method == "HEAD":
+        return answer
+    answer.reader = StreamReader(answer.chunks(), name=f"node {node.id}")
+    try:
+        answer.reader.read_header()
+    except Exception as exc:  # a transport error, or bytes that are no capture
+        answer.close()
+        log.warning("node %s: no capture header: %s", node.id, exc)
+        proxy_failed(node.id, "timeout" if is_timeout(exc) else "error")
+        if is_timeout(exc):
+            return NodeTimeout()
+        return NodeUnreachable(f"{NODE_PROBLEM}: its answer is not a pcap")
+    return answer
+
+
+def ask_nodes(
+    nodes: Sequence[Node], path: str, params: Mapping[str, str], method: str = "GET", *, merge: bool = False
+) -> tuple[list[NodeAnswer], list[tuple[Node, NodeFailure]]]:
+    """Every node asked at once (a thread each); the answers opened and the failures, in node order."""
+    if len(nodes) == 1:
+        results = [_opened(nodes[0], path, params, method, merge)]
+    else:
+        with ThreadPoolExecutor(max_workers=len(nodes), thread_name_prefix="par-node") as pool:
+            results = list(pool.map(lambda node: _opened(node, path, params, method, merge), nodes))
+    answers = [r for r in results if isinstance(r, NodeAnswer)]
+    failures = [(node, r) for node, r in zip(nodes, results, strict=True) if not isinstance(r, NodeAnswer)]
+    return answers, failures
+
+
+def every_node_failed(failures: list[tuple[Node, NodeFailure]]) -> exceptions.APIException:
+    """The answer when no node could answer: one node's own failure, or one naming each."""
+    if len(failures) == 1:
+        return failures[0][1]
+    text = "; ".join(f"node {node.id}: {failure.reason}" for node, failure in failures)
+    said = {failure.status_code for _, failure in failures if isinstance(failure, NodeSaid)}
+    if len(said) == 1 and all(isinstance(f, NodeSaid) for _, f in failures):
+        return NodeSaid(said.pop(), f"no node could answer: {text}")
+    transport = [f for _, f in failures if not isinstance(f, NodeSaid)]
+    if all(isinstance(f, NodeTimeout) for f in transport):
+        return NodeTimeout(f"{NODE_PROBLEM}: {text}")
+    return NodeUnreachable(f"{NODE_PROBLEM}: {text}")
+
+
+def _failed_header(failures: list[tuple[Node, NodeFailure]]) -> str:
+    return ", ".join(f"{node.id}={_UNSAFE.sub(' ', str(failure.reason))}" for node, failure in failures)
+
+
+def _merged_headers(answers: list[NodeAnswer], response, fmt_pcapng: bool) -> None:
+    """Headers of an answer made of several nodes': estimates summed, window and damage passed on."""
+    for name in ESTIMATE_HEADERS:
+        values = [a.headers.get(name) for a in answers]
+        if all(v is not None and v.isdigit() for v in values):
+            response[name] = str(sum(int(v) for v in values))
+    if "X-PAR-Window" in answers[0].headers:
+        response["X-PAR-Window"] = answers[0].headers["X-PAR-Window"]
+    damaged = [f"{a.node.id}={a.headers['X-PAR-Damaged']}" for a in answers if "X-PAR-Damaged" in a.headers]
+    if damaged:
+        response["X-PAR-Damaged"] = ", ".join(damaged)
+    found = _FILENAME.search(answers[0].headers.get("Content-Disposition", ""))
+    name = found.group(1) if found else "par.pcap"
+    if fmt_pcapng:
+        name = name.rsplit(".", 1)[0] + ".pcapng"
+    ids = "-".join(str(a.node.id) for a in answers)
+    response["Content-Disposition"] = f'attachment; filename="nodes-{ids}-{name}"'
+    response["Cache-Control"] = "no-store"
+
+
+def _merged(answers: list[NodeAnswer], merger: Merger) -> Iterator[bytes]:
+    """The merged stream; a node failing mid-stream is NodeFailedMidStream, naming it."""
+    try:
+        yield from merger.stream()
+    except SourceFailed as exc:
+        answer = answers[exc.index]
+        answer.failure = f"failed mid-stream: {type(exc.cause).__name__}"
+        log.warning("node %s failed after %d bytes: %s", answer.node.id, answer.received, exc.cause)
+        proxy_failed(answer.node.id, "mid-stream")
+        raise NodeFailedMidStream(
+            f"node failed mid-stream: node {answer.node.id} after {answer.received} bytes"
+        ) from None
+
+
+def pcap_answer(
+    nodes: Sequence[Node],
+    params: Mapping[str, str],
+    entry: RequestLog,
+    *,
+    method: str = "GET",
+    pcapng: bool = False,
+) -> StreamingHttpResponse:
+    """``/data.pcap`` from ``nodes``: one node's passed through, several merged; HEAD: the headers only."""
+    merge = len(nodes) > 1 or pcapng
+    node_params = dict(params)
+    if merge:
+        node_params.pop("format", None)  # the merge writes the answer's format
+    answers, failures = ask_nodes(nodes, "data.pcap", node_params, method, merge=merge)
+    for node, failure in failures:
+        status = failure.status_code if isinstance(failure, NodeSaid) else None
+        entry.node_answered(node.id, status, 0, str(failure.reason))
+    if not answers:
+        raise every_node_failed(failures)
+    if method == "HEAD":
+        for answer in answers:
+            entry.node_answered(answer.node.id, 200)
+        response = StreamingHttpResponse(iter(()), status=200)
+        if merge:
+            pcapng_any = pcapng or any(
+                a.headers.get("Content-Type", "").startswith(PCAPNG_TYPE) for a in answers
+            )
+            response["Content-Type"] = PCAPNG_TYPE if pcapng_any else PCAP_TYPE
+            _merged_headers(answers, response, pcapng_any)
+    elif merge:
+        merger = Merger([a.reader for a in answers], [node_label(a.node) for a in answers], pcapng=pcapng)
+        response = StreamingHttpResponse(Download(_merged(answers, merger), entry, answers), status=200)
+        response["Content-Type"] = merger.content_type
+        _merged_headers(answers, response, merger.pcapng)
+        response.par_logs_itself = True
+    else:
+        response = StreamingHttpResponse(Download(passthrough(answers[0]), entry, answers), status=200)
+        response.par_logs_itself = True
+    if not merge:
+        for name in (*PASSED_HEADERS, *PAR_HEADERS):
+            if name in answers[0].headers:
+                response[name] = answers[0].headers[name]
+    response["X-PAR-Nodes"] = ",".join(str(a.node.id) for a in answers)
+    if failures:
+        response["X-PAR-Nodes-Failed"] = _failed_header(failures)
+    return response

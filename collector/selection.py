@@ -1,0 +1,97 @@
+"""What a /data.pcap or /flows request asks: which nodes, which packets, and what the nodes are sent."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from ipaddress import ip_address
+
+from django.conf import settings
+from rest_framework import exceptions
+
+from api.flowparams import FLOW_PARAMS, FlowParamError, parse_flow_query
+from collector.models import NODE_SELECTION, ApiKey, KeyStream, Node, parse_node_selection
+from engine.flow import FlowQuery
+
+# Parameters beyond the seed's flow passed on to the nodes as given (SPEC "Selecting packets").
+PASSED_PARAMS = ("community_id", "format", "limit_packets", "limit_bytes")
+FLOWS_PARAMS = ("limit", "sort")
+
+
+class TooManyDownloads(exceptions.APIException):
+    status_code = 429
+    default_code = "too_many_downloads"
+
+
+def requested_nodes(params: Mapping[str, str]) -> list[int] | None:
+    """``node_id`` parsed (None: ``all``); a 400 naming the forms when it is missing or unreadable."""
+    raw = params.get("node_id", "").strip()
+    if not raw:
+        raise exceptions.ValidationError("missing parameter: node_id")
+    try:
+        return parse_node_selection(raw)
+    except ValueError:
+        raise exceptions.ValidationError(NODE_SELECTION) from None
+
+
+def resolve_nodes(key: ApiKey, node_ids: list[int] | None) -> list[Node]:
+    """The active nodes asked, in id order (grants are checked before); 404 naming any unknown."""
+    if node_ids is None:
+        nodes = list(key.queryable_nodes())
+        if not nodes:
+            raise exceptions.NotFound("no node to ask: this API key may query no active node")
+        return nodes
+    nodes = list(Node.objects.filter(pk__in=node_ids, active=True).order_by("id"))
+    missing = sorted(set(node_ids) - {node.id for node in nodes})
+    if missing:
+        if len(node_ids) == 1:
+            raise exceptions.NotFound("no such node")
+        raise exceptions.NotFound(f"no such node: {', '.join(map(str, missing))}")
+    return nodes
+
+
+def parse_flow(params: Mapping[str, str]) -> FlowQuery:
+    """The selectors and window, validated as the nodes validate them (400 before any node is asked)."""
+    try:
+        return parse_flow_query(params, utc=settings.PAR_UTC, max_window=settings.PAR_MAX_WINDOW)
+    except FlowParamError as exc:
+        raise exceptions.ValidationError(str(exc)) from None
+
+
+def node_params(params: Mapping[str, str], flow: FlowQuery, extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """What each node is sent: the selectors given, and the window as exact epoch seconds (one "now")."""
+    names = (*FLOW_PARAMS, *PASSED_PARAMS, *extra)
+    sent = {name: params[name].strip() for name in names if params.get(name, "").strip()}
+    for name in ("src_addr", "dst_addr"):
+        if name in sent:
+            sent[name] = _canonical_address(sent[name])
+    sent["start_time"], sent["end_time"] = _epoch(flow.start_ns), _epoch(flow.end_ns)
+    if "proto" in sent and flow.proto is not None:
+        sent["proto"] = str(flow.proto)
+    return sent
+
+
+def wants_pcapng(params: Mapping[str, str]) -> bool:
+    return params.get("format", "").strip().lower() == "pcapng"
+
+
+def take_download_slot(holder: str) -> KeyStream:
+    """One of the holder's PAR_KEY_STREAMS download slots; a 429 when every one is in use."""
+    limit = settings.PAR_KEY_STREAMS
+    slot = KeyStream.acquire(holder, limit)
+    if slot is None:
+        raise TooManyDownloads(
+            f"this API key already runs {limit} downloads at once (PAR_KEY_STREAMS): wait for one to end"
+        )
+    return slot
+
+
+def _canonical_address(text: str) -> str:
+    """An address in its canonical form (``2001:db8::0002`` -> ``2001:db8::2``); other forms as given."""
+    try:
+        return str(ip_address(text.strip("[]") if text.startswith("[") else text))
+    except ValueError:
+        return text
+
+
+def _epoch(ns: int) -> str:
+    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
