@@ -14,7 +14,10 @@ from engine.flow import FlowQuery
 
 # Parameters beyond the seed's flow passed on to the nodes as given (SPEC "Selecting packets").
 PASSED_PARAMS = ("community_id", "format", "limit_packets", "limit_bytes")
-FLOWS_PARAMS = ("limit", "sort")
+SORTS = ("first", "last", "-bytes", "-packets")
+OUTPUTS = ("json", "csv")
+DEFAULT_LIMIT = 1000
+MAX_LIMIT = 100_000
 
 
 class TooManyDownloads(exceptions.APIException):
@@ -68,6 +71,20 @@ def node_params(params: Mapping[str, str], flow: FlowQuery, extra: tuple[str, ..
     if "proto" in sent and flow.proto is not None:
         sent["proto"] = str(flow.proto)
     return sent
+
+
+def listing_options(params: Mapping[str, str]) -> tuple[str, int, str]:
+    """/flows' ``sort``, ``limit`` and ``output``, each checked (a 400 naming it)."""
+    sort = params.get("sort", "").strip() or "first"
+    if sort not in SORTS:
+        raise exceptions.ValidationError(f"invalid sort: one of {', '.join(SORTS)}")
+    text = params.get("limit", "").strip() or str(DEFAULT_LIMIT)
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIMIT:
+        raise exceptions.ValidationError(f"invalid limit: a number from 1 to {MAX_LIMIT}")
+    output = params.get("output", "").strip().lower() or "json"
+    if output not in OUTPUTS:
+        raise exceptions.ValidationError("invalid output: json or csv")
+    return sort, int(text), output
 
 
 def wants_pcapng(params: Mapping[str, str]) -> bool:

@@ -70,12 +70,30 @@ _FLOW_DOC = {
     "end_time": "window end (inclusive), same forms",
 }
 DATA_PCAP_PARAMS = [
-    OpenApiParameter("node_id", int, required=True, description="the node to ask"),
+    OpenApiParameter("node_id", str, required=True, description="a node, a comma list (1,3,4), or all"),
+    OpenApiParameter("format", str, description="pcap (default; pcapng when link types mix) or pcapng"),
     *(OpenApiParameter(name, str, required=True, description=text) for name, text in _FLOW_DOC.items()),
     OpenApiParameter(
         "proto", str, description="tcp, udp, sctp or a protocol number; default: any of the three"
     ),
     API_KEY_PARAM,
 ]
-PCAP_RESPONSE = OpenApiResponse(OpenApiTypes.BINARY, description="the flow's packets, a classic pcap stream")
+PCAP_RESPONSE = OpenApiResponse(
+    OpenApiTypes.BINARY,
+    description="the packets, a pcap stream (several nodes merged by time; X-PAR-Nodes, X-PAR-Nodes-Failed)",
+)
 NODE_ANSWER = OpenApiResponse(OpenApiTypes.OBJECT, description="the node's own answer, passed through")
+
+FLOWS_RESPONSE = OpenApiResponse(
+    OpenApiTypes.OBJECT,
+    description='{"window": {start, end}, "flows": [{node, proto, src_addr, src_port, dst_addr, dst_port, '
+    'community_id, first, last, packets, bytes}], "truncated": bool, "failed": {node id: reason}}',
+)
+FLOWS_PARAMS_DOC = [
+    OpenApiParameter("node_id", str, required=True, description="a node, a comma list (1,3,4), or all"),
+    *(OpenApiParameter(name, str, description=text) for name, text in _FLOW_DOC.items()),
+    OpenApiParameter("sort", str, description="first (default), last, -bytes, -packets"),
+    OpenApiParameter("limit", int, description="at most this many rows (default 1000, at most 100000)"),
+    OpenApiParameter("output", str, description="json (default) or csv"),
+    API_KEY_PARAM,
+]

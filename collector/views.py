@@ -13,7 +13,7 @@ from api.flowparams import FLOW_PARAMS
 from api.ping import ping_payload
 from api.routes import list_routes
 from api.serializers import ErrorSerializer, PingSerializer
-from collector import fanout, proxy
+from collector import fanout, flows, proxy
 from collector.auth import (
     ApiKeyAuthentication,
     ApiKeyThrottle,
@@ -26,6 +26,7 @@ from collector.auth import (
 from collector.models import ApiKey, Node, RequestLog
 from collector.selection import (
     PASSED_PARAMS,
+    listing_options,
     node_params,
     parse_flow,
     requested_nodes,
@@ -37,6 +38,8 @@ from collector.serializers import (
     API_KEY_PARAM,
     DATA_PCAP_PARAMS,
     ERRORS,
+    FLOWS_PARAMS_DOC,
+    FLOWS_RESPONSE,
     KEYS_RESPONSE,
     NODE_ANSWER,
     NODE_ERRORS,
@@ -212,6 +215,25 @@ class DataPcapView(LoggedQueryView):
         return fanout.pcap_answer(
             nodes, params, self.entry, method="HEAD", pcapng=wants_pcapng(request.query_params)
         )
+
+
+class FlowsView(LoggedQueryView):
+    """The flows selected, from the indexes of one node or several, merged; every request logged."""
+
+    log_view = "flows"
+    query_params = ("node_id", *FLOW_PARAMS, *PASSED_PARAMS, "limit", "sort", "output", "api_key")
+
+    @extend_schema(
+        responses={200: FLOWS_RESPONSE, 400: ErrorSerializer, **NODE_ERRORS},
+        parameters=FLOWS_PARAMS_DOC,
+        summary="The flows selected in a time window, from one node or several merged",
+    )
+    def get(self, request):
+        nodes, flow = self.asked(request)
+        sort, limit, output = listing_options(request.query_params)
+        params = node_params(request.query_params, flow, extra=("sort",))
+        params["limit"] = str(limit)
+        return flows.flows_answer(nodes, params, self.entry, sort=sort, limit=limit, output=output)
 
 
 class RoutesView(CollectorView):

@@ -4,11 +4,14 @@ Writes everything under ``var/demo/`` (captures, filed tree, databases), files
 the captures with the real filer, starts a node and a collector under
 gunicorn, registers the node and an admin API key, fetches one flow through
 the collector to prove the chain works, prints a ready-to-paste curl and
-serves until Ctrl-C. Stopping it stops everything it started.
+serves until Ctrl-C. Stopping it stops everything it started: Ctrl-C, SIGTERM
+and SIGHUP (a closed terminal) stop both servers; should the demo itself be
+killed outright, the kernel stops them (each asks for SIGTERM when it dies).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -24,6 +27,8 @@ from urllib.parse import urlencode
 
 import requests
 
+from node.jobs import die_with_parent
+
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = Path(os.environ.get("PAR_DEMO_DIR") or ROOT / "var" / "demo")
 FILE_SECONDS = 60
@@ -31,8 +36,13 @@ FILES = 6  # five finished files and the one "still being written"
 
 
 def _port(preferred: int) -> int:
-    """The preferred port when it is free, else any free loopback port."""
+    """The preferred port when it is free, else any free loopback port.
+
+    Free as gunicorn sees it: it binds with SO_REUSEADDR, so the connections a previous demo left
+    in TIME_WAIT on the port do not make it look taken.
+    """
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", preferred))
             return preferred
@@ -53,6 +63,7 @@ def demo_ports(text: str | None) -> tuple[int, int]:
         sys.exit("DEMO_PORTS: the collector and the node need two different ports")
     for port in ports:
         with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as _port(), as gunicorn
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError as exc:
@@ -98,7 +109,8 @@ def _serve(role: str, env: dict[str, str], port: int, log: Path) -> subprocess.P
         env={**env, "PAR_BIND": f"127.0.0.1:{port}"},
         stdout=out,
         stderr=subprocess.STDOUT,
-        start_new_session=True,
+        start_new_session=True,  # Ctrl-C reaches the demo only, which stops the servers in order
+        preexec_fn=lambda: die_with_parent(signal.SIGTERM),
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -164,7 +176,8 @@ def main() -> None:
     # The busiest web page fetch: the flow the demo fetches and prints a curl for.
     shown = next(flow for flow in flows if flow.kind == "http")
     children: list[subprocess.Popen] = []
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal was closed
+        signal.signal(signum, lambda *_: sys.exit(0))
     try:
         serve_and_show(
             children, node_env, collector_env, node_port, collector_port, shown, first, now, key, password
@@ -172,15 +185,24 @@ def main() -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        print("\n== stopping the node and the collector")
-        for child in children:
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
+        stop(children)
+
+
+def stop(children: list[subprocess.Popen]) -> None:
+    """Stop the servers: SIGTERM to each one's process group, SIGKILL after 20 s."""
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not leave them half-stopped
+    with contextlib.suppress(OSError):  # the terminal is gone (SIGHUP)
+        print("\n== stopping the node and the collector", flush=True)
+    for child in children:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGTERM)
+    for child in children:
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
 
 
 def serve_and_show(

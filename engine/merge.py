@@ -380,6 +380,7 @@ class Merger:
         yield self.header()
         parts: list = []
         size = 0
+        raw = [r.kind == "pcap" and r.order == "<" and not self.pcapng for r in self.readers]
         cursors: dict[int, tuple[Batch, int]] = {}
         heap: list[tuple[int, int]] = []
         for index in range(len(self.readers)):
@@ -402,9 +403,14 @@ class Merger:
                 else:
                     while stop < len(times) and times[stop] < limit:
                         stop += 1
-            encoded = self._encode(index, batch, pos, stop)
-            parts.extend(encoded)
-            size += sum(len(part) for part in encoded)
+            if raw[index]:  # records copied as they are: one slice for the whole run
+                offsets = batch.offsets
+                parts.append(batch.data[offsets[pos] : offsets[stop]])
+                size += offsets[stop] - offsets[pos]
+            else:
+                encoded = self._encode(index, batch, pos, stop)
+                parts.extend(encoded)
+                size += sum(len(part) for part in encoded)
             if size >= OUT_CHUNK:
                 yield b"".join(parts)
                 parts, size = [], 0

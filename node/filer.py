@@ -41,6 +41,7 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -65,7 +66,7 @@ class FilerBusy(Exception):
 
 
 class FilingConflict(Exception):
-    """A different file of the same name is already filed; the capture is left where it is."""
+    """The capture's place is taken (by another file of its name, a symbolic link); it stays put."""
 
 
 @dataclass
@@ -137,7 +138,7 @@ def _temp_name(prefix: str) -> re.Pattern[str]:
 def remove_stale_temps(directory: Path, prefix: str) -> list[Path]:
     """Remove temporary files left in ``directory`` by a crash (hold the tree lock: no writer is busy)."""
     pattern = _temp_name(prefix)
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(directory))
     except FileNotFoundError:
@@ -215,6 +216,9 @@ def plan_filing(src: Path, options: FilerOptions, cleaned: set[Path] | None = No
     size = src.stat().st_size
     log.info("Processing: %s", src.name)
     log.info("Moving %s => %s/", src, dest_dir)
+    link = store.linked_in_tree(options.filer_dir, dest_dir)
+    if link is not None:  # what it leads to would be neither served nor deleted (node/store.py)
+        raise FilingConflict(f"{link} is a symbolic link in the filer tree; {src} is left in place")
     if options.simulate:
         return Filed(dest, size, 0, False)
     make_dirs(dest_dir)
@@ -325,7 +329,7 @@ def file_pending(options: FilerOptions, stop: threading.Event | None = None) -> 
             if stop is not None and stop.is_set():
                 log.info("Stopping before %s", src.name)
                 break
-            planned = _attempt(src, summary, lambda src=src: plan_filing(src, options, cleaned))
+            planned = _attempt(src, summary, partial(plan_filing, src, options, cleaned))
             if not isinstance(planned, Planned):
                 _count(summary, planned, options.simulate)
                 continue

@@ -63,13 +63,22 @@ class InlineExecutor(Executor):
         return future
 
 
-def _init_worker(parent: int) -> None:
-    """In a new worker: die with the parent, leave Ctrl-C to it."""
+def die_with_parent(signum: int) -> bool:
+    """Have the kernel send ``signum`` to this process when its parent dies (Linux); whether it will.
+
+    The "parent" is the thread that forked this process: fork from the main thread. The request
+    survives ``exec``, so a ``subprocess`` ``preexec_fn`` can make it for a child program.
+    """
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: a worker outlives a killed parent by one job
-        pass
+        return libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0) == 0
+    except (OSError, AttributeError):  # not Linux
+        return False
+
+
+def _init_worker(parent: int) -> None:
+    """In a new worker: die with the parent, leave Ctrl-C to it."""
+    die_with_parent(signal.SIGKILL)  # elsewhere than on Linux a worker outlives a killed parent by a job
     if os.getppid() != parent:  # the parent died before the request above took effect
         os._exit(1)
     # Ctrl-C reaches the whole process group: the parent stops the pass, the workers finish their job.

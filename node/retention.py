@@ -2,7 +2,8 @@
 
 Two rules, either or both: keep a percentage of the filer's file system free (``--keep-free``),
 and keep nothing older than a number of hours (``--max-age``; an hour directory goes once its whole
-hour is that old). The newest hour directory is never deleted for free space: a disk filled by
+hour is that old). Symbolic links in the tree are neither followed nor deleted, as queries ignore
+them: each pass that meets one warns once. The newest hour directory is never deleted for free space: a disk filled by
 something else must not cost the sensor all its captures. Every deletion is logged.
 """
 
@@ -45,8 +46,12 @@ class Deleted:
     bytes: int = 0
 
 
-def hour_dirs(filer_dir: Path) -> list[HourDir]:
-    """Every ``YYYY/MM/DD/HH`` directory under ``filer_dir``, oldest first."""
+def hour_dirs(filer_dir: Path, links: list[Path] | None = None) -> list[HourDir]:
+    """Every ``YYYY/MM/DD/HH`` directory under ``filer_dir``, oldest first.
+
+    Symbolic links named as parts of the tree are not followed (queries ignore them too, see
+    ``store.linked_in_tree``): they are added to ``links`` when given.
+    """
     found: list[HourDir] = []
 
     def walk(directory: Path, depth: int, hour: tuple[int, ...]) -> None:
@@ -55,17 +60,39 @@ def hour_dirs(filer_dir: Path) -> list[HourDir]:
         except (FileNotFoundError, NotADirectoryError):
             return
         for entry in entries:
-            if not _PARTS[depth].fullmatch(entry.name) or not entry.is_dir(follow_symlinks=False):
+            if not _PARTS[depth].fullmatch(entry.name):
+                continue
+            if entry.is_symlink():
+                if links is not None:
+                    links.append(Path(entry.path))
+                continue
+            if not entry.is_dir(follow_symlinks=False):
                 continue
             here = (*hour, int(entry.name))
             if depth == 3:
-                found.append(HourDir(Path(entry.path), here))
+                year, month, day, hour_of_day = here
+                found.append(HourDir(Path(entry.path), (year, month, day, hour_of_day)))
             else:
                 walk(Path(entry.path), depth + 1, here)
 
     walk(Path(filer_dir), 0, ())
     found.sort(key=lambda d: d.hour)
     return found
+
+
+def warn_links(links: list[Path], shown: int = 5) -> None:
+    """One warning for the symbolic links met in the filer tree during a pass."""
+    if not links:
+        return
+    names = ", ".join(str(path) for path in links[:shown])
+    more = f" and {len(links) - shown} more" if len(links) > shown else ""
+    log.warning(
+        "Ignoring %d symbolic links in the filer tree (what they lead to is neither served by queries "
+        "nor deleted by retention; move the data into the tree instead): %s%s",
+        len(links),
+        names,
+        more,
+    )
 
 
 def dir_size(path: Path) -> tuple[int, int]:
@@ -120,7 +147,9 @@ def enforce_retention(
     deleted = Deleted()
     if keep_free is None and max_age_hours is None:
         return deleted
-    dirs = hour_dirs(filer_dir)
+    links: list[Path] = []
+    dirs = hour_dirs(filer_dir, links)
+    warn_links(links)
     if max_age_hours is not None:
         cutoff = (time.time() if now is None else now) - max_age_hours * 3600
         while dirs and dirs[0].start_epoch(utc) + 3600 <= cutoff:

@@ -153,6 +153,23 @@ def hour_dir(filer_dir: str | os.PathLike, epoch: int, utc: bool) -> Path:
     )
 
 
+def linked_in_tree(filer_dir: str | os.PathLike, directory: Path) -> Path | None:
+    """The first symbolic link on the way from ``filer_dir`` down to ``directory``, else None.
+
+    The tree holds no links: what a link leads to is neither served nor deleted by retention, nor
+    filed into (README "Filing captures"). ``filer_dir`` itself may be one.
+    """
+    path = Path(filer_dir)
+    for part in directory.relative_to(filer_dir).parts:
+        path = path / part
+        try:
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                return path
+        except FileNotFoundError:
+            return None
+    return None
+
+
 def hour_dirs_between(filer_dir: str | os.PathLike, first_s: int, last_s: int, utc: bool) -> list[Path]:
     """The hour directories of every second in ``[first_s, last_s]``, in time order, no duplicates."""
     dirs: dict[Path, None] = {}
@@ -211,6 +228,8 @@ def captures_for_window(
     dirs = hour_dirs_between(filer_dir, start_s - rotation_s, end_s, utc)
     dirs += hour_dirs_between(filer_dir, start_s - rotation_s, end_s, not utc)
     for directory in dict.fromkeys(dirs):
+        if linked_in_tree(filer_dir, directory) is not None:
+            continue
         for epoch, path in _hour_captures(directory, prefix):
             if epoch <= end_s:
                 candidates[path.name] = (epoch, path)
@@ -219,7 +238,10 @@ def captures_for_window(
         file = capture_file(path, epoch)
         if file is None and path.parent == Path(capture_dir):  # filed since it was listed
             for clock in (utc, not utc):
-                if (file := capture_file(hour_dir(filer_dir, epoch, clock) / path.name, epoch)) is not None:
+                filed = hour_dir(filer_dir, epoch, clock)
+                if linked_in_tree(filer_dir, filed) is not None:
+                    continue
+                if (file := capture_file(filed / path.name, epoch)) is not None:
                     break
         if file is not None and file.span[0] <= end_ns and file.span[1] >= start_ns:
             found.append(file)

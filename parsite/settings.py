@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -70,7 +71,8 @@ PAR_PLUGINS = env_list("PAR_PLUGINS", "")
 _plugins = load_plugins(PAR_PLUGINS, parse_plugins_config(env_str("PAR_PLUGINS_CONFIG", "")), role=PAR_ROLE)
 PAR_PLUGINS_CONFIG = _plugins.settings
 
-PAR_DATA_DIR.mkdir(parents=True, exist_ok=True)
+# Private: it holds the secrets below and, on a collector, the database (README "Deployment").
+PAR_DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def _persistent_secret(name: str, if_replaced: str) -> str:
@@ -167,12 +169,35 @@ try:
     DATABASES = {"default": dj_database_url.parse(_db_url, conn_max_age=60, conn_health_checks=True)}
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not valid: {exc}") from None
+
+
+def _create_private_database(name: object) -> None:
+    """Create an SQLite database file empty and 0600 before SQLite does (with the umask's mode).
+
+    SQLite gives its -wal, -shm and -journal files the database file's mode, so they are 0600 too.
+    An existing file, an in-memory database or a missing directory are left to SQLite.
+    """
+    name = str(name or "")
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return
+    with contextlib.suppress(FileExistsError, FileNotFoundError):
+        os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+
+
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # Threads of one gthread worker share the file: wait for locks instead of failing.
-    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
-# The per-key request rate (DRF throttling) is counted in the shared database,
-# so PAR_KEY_RATE holds across worker processes and collectors alike.
+    _create_private_database(DATABASES["default"]["NAME"])
+    # Threads of one gthread worker share the file: wait for locks instead of failing. WAL: readers
+    # never wait for the writer, and a commit appends to the log without an fsync of the database
+    # (synchronous=NORMAL: a power cut may lose the last commits, never corrupt the file). Each
+    # thread keeps its connection (a new one costs about a millisecond per request).
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 600
+# The per-key request rate and downloads are counted in the shared database (collector.limits),
+# so PAR_KEY_RATE and PAR_KEY_STREAMS hold across worker processes and collectors alike.
 # A node keeps no state in a database at all.
 CACHES = {
     "default": (

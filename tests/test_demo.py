@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import requests
 
-from demo.__main__ import demo_ports
+from demo.__main__ import _port, demo_ports
+from node.jobs import die_with_parent
 from tests.servers import ROOT, free_port
 
 
@@ -32,14 +39,29 @@ def _processes_using(directory: str) -> list[int]:
     return pids
 
 
-@pytest.mark.slow
-def test_the_demo_serves_a_flow_and_prints_a_curl_that_works(tmp_path):
+def _wait_until_gone(directory: str, timeout: float = 40) -> list[int]:
+    """Wait until no process uses ``directory``; the ones still left at the timeout."""
+    deadline = time.monotonic() + timeout
+    while (left := _processes_using(directory)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+@contextmanager
+def running_demo(
+    demo_dir: Path, ports: tuple[int, int], timeout: float = 180
+) -> Iterator[tuple[subprocess.Popen, str]]:
+    """The demo, started and serving on ``ports`` (collector, node), with its output so far.
+
+    Whatever happens in the block or
+    while it starts (a timeout included), nothing it started is left running afterwards: it is
+    stopped with Ctrl-C, killed if it will not stop, and its servers with it; if the test run
+    itself is killed, the demo gets SIGTERM from the kernel."""
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("PAR_", "DJANGO_")) and k != "DATABASE_URL"
     }
-    env["PAR_DEMO_DIR"] = str(tmp_path / "demo")
-    collector_port, node_port = free_port(), free_port()
-    env["DEMO_PORTS"] = f"{collector_port},{node_port}"
+    env["PAR_DEMO_DIR"] = str(demo_dir)
+    env["DEMO_PORTS"] = "{},{}".format(*ports)
     demo = subprocess.Popen(
         [sys.executable, "-m", "demo"],
         cwd=ROOT,
@@ -47,17 +69,36 @@ def test_the_demo_serves_a_flow_and_prints_a_curl_that_works(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=lambda: die_with_parent(signal.SIGTERM),
     )
-    lines = []
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in demo.stdout], daemon=True).start()
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = demo.stdout.readline()
-            assert line, "the demo stopped early:\n" + "".join(lines)
-            lines.append(line)
-            if "Serving until Ctrl-C" in line:
-                break
-        output = "".join(lines)
+        output = ""
+        deadline = time.monotonic() + timeout
+        while "Serving until Ctrl-C" not in output:
+            assert demo.poll() is None or not lines.empty(), "the demo stopped early:\n" + output
+            try:
+                output += lines.get(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
+            except queue.Empty:
+                assert time.monotonic() < deadline, "the demo did not start in time:\n" + output
+        yield demo, output
+    finally:
+        if demo.poll() is None:
+            demo.send_signal(signal.SIGINT)
+            try:
+                demo.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                demo.kill()
+                demo.wait()
+        for pid in _wait_until_gone(str(demo_dir), timeout=30):
+            os.kill(pid, signal.SIGKILL)  # not to leave them running should the test fail
+
+
+@pytest.mark.slow
+def test_the_demo_serves_a_flow_and_prints_a_curl_that_works(tmp_path):
+    collector_port, node_port = free_port(), free_port()
+    with running_demo(tmp_path / "demo", (collector_port, node_port)) as (demo, output):
         assert "Fetched " in output
         packets = int(re.search(r"(\d+) packets", output).group(1))
         assert packets > 0
@@ -83,12 +124,36 @@ def test_the_demo_serves_a_flow_and_prints_a_curl_that_works(tmp_path):
             assert "HTTP/1.1 200 OK" in expert and "(SYN)" in expert and "(FIN)" in expert, expert
         servers = [pid for pid in _processes_using(str(tmp_path / "demo")) if pid != demo.pid]
         assert len(servers) >= 4, "a node and a collector, each a gunicorn master and worker"
-    finally:
+
         demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=60) == 0
+        assert _wait_until_gone(str(tmp_path / "demo")) == [], "the demo left servers running"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGKILL], ids=["SIGHUP", "SIGKILL"])
+def test_the_demo_stopped_by_a_closed_terminal_or_killed_stops_both_servers(tmp_path, signum):
+    with running_demo(tmp_path / "demo", (free_port(), free_port())) as (demo, _):
+        assert len(_processes_using(str(tmp_path / "demo"))) >= 5
+
+        demo.send_signal(signum)
         demo.wait(timeout=60)
-    assert demo.returncode == 0
-    time.sleep(0.5)
-    assert not _processes_using(str(tmp_path / "demo")), "the demo left servers running"
+        assert _wait_until_gone(str(tmp_path / "demo")) == [], "the demo left servers running"
+
+
+def test_the_port_probes_take_a_port_a_previous_demo_left_in_time_wait():
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        served, _ = listener.accept()
+        served.close()  # the server closes first: its end of the connection waits in TIME_WAIT
+        client.recv(1)
+        client.close()
+    assert _port(port) == port
+    assert demo_ports(f"{port},{free_port()}")[0] == port  # and DEMO_PORTS takes it
 
 
 @pytest.mark.parametrize("text", ["19001", "19001,19001", "19001,http", "0,19002", "19001,70000"])

@@ -1,0 +1,145 @@
+"""``GET /flows`` of several nodes: asked at once, their rows merged (each naming its node), failures listed.
+
+A node's answer is SPEC's ``{"window", "flows": [...], "truncated", ...}``; the merged
+answer sorts every node's rows by the ``sort`` asked, keeps ``limit`` of them, and lists the
+nodes that did not answer under ``"failed"`` (node id -> reason).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from django.http import HttpResponse, JsonResponse
+
+from collector.fanout import every_node_failed
+from collector.models import Node
+from collector.proxy import (
+    NODE_PROBLEM,
+    NodeSaid,
+    NodeTimeout,
+    NodeUnreachable,
+    is_timeout,
+    node_error,
+    node_get,
+)
+from collector.requestlog import RequestLog
+
+log = logging.getLogger("collector.flows")
+
+NodeFailure = NodeUnreachable | NodeTimeout | NodeSaid
+DEFAULT_LIMIT = 1000
+MAX_LIMIT = 100_000
+MAX_FLOWS_JSON = 64 << 20  # 100000 rows of a node at about 300 bytes each, with room
+SORTS = {
+    "first": ("first", False),
+    "last": ("last", False),
+    "-bytes": ("bytes", True),
+    "-packets": ("packets", True),
+}
+CSV_COLUMNS = ("node", "proto", "src_addr", "src_port", "dst_addr", "dst_port", "community_id")
+CSV_COLUMNS += ("first", "last", "packets", "bytes", "approximate")
+
+
+class NodeFlows:
+    """One node's /flows answer, read whole (bounded), or why it failed."""
+
+    def __init__(self, node: Node, body: dict | None = None, failure: NodeFailure | None = None) -> None:
+        self.node = node
+        self.body = body or {}
+        self.failure = failure
+
+
+def _ask(node: Node, params: Mapping[str, str]) -> NodeFlows:
+    try:
+        answer = node_get(node, "flows", params)
+    except (NodeUnreachable, NodeTimeout) as failure:
+        return NodeFlows(node, failure=failure)
+    if answer.status_code != 200:
+        return NodeFlows(node, failure=node_error(node, answer))
+    body = bytearray()
+    try:
+        for chunk in answer.iter_content(1 << 16):
+            body += chunk
+            if len(body) > MAX_FLOWS_JSON:
+                return NodeFlows(node, failure=NodeUnreachable(f"{NODE_PROBLEM}: its answer is too large"))
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        return NodeFlows(node, failure=NodeUnreachable(f"{NODE_PROBLEM}: its answer is not JSON"))
+    except Exception as exc:  # transport errors while reading
+        return NodeFlows(node, failure=NodeTimeout() if is_timeout(exc) else NodeUnreachable())
+    finally:
+        answer.close()
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("flows"), list):
+        return NodeFlows(node, failure=NodeUnreachable(f"{NODE_PROBLEM}: its answer has no flows"))
+    return NodeFlows(node, body=parsed)
+
+
+def ask_flows(nodes: Sequence[Node], params: Mapping[str, str]) -> list[NodeFlows]:
+    """Every node's /flows, asked at once, in node order."""
+    if len(nodes) == 1:
+        return [_ask(nodes[0], params)]
+    with ThreadPoolExecutor(max_workers=len(nodes), thread_name_prefix="par-flows") as pool:
+        return list(pool.map(lambda node: _ask(node, params), nodes))
+
+
+def _sort_key(sort: str):
+    field, _ = SORTS.get(sort, SORTS["first"])
+    return lambda row: (row.get(field) is None, row.get(field) or 0, row.get("node", ""))
+
+
+def merge_flows(answers: list[NodeFlows], *, sort: str, limit: int) -> dict[str, Any]:
+    """The nodes' rows as one answer: each row names its node, sorted, cut at ``limit``."""
+    rows: list[dict] = []
+    truncated = False
+    window = None
+    for answer in answers:
+        if answer.failure is not None:
+            continue
+        window = window or answer.body.get("window")
+        truncated = truncated or bool(answer.body.get("truncated"))
+        for row in answer.body["flows"]:
+            if isinstance(row, dict):
+                rows.append({**row, "node": str(answer.node.id)})
+    _, descending = SORTS.get(sort, SORTS["first"])
+    rows.sort(key=_sort_key(sort), reverse=descending)
+    if len(rows) > limit:
+        rows, truncated = rows[:limit], True
+    failed = {str(a.node.id): str(a.failure.reason) for a in answers if a.failure is not None}
+    return {"window": window, "flows": rows, "truncated": truncated, "failed": failed}
+
+
+def as_csv(answer: dict[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in answer["flows"]:
+        writer.writerow(row)
+    return out.getvalue()
+
+
+def flows_answer(
+    nodes: Sequence[Node], params: Mapping[str, str], entry: RequestLog, *, sort: str, limit: int, output: str
+) -> HttpResponse:
+    """``/flows`` from ``nodes``; when none answered, the failure (one node) or a 502/504 naming each."""
+    answers = ask_flows(nodes, params)
+    for answer in answers:
+        if answer.failure is None:
+            entry.node_answered(answer.node.id, 200, len(answer.body.get("flows", [])))
+        else:
+            status = answer.failure.status_code if isinstance(answer.failure, NodeSaid) else None
+            entry.node_answered(answer.node.id, status, 0, str(answer.failure.reason))
+    if all(a.failure is not None for a in answers):
+        raise every_node_failed([(a.node, a.failure) for a in answers])
+    merged = merge_flows(answers, sort=sort, limit=limit)
+    if output == "csv":
+        response = HttpResponse(as_csv(merged), content_type="text/csv; charset=utf-8")
+    else:
+        response = JsonResponse(merged)
+    response["X-PAR-Nodes"] = ",".join(str(a.node.id) for a in answers if a.failure is None)
+    return response
