@@ -1,8 +1,11 @@
 """gunicorn settings for either role: ``PAR_ROLE=node gunicorn parsite.wsgi -c gunicorn.conf.py``.
 
-Threaded workers (gthread) so that a long pcap download does not block other
-requests. Every value can be overridden with the usual GUNICORN_CMD_ARGS or the
-PAR_BIND / PAR_WORKERS / PAR_THREADS variables.
+Threaded workers whose event loop reads request heads before a thread is given (see
+parsite/gunicorn_worker.py and README "Serving"): a download holds one thread while it runs, a
+half-sent head holds none. 32 threads a worker, so 20 downloads at once leave threads for /ping
+and small queries (chosen by `make bench-load`, bench/RESULTS.md). Every value can be overridden
+with the usual GUNICORN_CMD_ARGS or the PAR_BIND / PAR_WORKERS / PAR_THREADS /
+PAR_HEADER_TIMEOUT variables.
 """
 
 import os
@@ -11,9 +14,10 @@ _role = os.environ.get("PAR_ROLE", "collector").strip().lower() or "collector"
 _port = 9002 if _role == "node" else 9001
 
 bind = os.environ.get("PAR_BIND", f"127.0.0.1:{_port}").split(",")
-worker_class = "gthread"
+# gthread whose threads only get connections with a complete request head (parsite/gunicorn_worker.py).
+worker_class = "parsite.gunicorn_worker.HeadFirstThreadWorker"
 workers = int(os.environ.get("PAR_WORKERS", "2"))
-threads = int(os.environ.get("PAR_THREADS", "8"))
+threads = int(os.environ.get("PAR_THREADS", "32"))
 # A streamed answer may take long; the per-chunk read timeout lives in the app.
 timeout = int(os.environ.get("PAR_WORKER_TIMEOUT", "300"))
 graceful_timeout = 30

@@ -55,6 +55,12 @@ def client_ip(request) -> IPAddress | None:
     return caller(request)[0]
 
 
+def client_address(request) -> str | None:
+    """``client_ip`` as text (what django-axes counts login failures by), None when unknown."""
+    ip = client_ip(request)
+    return str(ip) if ip is not None else None
+
+
 def caller(request) -> tuple[IPAddress | None, str]:
     """The caller's address, or None and why it cannot be known (for the log)."""
     peer = parse_hop(request.META.get("REMOTE_ADDR", ""))
@@ -71,7 +77,8 @@ def caller(request) -> tuple[IPAddress | None, str]:
     for text in reversed(hops):
         if not in_any(caller, proxies):
             break
-        caller = parse_hop(text)
-        if caller is None:
+        hop = parse_hop(text)
+        if hop is None:
             return None, f"trusted proxy {peer} sent an unreadable X-Forwarded-For"
+        caller = hop
     return caller, ""

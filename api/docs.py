@@ -20,4 +20,4 @@ def docs_asset(request, path: str):
     """One of Swagger UI's files, or a JSON 404."""
     if path not in _FILES:
         return error_response("not found", 404)
-    return serve(request, path, document_root=_STATIC)
+    return serve(request, path, document_root=str(_STATIC))

@@ -105,8 +105,8 @@ def _failed_header(failures: list[tuple[Node, NodeFailure]]) -> str:
 def _merged_headers(answers: list[NodeAnswer], response, fmt_pcapng: bool) -> None:
     """Headers of an answer made of several nodes': estimates summed, window and damage passed on."""
     for name in ESTIMATE_HEADERS:
-        values = [a.headers.get(name) for a in answers]
-        if all(v is not None and v.isdigit() for v in values):
+        values = [a.headers.get(name, "") for a in answers]
+        if all(v.isdigit() for v in values):
             response[name] = str(sum(int(v) for v in values))
     if "X-PAR-Window" in answers[0].headers:
         response["X-PAR-Window"] = answers[0].headers["X-PAR-Window"]
@@ -134,6 +134,12 @@ def _merged(answers: list[NodeAnswer], merger: Merger) -> Iterator[bytes]:
         raise NodeFailedMidStream(
             f"node failed mid-stream: node {answer.node.id} after {answer.received} bytes"
         ) from None
+
+
+class SelfLoggedResponse(StreamingHttpResponse):
+    """A streamed download whose request-log row its body (``Download``) writes when it ends."""
+
+    par_logs_itself = True
 
 
 def pcap_answer(
@@ -167,13 +173,11 @@ def pcap_answer(
             _merged_headers(answers, response, pcapng_any)
     elif merge:
         merger = Merger([a.reader for a in answers], [node_label(a.node) for a in answers], pcapng=pcapng)
-        response = StreamingHttpResponse(Download(_merged(answers, merger), entry, answers), status=200)
+        response = SelfLoggedResponse(Download(_merged(answers, merger), entry, answers), status=200)
         response["Content-Type"] = merger.content_type
         _merged_headers(answers, response, merger.pcapng)
-        response.par_logs_itself = True
     else:
-        response = StreamingHttpResponse(Download(passthrough(answers[0]), entry, answers), status=200)
-        response.par_logs_itself = True
+        response = SelfLoggedResponse(Download(passthrough(answers[0]), entry, answers), status=200)
     if not merge:
         for name in (*PASSED_HEADERS, *PAR_HEADERS):
             if name in answers[0].headers:

@@ -42,8 +42,10 @@ SORTS = {
     "-bytes": ("bytes", True),
     "-packets": ("packets", True),
 }
-CSV_COLUMNS = ("node", "proto", "src_addr", "src_port", "dst_addr", "dst_port", "community_id")
-CSV_COLUMNS += ("first", "last", "packets", "bytes", "approximate")
+CSV_COLUMNS = (
+    *("node", "proto", "src_addr", "src_port", "dst_addr", "dst_port", "community_id"),
+    *("first", "last", "packets", "bytes", "approximate"),
+)
 
 
 class NodeFlows:
@@ -135,7 +137,7 @@ def flows_answer(
             status = answer.failure.status_code if isinstance(answer.failure, NodeSaid) else None
             entry.node_answered(answer.node.id, status, 0, str(answer.failure.reason))
     if all(a.failure is not None for a in answers):
-        raise every_node_failed([(a.node, a.failure) for a in answers])
+        raise every_node_failed([(a.node, a.failure) for a in answers if a.failure is not None])
     merged = merge_flows(answers, sort=sort, limit=limit)
     if output == "csv":
         response = HttpResponse(as_csv(merged), content_type="text/csv; charset=utf-8")

@@ -17,6 +17,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from collector.audit import audit
+
 if TYPE_CHECKING:
     from collector.limits import KeyStream
 
@@ -78,6 +80,8 @@ class RequestLog(models.Model):
     )
     duration = models.FloatField("duration (s)", default=0.0)
     client_ip = models.GenericIPAddressField(null=True, blank=True)
+    # Set by ``begin``, never stored: when the request arrived, on the monotonic clock.
+    started: float
 
     class Meta:
         app_label = "collector"
@@ -161,6 +165,7 @@ class RequestLog(models.Model):
         self.duration = round(time.monotonic() - getattr(self, "started", time.monotonic()), 6)
         try:
             self.save(force_insert=True)
+            audit(self)  # the log line beside the row (collector/audit.py)
         finally:
             slot, self.stream_slot = getattr(self, "stream_slot", None), None
             if slot is not None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,11 +59,6 @@ def temp_path(path: str | os.PathLike) -> Path:
     """The temporary name ``atomic_write`` writes ``path`` under: ``.<name>.<pid>.tmp`` beside it."""
     path = Path(path)
     return path.with_name(f".{path.name}.{os.getpid()}{TEMP_SUFFIX}")
-
-
-def temp_name_pattern(name_pattern: str) -> str:
-    """A regex matching ``atomic_write``'s temporary names of files whose names match ``name_pattern``."""
-    return rf"\.(?:{name_pattern})\.[0-9]+{re.escape(TEMP_SUFFIX)}"
 
 
 @contextmanager

@@ -179,6 +179,7 @@ def fill_slow_rows(mm: mmap.mmap, table: RecordTable, fields: FlowColumns, rows:
         if found is None:
             continue
         if found.later_fragment:
+            assert found.frag_key is not None  # a later fragment always has its reassembly key
             first = first_fragments.get(found.frag_key)
             if first is None:
                 waiting.setdefault(found.frag_key, []).append(row)

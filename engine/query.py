@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -40,7 +40,7 @@ class CaptureFile(NamedTuple):
     path: Path
     epoch: int | None = None  # the epoch in its name
     span: tuple[int, int] | None = None  # (first_ns, last_ns) it may hold; None = unknown
-    index: FlowIndex | None = None  # its current index, found while deciding the span
+    index: FlowIndex | None = None  # type: ignore[assignment]  # its current index, found with the span
 
     @classmethod
     def at(cls, path: str | os.PathLike) -> CaptureFile:
@@ -103,14 +103,14 @@ class FilePlan:
 
     def records(self, m: Matcher) -> Iterator[Record]:
         if self.offsets is not None:
-            return self._indexed_or_scanned(m)
+            return self._indexed_or_scanned(m, self.offsets)
         return scanned_records(self.capture, m)
 
-    def _indexed_or_scanned(self, m: Matcher) -> Iterator[Record]:
+    def _indexed_or_scanned(self, m: Matcher, offsets: np.ndarray) -> Iterator[Record]:
         """The indexed records; when an offset proves not to be a record, the rest by a scan."""
         last = -1
         try:
-            for record in indexed_records(self.capture, _in_slices(self.offsets), m):
+            for record in indexed_records(self.capture, _in_slices(offsets), m):
                 last = record.offset
                 yield record
             return
@@ -198,6 +198,7 @@ def scanned_records(capture: Capture, m: Matcher) -> Iterator[Record]:
         if f is None:
             continue
         if f.later_fragment:
+            assert f.frag_key is not None  # a later fragment always has its reassembly key
             matched = first_fragments.get(f.frag_key)
             if matched is None:
                 if not (m.endpoints(f) and m.start_ns <= record.ts_ns <= m.end_ns):
@@ -243,7 +244,7 @@ def _output_format(files: Sequence[CaptureFile], plans: list[FilePlan]) -> tuple
 
 def query_captures(
     files: Sequence[CaptureFile | str | os.PathLike], q: FlowQuery, *, chunk_size: int = 1 << 16
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """A pcap stream (header, then the flow's records in time order across ``files``), in chunks.
 
     ``files`` are the store's ``CaptureFile`` records, or paths (their index is then looked up).

@@ -127,8 +127,19 @@ def walk_pcapng(capture: PcapngCapture) -> RecordTable:
             strict=True,
         ):
             column.append(value)
-    arrays = [np.frombuffer(c, dtype=np.int64) if len(c) else np.zeros(0, np.int64) for c in columns]
-    return RecordTable(*arrays, meta_offsets=capture.meta_offsets, simple_blocks=simple)
+    offset, data, caplen, orig_len, ts_ns, linktype = (
+        np.frombuffer(c, dtype=np.int64) if len(c) else np.zeros(0, np.int64) for c in columns
+    )
+    return RecordTable(
+        offset,
+        data,
+        caplen,
+        orig_len,
+        ts_ns,
+        linktype,
+        meta_offsets=capture.meta_offsets,
+        simple_blocks=simple,
+    )
 
 
 def gather(mm: mmap.mmap | bytes, size: int, at: np.ndarray, width: int) -> np.ndarray:

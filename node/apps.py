@@ -19,7 +19,7 @@ def check_node_directories(app_configs=None, **kwargs) -> list[checks.CheckMessa
     """A node needs its capture directory readable and its filer directory writable."""
     if settings.PAR_ROLE != "node":
         return []
-    errors = []
+    errors: list[checks.CheckMessage] = []
     dirs = (
         (
             "node.E001",

@@ -48,7 +48,7 @@ from typing import TypeVar
 from engine import durable
 from engine.durable import fsync_dir, make_dirs
 from engine.formats import CaptureError
-from engine.index import INDEX_SUFFIX, build_index, index_path
+from engine.index import TEMP_INDEX_PATTERN, build_index, index_path
 from node import filerstats, retention, store
 from node.faults import crash_point
 from node.jobs import Workers
@@ -130,9 +130,8 @@ def _filer_lock(path: Path, *, wait: bool) -> Iterator[None]:
 
 def _temp_name(prefix: str) -> re.Pattern[str]:
     """Names of the temporary files written into the tree: our copies and the index builder's."""
-    capture = rf"{re.escape(prefix)}\.[0-9]+"
-    copy = rf"\.{capture}{re.escape(COPY_SUFFIX)}"
-    return re.compile(rf"{copy}|{durable.temp_name_pattern(capture + re.escape(INDEX_SUFFIX))}")
+    capture = rf"\.{re.escape(prefix)}\.[0-9]+"
+    return re.compile(rf"{capture}(?:{re.escape(COPY_SUFFIX)}|{TEMP_INDEX_PATTERN})")
 
 
 def remove_stale_temps(directory: Path, prefix: str) -> list[Path]:

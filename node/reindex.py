@@ -1,8 +1,8 @@
 """Rebuilding indexes: ``manage.py reindex`` builds the missing or outdated index of filed captures.
 
 It writes into the filer tree under the same tree lock as a filing pass (node/filer.py), and removes
-the temporary files a crash left in every directory it visits. Each index is written atomically and
-the directory fsynced (engine/durable.py), so a kill at any moment leaves the old index or the new.
+the temporary files a crash left in every directory it visits. Each index is written atomically, its
+directory fsynced (engine/durable.py), so a kill at any moment leaves the old index or the new.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.durable import fsync_dir
 from engine.index import index_is_current, index_path
 from node import store
 from node.filer import build_outcome, index_into, remove_stale_temps, tree_lock
@@ -78,7 +77,6 @@ def reindex(
             with tree_lock(data_dir):
                 remove_stale_temps(directory, prefix)
                 _reindex_dir(captures, summary, force, workers)
-                fsync_dir(directory)  # the renamed indexes survive a crash too
     return summary
 
 

@@ -24,7 +24,7 @@ import re
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -243,7 +243,7 @@ def captures_for_window(
                     continue
                 if (file := capture_file(filed / path.name, epoch)) is not None:
                     break
-        if file is not None and file.span[0] <= end_ns and file.span[1] >= start_ns:
+        if file is not None and file.span is not None and file.span[0] <= end_ns and file.span[1] >= start_ns:
             found.append(file)
     found.sort(key=lambda file: (file.epoch, file.path.name))
     return found
@@ -255,8 +255,8 @@ def files_for_window(start_ns: int, end_ns: int, **tree) -> list[Path]:
 
 
 def start_answer(
-    start_ns: int, end_ns: int, answer: Callable[[list[CaptureFile]], Iterator[bytes]], **tree
-) -> tuple[bytes, Iterator[bytes]] | None:
+    start_ns: int, end_ns: int, answer: Callable[[list[CaptureFile]], Generator[bytes, None, None]], **tree
+) -> tuple[bytes, Generator[bytes, None, None]] | None:
     """Start ``answer`` over the window's files: (its first chunk, the rest); None when no file covers it.
 
     Producing the first chunk opens the files, so a file the filer moves between the listing and

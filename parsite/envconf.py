@@ -8,7 +8,7 @@ import os
 import zoneinfo
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -61,7 +61,11 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     return value
 
 
-def env_list(name: str, default: str = "", *, item: Callable[[str], T] = str) -> list[T]:
+@overload
+def env_list(name: str, default: str = "") -> list[str]: ...
+@overload
+def env_list(name: str, default: str = "", *, item: Callable[[str], T]) -> list[T]: ...
+def env_list(name: str, default: str = "", *, item: Callable[[str], Any] = str) -> list[Any]:
     """A comma-separated list; ``item`` converts (and validates) each entry."""
     raw = os.environ.get(name, default)
     values = []
@@ -79,7 +83,7 @@ def env_list(name: str, default: str = "", *, item: Callable[[str], T] = str) ->
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Dual-stack sockets show IPv4 callers as ::ffff:a.b.c.d; the ACL unmaps them (api/client.py).
-_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
 def env_networks(name: str, default: str = "") -> list[Network]:

@@ -98,7 +98,7 @@ def guard(view: Callable, gate: type[APIView]) -> Callable:
     cls = getattr(view, "cls", None)
     if isinstance(cls, type) and issubclass(cls, APIView):
         # What /schema and /routes introspect: the plugin's view as the gate makes it behave.
-        guarded.cls = guarded.view_class = type(
+        gated = type(
             cls.__name__,
             (cls,),
             {
@@ -109,6 +109,8 @@ def guard(view: Callable, gate: type[APIView]) -> Callable:
                 "query_params": (*getattr(gate, "query_params", ()), *getattr(cls, "query_params", ())),
             },
         )
+        # Attributes DRF and Django set on view functions; a plain function's type has none.
+        guarded.cls = guarded.view_class = gated  # type: ignore[attr-defined]
     return guarded
 
 

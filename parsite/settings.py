@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -138,6 +139,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+if PAR_ROLE == "collector":
+    INSTALLED_APPS.append("axes")
+    MIDDLEWARE.append("axes.middleware.AxesMiddleware")  # last, as django-axes requires
 
 ROOT_URLCONF = f"parsite.urls_{PAR_ROLE}"
 WSGI_APPLICATION = "parsite.wsgi.application"
@@ -207,6 +211,22 @@ CACHES = {
     )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Logins to the admin and the web page (django-axes): failures are counted per username and
+# address in the shared database, so the lock holds across collectors and worker processes;
+# the address is the caller's as api/client.py resolves it behind PAR_TRUSTED_PROXIES. Each
+# failure is logged (WARNING "AXES: ... login failure by {username, ip_address, ...}").
+AUTHENTICATION_BACKENDS = [
+    *(["axes.backends.AxesStandaloneBackend"] if PAR_ROLE == "collector" else []),
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("PAR_LOGIN_FAILURES", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("PAR_LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "api.client.client_address"
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_SENSITIVE_PARAMETERS: list[str] = []  # the log names the username and the address (never the password)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

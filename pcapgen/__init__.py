@@ -194,7 +194,7 @@ def ip(
             src, dst, proto, len(payload), ttl=ttl, ident=ident, ip_options=ip_options, flags_frag=0x4000
         )
         return header + payload
-    kinds = [EXT_HEADERS.get(k, k) if isinstance(k, str) else k for k in ext_headers]
+    kinds = [EXT_HEADERS[k] if isinstance(k, str) else k for k in ext_headers]
     chain = b""
     next_header = proto
     for kind in reversed(kinds):
@@ -382,7 +382,9 @@ def frame(linktype: int, packet: bytes) -> bytes:
 # ---------------------------------------------------------------- capture files
 
 
-def pcap_header(linktype: int = 1, nanosecond: bool = False, big_endian: bool = False, snaplen: int = 262144):
+def pcap_header(
+    linktype: int = 1, nanosecond: bool = False, big_endian: bool = False, snaplen: int = 262144
+) -> bytes:
     """The 24-byte classic pcap file header."""
     order = ">" if big_endian else "<"
     magic = PCAP_MAGIC_NS if nanosecond else PCAP_MAGIC_US
@@ -417,12 +419,11 @@ def write_pcap(
     snaplen: int = 262144,
 ) -> int:
     """Write a classic pcap file; returns the number of records written."""
-    options = {"nanosecond": nanosecond, "big_endian": big_endian, "snaplen": snaplen}
     count = 0
     with open(path, "wb", buffering=1 << 20) as out:
-        out.write(pcap_header(linktype, **options))
+        out.write(pcap_header(linktype, nanosecond, big_endian, snaplen))
         for ts, data in records:
-            out.write(pcap_record(ts, data, **options))
+            out.write(pcap_record(ts, data, nanosecond, big_endian, snaplen))
             count += 1
     return count
 
@@ -479,6 +480,8 @@ def pcapng_bytes(
             snap = ifaces[0].snaplen or len(data)
             parts.append(_block(order, 3, struct.pack(order + "I", len(data)) + data[:snap]))
             continue
+        if ts_ns is None:
+            raise ValueError("an enhanced packet block needs a timestamp")
         ticks = _ticks(ts_ns, ifaces[if_id].tsresol)
         captured = data[: ifaces[if_id].snaplen or len(data)]
         head = struct.pack(order + "IIIII", if_id, ticks >> 32, ticks & 0xFFFFFFFF, len(captured), len(data))

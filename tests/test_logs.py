@@ -15,6 +15,7 @@ import requests
 from parsite.logs import REDACTED, scrub
 from pcapgen import ether, pcap_header, tcp, write_pcap
 from tests.collector.test_live import ANALYST, live_collector, node_env
+from tests.node.test_api_http import wait_for
 from tests.servers import SEED_QUERY, Server, gunicorn
 
 NEW_KEY = "par_" + "Zq8" * 14  # the shape createapikey makes
@@ -167,6 +168,8 @@ def test_json_lines_on_both_logs_with_times_and_no_query(tmp_path):
         before = node.log()
         requests.get(f"{node.url}/ping?x=secret-query", timeout=10)
         requests.get(f"{node.url}/data.pcap", params=SEED_QUERY, timeout=10)
+        # The access log is written once the answer is sent: wait for both lines.
+        assert wait_for(lambda: node.log()[len(before) :].count('"gunicorn.access"') == 2)
         added = lines_added(node, before)
     objects = [json.loads(line) for line in added]
     access = [o for o in objects if o["logger"] == "gunicorn.access"]

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..durable import atomic_write
 from ..flowfields import FlowColumns, fill_slow_rows, flow_columns
-from ..formats import Capture, PcapngCapture, open_capture
+from ..formats import Capture, PcapCapture, PcapngCapture, open_capture
 from ..recordtable import RecordTable, walk_pcap, walk_pcapng
 from .flows import flow_table
 from .format import (
@@ -84,6 +84,7 @@ def _index_of(capture: Path) -> tuple[IndexHeader, dict[str, np.ndarray]]:
             with _mapped(cap) as mm:
                 columns, digest = _dissect(mm, table), content_digest(lambda o, n: mm[o : o + n], size)
         else:
+            assert isinstance(cap, PcapCapture)
             with _mapped(cap) as mm:
                 table = walk_pcap(cap, mm, size)
                 columns = _dissect(mm, table)
@@ -108,9 +109,10 @@ class _mapped:
 
     def __enter__(self) -> mmap.mmap | bytes:
         size = self.cap.size()
-        self.mm = mmap.mmap(self.cap.fileno(), size, access=mmap.ACCESS_READ) if size else b""
+        self.mm: mmap.mmap | bytes = b""
         if size:
-            self.mm.madvise(mmap.MADV_SEQUENTIAL)
+            self.mm = mapping = mmap.mmap(self.cap.fileno(), size, access=mmap.ACCESS_READ)
+            mapping.madvise(mmap.MADV_SEQUENTIAL)
         return self.mm
 
     def __exit__(self, *exc) -> None:

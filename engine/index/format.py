@@ -78,6 +78,7 @@ what follows the capture's dot-name) and renamed into place.
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 import struct
@@ -123,6 +124,7 @@ class IndexHeader(NamedTuple):
 
 HEADER = struct.Struct("<8sIIQ20sQqqIIII")
 COLUMN = struct.Struct("<8s4sIQ")  # name, dtype, reserved, count
+COLUMN_TYPES = {np.dtype(t).str.encode(): np.dtype(t) for t in ("<u1", "<u2", "<u4", "<u8")}
 
 
 class Column(NamedTuple):
@@ -130,7 +132,7 @@ class Column(NamedTuple):
 
     name: str
     dtype: np.dtype
-    count: int
+    entries: int
 
 
 def encode_header(header: IndexHeader) -> bytes:
@@ -154,14 +156,11 @@ def encode_column(name: str, column: np.ndarray) -> bytes:
     return COLUMN.pack(name.encode(), column.dtype.str.encode(), 0, len(column))
 
 
-def decode_column(data: bytes, at: int, path: str) -> Column:
+def decode_column(data: bytes | mmap.mmap, at: int, path: str) -> Column:
     """The directory entry at ``at``; IndexUnusable for one that names no integer column."""
     name, dtype, _, count = COLUMN.unpack_from(data, at)
-    try:
-        found = np.dtype(dtype.rstrip(b"\0").decode("ascii"))
-    except (TypeError, UnicodeDecodeError, ValueError):
-        raise IndexUnusable(f"{path}: a column of an unknown type") from None
-    if found.kind != "u" or found.byteorder == ">":
+    found = COLUMN_TYPES.get(dtype.rstrip(b"\0"))
+    if found is None:
         raise IndexUnusable(f"{path}: a column of an unknown type")
     return Column(name.rstrip(b"\0").decode("ascii", "replace"), found, count)
 

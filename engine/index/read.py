@@ -125,14 +125,22 @@ class FlowIndex:
         at += -at % 8
         columns = {}
         for column in directory:
-            length = column.dtype.itemsize * column.count
+            length = column.dtype.itemsize * column.entries
             if at + length > size:
                 raise IndexUnusable(f"{self.path}: index is cut short")
-            columns[column.name] = np.frombuffer(self._map, dtype=column.dtype, count=column.count, offset=at)
+            columns[column.name] = np.frombuffer(
+                self._map, dtype=column.dtype, count=column.entries, offset=at
+            )
             at += length + (-length % 8)
         if at != size:
             raise IndexUnusable(f"{self.path}: index size does not match its directory")
-        expected = {"a4": n4, "b4": n4, "byaddr4": 2 * n4, "byaddr6": 2 * (n - n4), "byport": 2 * n}
+        expected: dict[str, int | None] = {
+            "a4": n4,
+            "b4": n4,
+            "byaddr4": 2 * n4,
+            "byaddr6": 2 * (n - n4),
+            "byport": 2 * n,
+        }
         expected |= {name: n - n4 for name in ("a6hi", "a6lo", "b6hi", "b6lo")}
         expected |= {
             name: n
@@ -327,11 +335,12 @@ class FlowIndex:
         An address (else a port) is looked up by binary search; the other fields are then checked
         on those candidate rows only.
         """
-        if a is not None or b is not None:
-            address = a if a is not None else b
+        address = a if a is not None else b
+        port = a_port if a_port is not None else b_port
+        if address is not None:
             ids = self.address_flows(address, address)
-        elif a_port is not None or b_port is not None:
-            ids = self.port_flows(a_port if a_port is not None else b_port)
+        elif port is not None:
+            ids = self.port_flows(port)
         else:
             ids = np.arange(self.n_flows)
         ids = self._checked(ids)

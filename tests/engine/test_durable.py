@@ -60,15 +60,6 @@ def test_an_exclusive_atomic_write_lets_the_first_writer_win(tmp_path):
     assert os.listdir(tmp_path) == ["secret"]
 
 
-def test_the_temporary_name_pattern_matches_what_atomic_write_writes_under(tmp_path):
-    import re
-
-    pattern = re.compile(durable.temp_name_pattern(r"pcap\.[0-9]+\.idx"))
-    assert pattern.fullmatch(durable.temp_path(tmp_path / "pcap.1432321101.idx").name)
-    assert not pattern.fullmatch("pcap.1432321101.idx")
-    assert not pattern.fullmatch(".pcap.1432321101.idx.tmp")
-
-
 def test_make_dirs_fsyncs_the_parent_of_every_new_directory(tmp_path, fsynced):
     durable.make_dirs(tmp_path / "a" / "b")
 

@@ -55,7 +55,7 @@ class SoftnetSerializer(serializers.Serializer):
 class RxSerializer(serializers.Serializer):
     bytes = serializers.IntegerField()
     packets = serializers.IntegerField()
-    errors = serializers.IntegerField()
+    errors = serializers.IntegerField()  # type: ignore[assignment]  # a field: DRF moves it off the class, Serializer.errors stays
     drops = serializers.IntegerField()
     fifo = serializers.IntegerField()
     frame = serializers.IntegerField()
@@ -66,7 +66,7 @@ class RxSerializer(serializers.Serializer):
 class TxSerializer(serializers.Serializer):
     bytes = serializers.IntegerField()
     packets = serializers.IntegerField()
-    errors = serializers.IntegerField()
+    errors = serializers.IntegerField()  # type: ignore[assignment]  # a field: DRF moves it off the class, Serializer.errors stays
     drops = serializers.IntegerField()
     fifo = serializers.IntegerField()
     collisions = serializers.IntegerField()

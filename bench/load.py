@@ -1,0 +1,289 @@
+"""Load benchmark: small calls while large downloads run, half-sent heads, stream rate vs ``cat``.
+
+    .venv/bin/python bench/load.py              # about a minute: node and collector, loopback only
+    .venv/bin/python bench/load.py --seconds 3  # shorter phases
+
+Starts a node and a collector under gunicorn with the shipped gunicorn.conf.py and the
+seed-compatible defaults (2 workers; PAR_KEY_STREAMS and PAR_KEY_RATE raised so one key may run
+the 20 downloads), on a capture written under bench/out/load/, then measures side by side:
+
+    /ping and a small /data.pcap, node direct and through the collector: idle, then while 20
+    large downloads run, then while 40 sockets each hold half a request head;
+    one large download's rate from the node and through the collector vs ``cat`` of the same bytes.
+
+Everything is bounded: each phase runs for --seconds, downloads stop when it ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import pcapgen as g  # noqa: E402
+
+T0 = 1_700_000_000
+BIG = {"src_addr": "10.0.0.1", "src_port": "1234", "dst_addr": "10.0.0.2", "dst_port": "80"}
+SMALL = {"src_addr": "10.0.0.3", "src_port": "53", "dst_addr": "10.0.0.4", "dst_port": "5353"}
+WINDOW = {"start_time": str(T0), "end_time": str(T0 + 59)}
+KEY = "54b22f56-9a84-4893-bc70-332e3b5ded66"
+PYTHON = sys.executable
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+
+
+def write_capture(path: Path, big_packets: int) -> int:
+    """One capture file: a large flow, and a small one (100 packets) spread through it."""
+    big = g.ether(g.tcp("10.0.0.1", 1234, "10.0.0.2", 80, b"x" * 1400))
+    small = g.ether(g.udp("10.0.0.3", 53, "10.0.0.4", 5353, b"q" * 80))
+    step = 50 * 10**9 // big_packets
+
+    def records():
+        for i in range(big_packets):
+            yield T0 * 10**9 + i * step, big
+            if i % (big_packets // 100) == 0:
+                yield T0 * 10**9 + i * step + 1, small
+
+    g.write_pcap(path, records())
+    return path.stat().st_size
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def server(role: str, env: dict[str, str], log: Path):
+    port = free_port()
+    full = {**os.environ, **env, "PAR_ROLE": role, "PAR_BIND": f"127.0.0.1:{port}"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [GUNICORN, "parsite.wsgi", "-c", str(ROOT / "gunicorn.conf.py")],
+            cwd=ROOT,
+            env=full,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                requests.get(f"{url}/ping", timeout=2)
+                break
+            except requests.RequestException:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{role} did not start: {log}") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run(
+        [PYTHON, "manage.py", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+
+
+def timed_calls(url: str, params: dict | None, seconds: float, limit: int = 400) -> list[float]:
+    """Latencies (s) of sequential GETs for ``seconds`` (at most ``limit``); a failure counts as 5 s."""
+    times: list[float] = []
+    stop = time.monotonic() + seconds
+    with requests.Session() as session:
+        while time.monotonic() < stop and len(times) < limit:
+            started = time.monotonic()
+            try:
+                answer = session.get(url, params=params, timeout=5)
+                _ = answer.content  # the whole body: a small answer timed to its end
+                ok = answer.status_code == 200
+            except requests.RequestException:
+                ok = False
+            times.append(time.monotonic() - started if ok else 5.0)
+    return times
+
+
+def summary(times: list[float]) -> str:
+    if not times:
+        return "no answer"
+    ordered = sorted(times)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return f"p50 {statistics.median(ordered) * 1000:7.1f} ms  p99 {p99 * 1000:7.1f} ms  (n={len(ordered)})"
+
+
+class Downloads:
+    """``count`` threads downloading the large flow over and over until stopped; bytes counted."""
+
+    def __init__(self, url: str, params: dict, count: int) -> None:
+        self.stop = threading.Event()
+        self.bytes = 0
+        self.lock = threading.Lock()
+        self.threads = [
+            threading.Thread(target=self._run, args=(url, params), daemon=True) for _ in range(count)
+        ]
+
+    def _run(self, url: str, params: dict) -> None:
+        while not self.stop.is_set():
+            try:
+                with requests.get(url, params=params, stream=True, timeout=30) as answer:
+                    for chunk in answer.iter_content(1 << 16):
+                        with self.lock:
+                            self.bytes += len(chunk)
+                        if self.stop.is_set():
+                            break
+            except requests.RequestException:
+                time.sleep(0.1)
+
+    def __enter__(self) -> Downloads:
+        for thread in self.threads:
+            thread.start()
+        time.sleep(1.0)  # let every download get under way
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+
+@contextmanager
+def half_heads(url: str, count: int):
+    host, port = url.removeprefix("http://").split(":")
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.create_connection((host, int(port)), timeout=10)
+            sock.sendall(b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            sockets.append(sock)
+        time.sleep(0.5)
+        yield
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def stream_rate(url: str, params: dict) -> tuple[float, int]:
+    started, size = time.monotonic(), 0
+    with requests.get(url, params=params, stream=True, timeout=60) as answer:
+        for chunk in answer.iter_content(1 << 20):
+            size += len(chunk)
+    return size / (time.monotonic() - started) / 1e6, size
+
+
+def cat_rate(path: Path) -> float:
+    started, size = time.monotonic(), 0
+    with subprocess.Popen(["cat", str(path)], stdout=subprocess.PIPE) as cat:
+        assert cat.stdout is not None
+        while chunk := cat.stdout.read(1 << 20):
+            size += len(chunk)
+    return size / (time.monotonic() - started) / 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each phase")
+    parser.add_argument("--big-packets", type=int, default=60_000, help="packets of the large flow (~1.5 kB)")
+    parser.add_argument("--downloads", type=int, default=20)
+    parser.add_argument("--half-heads", type=int, default=40)
+    args = parser.parse_args()
+
+    out = ROOT / "bench" / "out" / "load"
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "capture").mkdir(parents=True)
+    (out / "filed").mkdir()
+    capture = out / "capture" / f"pcap.{T0}"
+    size = write_capture(capture, args.big_packets)
+    node_env = {
+        "PAR_DATA_DIR": str(out / "node"),
+        "PAR_CAPTURE_DIR": str(out / "capture"),
+        "PAR_FILER_DIR": str(out / "filed"),
+        "PAR_MAX_WINDOW": "3600",
+    }
+    (out / "node").mkdir()
+    base = {
+        "PAR_DATA_DIR": str(out / "collector"),
+        "DATABASE_URL": f"sqlite:///{out / 'collector.sqlite3'}",
+        "PAR_KEY_PEPPER": "bench-pepper",
+        "PAR_KEY_STREAMS": "64",
+        "PAR_KEY_RATE": "0",
+    }
+    (out / "collector").mkdir()
+    # The large file filed and indexed, as an hour-old capture is; a small live file beside it.
+    g.write_pcap(
+        out / "capture" / f"pcap.{T0 + 60}",
+        [((T0 + 60) * 10**9, g.ether(g.udp("10.9.9.9", 1, "10.9.9.8", 2, b"")))],
+    )
+    manage({**node_env, "PAR_ROLE": "node"}, "runfiler")
+    capture = next((out / "filed").rglob(f"pcap.{T0}"))
+    manage(base, "migrate", "--noinput")
+    threads = os.environ.get("PAR_THREADS", "default")
+    extra = os.environ.get("GUNICORN_CMD_ARGS", "")
+    print(
+        f"capture: {size / 1e6:.0f} MB (filed, indexed), {args.big_packets} packets in the large flow; "
+        f"gunicorn.conf.py, 2 workers, threads {threads} {extra}; {os.cpu_count()} cores (shared: expect noise)"
+    )
+    with ExitStack() as stack:
+        node = stack.enter_context(server("node", node_env, out / "node.log"))
+        (out / "nodes.conf").write_text(json.dumps({"1": node.removeprefix("http://")}))
+        (out / "api.conf").write_text(json.dumps({KEY: ["0"]}))
+        manage(
+            base, "importconfig", "--api-file", str(out / "api.conf"), "--node-file", str(out / "nodes.conf")
+        )
+        collector = stack.enter_context(server("collector", base, out / "collector.log"))
+        roles = {
+            "node": (node, {}),
+            "collector": (collector, {"api_key": KEY, "node_id": "1"}),
+        }
+        small = {**SMALL, **WINDOW}
+        big = {**BIG, **WINDOW}
+        print("\n## small calls")
+        for situation in ("idle", f"{args.downloads} downloads", f"{args.half_heads} half heads"):
+            for role, (url, extra) in roles.items():
+                with ExitStack() as load:
+                    if "downloads" in situation:
+                        downloads = load.enter_context(
+                            Downloads(f"{url}/data.pcap", {**big, **extra}, args.downloads)
+                        )
+                    if "half heads" in situation:
+                        load.enter_context(half_heads(url, args.half_heads))
+                    pings = timed_calls(f"{url}/ping", extra or None, args.seconds / 2)
+                    queries = timed_calls(f"{url}/data.pcap", {**small, **extra}, args.seconds / 2)
+                    rate = ""
+                    if "downloads" in situation:
+                        rate = f"  downloads: {downloads.bytes / 1e6 / (args.seconds + 1):.0f} MB/s in all"
+                print(f"{role:9} {situation:14} /ping       {summary(pings)}")
+                print(f"{role:9} {situation:14} small pcap  {summary(queries)}{rate}")
+        print("\n## one large stream")
+        ceiling = cat_rate(capture)
+        for role, (url, extra) in roles.items():
+            rate, nbytes = stream_rate(f"{url}/data.pcap", {**big, **extra})
+            print(f"{role:9} {nbytes / 1e6:.0f} MB at {rate:6.0f} MB/s")
+        print(f"cat       {size / 1e6:.0f} MB at {ceiling:6.0f} MB/s (the machine's ceiling for these bytes)")
+
+
+if __name__ == "__main__":
+    main()
