@@ -130,6 +130,14 @@ class HasNodeGrant(BasePermission):
         return node_ids is None or key.may_query_all(node_ids)
 
 
+def parse_rate(rate: str) -> tuple[int, int]:
+    """A DRF rate such as ``"100/min"``: (requests allowed, period in seconds), read as DRF reads it."""
+    # DRF's parser uses nothing of its throttle; a rate that is not None gives both numbers.
+    allowed, period = SimpleRateThrottle.parse_rate(None, rate)  # type: ignore[arg-type]
+    assert allowed is not None and period is not None
+    return allowed, period
+
+
 class ApiKeyThrottle(BaseThrottle):
     """At most ``PAR_KEY_RATE`` requests per minute per key (DRF rate ``api_key``), across workers.
 
@@ -140,7 +148,8 @@ class ApiKeyThrottle(BaseThrottle):
 
     def get_rate(self) -> str | None:
         # Read at request time, so a changed setting (tests, reloads) is seen.
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+        # The stubs type DRF's rates as numbers; they are strings such as "100/min".
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)  # type: ignore[return-value]
 
     def allow_request(self, request, view) -> bool:
         rate = self.get_rate()
@@ -149,7 +158,7 @@ class ApiKeyThrottle(BaseThrottle):
             # Unauthenticated requests are refused before they cost anything; a web page user is a
             # person at a browser, limited by PAR_KEY_STREAMS downloads like a key but not by a rate.
             return True
-        allowed, period = SimpleRateThrottle.parse_rate(None, rate)
+        allowed, period = parse_rate(rate)
         count, self._wait = RequestRate.count(key.pk, period)
         return count <= allowed
 

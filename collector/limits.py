@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from django.db import IntegrityError, connection, models, transaction
+from django.db import connection, models
 from django.utils import timezone
 
 # A download's slot is leased this long and renewed every STREAM_RENEW while it streams.
@@ -72,37 +72,40 @@ class KeyStream(models.Model):
 
     @classmethod
     def acquire(cls, holder: str, limit: int) -> KeyStream | None:
-        """A free slot of ``holder`` (None when all ``limit`` are taken by running downloads)."""
+        """A free slot of ``holder`` (None when all ``limit`` are taken by running downloads).
+
+        One statement: insert the lowest slot no running download holds, or take over one whose
+        lease ran out (a worker died holding it). Two workers racing for one slot: the unique
+        constraint lets one have it, the other looks again.
+        """
+        table = connection.ops.quote_name(cls._meta.db_table)
+        slots = ", ".join(f"({n})" for n in range(limit))
+        sql = (
+            f"INSERT INTO {table} (holder, slot, started, expires) "
+            f"SELECT %s, column1, %s, %s FROM (VALUES {slots}) AS free "
+            f"WHERE column1 NOT IN (SELECT slot FROM {table} WHERE holder = %s AND expires > %s) "
+            "ORDER BY column1 LIMIT 1 "
+            "ON CONFLICT (holder, slot) DO UPDATE SET started = excluded.started, expires = excluded.expires "
+            f"WHERE {table}.expires <= %s RETURNING id, slot"
+        )
         for _ in range(3):
             now = timezone.now()
-            used = {
-                slot: expires
-                for slot, expires in cls.objects.filter(holder=holder).values_list("slot", "expires")
-            }
-            free = [slot for slot in range(limit) if slot not in used]
-            if not free:
-                expired = [slot for slot, expires in used.items() if expires <= now]
-                if not expired:
-                    return None
-                # a worker died holding it: take it over, if nobody else did meanwhile
-                taken = cls.objects.filter(holder=holder, slot=expired[0], expires__lte=now).update(
-                    started=now, expires=now + STREAM_LEASE
-                )
-                if taken:
-                    return cls.objects.get(holder=holder, slot=expired[0])
-                continue
-            try:
-                with transaction.atomic():
-                    return cls.objects.create(
-                        holder=holder, slot=free[0], started=now, expires=now + STREAM_LEASE
-                    )
-            except IntegrityError:
-                continue  # another worker took that slot first: look again
+            expires = now + STREAM_LEASE
+            at, until = (connection.ops.adapt_datetimefield_value(t) for t in (now, expires))
+            with connection.cursor() as cursor:
+                cursor.execute(sql, [holder, at, until, holder, at, at])
+                row = cursor.fetchone()
+            if row is not None:
+                return cls(pk=row[0], holder=holder, slot=row[1], started=now, expires=expires)
+            if cls.objects.filter(holder=holder, expires__gt=now).count() >= limit:
+                return None  # every slot runs a download
         return None
+
+    def release(self) -> None:
+        table = connection.ops.quote_name(type(self)._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {table} WHERE id = %s", [self.pk])
 
     def renew(self) -> None:
         """Extend the lease of a download still streaming."""
         type(self).objects.filter(pk=self.pk).update(expires=timezone.now() + STREAM_LEASE)
-
-    def release(self) -> None:
-        type(self).objects.filter(pk=self.pk).delete()

@@ -77,13 +77,14 @@ def die_with_parent(signum: int) -> bool:
 
 
 def _init_worker(parent: int) -> None:
-    """In a new worker: die with the parent, leave Ctrl-C to it."""
+    """In a new worker: die with the parent, leave Ctrl-C and SIGTERM to it."""
     die_with_parent(signal.SIGKILL)  # elsewhere than on Linux a worker outlives a killed parent by a job
     if os.getppid() != parent:  # the parent died before the request above took effect
         os._exit(1)
-    # Ctrl-C reaches the whole process group: the parent stops the pass, the workers finish their job.
+    # Ctrl-C reaches the whole process group, systemd's stop the whole service: the filer stops
+    # after the files at hand, whose workers finish them (a worker is killed only with the filer).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def worker_pool(jobs: int) -> Executor:

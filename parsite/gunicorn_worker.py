@@ -18,7 +18,7 @@ import selectors
 import time
 from functools import partial
 
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.gthread import TConn, ThreadWorker
 
 HEAD_END = b"\r\n\r\n"
 HEAD_MAX = 64 * 1024  # past this the parser answers 400 (request line / header limits)
@@ -32,7 +32,7 @@ class HeadFirstThreadWorker(ThreadWorker):
     """``gthread`` whose threads only ever see connections with a complete request head."""
 
     def init_process(self) -> None:
-        self.heads: dict[object, tuple[bytes, float]] = {}  # conn -> (bytes so far, deadline)
+        self.heads: dict[TConn, tuple[bytes, float]] = {}  # conn -> (bytes so far, deadline)
         self.head_timeout = header_timeout()
         super().init_process()
 

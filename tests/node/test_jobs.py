@@ -7,6 +7,8 @@ import logging
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from django.core.management import CommandError, call_command
 from engine.index import index_is_current
 from node import filer
 from node.jobs import cores_available
-from tests.node.filing import filer_env, manage, start_manage, temp_files, write_captures
+from tests.node.filing import ROOT, filer_env, manage, start_manage, temp_files, write_captures
 from tests.node.test_filer import BASE, assert_filed_once, runfiler, wait_for
 
 
@@ -211,3 +213,39 @@ def test_reindex_jobs_2_killed_then_rerun_leaves_every_index_current(tmp_path):
     assert all(index_is_current(capture) for capture in filed)
     assert len(filed) == len(expected)
     assert temp_files(filer_dir) == []
+
+
+def test_a_stop_sent_to_the_whole_service_lets_the_workers_finish_their_files(tmp_path):
+    """systemd stops a service with SIGTERM to all its processes: the workers included."""
+    capture_dir, filer_dir = tmp_path / "pcap", tmp_path / "filed"
+    capture_dir.mkdir()
+    filer_dir.mkdir()
+    expected = captures(capture_dir, 12, seconds=10, pps=500)
+    env = filer_env(tmp_path, capture_dir, filer_dir)
+    log = tmp_path / "filer.log"
+    with open(log, "ab") as out:
+        service = subprocess.Popen(
+            [sys.executable, "manage.py", "runfiler", "--loop", "60", "--jobs", "2"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,  # its own process group, as a service's cgroup
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while len(children_of(service.pid)) < 2 or log.read_text().count("Processing:") < 3:
+            assert service.poll() is None, log.read_text()
+            assert "Filed " not in log.read_text(), "the pass ended before it could be stopped"
+            assert time.monotonic() < deadline, "no two workers busy"
+            time.sleep(0.001)
+        os.killpg(service.pid, signal.SIGTERM)
+        assert service.wait(timeout=60) == 0, log.read_text()
+    finally:
+        service.kill()
+        service.wait()
+
+    text = log.read_text()
+    assert "Cannot file" not in text and "Filer stopped" in text, text
+    assert manage(env, "runfiler").returncode == 0
+    assert_filed_once(filer_dir, expected)
