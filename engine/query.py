@@ -7,6 +7,12 @@ looked up, only its records are read, and each one is checked against the query 
 before it is kept. A file without one (the file still being written, an index of another version,
 a damaged index) is scanned record by record with the same rules, so both give the same answer;
 later fragments follow the fragment rule of ``engine.dissect`` either way.
+
+A damaged file (a crash or a full disk cut or corrupted it part-way) is read up to its damage:
+the index says where it is (``FlowIndex.damaged_at``), a scan meets it. Each damage is noted in
+the answer's ``DamageReport`` while the answer can still say so (before its first chunk); met
+later, in a file without an index, it is raised and the answer is cut short. When every file of
+the window is damaged before its first record, the first damage is raised: nothing can answer.
 """
 
 from __future__ import annotations
@@ -89,6 +95,54 @@ class Matcher:
         return a, b
 
 
+class DamageReport:
+    """The damaged files an answer met (``found``), named before its first chunk or not at all."""
+
+    def __init__(self) -> None:
+        self.found: list[CaptureError] = []
+        self.files = 0  # files of the window
+        self.unreadable = 0  # of which damaged before their first record
+        self.started = False
+
+    def damaged(self, exc: CaptureError, readable: bool) -> None:
+        """Note ``exc``; raise it when the answer has begun (it can no longer be named)."""
+        if self.started:
+            raise exc
+        self.found.append(exc)
+        self.unreadable += not readable
+
+    def start(self) -> None:
+        """The first chunk is about to go; CaptureError when damage left nothing to read."""
+        self.started = True
+        if self.found and self.unreadable >= self.files:
+            raise self.found[0]
+
+    @property
+    def names(self) -> list[str]:
+        """The damaged files' names, once each, in the order met."""
+        return list(dict.fromkeys(Path(exc.path).name for exc in self.found))
+
+
+class UpToDamage:
+    """A capture's records in file order, ending where it is damaged (known, or met and reported)."""
+
+    def __init__(self, capture: Capture, damaged_at: int | None, report: DamageReport):
+        self.capture, self.damaged_at, self.report = capture, damaged_at, report
+
+    def __iter__(self) -> Iterator[Record]:
+        limit, read_any = self.damaged_at, False
+        try:
+            for record in self.capture:
+                if limit is not None and record.offset >= limit:
+                    return
+                read_any = True
+                yield record
+        except CaptureError as exc:
+            if limit is None or exc.offset < limit:
+                self.damaged_at = exc.offset
+                self.report.damaged(exc, readable=read_any)
+
+
 @dataclass
 class FilePlan:
     """How one file is read: from its index (offsets known) or by a scan."""
@@ -96,6 +150,7 @@ class FilePlan:
     capture: Capture
     index: FlowIndex | None = None
     offsets: np.ndarray | None = None  # record offsets, ascending, when read from the index
+    readable: UpToDamage | None = None  # what a scan reads: the records before any damage
 
     @property
     def linktypes(self) -> list[int]:
@@ -104,7 +159,11 @@ class FilePlan:
     def records(self, m: Matcher) -> Iterator[Record]:
         if self.offsets is not None:
             return self._indexed_or_scanned(m, self.offsets)
-        return scanned_records(self.capture, m)
+        return scanned_records(self.scanned(), m)
+
+    def scanned(self) -> Iterable[Record]:
+        """The capture's records as a scan reads them: up to its damage when a report is kept."""
+        return self.readable if self.readable is not None else self.capture
 
     def _indexed_or_scanned(self, m: Matcher, offsets: np.ndarray) -> Iterator[Record]:
         """The indexed records; when an offset proves not to be a record, the rest by a scan."""
@@ -116,7 +175,7 @@ class FilePlan:
             return
         except CaptureError:
             pass  # a damaged index (a damaged capture fails the scan the same way)
-        for record in scanned_records(self.capture, m):
+        for record in scanned_records(self.scanned(), m):
             if record.offset > last:
                 yield record
 
@@ -129,10 +188,20 @@ def _indexed_offsets(index: FlowIndex, m: Matcher) -> np.ndarray:
     return index.packet_offsets(flows) if len(flows) else np.zeros(0, dtype=np.int64)
 
 
-def plan_file(file: CaptureFile, m: Matcher) -> FilePlan | None:
-    """Decide how to read ``file``; None when it cannot hold an answer (then it is not even opened)."""
+def plan_file(file: CaptureFile, m: Matcher, report: DamageReport | None = None) -> FilePlan | None:
+    """Decide how to read ``file``; None when it cannot hold an answer (then it is not even opened).
+
+    With a ``report``, a file's known damage (its index's, or a file header that cannot be read)
+    is noted there and the file is read up to it; without one, damage raises CaptureError.
+    """
     if file.span is not None and (file.span[1] < m.start_ns or file.span[0] > m.end_ns):
         return None
+    if report is not None:
+        report.files += 1
+    damaged_at = file.index.damaged_at if file.index is not None else None
+    if damaged_at is not None and report is not None:
+        problem = "damaged (the index holds the records before it)"
+        report.damaged(CaptureError(file.path, damaged_at, problem), readable=file.index.records > 0)
     index, offsets = file.index, None
     if index is not None and index.usable_for_queries:
         try:
@@ -148,17 +217,23 @@ def plan_file(file: CaptureFile, m: Matcher) -> FilePlan | None:
         capture = open_capture(file.path)
     except IncompleteHeader:
         return None  # a file just created: nothing in it yet
+    except CaptureError as exc:
+        if report is None:
+            raise
+        report.damaged(exc, readable=False)
+        return None
+    readable = UpToDamage(capture, damaged_at, report) if report is not None else None
     try:
         if index is not None and isinstance(capture, PcapngCapture):
             capture.learn_blocks(index.meta_offsets)
     except CaptureError:
         # The index names blocks that are not there: it is damaged, the capture may be fine. What
         # was learned are real blocks, which the scan meets again.
-        return FilePlan(capture)
+        return FilePlan(capture, readable=readable)
     except BaseException:
         capture.close()
         raise
-    return FilePlan(capture, index, offsets)
+    return FilePlan(capture, index, offsets, readable)
 
 
 def _in_slices(offsets: np.ndarray, size: int = 4096) -> Iterator[int]:
@@ -180,7 +255,7 @@ def indexed_records(capture: Capture, offsets: Iterable[int], m: Matcher) -> Ite
             yield record
 
 
-def scanned_records(capture: Capture, m: Matcher) -> Iterator[Record]:
+def scanned_records(capture: Iterable[Record], m: Matcher) -> Iterator[Record]:
     """Every record of the file that belongs to the flow and the window, reading it all, in file order.
 
     Later fragments follow the fragment rule of ``engine.dissect``; one met before any first
@@ -214,7 +289,7 @@ def scanned_records(capture: Capture, m: Matcher) -> Iterator[Record]:
             yield record
 
 
-def _earliest_first_fragments(capture: Capture, m: Matcher) -> dict[tuple, bool]:
+def _earliest_first_fragments(capture: Iterable[Record], m: Matcher) -> dict[tuple, bool]:
     """Reassembly key -> does the earliest first fragment with it match (fragments between the addresses)."""
     needle_a, needle_b = m.needles()
     earliest: dict[tuple, bool] = {}
@@ -243,24 +318,33 @@ def _output_format(files: Sequence[CaptureFile], plans: list[FilePlan]) -> tuple
 
 
 def query_captures(
-    files: Sequence[CaptureFile | str | os.PathLike], q: FlowQuery, *, chunk_size: int = 1 << 16
+    files: Sequence[CaptureFile | str | os.PathLike],
+    q: FlowQuery,
+    *,
+    chunk_size: int = 1 << 16,
+    damage: DamageReport | None = None,
 ) -> Generator[bytes, None, None]:
     """A pcap stream (header, then the flow's records in time order across ``files``), in chunks.
 
     ``files`` are the store's ``CaptureFile`` records, or paths (their index is then looked up).
+    Damaged files are read up to their damage, noted in ``damage`` (a fresh report when None).
     """
     m = Matcher.of(q)
+    report = damage if damage is not None else DamageReport()
     plans: list[FilePlan] = []
     try:
         known = [f if isinstance(f, CaptureFile) else CaptureFile.at(f) for f in files]
         for file in known:
-            plan = plan_file(file, m)
+            plan = plan_file(file, m, report)
             if plan is not None:
                 plans.append(plan)
         linktypes, nanosecond = _output_format(known, plans)
         writer = CaptureWriter(linktypes, nanosecond)
         merged = heapq.merge(*(plan.records(m) for plan in plans), key=lambda r: r.ts_ns)
-        yield from writer.stream(merged, chunk_size)
+        for chunk in writer.stream(merged, chunk_size):
+            if not report.started:
+                report.start()
+            yield chunk
     finally:
         for plan in plans:
             plan.capture.close()

@@ -17,11 +17,11 @@ import numpy as np
 from .formats import (
     PCAP_HEADER_SIZE,
     RECORD_HEADER_SIZE,
+    CaptureError,
     PcapCapture,
     PcapngCapture,
-    check_caplens,
-    check_times,
 )
+from .formats.capture import MAX_CAPLEN, MAX_TS_NS
 from .formats.pcapng import BLOCK_HEAD_FIELDS, BODY_START, SPB
 
 NATIVE_ORDER = "<" if sys.byteorder == "little" else ">"
@@ -40,10 +40,17 @@ class RecordTable:
     linktype: np.ndarray  # int64
     meta_offsets: list[int]  # pcapng section header / interface blocks
     simple_blocks: bool  # pcapng Simple Packet Blocks (no timestamp of their own) seen
+    damage: CaptureError | None = None  # the record the walk stopped at: it cannot be right
+    end: int = 0  # where the last complete record ends (a file ending inside a record: before its size)
+
+
+def _first(bad: np.ndarray) -> int | None:
+    found = np.flatnonzero(bad)
+    return int(found[0]) if len(found) else None
 
 
 def walk_pcap(capture: PcapCapture, mm: mmap.mmap | bytes, size: int) -> RecordTable:
-    """Find every complete record of a classic pcap file."""
+    """Find every complete record of a classic pcap file, up to the first that cannot be right (``damage``)."""
     if capture.order == NATIVE_ORDER:
         offsets = _walk_native(mm, size)
     else:
@@ -51,13 +58,21 @@ def walk_pcap(capture: PcapCapture, mm: mmap.mmap | bytes, size: int) -> RecordT
     rec = np.frombuffer(offsets, dtype=np.int64) if len(offsets) else np.zeros(0, np.int64)
     head = gather(mm, size, rec, RECORD_HEADER_SIZE).view(capture.order + "u4").astype(np.int64)
     caplen = head[:, 2]
-    if len(rec):
-        check_caplens(capture.path, rec, caplen)
-        # The walk stops past the end; a last record cut short belongs to a file still being written.
-        if rec[-1] + RECORD_HEADER_SIZE + caplen[-1] > size:
-            rec, head, caplen = rec[:-1], head[:-1], caplen[:-1]
+    damage = None
+    bad = _first(caplen > MAX_CAPLEN)  # the walk jumped on from it: what follows is not records
+    if bad is not None:
+        damage = CaptureError(capture.path, int(rec[bad]), f"record length {int(caplen[bad])} is impossible")
+        rec, head, caplen = rec[:bad], head[:bad], caplen[:bad]
+    # The walk stops past the end; a last record cut short belongs to a file still being written.
+    elif len(rec) and rec[-1] + RECORD_HEADER_SIZE + caplen[-1] > size:
+        rec, head, caplen = rec[:-1], head[:-1], caplen[:-1]
     ts_ns = head[:, 0] * 1_000_000_000 + head[:, 1] * capture.scale
-    check_times(capture.path, rec, ts_ns)
+    bad = _first((ts_ns < 0) | (ts_ns >= MAX_TS_NS))
+    if bad is not None:
+        problem = f"packet time {int(ts_ns[bad])} ns is outside what a pcap can hold"
+        damage = CaptureError(capture.path, int(rec[bad]), problem)
+        rec, head, caplen, ts_ns = rec[:bad], head[:bad], caplen[:bad], ts_ns[:bad]
+    end = int(rec[-1] + RECORD_HEADER_SIZE + caplen[-1]) if len(rec) else PCAP_HEADER_SIZE
     return RecordTable(
         offset=rec,
         data=rec + RECORD_HEADER_SIZE,
@@ -67,6 +82,8 @@ def walk_pcap(capture: PcapCapture, mm: mmap.mmap | bytes, size: int) -> RecordT
         linktype=np.full(len(rec), capture.linktype, dtype=np.int64),
         meta_offsets=[],
         simple_blocks=False,
+        damage=damage,
+        end=min(end, size),
     )
 
 
@@ -109,10 +126,18 @@ def _walk_struct(mm: mmap.mmap | bytes, size: int, order: str) -> array:
 
 
 def walk_pcapng(capture: PcapngCapture) -> RecordTable:
-    """Every complete packet block of a pcapng file (the block parser is per block anyway)."""
+    """Every complete packet block of a pcapng file, up to the first block that cannot be right."""
     columns = [array("q") for _ in range(6)]
-    simple = False
-    for record, kind in capture.packet_blocks():
+    simple, damage = False, None
+    blocks = capture.packet_blocks()
+    while True:
+        try:
+            record, kind = next(blocks)
+        except StopIteration:
+            break
+        except CaptureError as exc:
+            damage = exc
+            break
         simple = simple or kind == SPB
         for column, value in zip(
             columns,
@@ -139,6 +164,8 @@ def walk_pcapng(capture: PcapngCapture) -> RecordTable:
         linktype,
         meta_offsets=capture.meta_offsets,
         simple_blocks=simple,
+        damage=damage,
+        end=capture.read_to,
     )
 
 

@@ -48,7 +48,7 @@ from typing import TypeVar
 from engine import durable
 from engine.durable import fsync_dir, make_dirs
 from engine.formats import CaptureError
-from engine.index import TEMP_INDEX_PATTERN, build_index, index_path
+from engine.index import TEMP_INDEX_PATTERN, FlowIndex, IndexUnusable, build_index, index_path
 from node import filerstats, retention, store
 from node.faults import crash_point
 from node.jobs import Workers
@@ -198,7 +198,22 @@ def index_into(src: Path, dest: Path, outcome: int | str | None = None) -> tuple
         if stale.exists():  # an index must describe the capture beside it
             stale.unlink()
         return False, 0
+    damaged_index_logged(src, index_path(dest))
     return True, outcome
+
+
+def damaged_index_logged(src: Path, index: Path) -> None:
+    """One warning line when the index just built says its capture is damaged (and where)."""
+    try:
+        damaged_at = FlowIndex(index).damaged_at
+    except (OSError, IndexUnusable):
+        return
+    if damaged_at is not None:
+        log.warning(
+            "%s is damaged at byte offset %d: indexed up to the damage, queries read the records before it",
+            src,
+            damaged_at,
+        )
 
 
 def plan_filing(src: Path, options: FilerOptions, cleaned: set[Path] | None = None) -> Planned | Filed:

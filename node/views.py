@@ -24,7 +24,7 @@ from api.routes import list_routes
 from api.serializers import ErrorSerializer, PingSerializer
 from engine.flow import FlowQuery
 from engine.formats import CaptureError
-from engine.query import query_captures
+from engine.query import DamageReport, query_captures
 from node import status
 from node.acl import AllowedCaller, caller_allowed
 from node.serializers import FLOW_PARAMETERS, PluginSerializer, RouteSerializer, StatusSerializer
@@ -143,14 +143,19 @@ def _tree() -> dict:
 
 
 def pcap_response(query: FlowQuery) -> HttpResponse:
-    """The engine's answer as a streamed download; an unreadable capture is a JSON 503, before any byte."""
+    """The engine's answer as a streamed download; an unreadable capture is a JSON 503, before any byte.
+
+    Damaged files are read up to their damage, which is logged and named in ``X-PAR-Damaged``; the
+    503 is for a window where nothing at all can be read.
+    """
+    reports: list[DamageReport] = []  # one per start (the store lists the window again, once)
+
+    def answer(files):
+        reports.append(DamageReport())
+        return query_captures(files, query, damage=reports[-1])
+
     try:
-        started = start_answer(
-            query.start_ns,
-            query.end_ns,
-            lambda files: query_captures(files, query),
-            **_tree(),
-        )
+        started = start_answer(query.start_ns, query.end_ns, answer, **_tree())
     except (OSError, CaptureError) as exc:
         log.error("cannot read capture data for %s: %s", describe(query), exc)
         why = "a capture file is damaged" if isinstance(exc, CaptureError) else exc.strerror or str(exc)
@@ -160,7 +165,16 @@ def pcap_response(query: FlowQuery) -> HttpResponse:
     first, chunks = started
     response = StreamingHttpResponse(stream(query, first, chunks), content_type=PCAP_TYPE)
     pcap_headers(response, query)
+    damaged(response, reports[-1], query)
     return response
+
+
+def damaged(response: HttpResponse, report: DamageReport, query: FlowQuery) -> None:
+    """Log each damaged file the answer read around (one line each) and name them in ``X-PAR-Damaged``."""
+    for exc in report.found:
+        log.warning("data.pcap %s: read up to the damage of %s", describe(query), exc)
+    if report.found:
+        response["X-PAR-Damaged"] = ", ".join(report.names)
 
 
 def pcap_headers(response: StreamingHttpResponse, query: FlowQuery) -> None:

@@ -90,6 +90,7 @@ class PcapngCapture(Capture):
         self._seen_idbs: set[int] = set()
         self.sections: list[Section] = []
         self._last_ts = 0
+        self.read_to = 0
         offset, order = 0, "<"
         while True:
             block = self.block_at(offset, order)
@@ -131,6 +132,7 @@ class PcapngCapture(Capture):
         offset, order = 0, "<"
         section: Section | None = None
         while True:
+            self.read_to = offset  # where the blocks read so far end
             block = self.block_at(offset, order)
             if block is None:
                 return

@@ -13,10 +13,11 @@ import numpy as np
 
 from ..durable import atomic_write
 from ..flowfields import FlowColumns, fill_slow_rows, flow_columns
-from ..formats import Capture, PcapCapture, PcapngCapture, open_capture
+from ..formats import Capture, CaptureError, PcapCapture, PcapngCapture, open_capture
 from ..recordtable import RecordTable, walk_pcap, walk_pcapng
 from .flows import flow_table
 from .format import (
+    FLAG_DAMAGED,
     FLAG_PCAPNG,
     FLAG_SIMPLE_BLOCKS,
     HEADER_SIZE,
@@ -31,6 +32,10 @@ from .format import (
 from .read import FlowIndex, content_digest
 
 
+class CutShort(CaptureError):
+    """The file ends inside a record: a finished file's damage, a live file still being written."""
+
+
 @dataclass(frozen=True)
 class IndexStats:
     packets: int
@@ -39,16 +44,21 @@ class IndexStats:
     first_ns: int | None
     last_ns: int | None
     index_bytes: int
+    damage: str | None = None  # what is wrong where, for a damaged capture (indexed up to it)
 
 
 def build_index(capture: str | os.PathLike, out: str | os.PathLike | None = None) -> IndexStats:
     """Index ``capture`` (read once) into ``out`` (default: beside it), atomically.
 
-    Raises CaptureError, writing nothing, when the capture cannot be parsed.
+    ``capture`` is a finished file: one damaged part-way (a record that cannot be right, or its end
+    inside a record) is indexed up to the damage, which the index records (``FLAG_DAMAGED``) and
+    ``damage`` names. Raises CaptureError, writing nothing, when not even its file header can be read.
     """
     capture = Path(capture)
     out = Path(out) if out is not None else index_path(capture)
-    header, columns = _index_of(capture)
+    header, columns, damage = _index_of(capture)
+    if damage is not None:
+        header = header._replace(flags=header.flags | FLAG_DAMAGED, damaged_at=damage.offset)
     with atomic_write(out, temp=temp_index_path(out)) as f:
         index_bytes = 0
         for chunk in _encoded(header, columns):
@@ -62,6 +72,7 @@ def build_index(capture: str | os.PathLike, out: str | os.PathLike | None = None
         first_ns=header.first_ns if packets else None,
         last_ns=header.last_ns if packets else None,
         index_bytes=index_bytes,
+        damage=str(damage) if damage is not None else None,
     )
 
 
@@ -69,14 +80,21 @@ def index_in_memory(capture: str | os.PathLike) -> FlowIndex:
     """The index ``build_index`` would write for ``capture``, built in memory and opened.
 
     For a file without a current index (the live file): the same flow table, lookups and offsets,
-    so it answers as an indexed file does. Raises CaptureError when the capture cannot be parsed.
+    so it answers as an indexed file does. Raises CaptureError when the capture cannot be parsed (a
+    last record cut short is a file still being written, not damage).
     """
-    header, columns = _index_of(Path(capture))
+    header, columns, damage = _index_of(Path(capture))
+    if damage is not None and not isinstance(damage, CutShort):
+        raise damage
     return FlowIndex(os.fspath(capture) + " (in memory)", data=b"".join(_encoded(header, columns)))
 
 
-def _index_of(capture: Path) -> tuple[IndexHeader, dict[str, np.ndarray]]:
-    """(header, columns) of the index of ``capture``, read once."""
+def _index_of(capture: Path) -> tuple[IndexHeader, dict[str, np.ndarray], CaptureError | None]:
+    """(header, columns, damage) of the index of ``capture``, read once; damage None when undamaged.
+
+    A file ending inside a record is ``CutShort`` at that record's offset (a finished file's
+    damage, a live file's next record still being written).
+    """
     with open_capture(capture) as cap:
         size = cap.size()
         if isinstance(cap, PcapngCapture):
@@ -89,7 +107,10 @@ def _index_of(capture: Path) -> tuple[IndexHeader, dict[str, np.ndarray]]:
                 table = walk_pcap(cap, mm, size)
                 columns = _dissect(mm, table)
                 digest = content_digest(lambda o, n: mm[o : o + n], size)
-        return _sections(table, columns, size, digest, cap)
+        header, sections = _sections(table, columns, size, digest, cap)
+        if table.damage is None and table.end < size:
+            return header, sections, CutShort(capture, table.end, "the file ends inside a record")
+        return header, sections, table.damage
 
 
 def _encoded(header: IndexHeader, columns: dict[str, np.ndarray]) -> Iterator[bytes]:

@@ -9,7 +9,7 @@ Format, version 2 (all integers little-endian)::
       magic          8s   b"PARINDEX"
       version        u32  2
       flags          u32  2 = pcapng capture, 4 = pcapng Simple Packet Blocks present (queries scan
-                          such a file instead)
+                          such a file instead), 8 = the capture is damaged at damaged_at
       capture_size   u64  bytes of the capture when indexed
       digest         20s  sha1(capture size as u64, first 4096 bytes, last 4096 bytes)
       records        u64  complete records in the capture (with a flow or not)
@@ -19,6 +19,9 @@ Format, version 2 (all integers little-endian)::
       v4_flows       u32  of which the first v4_flows are IPv4 (both ends), the rest IPv6
       time_unit      u32  ns per unit of the flow times: 1 (nanosecond capture) or 1000
       columns        u32  entries of the column directory
+      damaged_at     u64  with flag 8: the byte offset where the capture's damage begins (a record
+                          that cannot be right, or the end of the file inside a record); the index
+                          holds the records before it, and readers read no further (0 otherwise)
       reserved       to 128 bytes
     column directory, 24 bytes per column (COLUMN): name 8s, numpy dtype 4s ("<u4"), reserved u32,
       count u64 (entries); the columns follow in directory order, each starting on an 8-byte boundary
@@ -95,6 +98,7 @@ INDEX_SUFFIX = ".idx"
 HEADER_SIZE = 128
 FLAG_PCAPNG = 2
 FLAG_SIMPLE_BLOCKS = 4
+FLAG_DAMAGED = 8
 DIGEST_SPAN = 4096  # bytes of the capture's head and tail in its digest
 OFFSET_GROUP = 16  # flows per ``offsetat`` entry
 # What follows ``.<capture name>`` in the name of an index being written (``temp_index_path``).
@@ -120,9 +124,10 @@ class IndexHeader(NamedTuple):
     v4_flows: int
     time_unit: int
     columns: int
+    damaged_at: int = 0  # with FLAG_DAMAGED; older indexes of this version hold 0 here (undamaged)
 
 
-HEADER = struct.Struct("<8sIIQ20sQqqIIII")
+HEADER = struct.Struct("<8sIIQ20sQqqIIIIQ")
 COLUMN = struct.Struct("<8s4sIQ")  # name, dtype, reserved, count
 COLUMN_TYPES = {np.dtype(t).str.encode(): np.dtype(t) for t in ("<u1", "<u2", "<u4", "<u8")}
 

@@ -21,6 +21,7 @@ from .flows import ICMP_PROTOCOLS
 from .format import (
     COLUMN,
     DIGEST_SPAN,
+    FLAG_DAMAGED,
     FLAG_PCAPNG,
     FLAG_SIMPLE_BLOCKS,
     HEADER_SIZE,
@@ -112,6 +113,10 @@ class FlowIndex:
         self.meta_offsets = c["metablk"].tolist()
         if any(offset >= self.capture_size for offset in self.meta_offsets):
             raise IndexUnusable(f"{self.path}: a block offset points past the capture")
+        # Where the capture's damage begins (records end before it); None for an undamaged capture.
+        self.damaged_at: int | None = header.damaged_at if header.flags & FLAG_DAMAGED else None
+        if self.damaged_at is not None and self.damaged_at > self.capture_size:
+            raise IndexUnusable(f"{self.path}: the damage it records lies past the capture")
 
     def _read_columns(self, size: int) -> dict[str, np.ndarray]:
         n, n4 = self.n_flows, self.n_v4

@@ -128,14 +128,25 @@ def test_a_damaged_index_is_not_used(capture, cut):
     assert open_index(capture) is None
 
 
-def test_an_unparseable_capture_raises_and_writes_nothing(tmp_path):
+def test_a_capture_without_a_file_header_raises_and_writes_nothing(tmp_path):
+    path = tmp_path / "pcap.1700000000"
+    path.write_bytes(b"this is not a capture file" + bytes(2000))
+    with pytest.raises(CaptureError, match="offset 0"):
+        build_index(path)
+    assert os.listdir(tmp_path) == ["pcap.1700000000"]
+
+
+def test_a_capture_damaged_at_its_first_record_is_indexed_as_damaged_with_nothing_in_it(tmp_path):
     path = tmp_path / "pcap.1700000000"
     data = bytearray(g.pcap_bytes([(T0 + i, g.ether(g.udp("10.0.0.1", 1, "10.0.0.2", 2))) for i in range(5)]))
     data[24 + 8 : 24 + 12] = struct.pack("<I", 10**9)
     path.write_bytes(bytes(data) + bytes(2000))
-    with pytest.raises(CaptureError, match="offset 24"):
-        build_index(path)
-    assert os.listdir(tmp_path) == ["pcap.1700000000"]
+    stats = build_index(path)
+    assert stats.packets == 0 and stats.damage.endswith(
+        "record length 1000000000 is impossible at byte offset 24"
+    )
+    index = open_index(path)
+    assert (index.records, index.damaged_at, index.span) == (0, 24, None)
 
 
 def test_a_last_record_cut_short_is_left_out(tmp_path):

@@ -1,0 +1,95 @@
+"""Damaged capture files under a real node (gunicorn): the window answers from everything readable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import requests
+
+import pcapgen as g
+from engine.index import build_index
+from node.store import hour_dir
+from tests.engine.conftest import pcap_records
+from tests.engine.test_damage import GOOD, damaged_pcap, damaged_pcapng, flow_times, records
+from tests.servers import gunicorn
+
+pytestmark = pytest.mark.slow
+
+T0_S = 1_700_000_000  # the engine tests' T0, in seconds
+QUERY = {
+    "src_addr": "10.0.0.1",
+    "src_port": "1000",
+    "dst_addr": "10.0.0.2",
+    "dst_port": "53",
+    "start_time": str(T0_S),
+    "end_time": str(T0_S + 60),
+}
+DAMAGED = {  # file name -> (bytes, offset of the damage)
+    f"pcap.{T0_S + 1}": damaged_pcap("corrupted record header"),
+    f"pcap.{T0_S + 2}": damaged_pcapng(),
+    f"pcap.{T0_S + 3}": damaged_pcap("truncated mid-record"),
+}
+
+
+def damaged_node_env(base: Path) -> dict[str, str]:
+    """A node's tree with one healthy filed file and three damaged ones, indexed as the filer does."""
+    capture, filed = base / "capture", base / "filed"
+    capture.mkdir(parents=True)
+    hour = hour_dir(filed, T0_S, utc=True)
+    hour.mkdir(parents=True)
+    g.write_pcap(hour / f"pcap.{T0_S}", records(0))
+    for name, (data, _) in DAMAGED.items():
+        (hour / name).write_bytes(data)
+    for path in hour.iterdir():
+        build_index(path)
+    # Alone in a later window: a file damaged at its first record, nothing readable.
+    unreadable = hour / f"pcap.{T0_S + 600}"
+    data = bytearray(g.pcap_bytes([(ts + 600 * 10**9, frame) for ts, frame in records(0)]))
+    data[24 + 8 : 24 + 12] = b"\xff\xff\xff\x7f"
+    unreadable.write_bytes(bytes(data))
+    build_index(unreadable)
+    return {
+        "PAR_DATA_DIR": str(base),
+        "PAR_CAPTURE_DIR": str(capture),
+        "PAR_FILER_DIR": str(filed),
+        "PAR_MAX_WINDOW": "3600",
+        "DATABASE_URL": f"sqlite:///{base / 'db.sqlite3'}",
+    }
+
+
+def expected_times() -> list[int]:
+    return sorted(flow_times(0, 10) + flow_times(100, GOOD) * len(DAMAGED))
+
+
+def answer_times(content: bytes) -> list[int]:
+    return sorted(secs * 10**9 + frac * 1000 for secs, frac, _, _ in pcap_records(content)[1])
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    with gunicorn("node", damaged_node_env(tmp_path_factory.mktemp("damaged"))) as server:
+        yield server
+
+
+def test_a_window_with_damaged_files_answers_from_everything_readable_and_names_them(node):
+    answer = requests.get(f"{node.url}/data.pcap", QUERY, timeout=30)
+    assert answer.status_code == 200
+    assert answer_times(answer.content) == expected_times()
+    assert sorted(answer.headers["X-PAR-Damaged"].split(", ")) == sorted(DAMAGED)
+    log = node.log()
+    for name, (_, at) in DAMAGED.items():
+        lines = [line for line in log.splitlines() if name in line and f"at byte offset {at}" in line]
+        assert len(lines) == 1, log[-3000:]
+
+
+def test_a_window_without_damage_has_no_damage_header(node):
+    answer = requests.get(f"{node.url}/data.pcap", {**QUERY, "end_time": str(T0_S)}, timeout=30)
+    assert answer.status_code == 200 and "X-PAR-Damaged" not in answer.headers
+
+
+def test_a_window_where_nothing_can_be_read_is_still_a_503(node):
+    window = {"start_time": str(T0_S + 600), "end_time": str(T0_S + 660)}
+    answer = requests.get(f"{node.url}/data.pcap", {**QUERY, **window}, timeout=30)
+    assert answer.status_code == 503
+    assert answer.json() == {"error": "cannot read capture data: a capture file is damaged"}
