@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo             run node + collector on loopback with demo captures (DEMO_PORTS=19001,19002)"
 	@echo "make test             run the whole test suite"
-	@echo "make lint             ruff check and format check, the import layering contract"
+	@echo "make lint             ruff check and format check, the import layering contract, mypy"
 	@echo "make typecheck        mypy with django-stubs"
 	@echo "make serve-node       gunicorn, PAR_ROLE=node, port 9002"
 	@echo "make serve-collector  gunicorn, PAR_ROLE=collector, port 9001"
@@ -43,6 +43,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -76,4 +77,4 @@ bench-load: $(STAMP)
 	$(PY) bench/load.py $(LOAD_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

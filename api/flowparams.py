@@ -115,8 +115,8 @@ def _parse_calendar_time(text: str, *, utc: bool) -> datetime:
         return low
     top = given.index(True) if any(given) else len(given)
     today = datetime.now(UTC) if utc else datetime.now()
-    fill = dict(list({"year": today.year, "month": today.month, "day": today.day}.items())[:top])
-    return low.replace(**fill)
+    year, month, day = (today.year, today.month, today.day)[:top] + (low.year, low.month, low.day)[top:]
+    return low.replace(year=year, month=month, day=day)
 
 
 def _zone(name: str | None, offset: int | None) -> int | tzinfo | None:

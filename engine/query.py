@@ -199,7 +199,7 @@ def plan_file(file: CaptureFile, m: Matcher, report: DamageReport | None = None)
     if report is not None:
         report.files += 1
     damaged_at = file.index.damaged_at if file.index is not None else None
-    if damaged_at is not None and report is not None:
+    if file.index is not None and damaged_at is not None and report is not None:
         problem = "damaged (the index holds the records before it)"
         report.damaged(CaptureError(file.path, damaged_at, problem), readable=file.index.records > 0)
     index, offsets = file.index, None

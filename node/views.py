@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from datetime import UTC, datetime
 
 from django.conf import settings
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -142,7 +143,7 @@ def _tree() -> dict:
     }
 
 
-def pcap_response(query: FlowQuery) -> HttpResponse:
+def pcap_response(query: FlowQuery) -> HttpResponseBase:
     """The engine's answer as a streamed download; an unreadable capture is a JSON 503, before any byte.
 
     Damaged files are read up to their damage, which is logged and named in ``X-PAR-Damaged``; the
@@ -169,7 +170,7 @@ def pcap_response(query: FlowQuery) -> HttpResponse:
     return response
 
 
-def damaged(response: HttpResponse, report: DamageReport, query: FlowQuery) -> None:
+def damaged(response: HttpResponseBase, report: DamageReport, query: FlowQuery) -> None:
     """Log each damaged file the answer read around (one line each) and name them in ``X-PAR-Damaged``."""
     for exc in report.found:
         log.warning("data.pcap %s: read up to the damage of %s", describe(query), exc)
@@ -183,7 +184,7 @@ def pcap_headers(response: StreamingHttpResponse, query: FlowQuery) -> None:
     response["Cache-Control"] = "no-store"
 
 
-def stream(query: FlowQuery, first: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
+def stream(query: FlowQuery, first: bytes, chunks: Generator[bytes, None, None]) -> Iterator[bytes]:
     """Yield the answer; closing this generator (client gone) closes the engine's, which frees the files."""
     sent, started, outcome = 0, time.monotonic(), "stopped (client went away)"
     try:
