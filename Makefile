@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help prerequisites venv demo test lint typecheck format serve-node serve-collector filer clean bench bench-load
+.PHONY: help prerequisites venv demo test lint typecheck format serve-node serve-collector filer clean bench bench-load screenshots
 
 help:
 	@echo "make demo             run node + collector on loopback with demo captures (DEMO_PORTS=19001,19002)"
@@ -17,6 +17,7 @@ help:
 	@echo "make serve-collector  gunicorn, PAR_ROLE=collector, port 9001"
 	@echo "make bench            the benchmark against the tcpdump pipeline (bench/)"
 	@echo "make bench-load       small calls while downloads run, half-sent heads, stream rate (about a minute)"
+	@echo "make screenshots      the web page's pictures in docs/, from its browser test"
 
 # Checked before anything is installed, with a message saying what to install.
 prerequisites:
@@ -65,6 +66,9 @@ serve-collector: $(STAMP)
 
 filer: $(STAMP)
 	PAR_ROLE=node $(PY) manage.py runfiler
+
+screenshots: $(STAMP)
+	PAR_SCREENSHOTS_DIR=docs $(PY) -m pytest tests/collector/test_page_browser.py -q
 
 bench: $(STAMP)
 	$(PY) bench/bench.py $(BENCH_ARGS)

@@ -6,7 +6,16 @@ from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
 from collector.exports import request_log_csv
-from collector.models import ApiKey, Node, RequestLog
+from collector.models import ApiKey, Node, NodeGrants, RequestLog, UserGrant
+
+
+def granted_nodes(grant: NodeGrants) -> str:
+    """A key's or a user's grant in a list column."""
+    if grant.admin:
+        return "all (admin)"
+    if grant.all_nodes:
+        return "all"
+    return ", ".join(str(node.id) for node in grant.nodes.all()) or "—"
 
 
 @admin.register(Node)
@@ -49,11 +58,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.display(description="nodes")
     def granted(self, obj: ApiKey) -> str:
-        if obj.admin:
-            return "all (admin)"
-        if obj.all_nodes:
-            return "all"
-        return ", ".join(str(node.id) for node in obj.nodes.all()) or "—"
+        return granted_nodes(obj)
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("nodes")
@@ -80,6 +85,25 @@ class ApiKeyAdmin(admin.ModelAdmin):
         self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)
 
 
+@admin.register(UserGrant)
+class UserGrantAdmin(admin.ModelAdmin):
+    """What each Django account may query through the web page, in the shape of a key's grants."""
+
+    list_display = ("user", "admin", "all_nodes", "granted")
+    list_filter = ("admin", "all_nodes", "nodes")
+    search_fields = ("user__username", "user__email")
+    fields = ("user", "admin", "all_nodes", "nodes")
+    autocomplete_fields = ("user",)
+    filter_horizontal = ("nodes",)
+
+    @admin.display(description="nodes")
+    def granted(self, obj: UserGrant) -> str:
+        return granted_nodes(obj)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("user").prefetch_related("nodes")
+
+
 @admin.register(RequestLog)
 class RequestLogAdmin(admin.ModelAdmin):
     """Who pulled which packets from which nodes, and how each node answered: browse, never edit."""
@@ -101,7 +125,7 @@ class RequestLogAdmin(admin.ModelAdmin):
         "error",
     )
     list_filter = ("status", "view", "method", "node")
-    search_fields = ("key_prefix", "nodes", "src_addr", "dst_addr", "client_ip", "query")
+    search_fields = ("key_prefix", "user__username", "nodes", "src_addr", "dst_addr", "client_ip", "query")
     date_hierarchy = "time"
     readonly_fields = ("answers",)
     actions = ("export_csv",)

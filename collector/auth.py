@@ -1,8 +1,10 @@
 """Who is asking, and what they may do: DRF authentication, permission and throttle classes.
 
-Reusable by any collector view (plugins included)::
+A request is made under a grant: an API key, or the grant of a web page user logged in with a
+Django account (``SessionGrantAuthentication``); both have the same shape (``NodeGrants``), so
+every permission below judges them alike. Reusable by any collector view (plugins included)::
 
-    authentication_classes = [ApiKeyAuthentication]
+    authentication_classes = [ApiKeyAuthentication, SessionGrantAuthentication]
     permission_classes = [HasValidKey]
     throttle_classes = [ApiKeyThrottle]
 """
@@ -12,13 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rest_framework import exceptions
-from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.authentication import BaseAuthentication, SessionAuthentication, get_authorization_header
 from rest_framework.permissions import BasePermission
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
 from collector.limits import RequestRate
-from collector.models import ApiKey, KeyProblem
+from collector.models import ApiKey, KeyProblem, UserGrant
 
 SCHEME = "Api-Key"
 QUERY_PARAM = "api_key"  # the seed's clients put the key in the query string
@@ -74,9 +76,24 @@ class ApiKeyAuthentication(BaseAuthentication):
         return f'{SCHEME} realm="collector"'
 
 
-def request_key(request) -> ApiKey | None:
+class SessionGrantAuthentication(SessionAuthentication):
+    """A web page user logged in with a Django account: their UserGrant stands where a key would.
+
+    DRF's session authentication: an active user of the session, CSRF checked for unsafe methods.
+    """
+
+    def authenticate(self, request) -> tuple[object, UserGrant] | None:
+        found = super().authenticate(request)
+        if found is None:
+            return None
+        user, _ = found
+        return user, UserGrant.of(user)
+
+
+def request_key(request) -> ApiKey | UserGrant | None:
+    """The grant a request is made under: its API key, or its web page user's grant."""
     auth = request.auth
-    return auth if isinstance(auth, ApiKey) else None
+    return auth if isinstance(auth, (ApiKey, UserGrant)) else None
 
 
 class HasValidKey(BasePermission):
@@ -137,8 +154,10 @@ class ApiKeyThrottle(BaseThrottle):
     def allow_request(self, request, view) -> bool:
         rate = self.get_rate()
         key = request_key(request)
-        if rate is None or key is None:
-            return True  # unauthenticated requests are refused before they cost anything
+        if rate is None or not isinstance(key, ApiKey):
+            # Unauthenticated requests are refused before they cost anything; a web page user is a
+            # person at a browser, limited by PAR_KEY_STREAMS downloads like a key but not by a rate.
+            return True
         allowed, period = parse_rate(rate)
         count, self._wait = RequestRate.count(key.pk, period)
         return count <= allowed

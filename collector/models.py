@@ -7,7 +7,7 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -177,7 +177,52 @@ class ApiKeyQuerySet(models.QuerySet):
         return row, key
 
 
-class ApiKey(models.Model):
+class NodeGrants:
+    """What a grant allows, the same for an API key and a web page user's grant (``admin``,
+    ``all_nodes`` and ``nodes`` are the model's fields)."""
+
+    admin: bool
+    all_nodes: bool
+    nodes: Any
+
+    @property
+    def holder(self) -> str:
+        """Who holds the grant, for per-holder limits: ``key:<id>`` or ``user:<id>``."""
+        raise NotImplementedError
+
+    def log_identity(self) -> tuple[str, Any]:
+        """(key prefix, web page user) as the request log records who asked."""
+        raise NotImplementedError
+
+    @property
+    def every_node(self) -> bool:
+        return self.admin or self.all_nodes
+
+    def may_query(self, node_id: int) -> bool:
+        return self.may_query_all([node_id])
+
+    def may_query_all(self, node_ids: Iterable[int]) -> bool:
+        """Whether every node of ``node_ids`` is granted (one query at most)."""
+        wanted = set(node_ids)
+        if self.every_node or not wanted:
+            return True
+        return self.nodes.filter(pk__in=wanted).count() == len(wanted)
+
+    def queryable_nodes(self) -> models.QuerySet[Node]:
+        nodes = Node.objects.all() if self.every_node else self.nodes.all()
+        return nodes.filter(active=True).order_by("id")
+
+    def node_list(self) -> list[str]:
+        """The seed's view of the nodes granted: ``["0"]`` for admin, else node ids."""
+        if self.admin:
+            return ["0"]
+        if self.all_nodes:
+            return [str(node_id) for node_id in Node.objects.filter(active=True).values_list("id", flat=True)]
+        # Filtered here rather than in SQL, so that a prefetched nodes list is used.
+        return [str(node.id) for node in sorted(self.nodes.all(), key=lambda n: n.id) if node.active]
+
+
+class ApiKey(NodeGrants, models.Model):
     """A client's key: stored as a keyed hash, shown once at creation."""
 
     name = models.CharField(max_length=100)
@@ -238,31 +283,11 @@ class ApiKey(models.Model):
         self.last_used = now
 
     @property
-    def every_node(self) -> bool:
-        return self.admin or self.all_nodes
+    def holder(self) -> str:
+        return f"key:{self.pk}"
 
-    def may_query(self, node_id: int) -> bool:
-        return self.may_query_all([node_id])
-
-    def may_query_all(self, node_ids: Iterable[int]) -> bool:
-        """Whether every node of ``node_ids`` is granted (one query at most)."""
-        wanted = set(node_ids)
-        if self.every_node or not wanted:
-            return True
-        return self.nodes.filter(pk__in=wanted).count() == len(wanted)
-
-    def queryable_nodes(self) -> models.QuerySet[Node]:
-        nodes = Node.objects.all() if self.every_node else self.nodes.all()
-        return nodes.filter(active=True).order_by("id")
-
-    def node_list(self) -> list[str]:
-        """The seed's view of a key's nodes: ``["0"]`` for admin, else node ids."""
-        if self.admin:
-            return ["0"]
-        if self.all_nodes:
-            return [str(node_id) for node_id in Node.objects.filter(active=True).values_list("id", flat=True)]
-        # Filtered here rather than in SQL, so that a prefetched nodes list is used.
-        return [str(node.id) for node in sorted(self.nodes.all(), key=lambda n: n.id) if node.active]
+    def log_identity(self) -> tuple[str, Any]:
+        return self.prefix, None
 
     def to_dict(self) -> KeyInfo:
         """This key as /keys lists it."""
@@ -282,5 +307,16 @@ class ApiKey(models.Model):
 # Defined beside, registered here: Django finds an app's models in its models module.
 from collector.limits import KeyStream, RequestRate  # noqa: E402
 from collector.requestlog import NodeOutcome, RequestLog  # noqa: E402
+from collector.usergrants import UserGrant  # noqa: E402
 
-__all__ = ["ApiKey", "KeyStream", "Node", "NodeOutcome", "RequestLog", "RequestRate", "NoSuchNodes"]
+__all__ = [
+    "ApiKey",
+    "KeyStream",
+    "Node",
+    "NodeGrants",
+    "NodeOutcome",
+    "RequestLog",
+    "RequestRate",
+    "NoSuchNodes",
+    "UserGrant",
+]

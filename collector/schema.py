@@ -1,4 +1,4 @@
-"""How the OpenAPI document describes the collector's API-key authentication."""
+"""How the OpenAPI document describes the collector's authentication: API keys, and the web page's session."""
 
 from __future__ import annotations
 
@@ -23,3 +23,18 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
             {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
             {"type": "apiKey", "in": "query", "name": "api_key", "description": "the seed's clients"},
         ]
+
+
+class SessionGrantScheme(OpenApiAuthenticationExtension):
+    target_class = "collector.auth.SessionGrantAuthentication"
+    name = "WebPageSession"
+
+    def get_security_definition(self, auto_schema):
+        from django.conf import settings
+
+        return {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": settings.SESSION_COOKIE_NAME,
+            "description": "the web page's session: a Django account logged in at /ui/login, judged by its user's grant",
+        }

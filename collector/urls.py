@@ -1,6 +1,6 @@
 from django.urls import path
 
-from collector import metrics, views
+from collector import metrics, page, views
 
 urlpatterns = [
     path("ping", views.PingView.as_view(), name="collector-ping"),
@@ -12,4 +12,8 @@ urlpatterns = [
     path("metrics", metrics.metrics, name="collector-metrics"),
     path("routes", views.RoutesView.as_view(), name="collector-routes"),
     path("plugins", views.PluginsView.as_view(), name="collector-plugins"),
+    path("ui", page.to_page),
+    path("ui/", page.page, name="ui-page"),
+    path("ui/login", page.LoginView.as_view(), name="ui-login"),
+    path("ui/logout", page.LogoutView.as_view(), name="ui-logout"),
 ]

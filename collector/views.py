@@ -20,6 +20,7 @@ from collector.auth import (
     HasNodeGrant,
     HasValidKey,
     IsAdminKey,
+    SessionGrantAuthentication,
     request_key,
 )
 from collector.models import ApiKey, Node, RequestLog
@@ -54,7 +55,7 @@ NODE_COMMANDS = ("ping", "status", "plugins", "routes")
 class CollectorView(APIView):
     """Base of every collector API view: a valid key is required, requests are throttled per key."""
 
-    authentication_classes = [ApiKeyAuthentication]
+    authentication_classes = [ApiKeyAuthentication, SessionGrantAuthentication]
     permission_classes = [HasValidKey]
     throttle_classes = [ApiKeyThrottle]
     query_params: tuple[str, ...] = ("api_key",)
@@ -187,7 +188,7 @@ class LoggedQueryView(CollectorView):
         super().perform_authentication(request)
         key = request_key(request)
         if key is not None:
-            self.entry.by(key.prefix)
+            self.entry.by(*key.log_identity())
 
 
 class DataPcapView(LoggedQueryView):
@@ -203,7 +204,7 @@ class DataPcapView(LoggedQueryView):
     )
     def get(self, request):
         nodes, flow = self.asked(request)
-        self.entry.hold(take_download_slot(f"key:{request.auth.pk}"))
+        self.entry.hold(take_download_slot(request.auth.holder))
         params = node_params(request.query_params, flow)
         return fanout.pcap_answer(nodes, params, self.entry, pcapng=wants_pcapng(request.query_params))
 

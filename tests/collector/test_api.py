@@ -165,7 +165,8 @@ def test_the_docs_work_offline_with_assets_served_by_the_collector(api):
 def test_the_schema_documents_the_key_schemes_and_data_pcap(api):
     schema = api.get("/schema", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
     schemes = schema["components"]["securitySchemes"]
-    assert {s["name"] for s in schemes.values()} == {"Authorization", "X-Api-Key", "api_key"}
+    # The three ways of a key, and the web page's session cookie.
+    assert {s["name"] for s in schemes.values()} == {"Authorization", "X-Api-Key", "api_key", "sessionid"}
     params = {p["name"] for p in schema["paths"]["/data.pcap"]["get"]["parameters"]}
     assert {
         "node_id",
