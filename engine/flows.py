@@ -149,7 +149,9 @@ def _rows(
     rows["community_id"] = plain["community_id"]
     rows["approximate"] = (plain["first_ns"] < m.start_ns) | (plain["last_ns"] > m.end_ns)
     icmp_ids = ids[icmp]
-    icmp_rows = [r for i in icmp_ids.tolist() for r in _icmp_rows(file, index, index.packet_offsets([i]), m)]
+    icmp_rows = [
+        r for i in icmp_ids.tolist() for r in _icmp_rows(file, index, index.packet_offsets(np.array([i])), m)
+    ]
     if icmp_rows:
         rows = np.concatenate([rows, np.array(icmp_rows, dtype=ROW_DTYPE)])
     return rows

@@ -161,7 +161,7 @@ class FilePlan:
     def linktypes(self) -> list[int]:
         return self.capture.linktypes
 
-    def records(self, m: Matcher) -> Iterator[Record]:
+    def records(self, m: Matcher | SelectionMatcher) -> Iterator[Record]:
         if self.offsets is not None:
             return self._indexed_or_scanned(m, self.offsets)
         return scanned_records(self.scanned(), m)
@@ -170,7 +170,7 @@ class FilePlan:
         """The capture's records as a scan reads them: up to its damage when a report is kept."""
         return self.readable if self.readable is not None else self.capture
 
-    def _indexed_or_scanned(self, m: Matcher, offsets: np.ndarray) -> Iterator[Record]:
+    def _indexed_or_scanned(self, m: Matcher | SelectionMatcher, offsets: np.ndarray) -> Iterator[Record]:
         """The indexed records; when an offset proves not to be a record, the rest by a scan."""
         last = -1
         try:
@@ -200,7 +200,9 @@ def _indexed_offsets(index: FlowIndex, m: Matcher | SelectionMatcher) -> np.ndar
     return index.packet_offsets(flows) if len(flows) else np.zeros(0, dtype=np.int64)
 
 
-def plan_file(file: CaptureFile, m: Matcher, report: DamageReport | None = None) -> FilePlan | None:
+def plan_file(
+    file: CaptureFile, m: Matcher | SelectionMatcher, report: DamageReport | None = None
+) -> FilePlan | None:
     """Decide how to read ``file``; None when it cannot hold an answer (then it is not even opened).
 
     With a ``report``, a file's known damage (its index's, or a file header that cannot be read)
@@ -254,7 +256,9 @@ def _in_slices(offsets: np.ndarray, size: int = 4096) -> Iterator[int]:
         yield from offsets[start : start + size].tolist()
 
 
-def indexed_records(capture: Capture, offsets: Iterable[int], m: Matcher) -> Iterator[Record]:
+def indexed_records(
+    capture: Capture, offsets: Iterable[int], m: Matcher | SelectionMatcher
+) -> Iterator[Record]:
     """The records at ``offsets`` that really belong to the flow and the window."""
     for record in capture.records_at(offsets):
         if not m.start_ns <= record.ts_ns <= m.end_ns:
@@ -267,7 +271,7 @@ def indexed_records(capture: Capture, offsets: Iterable[int], m: Matcher) -> Ite
             yield record
 
 
-def scanned_records(capture: Iterable[Record], m: Matcher) -> Iterator[Record]:
+def scanned_records(capture: Iterable[Record], m: Matcher | SelectionMatcher) -> Iterator[Record]:
     """Every record of the file that belongs to the flow and the window, reading it all, in file order.
 
     Later fragments follow the fragment rule of ``engine.dissect``; one met before any first
@@ -301,7 +305,7 @@ def scanned_records(capture: Iterable[Record], m: Matcher) -> Iterator[Record]:
             yield record
 
 
-def _earliest_first_fragments(capture: Iterable[Record], m: Matcher) -> dict[tuple, bool]:
+def _earliest_first_fragments(capture: Iterable[Record], m: Matcher | SelectionMatcher) -> dict[tuple, bool]:
     """Reassembly key -> does the earliest first fragment with it match (fragments between the addresses)."""
     needles = m.needles()
     earliest: dict[tuple, bool] = {}

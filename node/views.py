@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from datetime import UTC, datetime
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -245,7 +246,7 @@ class AnswerTooLarge(Exception):
         self.estimate = estimate
 
 
-def _with_window(response: HttpResponse, query: Selection) -> HttpResponse:
+def _with_window(response: HttpResponseBase, query: Selection) -> HttpResponseBase:
     response["X-PAR-Window"] = window_text(query.start_ns, query.end_ns)
     return response
 
@@ -263,7 +264,7 @@ def _too_large(e: Estimate) -> HttpResponse:
     )
 
 
-def pcap_response(query: Selection, options: AnswerOptions | None = None) -> HttpResponse:
+def pcap_response(query: Selection, options: AnswerOptions | None = None) -> HttpResponseBase:
     """The engine's answer as a streamed download; an unreadable capture is a JSON 503, before any byte.
 
     Every answer carries ``X-PAR-Window``; a 200 the index's estimate (``X-PAR-Estimate-*``).
@@ -273,7 +274,7 @@ def pcap_response(query: Selection, options: AnswerOptions | None = None) -> Htt
     found: list[Estimate] = []
     reports: list[DamageReport] = []  # one per start (the store lists the window again, once)
 
-    def answer(files: list[CaptureFile]) -> Iterator[bytes]:
+    def answer(files: list[CaptureFile]) -> Generator[bytes, None, None]:
         e = estimate(files, query, pcapng=pcapng)
         found[:] = [e]
         if _over_the_maximum(e, options):
@@ -306,7 +307,7 @@ def pcap_response(query: Selection, options: AnswerOptions | None = None) -> Htt
     return response
 
 
-def damaged(response: HttpResponse, report: DamageReport, query: Selection) -> None:
+def damaged(response: HttpResponseBase, report: DamageReport, query: Selection) -> None:
     """Log each damaged file the answer read around (one line each) and name them in ``X-PAR-Damaged``."""
     for exc in report.found:
         log.warning("data.pcap %s: read up to the damage of %s", describe(query), exc)
@@ -328,7 +329,7 @@ def node_name() -> str:
     return socket.gethostname()
 
 
-def stream(query: Selection, first: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
+def stream(query: Selection, first: bytes, chunks: Generator[bytes, None, None]) -> Iterator[bytes]:
     """Yield the answer; closing this generator (client gone) closes the engine's, which frees the files."""
     sent, started, outcome = 0, time.monotonic(), "stopped (client went away)"
     try:
