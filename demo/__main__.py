@@ -167,6 +167,15 @@ def main() -> None:
         "--email",
         "admin@localhost",
     )
+    # The web page's account may query every node, as the demo's API key may.
+    _manage(
+        collector_env,
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import User; from collector.models import UserGrant; "
+        "UserGrant.objects.update_or_create(user=User.objects.get(username='admin'), "
+        "defaults={'admin': True})",
+    )
     key = _manage(collector_env, "createapikey", "--name", "demo analyst", "--admin").split()[-1]
 
     nodes_conf = DEMO / "nodes.conf"
@@ -239,7 +248,8 @@ def serve_and_show(
         f"  {packets} packets, {len(answer.content)} bytes -> {out}\n"
         f"\nFetch it again:\n\n"
         f"  curl -H 'Authorization: Api-Key {key}' -o flow.pcap '{url}'\n"
-        f"\nAdmin:   http://127.0.0.1:{collector_port}/admin/  (admin / {password})\n"
+        f"\nPage:    http://127.0.0.1:{collector_port}/ui/  (admin / {password})\n"
+        f"Admin:   http://127.0.0.1:{collector_port}/admin/\n"
         f"API docs: http://127.0.0.1:{collector_port}/docs\n"
         f"Logs:    {DEMO}/node.log, {DEMO}/collector.log\n"
         f"\nServing until Ctrl-C."

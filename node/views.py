@@ -199,7 +199,7 @@ class FlowsView(NodeView):
             "One row per flow with packets in the window, read from the capture files' indexes (files "
             "without one are read whole, with the same result). Counts cover the flow in the files that "
             "overlap the window; `approximate: true` marks a row whose flow has packets outside it. "
-            "`src_*` is the flow's lower endpoint (address, then port). `output=csv` gives the same rows "
+            "`src_*` is the end that sent the flow's first packet. `output=csv` gives the same rows "
             "as CSV (RFC 4180) with a header row."
         ),
         responses={
