@@ -27,7 +27,7 @@ from tests.servers import Server, gunicorn
 
 selenium = pytest.importorskip("selenium", reason="selenium is not installed")
 from selenium import webdriver  # noqa: E402
-from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -74,7 +74,7 @@ def make_traffic(start: int) -> Traffic:
         for i in range(40 + 30 * n):
             ts = burst_at * 10**9 + i * 250_000_000 + n * 1000
             payload = bytes([i % 256]) * ((i * 37 + n * 101) % 1200)
-            records.append((ts, flow.frame(forward=i % 3 != 0, payload=payload, seq=i)))
+            records.append((ts, flow.frame(forward=i % 3 != 2, payload=payload, seq=i)))  # a sends first
         flows[flow] = records
     return Traffic(sorted(r for rs in flows.values() for r in rs), flows)
 
@@ -169,7 +169,11 @@ def browser(downloads) -> Iterator[webdriver.Chrome]:
 def wait(driver, condition, timeout: float = 30):
     """What ``condition`` returns once it is true; on a timeout, what the page said and logged."""
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: condition(d))
+        # The page redraws its table as answers arrive: a row read while it is replaced is read again.
+        waiting = WebDriverWait(
+            driver, timeout, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+        )
+        return waiting.until(lambda d: condition(d))
     except TimeoutException:
         said = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#message, #status, #download-status")]
         console = [entry["message"] for entry in driver.get_log("browser")]
