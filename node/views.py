@@ -142,13 +142,7 @@ class DataPcapView(NodeView):
     )
     def get(self, request):
         try:
-            selection = parse_selection(
-                request.query_params,
-                utc=settings.PAR_UTC,
-                max_window=settings.PAR_MAX_WINDOW,
-                known=PCAP_PARAMS,
-            )
-            options = parse_answer_options(request.query_params)
+            selection, options = _parsed(request, PCAP_PARAMS, parse_answer_options)
         except FlowParamError as exc:
             return error_response(str(exc), 400)
         return pcap_response(selection, options)
@@ -156,13 +150,7 @@ class DataPcapView(NodeView):
     def head(self, request):
         """The headers the GET would answer, without running the query (no record is read)."""
         try:
-            selection = parse_selection(
-                request.query_params,
-                utc=settings.PAR_UTC,
-                max_window=settings.PAR_MAX_WINDOW,
-                known=PCAP_PARAMS,
-            )
-            options = parse_answer_options(request.query_params)
+            selection, options = _parsed(request, PCAP_PARAMS, parse_answer_options)
         except FlowParamError as exc:
             return error_response(str(exc), 400)
         files = captures_for_window(selection.start_ns, selection.end_ns, **_tree())
@@ -177,6 +165,14 @@ class DataPcapView(NodeView):
         response = StreamingHttpResponse((), content_type=content_type)
         pcap_headers(response, selection, e, content_type == PCAPNG_TYPE)
         return response
+
+
+def _parsed(request, known, read_options):
+    """The request's selection and its answer options; FlowParamError names a bad parameter."""
+    selection = parse_selection(
+        request.query_params, utc=settings.PAR_UTC, max_window=settings.PAR_MAX_WINDOW, known=known
+    )
+    return selection, read_options(request.query_params)
 
 
 def _tree() -> dict:
@@ -212,13 +208,7 @@ class FlowsView(NodeView):
     )
     def get(self, request):
         try:
-            selection = parse_selection(
-                request.query_params,
-                utc=settings.PAR_UTC,
-                max_window=settings.PAR_MAX_WINDOW,
-                known=FLOWS_PARAMS,
-            )
-            options = parse_listing_options(request.query_params)
+            selection, options = _parsed(request, FLOWS_PARAMS, parse_listing_options)
         except FlowParamError as exc:
             return error_response(str(exc), 400)
         files = captures_for_window(selection.start_ns, selection.end_ns, **_tree())
