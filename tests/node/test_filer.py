@@ -33,16 +33,6 @@ from tests.node.filing import (
 BASE = 1432321101  # 2015-05-22 18:58:21 UTC
 
 
-@pytest.fixture
-def dirs(tmp_path: Path, settings) -> tuple[Path, Path]:
-    capture_dir, filer_dir = tmp_path / "pcap", tmp_path / "filed"
-    capture_dir.mkdir()
-    filer_dir.mkdir()
-    settings.PAR_DATA_DIR = tmp_path / "data"
-    settings.PAR_DATA_DIR.mkdir()
-    return capture_dir, filer_dir
-
-
 def options(capture_dir: Path, filer_dir: Path, **kwargs) -> FilerOptions:
     return FilerOptions(
         capture_dir=capture_dir, filer_dir=filer_dir, data_dir=filer_dir.parent / "data", **kwargs

@@ -22,16 +22,6 @@ from tests.node.filing import ROOT, filer_env, manage, start_manage, temp_files,
 from tests.node.test_filer import BASE, assert_filed_once, runfiler, wait_for
 
 
-@pytest.fixture
-def dirs(tmp_path: Path, settings) -> tuple[Path, Path]:
-    capture_dir, filer_dir = tmp_path / "pcap", tmp_path / "filed"
-    capture_dir.mkdir()
-    filer_dir.mkdir()
-    settings.PAR_DATA_DIR = tmp_path / "data"
-    settings.PAR_DATA_DIR.mkdir()
-    return capture_dir, filer_dir
-
-
 def captures(capture_dir: Path, count: int, **kwargs) -> dict[str, bytes]:
     """``count`` captures a minute apart; name -> bytes of those to be filed (all but the newest)."""
     epochs = [BASE + 60 * n for n in range(count)]

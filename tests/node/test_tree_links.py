@@ -15,16 +15,6 @@ from tests.node.filing import NS, filed_files, write_capture
 from tests.node.test_filer import fill_hours, runfiler
 
 
-@pytest.fixture
-def dirs(tmp_path: Path, settings) -> tuple[Path, Path]:
-    capture_dir, filer_dir = tmp_path / "pcap", tmp_path / "filed"
-    capture_dir.mkdir()
-    filer_dir.mkdir()
-    settings.PAR_DATA_DIR = tmp_path / "data"
-    settings.PAR_DATA_DIR.mkdir()
-    return capture_dir, filer_dir
-
-
 def window_files(filer_dir: Path, capture_dir: Path, epoch: int) -> list[Path]:
     """The files a query over the minute from ``epoch`` on is answered from."""
     return store.files_for_window(
