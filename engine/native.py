@@ -19,6 +19,7 @@ import numba
 import numpy as np
 
 from . import dissect as d
+from .formats.capture import MAX_CAPLEN
 from .index.flows import ICMP_PROTOCOLS
 
 jit = numba.njit(cache=True, nogil=True)
@@ -69,26 +70,40 @@ def _le32(buf, at):
 
 
 @jit
-def record_offsets(buf, first, big_endian):
-    """Offsets of the chain of classic pcap record headers from ``first`` while a whole header fits.
+def record_headers(buf, first, big_endian):
+    """(offsets, headers) of the chain of classic pcap records from ``first`` while a whole header fits.
 
-    Each record's captured length (8 bytes into its header, in the file's byte order) says where
-    the next one starts; an impossible length is followed too (the caller finds it as damage).
+    ``headers`` holds each record header's four u32 (seconds, fraction, captured and original
+    length, in the file's byte order) as int64. Each captured length says where the next record
+    starts; the chain ends after the first impossible one (more than MAX_CAPLEN), which the
+    caller finds as damage.
     """
     size = buf.size
-    out = np.empty(max(16, size // 512), dtype=np.int64)
+    offsets = np.empty(max(16, size // 128), dtype=np.int64)  # records of 112 bytes: DNS-like
+    headers = np.empty((offsets.size, 4), dtype=np.int64)
     n = 0
     at = np.int64(first)
     while at + RECORD_HEADER <= size:
-        if n == out.size:
-            grown = np.empty(out.size * 2, dtype=np.int64)
-            grown[:n] = out[:n]
-            out = grown
-        out[n] = at
+        if n == offsets.size:
+            offsets = _grown(offsets, n)
+            headers = _grown(headers, n)
+        offsets[n] = at
+        for k in range(4):
+            headers[n, k] = _be32(buf, at + 4 * k) if big_endian else _le32(buf, at + 4 * k)
+        caplen = headers[n, 2]
         n += 1
-        caplen = _be32(buf, at + 8) if big_endian else _le32(buf, at + 8)
+        if caplen > MAX_CAPLEN:
+            break
         at += RECORD_HEADER + caplen
-    return out[:n].copy()
+    return offsets[:n], headers[:n]
+
+
+@jit
+def _grown(array, used):
+    """``array`` with twice the rows, its first ``used`` rows kept."""
+    grown = np.empty((2 * array.shape[0],) + array.shape[1:], dtype=array.dtype)
+    grown[:used] = array[:used]
+    return grown
 
 
 # ---------------------------------------------------------------- flow fields of every record
@@ -330,13 +345,8 @@ def offset_varints(grouped, starts, counts, flow_order):
     """
     flows = flow_order.size
     at = np.zeros(flows + 1, np.int64)
-    for f in range(flows):
-        first, previous, length = starts[flow_order[f]], 0, 0
-        for k in range(first, first + counts[flow_order[f]]):
-            length += _varint_length(U64(grouped[k] - previous))
-            previous = grouped[k]
-        at[f + 1] = at[f] + length
-    stream = np.empty(at[flows], U8)
+    longest = _varint_length(U64(grouped.max())) if grouped.size else 1  # no distance exceeds an offset
+    stream = np.empty(grouped.size * longest, U8)
     out = 0
     for f in range(flows):
         first, previous = starts[flow_order[f]], 0
@@ -349,7 +359,8 @@ def offset_varints(grouped, starts, counts, flow_order):
                 out += 1
             stream[out] = U8(value)
             out += 1
-    return stream, at
+        at[f + 1] = out
+    return stream[:out].copy(), at
 
 
 def load() -> None:
@@ -359,7 +370,7 @@ def load() -> None:
     """
     empty = np.zeros(0, np.int64)
     none64, none16 = np.zeros(0, U64), np.zeros(0, U16)
-    record_offsets(np.frombuffer(b"", U8), 0, False)
+    record_headers(np.frombuffer(b"", U8), 0, False)
     flow_fields(
         np.frombuffer(b"", U8),
         empty,

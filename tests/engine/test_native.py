@@ -56,13 +56,21 @@ def test_community_id_heads_are_the_first_bytes_of_the_sha1_of_each_flows_messag
 def test_the_record_walk_follows_either_byte_order_to_the_last_whole_header():
     records = [(T0 + k * 1000, g.ether(g.udp("10.0.0.1", k, "10.0.0.2", 53, b"x" * k))) for k in range(50)]
     for big_endian in (False, True):
-        data = g.pcap_bytes(records, big_endian=big_endian) + b"\0" * 15  # a header cut short
-        walked = native.record_offsets(np.frombuffer(data, np.uint8), 24, big_endian)
-        expected, at = [], 24
-        for _, frame in records:
-            expected.append(at)
-            at += 16 + len(frame)
-        assert walked.tolist() == expected
+        data = g.pcap_bytes(records, big_endian=big_endian, snaplen=60) + b"\0" * 15  # a header cut short
+        offsets, headers = native.record_headers(np.frombuffer(data, np.uint8), 24, big_endian)
+        expected_offsets, expected_headers, at = [], [], 24
+        for ts, frame in records:
+            expected_offsets.append(at)
+            expected_headers.append([ts // 10**9, ts % 10**9 // 1000, min(60, len(frame)), len(frame)])
+            at += 16 + min(60, len(frame))
+        assert offsets.tolist() == expected_offsets and headers.tolist() == expected_headers
+
+
+def test_the_record_walk_ends_at_an_impossible_length():
+    data = bytearray(g.pcap_bytes([(T0, b"x" * 100)] * 5))
+    data[24 + 2 * 116 + 8 : 24 + 2 * 116 + 12] = (1 << 31).to_bytes(4, "little")
+    offsets, headers = native.record_headers(np.frombuffer(bytes(data), np.uint8), 24, False)
+    assert offsets.tolist() == [24, 140, 256] and headers[-1, 2] == 1 << 31
 
 
 @pytest.mark.slow
