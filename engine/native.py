@@ -6,11 +6,13 @@ folding flows, hashing Community IDs, writing varints. Each loop does exactly wh
 docstring says (``engine.recordtable``, ``engine.flowfields``, ``engine.index.flows``,
 ``engine.index.format``); ``tests/engine/test_index_bytes.py`` pins the bytes they produce.
 
-Only index builds import this module (numba costs 0.3 s and 70 MB to import: readers never pay
-it). The machine code is cached on disk (``cache=True``): in ``__pycache__`` beside this file
-when it is writable, else where ``NUMBA_CACHE_DIR`` says (the project sets it under
-``PAR_DATA_DIR``), else numba's user cache directory. A process loads the cached code in about
-0.1 s; compiling it afresh takes a few seconds, once per cache.
+Only index builds import this module (the filer, reindex, and ``/flows`` over a file without an
+index): numba's start-up costs a process about 0.5 s of CPU and 45 MB of its own memory (plus
+80 MB of shared library pages), so the streaming path does without it. The machine code is
+cached on disk (``cache=True``): in ``__pycache__`` beside this file when it is writable, else
+where ``NUMBA_CACHE_DIR`` says (the project sets it under ``PAR_DATA_DIR`` for a read-only
+tree), else numba's user cache directory. Compiling it afresh takes 10-30 s of CPU, once per
+cache and version of this file; ``load`` readies it all in a process that then forks workers.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numba
 import numpy as np
 
 from . import dissect as d
+from .flowfields import FAST_VLAN_TAGS, SLOW_IPV6_HEADERS
 from .formats.capture import MAX_CAPLEN
 from .index.flows import ICMP_PROTOCOLS
 
@@ -28,8 +31,6 @@ U8, U16, U64 = np.uint8, np.uint16, np.uint64
 V4_MAPPED = U64(0xFFFF << 32)
 MASK32 = U64(0xFFFFFFFF)
 RECORD_HEADER = 16  # a classic pcap record header
-FAST_VLAN_TAGS = 3  # deeper VLAN stacks take the per-packet path (engine.flowfields)
-SLOW_IPV6_HEADERS = (*d.IPV6_EXTENSIONS, d.IPV6_FRAGMENT, d.IPV6_AH)
 
 
 # ---------------------------------------------------------------- bytes of the mapped file

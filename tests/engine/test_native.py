@@ -1,4 +1,4 @@
-"""The compiled loops of the index build: the digests they compute, and where their machine code is cached."""
+"""The compiled loops of the index build: what they compute, against numpy and hashlib, and where their code is cached."""
 
 from __future__ import annotations
 
@@ -7,15 +7,22 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import pcapgen as g
 from engine import native
+from engine.flowfields import FlowColumns, compiled_flow_columns, flow_columns
+from engine.formats import PcapngCapture, open_capture
 from engine.index import build_index, index_path
+from engine.recordtable import walk_pcap, walk_pcapng
 from tests.engine.conftest import T0
+from tests.engine.test_index_bytes import CAPTURES, odd_packets
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -95,3 +102,58 @@ def test_a_code_tree_left_unwritten_keeps_the_compiled_code_in_numba_cache_dir(t
     assert list(cache.rglob("*.nbi")) and list(cache.rglob("*.nbc"))
     build_index(capture)
     assert (tmp_path / "built.idx").read_bytes() == index_path(capture).read_bytes()
+
+
+def record_table(path: Path, data: bytes):
+    with open_capture(path) as capture:
+        if isinstance(capture, PcapngCapture):
+            return walk_pcapng(capture)
+        return walk_pcap(capture, data, len(data))
+
+
+def assert_same_columns(path: Path) -> None:
+    data = path.read_bytes()
+    table = record_table(path, data)
+    by_numpy, slow_numpy = flow_columns(data, len(data), table)
+    compiled, slow_compiled = compiled_flow_columns(data, len(data), table)
+    assert slow_numpy.tolist() == slow_compiled.tolist()
+    for field in fields(FlowColumns):
+        expected, found = getattr(by_numpy, field.name), getattr(compiled, field.name)
+        assert expected.dtype == found.dtype and expected.tolist() == found.tolist(), field.name
+
+
+@pytest.mark.parametrize("name", CAPTURES)
+def test_the_compiled_dissection_gives_the_columns_numpy_gives(tmp_path, name):
+    path = tmp_path / "pcap.1700000000"
+    path.write_bytes(CAPTURES[name]())
+    assert_same_columns(path)
+
+
+LINKTYPES = (0, 1, 12, 101, 108, 113, 228, 229, 276)
+PACKETS = odd_packets()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    linktype=st.sampled_from(LINKTYPES),
+    frames=st.lists(
+        st.tuples(
+            st.integers(0, len(PACKETS) - 1),
+            st.lists(st.tuples(st.integers(0, 90), st.integers(0, 255)), max_size=4),
+            st.integers(0, 120),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+)
+def test_the_compiled_dissection_agrees_with_numpy_on_damaged_frames(tmp_path, linktype, frames):
+    built = []
+    for which, changes, cut in frames:
+        frame = bytearray(g.frame(linktype, PACKETS[which]))
+        for at, value in changes:
+            if at < len(frame):
+                frame[at] = value
+        built.append(bytes(frame[: max(cut, 1)]))
+    path = tmp_path / "pcap.1700000000"
+    path.write_bytes(g.pcap_bytes([(T0 + k * 1000, f) for k, f in enumerate(built)], linktype))
+    assert_same_columns(path)
