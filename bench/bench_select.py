@@ -52,12 +52,15 @@ from engine.query import estimate, query_captures  # noqa: E402
 
 HTTP_KEY = "5d1c9e2b-7a4f-4b3e-8c6d-0f1e2a3b4c5d"
 
-VLAN_DEPTHS = ("", "vlan and ", "vlan and vlan and ")
-
 
 def bpf(expression: str) -> str:
-    """``expression`` for untagged, 802.1Q and QinQ frames alike (tcpdump's vlan shifts offsets)."""
-    return " or ".join(f"({depth}{expression})" for depth in VLAN_DEPTHS)
+    """``expression`` for untagged, 802.1Q and QinQ (802.1ad + 802.1Q) frames alike.
+
+    libpcap's ``vlan`` moves the offsets of everything compiled after it, across ``or`` too, so
+    ``(E) or (vlan and E) or (vlan and vlan and E)`` looks for the third alternative's tags 4 bytes
+    too far (it misses QinQ frames). Nested, each ``vlan`` moves only the alternatives inside it.
+    """
+    return f"({expression}) or (vlan and ({expression} or (vlan and {expression})))"
 
 
 def timed(function, repeat: int):
