@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..communityid import community_digest, parse_community_id
+from ..communityid import community_digests, parse_community_id
 from ..flowfields import address_halves
 from .flows import ICMP_PROTOCOLS
 from .format import (
@@ -207,11 +207,12 @@ class FlowIndex:
         rows["a_port"], rows["b_port"], rows["proto"] = c["aport"][ids], c["bport"][ids], c["proto"][ids]
         rows["b_first"] = c["flags"][ids] & 1
         if digests:
-            for k, row in enumerate(rows.tolist()):
-                a_hi, a_lo, b_hi, b_lo, _, _, _, _, a_port, b_port, proto = row[:11]
-                if proto not in ICMP_PROTOCOLS:
-                    a, b = _bytes16(a_hi, a_lo), _bytes16(b_hi, b_lo)
-                    rows["community_id"][k] = community_digest(a, a_port, b, b_port, proto)
+            hashed = ~np.isin(rows["proto"], ICMP_PROTOCOLS)
+            r = rows[hashed]
+            found = community_digests(
+                r["a_hi"], r["a_lo"], r["a_port"], r["b_hi"], r["b_lo"], r["b_port"], r["proto"]
+            )
+            rows["community_id"][hashed] = found.view(f"V{found.shape[1]}").ravel()
         return rows
 
     @property
@@ -421,10 +422,6 @@ class FlowIndex:
         wanted = np.zeros(self.n_flows, dtype=bool)
         wanted[ids] = True
         return offsets[np.repeat(wanted, counts)]
-
-
-def _bytes16(hi: int, lo: int) -> bytes:
-    return hi.to_bytes(8, "big") + lo.to_bytes(8, "big")
 
 
 def _run(entries: np.ndarray, key, low, high) -> np.ndarray:
