@@ -1,0 +1,137 @@
+"""Latency of small calls on a quiet machine: node direct vs through the collector, p50/p99.
+
+    .venv/bin/python bench/latency.py                    # 300 calls of each kind, 10 one-minute files
+    .venv/bin/python bench/latency.py --calls 100        # quicker
+    .venv/bin/python bench/latency.py --small-packets 10 # a smaller answer (10-400 is the goal's range)
+
+Files and indexes ``--files`` one-minute captures of background traffic (``pcapgen.mixed_traffic``)
+with one small UDP flow spread over all of them, starts a node and a collector under the shipped
+gunicorn.conf.py on loopback, then times sequential calls on one keep-alive connection each:
+
+    /ping, GET /data.pcap of the small flow, HEAD of the same, /flows of one host (the flow's client)
+
+first at the node, then the same through the collector (admin key, node_id=1). Each call is timed to
+its last body byte. Prints p50 and p99 per call and the machine's load average before and after:
+on a shared machine the figures mean little unless the load is low.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import shutil
+import statistics
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from harness import collector_env, load_average, manage, server, set_up_collector  # noqa: E402
+
+import pcapgen as g  # noqa: E402
+
+T0 = 1_700_000_000
+KEY = "0f6c7e4e-7a53-4b6e-9d0a-5b2e8c1d3f47"
+CLIENT, SERVER = ("10.77.0.3", 40053), ("10.77.0.4", 53)
+SMALL = {"src_addr": CLIENT[0], "src_port": str(CLIENT[1]), "dst_addr": SERVER[0], "dst_port": str(SERVER[1])}
+
+
+def write_captures(directory: Path, files: int, small_packets: int, pps: int) -> int:
+    """``files`` one-minute captures (plus an empty live one) with the small flow spread over them."""
+    directory.mkdir(parents=True)
+    total = 0
+    per_file = [small_packets // files + (1 if i < small_packets % files else 0) for i in range(files)]
+    for i in range(files):
+        start = (T0 + 60 * i) * 10**9
+        noise = list(g.mixed_traffic(start, 60, 2000, pps=pps, seed=i))
+        step = 60 * 10**9 // (per_file[i] + 1)
+        small = [
+            (start + (k + 1) * step + 3, g.ether(g.udp(*CLIENT, *SERVER, b"q%d" % k)))
+            for k in range(per_file[i])
+        ]
+        total += g.write_pcap(directory / f"pcap.{T0 + 60 * i}", sorted(noise + small))
+    g.write_pcap(directory / f"pcap.{T0 + 60 * files}", [])  # the live file: every one before it is filed
+    return total
+
+
+def timed(url: str, method: str, path: str, headers: dict[str, str], calls: int) -> list[float]:
+    """Seconds of ``calls`` sequential requests on one keep-alive connection, each to its last byte."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    times = []
+    try:
+        for n in range(calls + 5):  # the first few warm the worker's caches and the connection
+            started = time.perf_counter()
+            connection.request(method, path, headers=headers)
+            answer = answer_read = connection.getresponse()
+            answer_read.read()
+            if answer.status != 200:
+                raise RuntimeError(f"{method} {path}: {answer.status} {answer_read.reason}")
+            if n >= 5:
+                times.append(time.perf_counter() - started)
+    finally:
+        connection.close()
+    return times
+
+
+def summary(times: list[float]) -> str:
+    ordered = sorted(times)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return f"p50 {statistics.median(ordered) * 1000:6.2f} ms  p99 {p99 * 1000:6.2f} ms  (n={len(ordered)})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=300, help="calls of each kind")
+    parser.add_argument("--files", type=int, default=10, help="one-minute capture files")
+    parser.add_argument("--small-packets", type=int, default=100, help="packets of the small flow in all")
+    parser.add_argument("--pps", type=int, default=200, help="background packets per second")
+    parser.add_argument("--roles", default="node,collector")
+    args = parser.parse_args()
+
+    out = ROOT / "bench" / "out" / "latency"
+    shutil.rmtree(out, ignore_errors=True)
+    packets = write_captures(out / "capture", args.files, args.small_packets, args.pps)
+    (out / "filed").mkdir()
+    node_env = {
+        "PAR_DATA_DIR": str(out / "node"),
+        "PAR_CAPTURE_DIR": str(out / "capture"),
+        "PAR_FILER_DIR": str(out / "filed"),
+    }
+    manage(node_env, "runfiler", role="node")
+    size = sum(p.stat().st_size for p in (out / "filed").rglob("pcap.*") if p.suffix != ".idx")
+    window = {"start_time": str(T0), "end_time": str(T0 + 60 * args.files - 1)}
+    calls = {
+        "/ping": ("GET", "/ping", {}),
+        "small pcap": ("GET", "/data.pcap", {**SMALL, **window}),
+        "small HEAD": ("HEAD", "/data.pcap", {**SMALL, **window}),
+        "flows host": ("GET", "/flows", {"src_addr": CLIENT[0], **window}),
+    }
+    print(
+        f"{args.files} indexed one-minute files, {packets} packets, {size / 1e6:.1f} MB; small flow "
+        f"{args.small_packets} packets; {args.calls} sequential calls each on one keep-alive connection"
+    )
+    print(f"before: {load_average()}")
+    with ExitStack() as stack:
+        node = stack.enter_context(server("node", node_env, out / "node.log"))
+        urls = {"node": (node, {}, {})}
+        if "collector" in args.roles:
+            env = collector_env(out / "collector")
+            set_up_collector(env, [node], KEY)
+            collector = stack.enter_context(server("collector", env, out / "collector.log"))
+            urls["collector"] = (collector, {"node_id": "1"}, {"X-Api-Key": KEY})
+        for role in args.roles.split(","):
+            url, extra, headers = urls[role]
+            for name, (method, path, params) in calls.items():
+                query = {**params, **extra} if path != "/ping" else {}
+                target = f"{path}?{urlencode(query)}" if query else path
+                print(f"{role:9} {name:11} {summary(timed(url, method, target, headers, args.calls))}")
+    print(f"after:  {load_average()}")
+
+
+if __name__ == "__main__":
+    main()
