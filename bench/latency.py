@@ -3,6 +3,7 @@
     .venv/bin/python bench/latency.py                    # 300 calls of each kind, 10 one-minute files
     .venv/bin/python bench/latency.py --calls 100        # quicker
     .venv/bin/python bench/latency.py --small-packets 10 # a smaller answer (10-400 is the goal's range)
+    .venv/bin/python bench/latency.py --in-process --reuse --profile "small pcap"   # where a call's time goes
 
 Files and indexes ``--files`` one-minute captures of background traffic (``pcapgen.mixed_traffic``)
 with one small UDP flow spread over all of them, starts a node and a collector under the shipped
@@ -13,6 +14,11 @@ gunicorn.conf.py on loopback, then times sequential calls on one keep-alive conn
 first at the node, then the same through the collector (admin key, node_id=1). Each call is timed to
 its last body byte. Prints p50 and p99 per call and the machine's load average before and after:
 on a shared machine the figures mean little unless the load is low.
+
+``--in-process`` calls the node's Django app in this process instead (Django's test client, the
+same middleware and views, no socket and no gunicorn) and prints the CPU time per call too, which
+a busy machine disturbs less than wall time; ``--profile NAME`` adds cProfile's top functions for
+that call. ``--reuse`` keeps the capture of the previous run.
 """
 
 from __future__ import annotations
@@ -40,10 +46,9 @@ CLIENT, SERVER = ("10.77.0.3", 40053), ("10.77.0.4", 53)
 SMALL = {"src_addr": CLIENT[0], "src_port": str(CLIENT[1]), "dst_addr": SERVER[0], "dst_port": str(SERVER[1])}
 
 
-def write_captures(directory: Path, files: int, small_packets: int, pps: int) -> int:
+def write_captures(directory: Path, files: int, small_packets: int, pps: int) -> None:
     """``files`` one-minute captures (plus an empty live one) with the small flow spread over them."""
     directory.mkdir(parents=True)
-    total = 0
     per_file = [small_packets // files + (1 if i < small_packets % files else 0) for i in range(files)]
     for i in range(files):
         start = (T0 + 60 * i) * 10**9
@@ -53,24 +58,28 @@ def write_captures(directory: Path, files: int, small_packets: int, pps: int) ->
             (start + (k + 1) * step + 3, g.ether(g.udp(*CLIENT, *SERVER, b"q%d" % k)))
             for k in range(per_file[i])
         ]
-        total += g.write_pcap(directory / f"pcap.{T0 + 60 * i}", sorted(noise + small))
+        g.write_pcap(directory / f"pcap.{T0 + 60 * i}", sorted(noise + small))
     g.write_pcap(directory / f"pcap.{T0 + 60 * files}", [])  # the live file: every one before it is filed
-    return total
 
 
-def timed(url: str, method: str, path: str, headers: dict[str, str], calls: int) -> list[float]:
-    """Seconds of ``calls`` sequential requests on one keep-alive connection, each to its last byte."""
+def timed(url: str, method: str, target, headers: dict[str, str], calls: int) -> list[float]:
+    """Seconds of ``calls`` sequential requests on one keep-alive connection, each to its last byte.
+
+    ``target(n)`` is the path of the n-th call: the queries differ from call to call (by a few ns
+    of the window's end), so no answer can be kept from one call for the next.
+    """
     host, port = url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
     times = []
     try:
         for n in range(calls + 5):  # the first few warm the worker's caches and the connection
             started = time.perf_counter()
+            path = target(n)
             connection.request(method, path, headers=headers)
-            answer = answer_read = connection.getresponse()
-            answer_read.read()
+            answer = connection.getresponse()
+            answer.read()
             if answer.status != 200:
-                raise RuntimeError(f"{method} {path}: {answer.status} {answer_read.reason}")
+                raise RuntimeError(f"{method} {path}: {answer.status} {answer.reason}")
             if n >= 5:
                 times.append(time.perf_counter() - started)
     finally:
@@ -78,10 +87,60 @@ def timed(url: str, method: str, path: str, headers: dict[str, str], calls: int)
     return times
 
 
+def _target(path: str, params: dict[str, str], extra: dict[str, str]):
+    """The n-th call's path: /ping bare (the collector's with its key), a query with its end moved by n ns."""
+    if path == "/ping":
+        return lambda n: path
+    end = params["end_time"]
+    return lambda n: f"{path}?{urlencode({**params, **extra, 'end_time': f'{end}.{n:09d}'})}"
+
+
 def summary(times: list[float]) -> str:
     ordered = sorted(times)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
     return f"p50 {statistics.median(ordered) * 1000:6.2f} ms  p99 {p99 * 1000:6.2f} ms  (n={len(ordered)})"
+
+
+def in_process(node_env: dict[str, str], calls: dict, count: int, profile: str | None) -> None:
+    """Each call through the node's Django app in this process: wall and CPU ms per call (mean)."""
+    import cProfile
+    import os
+    import pstats
+
+    # Each answer's log line is kept out of the output (WARNING): its cost is not measured here.
+    settings = {"PAR_ROLE": "node", "DJANGO_SETTINGS_MODULE": "parsite.settings", "PAR_LOG_LEVEL": "WARNING"}
+    os.environ.update({**node_env, **settings})
+    import django
+    from django.test import Client
+
+    django.setup()
+    client = Client(HTTP_HOST="127.0.0.1")
+
+    def call(method: str, path: str) -> None:
+        answer = client.generic(method, path)
+        if answer.status_code != 200:
+            raise RuntimeError(f"{method} {path}: {answer.status_code} {answer.content[:200]!r}")
+        if answer.streaming:
+            b"".join(answer.streaming_content)
+        answer.close()
+
+    for name, (method, path, params) in calls.items():
+        target = _target(path, params, {})
+
+        def calls_from(first: int, method: str = method, target=target) -> None:
+            for n in range(first, first + count):
+                call(method, target(n))
+
+        for n in range(5):
+            call(method, target(n))
+        wall, cpu = time.perf_counter(), time.process_time()
+        calls_from(5)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        print(f"in-process {name:11} wall {wall / count * 1000:6.2f} ms  cpu {cpu / count * 1000:6.2f} ms")
+        if name == profile:
+            profiler = cProfile.Profile()
+            profiler.runcall(calls_from, count + 5)
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
 
 
 def main() -> None:
@@ -91,20 +150,25 @@ def main() -> None:
     parser.add_argument("--small-packets", type=int, default=100, help="packets of the small flow in all")
     parser.add_argument("--pps", type=int, default=200, help="background packets per second")
     parser.add_argument("--roles", default="node,collector")
+    parser.add_argument("--in-process", action="store_true", help="the node's app in this process")
+    parser.add_argument("--profile", metavar="NAME", help="with --in-process: profile this call")
+    parser.add_argument("--reuse", action="store_true", help="keep the previous run's capture")
     args = parser.parse_args()
 
     out = ROOT / "bench" / "out" / "latency"
-    shutil.rmtree(out, ignore_errors=True)
-    packets = write_captures(out / "capture", args.files, args.small_packets, args.pps)
-    (out / "filed").mkdir()
     node_env = {
         "PAR_DATA_DIR": str(out / "node"),
         "PAR_CAPTURE_DIR": str(out / "capture"),
         "PAR_FILER_DIR": str(out / "filed"),
     }
-    manage(node_env, "runfiler", role="node")
-    size = sum(p.stat().st_size for p in (out / "filed").rglob("pcap.*") if p.suffix != ".idx")
-    window = {"start_time": str(T0), "end_time": str(T0 + 60 * args.files - 1)}
+    if not (args.reuse and (out / "filed").is_dir()):
+        shutil.rmtree(out, ignore_errors=True)
+        write_captures(out / "capture", args.files, args.small_packets, args.pps)
+        (out / "filed").mkdir()
+        manage(node_env, "runfiler", role="node")
+    filed = [p for p in (out / "filed").rglob("pcap.*") if p.suffix != ".idx"]
+    size = sum(p.stat().st_size for p in filed)
+    window = {"start_time": str(T0), "end_time": str(T0 + 60 * len(filed) - 1)}
     calls = {
         "/ping": ("GET", "/ping", {}),
         "small pcap": ("GET", "/data.pcap", {**SMALL, **window}),
@@ -112,10 +176,14 @@ def main() -> None:
         "flows host": ("GET", "/flows", {"src_addr": CLIENT[0], **window}),
     }
     print(
-        f"{args.files} indexed one-minute files, {packets} packets, {size / 1e6:.1f} MB; small flow "
-        f"{args.small_packets} packets; {args.calls} sequential calls each on one keep-alive connection"
+        f"{len(filed)} indexed one-minute files, {size / 1e6:.1f} MB; small flow {args.small_packets} "
+        f"packets; {args.calls} sequential calls each on one keep-alive connection"
     )
     print(f"before: {load_average()}")
+    if args.in_process:
+        in_process(node_env, calls, args.calls, args.profile)
+        print(f"after:  {load_average()}")
+        return
     with ExitStack() as stack:
         node = stack.enter_context(server("node", node_env, out / "node.log"))
         urls = {"node": (node, {}, {})}
@@ -127,9 +195,9 @@ def main() -> None:
         for role in args.roles.split(","):
             url, extra, headers = urls[role]
             for name, (method, path, params) in calls.items():
-                query = {**params, **extra} if path != "/ping" else {}
-                target = f"{path}?{urlencode(query)}" if query else path
-                print(f"{role:9} {name:11} {summary(timed(url, method, target, headers, args.calls))}")
+                print(
+                    f"{role:9} {name:11} {summary(timed(url, method, _target(path, params, extra), headers, args.calls))}"
+                )
     print(f"after:  {load_average()}")
 
 

@@ -334,3 +334,16 @@ def test_a_selection_is_confirmed_on_its_candidates_only(capture):
 
     found = index.selected(selection(src=ip_network(some.a)), confirm)
     assert len(found) >= 1 and seen[0] < index.n_flows
+
+
+def test_a_few_flow_rows_read_one_by_one_are_the_rows_read_as_a_table(capture):
+    build_index(capture)
+    index = FlowIndex(index_path(capture))
+    assert index.n_v4 > 0 and index.n_flows > index.n_v4  # both families are read
+    every = np.arange(index.n_flows)
+    table = index.rows(every, digests=True)
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        few = np.sort(rng.choice(every, size=int(rng.integers(1, 17)), replace=False))
+        assert index.rows(few, digests=True).tolist() == table[few].tolist()
+        assert index.rows(few).tolist() == index.rows(every)[few].tolist()
