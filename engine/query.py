@@ -17,7 +17,6 @@ the window is damaged before its first record, the first damage is raised: nothi
 
 from __future__ import annotations
 
-import heapq
 import os
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,14 +25,17 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .answer import PCAP_RECORD_OVERHEAD, PCAPNG_RECORD_OVERHEAD, Limits, PcapngWriter, answer_stream
+from .answer import PCAP_RECORD_OVERHEAD, PCAPNG_RECORD_OVERHEAD, Limits, PcapngWriter
+from .bulk import PIECE_BYTES, Piece, answered, bulk_readable, encoded_pieces, indexed_pieces, merged
 from .dissect import PORT_PROTOCOLS, V4_PREFIX, FlowFields, dissect
 from .flow import FlowQuery, Selection
+from .flowfields import FlowColumns, address_halves
 from .formats import (
     Capture,
     CaptureError,
     CaptureWriter,
     IncompleteHeader,
+    PcapCapture,
     PcapngCapture,
     Record,
     open_capture,
@@ -93,6 +95,19 @@ class Matcher:
     def endpoints(self, f: FlowFields) -> bool:
         """True when ``f`` travels between the flow's two addresses (all a later fragment can show)."""
         return (f.src, f.dst) in ((self.a, self.b), (self.b, self.a))
+
+    def columns_match(self, c: FlowColumns) -> np.ndarray:
+        """``flow`` over many records' fields at once (rows of the vectorised dissection)."""
+        (a_hi, a_lo), (b_hi, b_lo) = address_halves(self.a), address_halves(self.b)
+
+        def end(hi, lo, port, a_hi, a_lo, a_port):
+            return (hi == np.uint64(a_hi)) & (lo == np.uint64(a_lo)) & (port == a_port)
+
+        forward = end(c.src_hi, c.src_lo, c.sport, a_hi, a_lo, self.a_port)
+        forward &= end(c.dst_hi, c.dst_lo, c.dport, b_hi, b_lo, self.b_port)
+        reverse = end(c.src_hi, c.src_lo, c.sport, b_hi, b_lo, self.b_port)
+        reverse &= end(c.dst_hi, c.dst_lo, c.dport, a_hi, a_lo, self.a_port)
+        return c.has_flow & np.isin(c.proto, self.protocols) & (forward | reverse)
 
     def needles(self) -> tuple[bytes, bytes]:
         """Bytes every matching frame contains (its addresses), for a cheap first test in a scan."""
@@ -166,13 +181,35 @@ class FilePlan:
             return self._indexed_or_scanned(m, self.offsets)
         return scanned_records(self.scanned(), m)
 
+    def pieces(
+        self, m: Matcher | SelectionMatcher, writer: CaptureWriter, piece_bytes: int, bulk: bool = True
+    ) -> Iterator[Piece]:
+        """The file's selected records encoded for ``writer``, in file order: in bulk where it can be.
+
+        Read record by record, a piece holds about ``piece_bytes``: damage met reading it is met
+        no earlier than the answer's chunk holding those bytes would be.
+        """
+        capture, offsets = self.capture, self.offsets
+        if bulk and offsets is not None and bulk_readable(capture, writer, len(offsets)):
+            assert isinstance(capture, PcapCapture)
+            return indexed_pieces(
+                capture, offsets, m, writer, lambda rest, last: self._indexed_or_scanned(m, rest, last)
+            )
+        return encoded_pieces(self.records(m), writer, piece_bytes)
+
+    @property
+    def earliest_ns(self) -> int | None:
+        """A time no record of the file is before (its index's first), None when not known."""
+        return self.index.first_ns if self.index is not None else None
+
     def scanned(self) -> Iterable[Record]:
         """The capture's records as a scan reads them: up to its damage when a report is kept."""
         return self.readable if self.readable is not None else self.capture
 
-    def _indexed_or_scanned(self, m: Matcher | SelectionMatcher, offsets: np.ndarray) -> Iterator[Record]:
-        """The indexed records; when an offset proves not to be a record, the rest by a scan."""
-        last = -1
+    def _indexed_or_scanned(
+        self, m: Matcher | SelectionMatcher, offsets: np.ndarray, last: int = -1
+    ) -> Iterator[Record]:
+        """The indexed records after ``last``; when an offset proves not to be a record, the rest by a scan."""
         try:
             for record in indexed_records(self.capture, _in_slices(offsets), m):
                 last = record.offset
@@ -341,6 +378,7 @@ def query_captures(
     limits: Limits | None = None,
     pcapng_name: str | None = None,
     damage: DamageReport | None = None,
+    bulk: bool = True,
 ) -> Generator[bytes, None, None]:
     """A pcap stream (header, then the selected records in time order across ``files``), in chunks.
 
@@ -348,6 +386,7 @@ def query_captures(
     ``limits`` end it early at a packet boundary; ``pcapng_name`` makes it pcapng whatever the link
     types, its interfaces named so.
     Damaged files are read up to their damage, noted in ``damage`` (a fresh report when None).
+    ``bulk=False`` reads every file record by record (the same bytes; for comparing the two paths).
     """
     m = Matcher.of(q)
     report = damage if damage is not None else DamageReport()
@@ -363,8 +402,10 @@ def query_captures(
             writer = CaptureWriter(linktypes, nanosecond)
         else:
             writer = PcapngWriter(linktypes, nanosecond, pcapng_name)
-        merged = heapq.merge(*(plan.records(m) for plan in plans), key=lambda r: r.ts_ns)
-        for chunk in answer_stream(writer, merged, limits, chunk_size):
+        sources = [
+            (plan.pieces(m, writer, min(chunk_size, PIECE_BYTES), bulk), plan.earliest_ns) for plan in plans
+        ]
+        for chunk in answered(writer.header(), merged(sources), limits, chunk_size):
             if not report.started:
                 report.start()
             yield chunk

@@ -22,6 +22,20 @@ from .communityid import community_digest, flow_ports, parse_community_id
 from .flow import PROTO_ICMP, PROTO_ICMPV6, Selection
 
 ICMP_PROTOCOLS = (PROTO_ICMP, PROTO_ICMPV6)
+# Records' flow fields laid out as flow-table rows, for ``SelectionMatcher.flow_rows``.
+RECORD_ROWS = np.dtype(
+    [
+        ("a_hi", "u8"),
+        ("a_lo", "u8"),
+        ("b_hi", "u8"),
+        ("b_lo", "u8"),
+        ("a_port", "u2"),
+        ("b_port", "u2"),
+        ("proto", "u1"),
+        ("first_ns", "i8"),
+        ("last_ns", "i8"),
+    ]
+)
 
 
 def icmp_type_code(linktype: int, data: bytes) -> tuple[int, int] | None:
@@ -127,6 +141,19 @@ class SelectionMatcher:
             if network is not None and network.num_addresses == 1:
                 found.append(network.network_address.packed)
         return tuple(found)
+
+    def columns_match(self, c) -> np.ndarray | None:
+        """``flow`` over many records' fields at once (``engine.flowfields.FlowColumns``); None when
+        the selection is decided per packet (a Community ID, ICMP type or code)."""
+        if self.digest is not None or self._icmp_per_packet:
+            return None
+        n = len(c.has_flow)
+        rows = np.zeros(n, dtype=RECORD_ROWS)
+        rows["a_hi"], rows["a_lo"], rows["a_port"] = c.src_hi, c.src_lo, c.sport
+        rows["b_hi"], rows["b_lo"], rows["b_port"] = c.dst_hi, c.dst_lo, c.dport
+        rows["proto"] = c.proto
+        rows["first_ns"], rows["last_ns"] = self.start_ns, self.end_ns  # times are the caller's test
+        return c.has_flow & self.flow_rows(rows)
 
     # ------------------------------------------------------------ flow tables
 

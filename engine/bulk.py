@@ -1,0 +1,386 @@
+"""Answering in bulk: records as pieces of encoded bytes, candidates checked with numpy, runs copied whole.
+
+An answer is built from ``Piece``s: the encoded bytes of some records, with each record's time and
+where it ends. Every file of a query gives a stream of pieces in file order, and ``merged`` takes
+them in time order across files exactly as ``heapq.merge`` takes records (ties to the file listed
+first), but a run at a time: the records of one file that come before every other file's next
+record go out as one slice. ``answered`` ends the stream at the asked limits, at a record boundary.
+
+A file with a current index and many candidates is read in bulk (``indexed_pieces``): candidate
+records close to each other are read with one ``pread`` per run of them; their headers, times and
+flow fields are decided with numpy over the whole read (``engine.flowfields``, as the index build
+does; the rare packets it leaves, fragments and IPv6 extension headers, are dissected one by one);
+and each run of consecutive selected records that needs no rewriting is copied as one byte range.
+Records are rewritten only where the answer's format differs from the file's (byte order,
+precision, an unnormalised fraction). Anything the bulk path does not expect (a record past the
+end of the file, an impossible length or time) hands the rest of the file to the per-record path,
+which decides it as before, so the two paths give the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .dissect import dissect
+from .flowfields import FlowColumns, flow_columns
+from .formats import CaptureWriter, PcapCapture, Record
+from .formats.capture import MAX_CAPLEN, MAX_TS_NS
+from .formats.pcap import RECORD_HEADER_SIZE
+from .recordtable import RecordTable, gather
+
+BULK_MIN = 64  # fewer candidates in a file: the per-record path is cheaper
+GAP = 1 << 16  # candidates nearer than this share one read
+MAX_READ = 1 << 21  # bytes of file a bulk step reads, at most (a longer run is cut on this grid)
+TAIL = 2048  # read past a run's last offset: its record's header and an Ethernet frame fit
+PIECE_BYTES = 1 << 16  # encoded bytes of a piece of the per-record path
+
+
+@dataclass
+class Piece:
+    """Encoded records: record ``i`` is ``data[ends[i - 1]:ends[i]]`` (0 for the first), its time ``ts[i]``."""
+
+    ts: np.ndarray  # int64 ns
+    ends: np.ndarray  # int64, ascending
+    data: bytes
+
+
+class Vectorised:
+    """What a matcher offers the bulk path: a test of many dissected records at once."""
+
+    def columns_match(self, fields: FlowColumns) -> np.ndarray | None:
+        """Which records (fast-path rows, not later fragments) are packets of the selection; None: not decided so."""
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------- the per-record path as pieces
+
+
+def encoded_pieces(
+    records: Iterable[Record], writer: CaptureWriter, piece_bytes: int = PIECE_BYTES
+) -> Iterator[Piece]:
+    """Records encoded one by one by ``writer``, a piece of about ``piece_bytes`` at a time."""
+    encode = writer.record
+    parts: list[bytes] = []
+    times: list[int] = []
+    ends: list[int] = []
+    size = 0
+    for record in records:
+        data = encode(record)
+        parts.append(data)
+        times.append(record.ts_ns)
+        size += len(data)
+        ends.append(size)
+        if size >= piece_bytes:
+            yield Piece(np.array(times, dtype=np.int64), np.array(ends, dtype=np.int64), b"".join(parts))
+            parts, times, ends, size = [], [], [], 0
+    if parts:
+        yield Piece(np.array(times, dtype=np.int64), np.array(ends, dtype=np.int64), b"".join(parts))
+
+
+# ---------------------------------------------------------------- the bulk path
+
+
+def bulk_readable(capture: object, writer: CaptureWriter, candidates: int) -> bool:
+    """Whether a file's candidates go the bulk way: a classic pcap, a classic answer, enough of them."""
+    return isinstance(capture, PcapCapture) and not writer.pcapng and candidates >= BULK_MIN
+
+
+def indexed_pieces(
+    capture: PcapCapture,
+    offsets: np.ndarray,
+    m,
+    writer: CaptureWriter,
+    rest: Callable[[np.ndarray, int], Iterator[Record]],
+) -> Iterator[Piece]:
+    """The selected records at the index's ``offsets`` as pieces of the answer.
+
+    ``m`` is the query's matcher (a per-record ``flow``/``endpoints`` test, maybe ``columns_match``);
+    ``rest(offsets, last)`` is the per-record path for the offsets left when a read meets something
+    unexpected, ``last`` the offset of the last record already answered.
+    """
+    copy_as_is = capture.order == "<" and capture.nanosecond == writer.nanosecond
+    max_frac = 1_000_000_000 if capture.nanosecond else 1_000_000
+    last, buffer = -1, _Buffer()
+    for first, stop in _steps(offsets):
+        step = _read_step(capture, offsets[first:stop], buffer)
+        if step is None:
+            yield from encoded_pieces(rest(offsets[first:], last), writer)
+            return
+        buf, pos, head = step
+        ts = head[:, 0] * 1_000_000_000 + head[:, 1] * capture.scale
+        if np.any(ts >= MAX_TS_NS):
+            yield from encoded_pieces(rest(offsets[first:], last), writer)
+            return
+        keep = _selected(buf, pos, head, ts, capture.linktype, m)
+        if not keep.any():
+            continue
+        last = int(offsets[first + int(np.flatnonzero(keep)[-1])])
+        rewrite = None if copy_as_is else np.ones(len(pos), dtype=bool)
+        if rewrite is None and np.any(head[:, 1] >= max_frac):
+            rewrite = head[:, 1] >= max_frac
+        yield _piece(buf, pos, head, ts, keep, rewrite, capture.linktype, writer)
+
+
+def _steps(offsets: np.ndarray) -> Iterator[tuple[int, int]]:
+    """(first, stop) of the candidates each bulk step reads: runs near each other, up to MAX_READ of file."""
+    n = len(offsets)
+    if not n:
+        return
+    # A run is cut where candidates lie GAP apart and on a grid of MAX_READ; a step takes runs
+    # until it has read about MAX_READ.
+    cut = np.flatnonzero((np.diff(offsets) > GAP) | (np.diff((offsets - offsets[0]) // MAX_READ) != 0)) + 1
+    starts = np.concatenate(([0], cut)).tolist()
+    stops = np.concatenate((cut, [n]))
+    spans = (offsets[stops - 1] - offsets[np.array(starts)] + TAIL).tolist()
+    first, read = 0, 0
+    for start, span in zip(starts, spans, strict=True):
+        if read and read + span > MAX_READ:
+            yield first, start
+            first, read = start, 0
+        read += span
+    yield first, n
+
+
+class _Buffer:
+    """The bytes one bulk step reads, in one buffer kept for the whole answer (no new memory per step)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def read(
+        self, capture: PcapCapture, offsets: np.ndarray, sizes: np.ndarray
+    ) -> tuple[memoryview, np.ndarray]:
+        """Read ``sizes`` bytes at each of ``offsets``, one after another: (the bytes, how many each read got)."""
+        total = int(sizes.sum())
+        if len(self.data) < total:
+            self.data = bytearray(max(total, 2 * len(self.data)))
+        view = memoryview(self.data)
+        fd, base = capture.fileno(), 0
+        got = np.empty(len(offsets), dtype=np.int64)
+        for n, (offset, size) in enumerate(zip(offsets.tolist(), sizes.tolist(), strict=True)):
+            count = os.preadv(fd, [view[base : base + size]], offset)
+            if count < size:
+                capture.ends_at(offset + count)  # the file shrank while being read: CaptureTruncated
+            got[n] = count
+            base += count
+        return view[:base], got
+
+
+def _read_step(
+    capture: PcapCapture, offsets: np.ndarray, buffer: _Buffer
+) -> tuple[memoryview, np.ndarray, np.ndarray] | None:
+    """(bytes read, each candidate's position in them, its record header as int64 columns); None when
+    a record is not whole in the file or cannot be right."""
+    cut = np.flatnonzero(np.diff(offsets) > GAP) + 1
+    starts = np.concatenate(([0], cut))
+    stops = np.concatenate((cut, [len(offsets)]))
+    firsts = offsets[starts]
+    sizes = offsets[stops - 1] - firsts + TAIL
+    run = np.repeat(np.arange(len(starts)), stops - starts)
+    for _ in range(2):
+        buf, lengths = buffer.read(capture, firsts, sizes)
+        bases = np.cumsum(lengths) - lengths
+        pos = offsets - firsts[run] + bases[run]
+        if np.any(offsets - firsts[run] + RECORD_HEADER_SIZE > lengths[run]):
+            return None  # a record header past the end of the file
+        head = gather(buf, len(buf), pos, RECORD_HEADER_SIZE).view(capture.order + "u4").astype(np.int64)
+        caplen = head[:, 2]
+        if np.any(caplen > MAX_CAPLEN):
+            return None
+        need = offsets + RECORD_HEADER_SIZE + caplen - firsts[run]  # bytes of its run each record needs
+        if not np.any(need > lengths[run]):
+            return buf, pos, head
+        if np.any(lengths < sizes):
+            return None  # a run cut by the end of the file: its last record is not whole
+        sizes = np.maximum(sizes, np.maximum.reduceat(need, starts))  # long frames: read their runs again
+    return None
+
+
+def _selected(
+    buf: memoryview, pos: np.ndarray, head: np.ndarray, ts: np.ndarray, linktype: int, m
+) -> np.ndarray:
+    """Which of the records read are packets of the selection in its window."""
+    n = len(pos)
+    keep = (ts >= m.start_ns) & (ts <= m.end_ns)
+    table = RecordTable(
+        offset=pos,
+        data=pos + RECORD_HEADER_SIZE,
+        caplen=head[:, 2],
+        orig_len=head[:, 3],
+        ts_ns=ts,
+        linktype=np.full(n, linktype, dtype=np.int64),
+        meta_offsets=[],
+        simple_blocks=False,
+    )
+    fields, slow = flow_columns(buf, len(buf), table)
+    test = getattr(m, "columns_match", None)
+    matched = test(fields) if test is not None else None
+    if matched is None:
+        rows = np.flatnonzero(keep)  # every record one by one
+    else:
+        per_record = np.zeros(n, dtype=bool)
+        per_record[slow] = True
+        keep_fast = keep & ~per_record & matched
+        rows = np.flatnonzero(keep & per_record)
+        keep = keep_fast
+    for row in rows.tolist():
+        start = int(pos[row]) + RECORD_HEADER_SIZE
+        data = bytes(buf[start : start + int(head[row, 2])])
+        f = dissect(linktype, data)
+        if f is None:
+            keep[row] = False
+            continue
+        # A later fragment shows no ports; the index tied it to its first fragment's flow.
+        keep[row] = bool(m.endpoints(f) if f.later_fragment else m.flow(f, linktype, data))
+    return keep
+
+
+def _piece(
+    buf: memoryview,
+    pos: np.ndarray,
+    head: np.ndarray,
+    ts: np.ndarray,
+    keep: np.ndarray,
+    rewrite: np.ndarray | None,
+    linktype: int,
+    writer: CaptureWriter,
+) -> Piece:
+    """The kept records as a piece: runs of consecutive records copied as they are, others rewritten."""
+    rows = np.flatnonzero(keep)
+    starts = pos[rows]
+    stops = starts + RECORD_HEADER_SIZE + head[rows, 2]
+    view = buf
+    if rewrite is None:
+        # one slice per run of records that follow each other in the file
+        breaks = np.flatnonzero(starts[1:] != stops[:-1]) + 1
+        run_starts = starts[np.concatenate(([0], breaks))].tolist()
+        run_stops = stops[np.concatenate((breaks - 1, [len(rows) - 1]))].tolist()
+        if len(run_starts) == 1:
+            data = bytes(view[run_starts[0] : run_stops[0]])
+        else:
+            data = b"".join([view[a:b] for a, b in zip(run_starts, run_stops, strict=True)])
+        return Piece(ts[rows], np.cumsum(stops - starts), data)
+    parts: list[bytes | memoryview] = []
+    sizes = []
+    for row, start, stop in zip(rows.tolist(), starts.tolist(), stops.tolist(), strict=True):
+        if rewrite[row]:
+            frame = bytes(view[start + RECORD_HEADER_SIZE : stop])
+            part: bytes | memoryview = writer.record(
+                Record(0, int(ts[row]), linktype, frame, int(head[row, 3]))
+            )
+        else:
+            part = view[start:stop]
+        parts.append(part)
+        sizes.append(len(part))
+    return Piece(ts[rows], np.cumsum(np.array(sizes, dtype=np.int64)), b"".join(parts))
+
+
+# ---------------------------------------------------------------- merge and limits
+
+
+class _Source:
+    """One file's pieces as the merge reads them: the current piece and the next record in it."""
+
+    def __init__(self, order: int, pieces: Iterator[Piece], low: int | None):
+        self.order, self.pieces, self.low = order, pieces, low
+        self.piece: Piece | None = None
+        self.at = 0
+
+    def head(self) -> int:
+        """The time of its next record (its known lower bound while not yet read)."""
+        if self.piece is None:
+            assert self.low is not None
+            return self.low
+        return int(self.piece.ts[self.at])
+
+    def advance(self) -> bool:
+        """Read its next non-empty piece; False at its end."""
+        for piece in self.pieces:
+            if len(piece.ts):
+                self.piece, self.at, self.low = piece, 0, None
+                return True
+        self.piece = None
+        return False
+
+
+def merged(sources: list[tuple[Iterator[Piece], int | None]]) -> Iterator[tuple[Piece, int, int]]:
+    """(piece, i, j): records ``i:j`` of a piece, in time order across ``sources``, ties to the first listed.
+
+    Each source is (its pieces in file order, a lower bound of its times or None). A source is read
+    only once its bound comes up, so files later in time hold no buffer while earlier ones stream.
+    The order is exactly ``heapq.merge``'s over the records, keyed by time.
+    """
+    waiting = [_Source(n, pieces, low) for n, (pieces, low) in enumerate(sources)]
+    active: list[_Source] = []
+    for source in [s for s in waiting if s.low is None]:
+        waiting.remove(source)
+        if source.advance():
+            active.append(source)
+    while active or waiting:
+        candidates = active + waiting
+        best = min(candidates, key=lambda s: (s.head(), s.order))
+        if best.piece is None:  # a file whose bound comes first: read it now
+            waiting.remove(best)
+            if best.advance():
+                active.append(best)
+            continue
+        piece, at = best.piece, best.at
+        others = [(s.head(), s.order) for s in candidates if s is not best]
+        if others:
+            bound, order = min(others)
+            rest = piece.ts[at:]
+            past = rest > bound if best.order < order else rest >= bound
+            stop = at + (int(np.argmax(past)) if past.any() else len(rest))
+        else:
+            stop = len(piece.ts)
+        yield piece, at, stop
+        best.at = stop
+        if stop == len(piece.ts) and not best.advance():
+            active.remove(best)
+
+
+def answered(
+    header: bytes, runs: Iterable[tuple[Piece, int, int]], limits, chunk_size: int = 1 << 16
+) -> Iterator[bytes]:
+    """The header, then the runs' bytes in chunks of at least ``chunk_size``, stopping before a limit is passed.
+
+    ``limits`` (``engine.answer.Limits`` or None): after ``packets`` records, before the answer
+    (header included) would pass ``bytes``.
+    """
+    packets = limits.packets if limits is not None else None
+    budget = limits.bytes if limits is not None else None
+    parts: list[bytes | memoryview] = [header]
+    size = total = len(header)
+    count = 0
+    for piece, i, j in runs:
+        full = j
+        if packets is not None:
+            j = min(j, i + packets - count)
+        low = int(piece.ends[i - 1]) if i else 0
+        if budget is not None and j > i:
+            fits = np.searchsorted(piece.ends[i:j] - low, budget - total, side="right")
+            j = i + int(fits)
+        if j > i:
+            high = int(piece.ends[j - 1])
+            if not parts and high - low == len(piece.data) >= chunk_size:
+                yield piece.data  # a whole piece, a chunk of its own: not copied again
+                count += j - i
+                total += high - low
+                if j < full:
+                    break
+                continue
+            parts.append(memoryview(piece.data)[low:high])
+            size += high - low
+            total += high - low
+            count += j - i
+        if j < full:
+            break
+        if size >= chunk_size:
+            yield b"".join(parts)
+            parts, size = [], 0
+    if parts:
+        yield b"".join(parts)
