@@ -270,7 +270,7 @@ def captures_for_window(
     candidates: dict[str, tuple[int, Path]] = {path.name: (epoch, path) for epoch, path in live}
     hours = hours_between(start_s - rotation_s, end_s, utc)
     hours += hours_between(start_s - rotation_s, end_s, not utc)
-    root, links = os.fspath(filer_dir), {}
+    root, links = os.fspath(filer_dir), dict[str, bool]()
     for parts in dict.fromkeys(hours):
         for epoch, path in _filed_hour(root, parts, links, prefix):
             if epoch <= end_s:

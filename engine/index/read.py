@@ -13,7 +13,8 @@ import sys
 import threading
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 
@@ -58,6 +59,16 @@ OPEN_INDEXES = 4096
 # Selections whose flow ids an open index keeps (``FlowIndex.selected``), and how many ids at most.
 SELECTIONS_KEPT = 8
 SELECTION_KEPT_IDS = 4096
+
+
+class IntColumn(Protocol):
+    """A column read as Python ints, one at a time (``FlowIndex._view``)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, at: int, /) -> int: ...
+
+
 # Up to this many flow rows are read one value at a time (``FlowIndex.rows``).
 FEW_ROWS = 16
 # memoryview formats of the unsigned column types, on a little-endian machine (the index's order).
@@ -118,7 +129,7 @@ class FlowIndex:
             raise IndexUnusable(f"{self.path}: a header that disagrees with itself")
         self.columns = self._read_columns(size)
         self._selections: dict[tuple, np.ndarray] = {}
-        self._views: dict[str, Sequence[int]] = {}
+        self._views: dict[str, IntColumn] = {}
         c = self.columns
         self.linktypes = c["linktype"].tolist()
         self.meta_offsets = c["metablk"].tolist()
@@ -263,13 +274,14 @@ class FlowIndex:
 
     # ------------------------------------------------------------ lookups
 
-    def _view(self, name: str) -> Sequence[int]:
+    def _view(self, name: str) -> IntColumn:
         """Column ``name`` as a sequence of Python ints (a memoryview: a binary search reads it cheaply)."""
         view = self._views.get(name)
         if view is None:
             column = self.columns[name]
             code = _VIEW_CODES.get(column.dtype.str) if sys.byteorder == "little" else None
-            view = memoryview(column).cast("B").cast(code) if code else _IntColumn(column)
+            as_bytes = memoryview(column.data).cast("B")
+            view = _IntColumn(column) if code is None else as_bytes.cast(code)  # type: ignore[call-overload]
             self._views[name] = view
         return view
 
@@ -508,7 +520,7 @@ def _selection_key(selection, confirm) -> tuple | None:
     return (selection, getattr(confirm, "__func__", confirm), owner)
 
 
-def _run(entries: np.ndarray, view: Sequence[int], key, low, high) -> np.ndarray:
+def _run(entries: np.ndarray, view: IntColumn, key, low, high) -> np.ndarray:
     """The entries whose key (``key(entry)``; entries sorted by it) lies in [low, high]: two bisections.
 
     ``view`` is ``entries`` as Python ints (``FlowIndex._view``), which the bisections read.
