@@ -96,7 +96,9 @@ def measure(label: str, files: list[Path], q: Selection, repeat: int) -> None:
         rows[bulk] = best
     size = rows[True][2] / 1e6
     same = rows[True][2] == rows[False][2] and same_answers(files, q)
-    print(f"== {label}: {size:,.0f} MB answer from {sum(f.stat().st_size for f in files) / 1e6:,.0f} MB of files")
+    print(
+        f"== {label}: {size:,.0f} MB answer from {sum(f.stat().st_size for f in files) / 1e6:,.0f} MB of files"
+    )
     for bulk, name in ((True, "bulk"), (False, "per record")):
         wall, cpu, _ = rows[bulk]
         print(f"  {name:<10}  {size / wall:8,.0f} MB/s  {cpu * 1000 / size:6.2f} ms CPU/MB")

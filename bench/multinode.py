@@ -3,7 +3,8 @@
     .venv/bin/python bench/multinode.py                  # 1, 4, 8 nodes; 16 MB of the large flow per node
     .venv/bin/python bench/multinode.py --large-mb 4     # a quick check
 
-Starts the nodes and a collector under gunicorn on loopback (under bench/out/multinode/, git-ignored),
+Files and indexes each node's capture (runfiler), starts the nodes and a collector under gunicorn on
+loopback (under bench/out/multinode/, git-ignored),
 each node with its own capture of the same two flows (packet times shifted a little per node, so the
 merge interleaves them), then measures through the collector:
 
@@ -97,14 +98,18 @@ def main() -> None:
                 "PAR_CAPTURE_DIR": str(base / "capture"),
                 "PAR_FILER_DIR": str(base / "filed"),
             }
+            manage({**env, "PAR_ROLE": "node"}, "runfiler")  # filed and indexed, as an hour-old capture is
             nodes.append(stack.enter_context(server("node", env, base / "gunicorn.log")))
         env = collector_env(out / "collector")
         set_up_collector(env, nodes, KEY)
         collector = stack.enter_context(server("collector", env, out / "collector" / "gunicorn.log"))
         data = f"{collector}/data.pcap"
 
-        direct, size = timed_get(f"{nodes[0]}/data.pcap", {**LARGE, **WINDOW})
-        through, _ = timed_get(data, {**LARGE, **WINDOW, "node_id": "1", "api_key": KEY})
+        # the best of three: the first answer of a process also warms its caches
+        direct, size = min(timed_get(f"{nodes[0]}/data.pcap", {**LARGE, **WINDOW}) for _ in range(3))
+        through, _ = min(
+            timed_get(data, {**LARGE, **WINDOW, "node_id": "1", "api_key": KEY}) for _ in range(3)
+        )
         print(
             f"large flow, {size / 2**20:.1f} MB from one node: direct {size / direct / 2**20:.0f} MB/s, "
             f"through the collector {size / through / 2**20:.0f} MB/s"
@@ -121,7 +126,7 @@ def main() -> None:
             times = [timed_get(data, {**SMALL, **params})[0] for _ in range(args.repeat)]
             p50, p90 = statistics.median(times), percentile(times, 0.9)
             base_p50 = base_p50 or p50
-            seconds, merged = timed_get(data, {**LARGE, **params})
+            seconds, merged = min(timed_get(data, {**LARGE, **params}) for _ in range(3))
             rate = merged / seconds
             print(
                 f"{count:>5}  {p50 * 1000:>8.1f}ms  {p90 * 1000:>8.1f}ms  {merged / 2**20:>9.1f}  "

@@ -30,6 +30,7 @@ from collector.models import Node
 log = logging.getLogger("collector.proxy")
 
 CHUNK = 64 * 1024
+STREAM_CHUNK = 1 << 20  # a pcap relayed from a node: read in large pieces, few Python steps a megabyte
 # A node's JSON answers (ping, status, routes, plugins) are small; a bigger one is a broken node.
 MAX_JSON = 8 * 1024 * 1024
 NODE_PROBLEM = "there was a problem requesting from the node"
@@ -231,7 +232,7 @@ def open_pcap(node: Node, path: str, params: Mapping[str, str], method: str = "G
     if method == "HEAD":
         response.close()
         return answer
-    answer.rest = response.raw.stream(CHUNK, decode_content=False)
+    answer.rest = response.raw.stream(STREAM_CHUNK, decode_content=False)
     try:
         answer.first = next(answer.rest, b"")
     except Exception as exc:  # urllib3 errors: cut, reset, read timeout

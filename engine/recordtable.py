@@ -1,14 +1,13 @@
 """Where every record of a capture file is, found in one pass; bytes gathered from many records at once.
 
-The walk over the classic pcap record headers is the only per-packet Python of an index build;
-everything after it (``engine.flowfields``, ``engine.index``) works on whole columns with numpy.
+The walk over the classic pcap record headers follows each record's length to the next one, a
+loop compiled to machine code (``engine.native``); everything after it works on whole columns.
 """
 
 from __future__ import annotations
 
 import mmap
 import struct
-import sys
 from array import array
 from dataclasses import dataclass
 
@@ -24,7 +23,6 @@ from .formats import (
 from .formats.capture import MAX_CAPLEN, MAX_TS_NS
 from .formats.pcapng import BLOCK_HEAD_FIELDS, BODY_START, SPB
 
-NATIVE_ORDER = "<" if sys.byteorder == "little" else ">"
 BLOCK_HEAD_SIZE = struct.calcsize(BLOCK_HEAD_FIELDS)
 
 
@@ -51,11 +49,11 @@ def _first(bad: np.ndarray) -> int | None:
 
 def walk_pcap(capture: PcapCapture, mm: mmap.mmap | bytes, size: int) -> RecordTable:
     """Find every complete record of a classic pcap file, up to the first that cannot be right (``damage``)."""
-    if capture.order == NATIVE_ORDER:
-        offsets = _walk_native(mm, size)
-    else:
-        offsets = _walk_struct(mm, size, capture.order)
-    rec = np.frombuffer(offsets, dtype=np.int64) if len(offsets) else np.zeros(0, np.int64)
+    from . import native  # numba is loaded by index builds only
+
+    buf = np.frombuffer(mm, dtype=np.uint8, count=size)
+    rec = native.record_offsets(buf, PCAP_HEADER_SIZE, capture.order == ">")
+    del buf  # the mapping is closed after the walk: no view of it may outlive it
     head = gather(mm, size, rec, RECORD_HEADER_SIZE).view(capture.order + "u4").astype(np.int64)
     caplen = head[:, 2]
     damage = None
@@ -85,44 +83,6 @@ def walk_pcap(capture: PcapCapture, mm: mmap.mmap | bytes, size: int) -> RecordT
         damage=damage,
         end=min(end, size),
     )
-
-
-def _walk_native(mm: mmap.mmap | bytes, size: int) -> array:
-    """Record offsets, reading each length through one of four aligned uint32 views of the file.
-
-    The loop has no end test of its own: reading past the last view ends it (IndexError); the
-    offsets it took past the last whole record header are dropped after it.
-    """
-    whole = memoryview(mm)[:size]
-    views = [whole[k : k + (size - k) // 4 * 4].cast("I") for k in range(4)]
-    offsets = array("q")
-    append = offsets.append
-    off = PCAP_HEADER_SIZE
-    try:
-        while True:
-            append(off)
-            # caplen sits 8 bytes into the record header: same alignment as the header itself
-            off += RECORD_HEADER_SIZE + views[off & 3][(off >> 2) + 2]
-    except IndexError:
-        pass
-    finally:
-        for view in views:
-            view.release()
-        whole.release()
-    while offsets and offsets[-1] > size - RECORD_HEADER_SIZE:
-        offsets.pop()
-    return offsets
-
-
-def _walk_struct(mm: mmap.mmap | bytes, size: int, order: str) -> array:
-    unpack = struct.Struct(order + "I").unpack_from
-    offsets = array("q")
-    append = offsets.append
-    off, limit = PCAP_HEADER_SIZE, size - RECORD_HEADER_SIZE
-    while off <= limit:
-        append(off)
-        off += RECORD_HEADER_SIZE + unpack(mm, off + 8)[0]
-    return offsets
 
 
 def walk_pcapng(capture: PcapngCapture) -> RecordTable:

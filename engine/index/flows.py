@@ -1,24 +1,28 @@
 """The flow table of one capture file: packets grouped into direction-folded flows, with lookups.
 
-Built with numpy from the per-record flow columns of ``engine.flowfields``, as the columns of
-``engine.index.format`` (which describes them).
+Built from the per-record flow columns of ``engine.flowfields``, as the columns of
+``engine.index.format`` (which describes them): numpy over whole columns, and the loops that
+would need a dozen temporaries a row in numpy (fold, grouping keys, Community ID digests,
+varints) compiled (``engine.native``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import operator
-
 import numpy as np
 
-from .. import dissect as d
 from ..flowfields import FlowColumns
 from ..recordtable import RecordTable
-from .format import OFFSET_GROUP, encode_varints, narrowest
+from .format import OFFSET_GROUP, narrowest
 
-_DIGEST = operator.methodcaller("digest")
 ICMP_PROTOCOLS = (1, 58)  # their Community ID needs each packet's type and code
 V4_MAPPED = np.uint64(0xFFFF)
+
+
+def native():
+    """The compiled loops (``engine.native``), imported by an index build when it first needs them."""
+    from .. import native
+
+    return native
 
 
 def fold(fields: FlowColumns, rows: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
@@ -27,19 +31,9 @@ def fold(fields: FlowColumns, rows: np.ndarray) -> tuple[tuple[np.ndarray, ...],
     The key is (a_hi, a_lo, b_hi, b_lo, ports) with (a, a_port) <= (b, b_port); ``ports`` packs
     a_port << 24 | b_port << 8 | protocol into one u64.
     """
-    s_hi, s_lo, sp = fields.src_hi[rows], fields.src_lo[rows], fields.sport[rows]
-    d_hi, d_lo, dp = fields.dst_hi[rows], fields.dst_lo[rows], fields.dport[rows]
-    swap = (s_hi > d_hi) | ((s_hi == d_hi) & ((s_lo > d_lo) | ((s_lo == d_lo) & (sp > dp))))
-    a_port = np.where(swap, dp, sp).astype(np.uint64)
-    b_port = np.where(swap, sp, dp).astype(np.uint64)
-    key = (
-        np.where(swap, d_hi, s_hi),
-        np.where(swap, d_lo, s_lo),
-        np.where(swap, s_hi, d_hi),
-        np.where(swap, s_lo, d_lo),
-        a_port << np.uint64(24) | b_port << np.uint64(8) | fields.proto[rows],
-    )
-    return key, swap
+    f = fields
+    *key, swap = native().fold(rows, f.src_hi, f.src_lo, f.sport, f.dst_hi, f.dst_lo, f.dport, f.proto)
+    return tuple(key), swap
 
 
 def group(columns) -> tuple[np.ndarray, np.ndarray]:
@@ -50,30 +44,21 @@ def group(columns) -> tuple[np.ndarray, np.ndarray]:
     # Sort one u64 per row: the high bits a mix of the key, the low bits the row number (so rows
     # of one key stay in file order). Equal mixes are then checked against the key itself: a
     # collision costs a slower sort, never a merged flow.
-    h = np.uint64(0x9E3779B97F4A7C15) * columns[0]
-    for column, k in zip(
-        columns[1:],
-        (0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD),
-        strict=True,
-    ):
-        h = (h ^ (h >> np.uint64(29))) * np.uint64(k) + column
-    row_bits = np.uint64(max(1, n.bit_length()))
-    keys = np.sort((h >> row_bits << row_bits) | np.arange(n, dtype=np.uint64))
-    order = (keys & ((np.uint64(1) << row_bits) - np.uint64(1))).astype(np.int64)
-    mixed = keys >> row_bits
+    row_bits = max(1, n.bit_length())
+    keys = np.sort(native().group_keys(*columns, row_bits))
+    if native().mixes_collide(keys, row_bits, *columns):
+        order = np.lexsort(tuple(reversed(columns)))  # sort by the key itself
+        boundary = np.zeros(n, dtype=bool)
+        boundary[0] = True
+        for column in columns:
+            sorted_column = column[order]
+            boundary[1:] |= sorted_column[1:] != sorted_column[:-1]
+        return order, np.flatnonzero(boundary)
+    order = (keys & np.uint64((1 << row_bits) - 1)).astype(np.int64)
+    mixed = keys >> np.uint64(row_bits)
     boundary = np.empty(n, dtype=bool)
     boundary[0] = True
     np.not_equal(mixed[1:], mixed[:-1], out=boundary[1:])
-    inside = ~boundary[1:]
-    for column in columns:
-        sorted_column = column[order]
-        if np.any(inside & (sorted_column[1:] != sorted_column[:-1])):
-            order = np.lexsort(tuple(reversed(columns)))  # a collision: sort by the key itself
-            boundary[1:] = False
-            for c in columns:
-                sc = c[order]
-                boundary[1:] |= sc[1:] != sc[:-1]
-            break
     return order, np.flatnonzero(boundary)
 
 
@@ -87,51 +72,9 @@ def cid_prefixes(
 ) -> np.ndarray:
     """The first two bytes (big-endian u16) of each flow's Community ID v1 digest; 0 for ICMP/ICMPv6.
 
-    The hashed messages are laid out by numpy (the fold already orders the ends as Community ID
-    does: address, then port, ascending); hashlib hashes them (``_digest_heads``).
+    The fold already orders the ends as Community ID does (address, then port, ascending).
     """
-    proto = (ports & np.uint64(0xFF)).astype(np.uint8)
-    a_port = (ports >> np.uint64(24)).astype(np.uint16)
-    b_port = ((ports >> np.uint64(8)) & np.uint64(0xFFFF)).astype(np.uint16)
-    out = np.zeros(len(ports), dtype=np.uint16)
-    hashed = ~np.isin(proto, ICMP_PROTOCOLS)
-    for family in (True, False):
-        rows = np.flatnonzero(hashed & (v4 == family))
-        if not len(rows):
-            continue
-        width = 4 if family else 16
-        size = 2 + 2 * width + 2 + 4
-        message = np.zeros((len(rows), size), dtype=np.uint8)
-        for k, (hi, lo) in enumerate(((a_hi, a_lo), (b_hi, b_lo))):
-            at = 2 + k * width
-            if family:
-                message[:, at : at + 4] = (
-                    (lo[rows] & np.uint64(0xFFFFFFFF)).astype(">u4").view(np.uint8).reshape(-1, 4)
-                )
-            else:
-                message[:, at : at + 8] = hi[rows].astype(">u8").view(np.uint8).reshape(-1, 8)
-                message[:, at + 8 : at + 16] = lo[rows].astype(">u8").view(np.uint8).reshape(-1, 8)
-        at = 2 + 2 * width
-        message[:, at] = proto[rows]
-        message[:, at + 2 : at + 4] = a_port[rows].astype(">u2").view(np.uint8).reshape(-1, 2)
-        message[:, at + 4 : at + 6] = b_port[rows].astype(">u2").view(np.uint8).reshape(-1, 2)
-        with_ports = np.isin(proto[rows], d.PORT_PROTOCOLS)
-        for hashed_rows, length in ((with_ports, size), (~with_ports, size - 4)):
-            chosen = np.flatnonzero(hashed_rows)
-            if len(chosen):
-                out[rows[chosen]] = _digest_heads(message[chosen, :length])
-    return out
-
-
-def _digest_heads(messages: np.ndarray) -> np.ndarray:
-    """The first two bytes (big-endian u16) of the sha1 of each row of ``messages``.
-
-    The messages become bytes objects and are hashed by C-level iteration (map over hashlib):
-    the per-flow cost is hashlib's own, with no Python bytecode per flow.
-    """
-    chunks = np.ascontiguousarray(messages).view(f"V{messages.shape[1]}").ravel().tolist()
-    digests = b"".join(map(_DIGEST, map(hashlib.sha1, chunks)))
-    return np.frombuffer(digests, dtype=np.uint8).reshape(-1, 20)[:, :2].copy().view(">u2").ravel()
+    return native().community_id_heads(a_hi, a_lo, b_hi, b_lo, ports, v4)
 
 
 def flow_table(
@@ -204,20 +147,8 @@ def _offsets(
 
     ``grouped`` holds the record offsets flow by flow in the grouping's order (``starts``, ``counts``).
     """
-    counts = counts[flow_order]
-    new_starts = np.cumsum(counts) - counts
-    # entry k of the table order is entry k - new_starts[f] + starts[flow_order[f]] of the grouping
-    offsets = grouped[np.arange(len(grouped)) + np.repeat(starts[flow_order] - new_starts, counts)]
-    distances = np.empty(len(offsets), dtype=np.int64)
-    if len(offsets):
-        distances[0] = offsets[0]
-        np.subtract(offsets[1:], offsets[:-1], out=distances[1:])
-        distances[new_starts] = offsets[new_starts]  # each flow's first offset is absolute
-    stream, lengths = encode_varints(distances)
-    flow_bytes = np.add.reduceat(lengths, new_starts) if len(counts) else np.zeros(0, np.int64)
-    at = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(flow_bytes, out=at[1:])
+    stream, at = native().offset_varints(grouped, starts, counts, flow_order)
     group_at = at[::OFFSET_GROUP]
-    if len(counts) % OFFSET_GROUP:
+    if len(flow_order) % OFFSET_GROUP:
         group_at = np.append(group_at, at[-1])
     return {"offsets": stream, "offsetat": narrowest(group_at, "<u4")}

@@ -184,32 +184,6 @@ def narrowest(values: np.ndarray, smallest: str = "<u1") -> np.ndarray:
 # ---------------------------------------------------------------- varints
 
 
-def varint_lengths(values: np.ndarray) -> np.ndarray:
-    """Bytes of each (non-negative) value's unsigned LEB128 varint."""
-    lengths = np.ones(len(values), dtype=np.int8)
-    for k in range(1, 10):
-        above = values >= 1 << (7 * k)
-        if not above.any():
-            break
-        lengths += above
-    return lengths
-
-
-def encode_varints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(unsigned LEB128 of every value, concatenated, as uint8; each one's length in bytes)."""
-    top = int(values.max()) if len(values) else 0
-    values = values.astype(np.uint32 if top < 1 << 32 else np.uint64)
-    lengths = varint_lengths(values)
-    longest = int(lengths.max()) if len(values) else 0
-    # every value's bytes in a row of ``longest`` (continuation bit on all but its last), then the
-    # bytes past each value's length dropped: row-major order is the stream's order
-    table = np.empty((len(values), longest), dtype=np.uint8)
-    for k in range(longest):
-        table[:, k] = (values >> values.dtype.type(7 * k)) & 0x7F
-        table[:, k] |= (lengths > k + 1).view(np.uint8) << 7
-    return table[np.arange(longest) < lengths[:, None]], lengths
-
-
 def decode_varints(data: np.ndarray) -> np.ndarray:
     """The values (uint64) of concatenated unsigned LEB128 varints; ValueError if the last is cut."""
     if not len(data):
