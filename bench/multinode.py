@@ -31,7 +31,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness import collector_env, server, set_up_collector  # noqa: E402
+from harness import collector_env, manage, server, set_up_collector  # noqa: E402
 
 import pcapgen as g  # noqa: E402
 
@@ -98,7 +98,7 @@ def main() -> None:
                 "PAR_CAPTURE_DIR": str(base / "capture"),
                 "PAR_FILER_DIR": str(base / "filed"),
             }
-            manage({**env, "PAR_ROLE": "node"}, "runfiler")  # filed and indexed, as an hour-old capture is
+            manage(env, "runfiler", role="node")  # filed and indexed, as an hour-old capture is
             nodes.append(stack.enter_context(server("node", env, base / "gunicorn.log")))
         env = collector_env(out / "collector")
         set_up_collector(env, nodes, KEY)
