@@ -3,7 +3,7 @@
     .venv/bin/python bench/latency.py                    # 300 calls of each kind, 10 one-minute files
     .venv/bin/python bench/latency.py --calls 100        # quicker
     .venv/bin/python bench/latency.py --small-packets 10 # a smaller answer (10-400 is the goal's range)
-    .venv/bin/python bench/latency.py --in-process --reuse --profile "small pcap"   # where a call's time goes
+    .venv/bin/python bench/latency.py --in-process --roles node --reuse --profile "small pcap"  # where time goes
 
 Files and indexes ``--files`` one-minute captures of background traffic (``pcapgen.mixed_traffic``)
 with one small UDP flow spread over all of them, starts a node and a collector under the shipped
@@ -15,10 +15,11 @@ first at the node, then the same through the collector (admin key, node_id=1). E
 its last body byte. Prints p50 and p99 per call and the machine's load average before and after:
 on a shared machine the figures mean little unless the load is low.
 
-``--in-process`` calls the node's Django app in this process instead (Django's test client, the
-same middleware and views, no socket and no gunicorn) and prints the CPU time per call too, which
-a busy machine disturbs less than wall time; ``--profile NAME`` adds cProfile's top functions for
-that call. ``--reuse`` keeps the capture of the previous run.
+``--in-process --roles node`` calls the node's Django app in this process instead (Django's test
+client, the same middleware and views, no socket and no gunicorn) and prints the CPU time per call
+too, which a busy machine disturbs less than wall time; ``--in-process --roles collector`` does
+the same for the collector, with the node under gunicorn. ``--profile NAME`` adds cProfile's top
+functions for that call. ``--reuse`` keeps the capture of the previous run.
 """
 
 from __future__ import annotations
@@ -101,20 +102,23 @@ def summary(times: list[float]) -> str:
     return f"p50 {statistics.median(ordered) * 1000:6.2f} ms  p99 {p99 * 1000:6.2f} ms  (n={len(ordered)})"
 
 
-def in_process(node_env: dict[str, str], calls: dict, count: int, profile: str | None) -> None:
-    """Each call through the node's Django app in this process: wall and CPU ms per call (mean)."""
+def in_process(
+    role: str, env: dict[str, str], calls: dict, extra: dict, headers: dict, count: int, profile: str | None
+) -> None:
+    """Each call through ``role``'s Django app in this process: wall and CPU ms per call (mean)."""
     import cProfile
     import os
     import pstats
 
     # Each answer's log line is kept out of the output (WARNING): its cost is not measured here.
-    settings = {"PAR_ROLE": "node", "DJANGO_SETTINGS_MODULE": "parsite.settings", "PAR_LOG_LEVEL": "WARNING"}
-    os.environ.update({**node_env, **settings})
+    settings = {"PAR_ROLE": role, "DJANGO_SETTINGS_MODULE": "parsite.settings", "PAR_LOG_LEVEL": "WARNING"}
+    os.environ.update({**env, **settings})
     import django
     from django.test import Client
 
     django.setup()
-    client = Client(HTTP_HOST="127.0.0.1")
+    meta = {f"HTTP_{name.upper().replace('-', '_')}": value for name, value in headers.items()}
+    client = Client(HTTP_HOST="127.0.0.1", **meta)
 
     def call(method: str, path: str) -> None:
         answer = client.generic(method, path)
@@ -125,22 +129,31 @@ def in_process(node_env: dict[str, str], calls: dict, count: int, profile: str |
         answer.close()
 
     for name, (method, path, params) in calls.items():
-        target = _target(path, params, {})
+        target = _target(path, params, extra)
 
         def calls_from(first: int, method: str = method, target=target) -> None:
             for n in range(first, first + count):
                 call(method, target(n))
 
-        for n in range(5):
-            call(method, target(n))
+        calls_from(0)
         wall, cpu = time.perf_counter(), time.process_time()
-        calls_from(5)
+        calls_from(count)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        print(f"in-process {name:11} wall {wall / count * 1000:6.2f} ms  cpu {cpu / count * 1000:6.2f} ms")
+        print(
+            f"in-process {role} {name:11} wall {wall / count * 1000:6.2f} ms  cpu {cpu / count * 1000:6.2f} ms"
+        )
         if name == profile:
+            from django.db import connection
+            from django.test.utils import CaptureQueriesContext
+
+            with CaptureQueriesContext(connection) as queries:
+                call(method, target(3 * count))
+            print(f"{len(queries.captured_queries)} SQL statements:")
+            for query in queries.captured_queries:
+                print(f"  {query['time']} s  {query['sql'][:300]}")
             profiler = cProfile.Profile()
-            profiler.runcall(calls_from, count + 5)
-            pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+            profiler.runcall(calls_from, 2 * count)
+            pstats.Stats(profiler).sort_stats(os.environ.get("PAR_BENCH_SORT", "cumulative")).print_stats(60)
 
 
 def main() -> None:
@@ -150,7 +163,7 @@ def main() -> None:
     parser.add_argument("--small-packets", type=int, default=100, help="packets of the small flow in all")
     parser.add_argument("--pps", type=int, default=200, help="background packets per second")
     parser.add_argument("--roles", default="node,collector")
-    parser.add_argument("--in-process", action="store_true", help="the node's app in this process")
+    parser.add_argument("--in-process", action="store_true", help="the app of --roles (one) in this process")
     parser.add_argument("--profile", metavar="NAME", help="with --in-process: profile this call")
     parser.add_argument("--reuse", action="store_true", help="keep the previous run's capture")
     args = parser.parse_args()
@@ -180,18 +193,23 @@ def main() -> None:
         f"packets; {args.calls} sequential calls each on one keep-alive connection"
     )
     print(f"before: {load_average()}")
-    if args.in_process:
-        in_process(node_env, calls, args.calls, args.profile)
-        print(f"after:  {load_average()}")
-        return
     with ExitStack() as stack:
+        if args.in_process and args.roles == "node":
+            in_process("node", node_env, calls, {}, {}, args.calls, args.profile)
+            print(f"after:  {load_average()}")
+            return
         node = stack.enter_context(server("node", node_env, out / "node.log"))
         urls = {"node": (node, {}, {})}
         if "collector" in args.roles:
             env = collector_env(out / "collector")
             set_up_collector(env, [node], KEY)
+            extra, headers = {"node_id": "1"}, {"X-Api-Key": KEY}
+            if args.in_process:  # the collector here, the node under gunicorn
+                in_process("collector", env, calls, extra, headers, args.calls, args.profile)
+                print(f"after:  {load_average()}")
+                return
             collector = stack.enter_context(server("collector", env, out / "collector.log"))
-            urls["collector"] = (collector, {"node_id": "1"}, {"X-Api-Key": KEY})
+            urls["collector"] = (collector, extra, headers)
         for role in args.roles.split(","):
             url, extra, headers = urls[role]
             for name, (method, path, params) in calls.items():
