@@ -27,6 +27,8 @@ import re
 import time
 from datetime import UTC, date, datetime, timedelta, timezone
 
+import numpy as np
+
 NS = 1_000_000_000
 _EPOCH_START = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -247,6 +249,16 @@ def format_iso(ns: int) -> str:
     """ISO 8601 in UTC with nanoseconds: ``2026-12-01T05:40:00.123456789Z``."""
     seconds, fraction = divmod(ns, NS)
     return (_EPOCH_START + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S") + f".{fraction:09d}Z"
+
+
+def format_iso_many(ns: np.ndarray | list[int]) -> list[str]:
+    """``format_iso`` of each of many times (int64 nanoseconds), written by numpy in one call."""
+    values = np.asarray(ns, dtype=np.int64)
+    texts = np.datetime_as_string(values.astype("datetime64[ns]"), unit="ns").tolist()
+    shown = [text + "Z" for text in texts]
+    for at in np.flatnonzero(values == np.iinfo(np.int64).min).tolist():  # numpy's "not a time"
+        shown[at] = format_iso(int(values[at]))
+    return shown
 
 
 def window_text(start_ns: int, end_ns: int) -> str:

@@ -14,22 +14,35 @@ the files, then times, in one run:
 
 checking that both sides of each /data.pcap comparison hold the same records. Prints median
 wall times over ``--repeat`` runs and the rows listed.
+
+With ``--http``, the same files are also laid out (hard links) as the filer trees of two nodes,
+which are started under gunicorn with a collector (as ``bench/multinode.py`` does), and the two
+listings are timed over HTTP: from a node, through the collector from one node, and from both
+merged (every flow twice, one row per node).
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
+import os
 import shutil
 import statistics
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
+from datetime import UTC, datetime
 from pathlib import Path
+
+import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+
+import multinode  # noqa: E402
 
 import bench as base  # noqa: E402
 from engine.flow import Selection  # noqa: E402
@@ -37,12 +50,17 @@ from engine.flows import list_flows  # noqa: E402
 from engine.index import build_index, index_is_current  # noqa: E402
 from engine.query import estimate, query_captures  # noqa: E402
 
-VLAN_DEPTHS = ("", "vlan and ", "vlan and vlan and ")
+HTTP_KEY = "5d1c9e2b-7a4f-4b3e-8c6d-0f1e2a3b4c5d"
 
 
 def bpf(expression: str) -> str:
-    """``expression`` for untagged, 802.1Q and QinQ frames alike (tcpdump's vlan shifts offsets)."""
-    return " or ".join(f"({depth}{expression})" for depth in VLAN_DEPTHS)
+    """``expression`` for untagged, 802.1Q and QinQ (802.1ad + 802.1Q) frames alike.
+
+    libpcap's ``vlan`` moves the offsets of everything compiled after it, across ``or`` too, so
+    ``(E) or (vlan and E) or (vlan and vlan and E)`` looks for the third alternative's tags 4 bytes
+    too far (it misses QinQ frames). Nested, each ``vlan`` moves only the alternatives inside it.
+    """
+    return f"({expression}) or (vlan and ({expression} or (vlan and {expression})))"
 
 
 def timed(function, repeat: int):
@@ -73,6 +91,65 @@ def tcpdump(files: list[Path], expression: str) -> bytes:
     return done.stdout
 
 
+def filer_tree(folder: Path, files: list[Path]) -> None:
+    """``folder``/filed/YYYY/MM/DD/HH/ holding hard links of ``files`` and their indexes; an empty capture dir."""
+    (folder / "capture").mkdir(parents=True)
+    for path in files:
+        epoch = int(path.name.split(".")[1])
+        hour = datetime.fromtimestamp(epoch, UTC).strftime("%Y/%m/%d/%H")
+        target = folder / "filed" / hour
+        target.mkdir(parents=True, exist_ok=True)
+        for source in (path, path.with_name(path.name + ".idx")):
+            os.link(source, target / source.name)
+
+
+def http_listings(files: list[Path], out: Path, host: str, repeat: int) -> None:
+    """/flows over HTTP: a node, the collector asking one node, the collector merging two."""
+    where = out / "http"
+    shutil.rmtree(where, ignore_errors=True)
+    start, end = str(base.T0), f"{base.T0 + len(files) * base.FILE_SECONDS - 1}.999999999"
+    window = {"start_time": start, "end_time": end, "limit": "100000"}
+    with ExitStack() as stack:
+        nodes = []
+        for n in (1, 2):
+            folder = where / f"node{n}"
+            filer_tree(folder, files)
+            env = {
+                "PAR_DATA_DIR": str(folder),
+                "PAR_CAPTURE_DIR": str(folder / "capture"),
+                "PAR_FILER_DIR": str(folder / "filed"),
+            }
+            nodes.append(stack.enter_context(multinode.server("node", env, folder / "gunicorn.log")))
+        col = where / "collector"
+        col.mkdir()
+        env = {"PAR_DATA_DIR": str(col), "PAR_KEY_RATE": "0", "PAR_KEY_PEPPER": "bench-pepper"}
+        (col / "nodes.conf").write_text(
+            json.dumps({str(i + 1): u.removeprefix("http://") for i, u in enumerate(nodes)})
+        )
+        (col / "api.conf").write_text(json.dumps({HTTP_KEY: ["0"]}))
+        multinode.manage(env, "migrate", "--noinput")
+        multinode.manage(
+            env, "importconfig", "--api-file", str(col / "api.conf"), "--node-file", str(col / "nodes.conf")
+        )
+        collector = stack.enter_context(multinode.server("collector", env, col / "gunicorn.log"))
+        asked = [
+            ("node", f"{nodes[0]}/flows", {}),
+            ("collector, 1 node", f"{collector}/flows", {"node_id": "1", "api_key": HTTP_KEY}),
+            ("collector, 2 nodes", f"{collector}/flows", {"node_id": "1,2", "api_key": HTTP_KEY}),
+        ]
+        for name, selectors in (("all flows", {}), ("host", {"src_addr": host})):
+            for label, url, extra in asked:
+                params = {**window, **selectors, **extra}
+                requests.get(url, params=params, timeout=120).raise_for_status()  # warm: indexes opened
+                took, answer = timed(lambda u=url, p=params: requests.get(u, params=p, timeout=120), repeat)
+                answer.raise_for_status()
+                body = answer.json()
+                print(
+                    f"http flows {name:10s} {label:18s} {took * 1000:8.1f} ms  {len(body['flows'])} rows"
+                    f"  {len(answer.content) / 2**20:5.1f} MB JSON"
+                )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -82,6 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--flows-per-minute", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "select")
+    parser.add_argument("--http", action="store_true", help="also time /flows from a node and a collector")
     args = parser.parse_args(argv)
     folder = args.out / f"{args.files}x{args.file_mb}MB"
     started = time.perf_counter()
@@ -113,6 +191,8 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"flows {name:10s} {took * 1000:8.1f} ms  {len(listing.rows)} rows (truncated: {listing.truncated})"
         )
+    if args.http:
+        http_listings(files, folder, host, args.repeat)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from operator import itemgetter, methodcaller
 from typing import Any
 
 from django.http import HttpResponse, JsonResponse
@@ -91,20 +92,33 @@ def _sort_key(sort: str):
 
 
 def merge_flows(answers: list[NodeFlows], *, sort: str, limit: int) -> dict[str, Any]:
-    """The nodes' rows as one answer: each row names its node, sorted, cut at ``limit``."""
-    rows: list[dict] = []
+    """The nodes' rows as one answer: each row names its node, sorted, cut at ``limit``.
+
+    Rows of equal sort value go by node id (as text; descending for a descending sort), then in
+    their node's order. When every row has the sort field, of one type (as nodes write them), the
+    rows are sorted by that field alone, the nodes' lists laid out in that order first.
+    """
+    field, descending = SORTS.get(sort, SORTS["first"])
     truncated = False
     window = None
+    lists: list[tuple[str, list[dict]]] = []
     for answer in answers:
         if answer.failure is not None:
             continue
         window = window or answer.body.get("window")
         truncated = truncated or bool(answer.body.get("truncated"))
-        for row in answer.body["flows"]:
-            if isinstance(row, dict):
-                rows.append({**row, "node": str(answer.node.id)})
-    _, descending = SORTS.get(sort, SORTS["first"])
-    rows.sort(key=_sort_key(sort), reverse=descending)
+        node = str(answer.node.id)
+        flows = [row for row in answer.body["flows"] if isinstance(row, dict)]
+        for row in flows:
+            row["node"] = node  # in place: the key keeps its place if the node named one
+        lists.append((node, flows))
+    lists.sort(key=itemgetter(0), reverse=descending)
+    rows = [row for _, flows in lists for row in flows]
+    kinds = {type(value) for value in map(methodcaller("get", field), rows)}
+    if kinds == {int} or kinds == {str}:
+        rows.sort(key=itemgetter(field), reverse=descending)
+    else:
+        rows.sort(key=_sort_key(sort), reverse=descending)
     if len(rows) > limit:
         rows, truncated = rows[:limit], True
     failed = {str(a.node.id): str(a.failure.reason) for a in answers if a.failure is not None}

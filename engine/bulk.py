@@ -11,8 +11,8 @@ records close to each other are read with one ``pread`` per run of them; their h
 flow fields are decided with numpy over the whole read (``engine.flowfields``, as the index build
 does; the rare packets it leaves, fragments and IPv6 extension headers, are dissected one by one);
 and each run of consecutive selected records that needs no rewriting is copied as one byte range.
-Records are rewritten only where the answer's format differs from the file's (byte order,
-precision, an unnormalised fraction). Anything the bulk path does not expect (a record past the
+Records are rewritten only where the answer's format differs from the file's (a pcapng answer,
+another byte order or precision, an unnormalised fraction). Anything the bulk path does not expect (a record past the
 end of the file, an impossible length or time) hands the rest of the file to the per-record path,
 which decides it as before, so the two paths give the same bytes.
 """
@@ -30,6 +30,7 @@ from .flowfields import FlowColumns, flow_columns
 from .formats import CaptureWriter, PcapCapture, Record
 from .formats.capture import MAX_CAPLEN, MAX_TS_NS
 from .formats.pcap import RECORD_HEADER_SIZE
+from .formats.pcapng import EPB
 from .recordtable import RecordTable, gather
 
 BULK_MIN = 64  # fewer candidates in a file: the per-record path is cheaper
@@ -85,8 +86,8 @@ def encoded_pieces(
 
 
 def bulk_readable(capture: object, writer: CaptureWriter, candidates: int) -> bool:
-    """Whether a file's candidates go the bulk way: a classic pcap, a classic answer, enough of them."""
-    return isinstance(capture, PcapCapture) and not writer.pcapng and candidates >= BULK_MIN
+    """Whether a file's candidates go the bulk way: a classic pcap file, enough of them."""
+    return isinstance(capture, PcapCapture) and candidates >= BULK_MIN
 
 
 def indexed_pieces(
@@ -102,7 +103,9 @@ def indexed_pieces(
     ``rest(offsets, last)`` is the per-record path for the offsets left when a read meets something
     unexpected, ``last`` the offset of the last record already answered.
     """
-    copy_as_is = capture.order == "<" and capture.nanosecond == writer.nanosecond
+    # A pcapng answer, another byte order or precision: every record is rewritten (still read and
+    # checked in bulk).
+    copy_as_is = not writer.pcapng and capture.order == "<" and capture.nanosecond == writer.nanosecond
     max_frac = 1_000_000_000 if capture.nanosecond else 1_000_000
     last, buffer = -1, _Buffer()
     for first, stop in _steps(offsets):
@@ -119,10 +122,9 @@ def indexed_pieces(
         if not keep.any():
             continue
         last = int(offsets[first + int(np.flatnonzero(keep)[-1])])
-        rewrite = None if copy_as_is else np.ones(len(pos), dtype=bool)
-        if rewrite is None and np.any(head[:, 1] >= max_frac):
-            rewrite = head[:, 1] >= max_frac
-        yield _piece(buf, pos, head, ts, keep, rewrite, capture.linktype, writer)
+        # a fraction of a second or more in the fraction field: such a file's records are re-encoded
+        as_is = copy_as_is and not np.any(head[:, 1] >= max_frac)
+        yield _piece(buf, pos, head, ts, keep, as_is, capture.linktype, writer)
 
 
 def _steps(offsets: np.ndarray) -> Iterator[tuple[int, int]]:
@@ -245,38 +247,73 @@ def _piece(
     head: np.ndarray,
     ts: np.ndarray,
     keep: np.ndarray,
-    rewrite: np.ndarray | None,
+    copy_as_is: bool,
     linktype: int,
     writer: CaptureWriter,
 ) -> Piece:
-    """The kept records as a piece: runs of consecutive records copied as they are, others rewritten."""
+    """The kept records as a piece: runs of consecutive records copied as they are, or all re-encoded."""
     rows = np.flatnonzero(keep)
     starts = pos[rows]
     stops = starts + RECORD_HEADER_SIZE + head[rows, 2]
-    view = buf
-    if rewrite is None:
-        # one slice per run of records that follow each other in the file
-        breaks = np.flatnonzero(starts[1:] != stops[:-1]) + 1
-        run_starts = starts[np.concatenate(([0], breaks))].tolist()
-        run_stops = stops[np.concatenate((breaks - 1, [len(rows) - 1]))].tolist()
-        if len(run_starts) == 1:
-            data = bytes(view[run_starts[0] : run_stops[0]])
-        else:
-            data = b"".join([view[a:b] for a, b in zip(run_starts, run_stops, strict=True)])
-        return Piece(ts[rows], np.cumsum(stops - starts), data)
-    parts: list[bytes | memoryview] = []
-    sizes = []
-    for row, start, stop in zip(rows.tolist(), starts.tolist(), stops.tolist(), strict=True):
-        if rewrite[row]:
-            frame = bytes(view[start + RECORD_HEADER_SIZE : stop])
-            part: bytes | memoryview = writer.record(
-                Record(0, int(ts[row]), linktype, frame, int(head[row, 3]))
-            )
-        else:
-            part = view[start:stop]
-        parts.append(part)
-        sizes.append(len(part))
-    return Piece(ts[rows], np.cumsum(np.array(sizes, dtype=np.int64)), b"".join(parts))
+    if not copy_as_is:
+        return _reencoded(buf, starts, stops, head[rows, 3], ts[rows], linktype, writer)
+    # one slice per run of records that follow each other in the file
+    breaks = np.flatnonzero(starts[1:] != stops[:-1]) + 1
+    run_starts = starts[np.concatenate(([0], breaks))].tolist()
+    run_stops = stops[np.concatenate((breaks - 1, [len(rows) - 1]))].tolist()
+    if len(run_starts) == 1:
+        data = bytes(buf[run_starts[0] : run_stops[0]])
+    else:
+        data = b"".join([buf[a:b] for a, b in zip(run_starts, run_stops, strict=True)])
+    return Piece(ts[rows], np.cumsum(stops - starts), data)
+
+
+def _reencoded(
+    buf: memoryview,
+    starts: np.ndarray,
+    stops: np.ndarray,
+    orig_len: np.ndarray,
+    ts: np.ndarray,
+    linktype: int,
+    writer: CaptureWriter,
+) -> Piece:
+    """Records re-encoded as ``writer`` writes them (``CaptureWriter.record``), their headers built with numpy."""
+    n = len(starts)
+    caplen = stops - starts - RECORD_HEADER_SIZE
+    if writer.pcapng:
+        ticks = ts if writer.nanosecond else ts // 1000
+        padded = caplen + (-caplen % 4)
+        total = 32 + padded  # block head 8, EPB fields 20, the padded frame, the trailing length 4
+        heads = np.empty((n, 7), dtype="<u4")
+        heads[:, 0], heads[:, 1], heads[:, 2] = EPB, total, writer.interface(linktype)
+        heads[:, 3], heads[:, 4] = ticks >> 32, ticks & 0xFFFFFFFF
+        heads[:, 5], heads[:, 6] = caplen, orig_len
+        # each block's end: the frame's padding, then the block's length
+        ends = np.zeros((n, 8), dtype=np.uint8)
+        pad = padded - caplen
+        length = total.astype("<u4").view(np.uint8).reshape(n, 4)
+        for k in range(4):
+            ends[np.arange(n), pad + k] = length[:, k]
+        end_sizes = (pad + 4).tolist()
+    else:
+        secs, frac = np.divmod(ts, 1_000_000_000)
+        heads = np.empty((n, 4), dtype="<u4")
+        heads[:, 0], heads[:, 1] = secs, frac if writer.nanosecond else frac // 1000
+        heads[:, 2], heads[:, 3] = caplen, orig_len
+    width = heads.shape[1] * 4
+    head_bytes = memoryview(heads.tobytes())
+    parts: list[memoryview] = []
+    frames = zip((starts + RECORD_HEADER_SIZE).tolist(), stops.tolist(), strict=True)
+    if writer.pcapng:
+        end_bytes = memoryview(ends.tobytes())
+        for i, ((a, b), size) in enumerate(zip(frames, end_sizes, strict=True)):
+            parts += (head_bytes[i * width : (i + 1) * width], buf[a:b], end_bytes[i * 8 : i * 8 + size])
+        sizes = 32 + padded
+    else:
+        for i, (a, b) in enumerate(frames):
+            parts += (head_bytes[i * width : (i + 1) * width], buf[a:b])
+        sizes = RECORD_HEADER_SIZE + caplen
+    return Piece(ts, np.cumsum(sizes), b"".join(parts))
 
 
 # ---------------------------------------------------------------- merge and limits

@@ -24,7 +24,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import operator
 import struct
+
+import numpy as np
 
 from .flow import PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP, V4_PREFIX
 
@@ -49,6 +52,7 @@ ICMPV6_COUNTERPART = {
 _COUNTERPARTS = {PROTO_ICMP: ICMP_COUNTERPART, PROTO_ICMPV6: ICMPV6_COUNTERPART}
 DIGEST_SIZE = 20
 TEXT_PREFIX = "1:"
+_DIGEST = operator.methodcaller("digest")
 
 
 def icmp_ports(proto: int, icmp_type: int, icmp_code: int) -> tuple[int, int, bool]:
@@ -109,3 +113,91 @@ def parse_community_id(text: str) -> bytes:
     if len(digest) != DIGEST_SIZE or render(digest) != text:
         raise ValueError("a Community ID v1 is '1:' and the base64 of a 20-byte sha1 digest")
     return digest
+
+
+def community_digests(
+    a_hi: np.ndarray,
+    a_lo: np.ndarray,
+    a_port: np.ndarray,
+    b_hi: np.ndarray,
+    b_lo: np.ndarray,
+    b_port: np.ndarray,
+    proto: np.ndarray,
+) -> np.ndarray:
+    """``community_digest`` of many flows at once (not ICMP/ICMPv6): an (n, 20) uint8 array.
+
+    Each end is a 16-byte address as two u64 halves (IPv4-mapped for IPv4) and a port. The
+    messages are laid out by numpy and hashed by C-level iteration over hashlib, so the cost per
+    flow is sha1's own.
+    """
+    a_hi, a_lo, b_hi, b_lo = (np.asarray(c, dtype=np.uint64) for c in (a_hi, a_lo, b_hi, b_lo))
+    a_port, b_port = (np.asarray(c, dtype=np.uint16) for c in (a_port, b_port))
+    proto = np.asarray(proto, dtype=np.uint8)
+    n = len(proto)
+    out = np.zeros((n, DIGEST_SIZE), dtype=np.uint8)
+    if not n:
+        return out
+    swap = (b_hi < a_hi) | ((b_hi == a_hi) & ((b_lo < a_lo) | ((b_lo == a_lo) & (b_port < a_port))))
+    lo_hi, lo_lo, lo_port = (
+        np.where(swap, b_hi, a_hi),
+        np.where(swap, b_lo, a_lo),
+        np.where(swap, b_port, a_port),
+    )
+    hi_hi, hi_lo, hi_port = (
+        np.where(swap, a_hi, b_hi),
+        np.where(swap, a_lo, b_lo),
+        np.where(swap, a_port, b_port),
+    )
+    mapped = np.uint64(0xFFFF)
+    v4 = (lo_hi == 0) & (lo_lo >> np.uint64(32) == mapped) & (hi_hi == 0) & (hi_lo >> np.uint64(32) == mapped)
+    with_ports = np.isin(proto, (PROTO_TCP, PROTO_UDP, PROTO_SCTP))
+    for family in (True, False):
+        width = 4 if family else 16
+        size = 2 + 2 * width + 2 + 4
+        for ported in (True, False):
+            rows = np.flatnonzero((v4 == family) & (with_ports == ported))
+            if not len(rows):
+                continue
+            message = np.zeros((len(rows), size), dtype=np.uint8)
+            for at, hi, lo in ((2, lo_hi, lo_lo), (2 + width, hi_hi, hi_lo)):
+                if family:
+                    message[:, at : at + 4] = _big(lo[rows] & np.uint64(0xFFFFFFFF), ">u4")
+                else:
+                    message[:, at : at + 8] = _big(hi[rows], ">u8")
+                    message[:, at + 8 : at + 16] = _big(lo[rows], ">u8")
+            at = 2 + 2 * width
+            message[:, at] = proto[rows]
+            message[:, at + 2 : at + 4] = _big(lo_port[rows], ">u2")
+            message[:, at + 4 : at + 6] = _big(hi_port[rows], ">u2")
+            length = size if ported else size - 4
+            chunks = np.ascontiguousarray(message[:, :length]).view(f"V{length}").ravel().tolist()
+            digests = b"".join(map(_DIGEST, map(hashlib.sha1, chunks)))
+            out[rows] = np.frombuffer(digests, dtype=np.uint8).reshape(-1, DIGEST_SIZE)
+    return out
+
+
+def render_many(digests: np.ndarray) -> list[str]:
+    """``render`` of each row of an (n, 20) digest array, base64-encoded in one call.
+
+    Each digest is padded to 21 bytes (a whole number of base64 groups): its 28 characters are
+    then those of the 20 bytes alone but for the last, which base64 pads as ``=``.
+    """
+    n = len(digests)
+    if not n:
+        return []
+    padded = np.zeros((n, DIGEST_SIZE + 1), dtype=np.uint8)
+    padded[:, :DIGEST_SIZE] = digests
+    encoded = np.frombuffer(base64.b64encode(padded.tobytes()), dtype=np.uint8).reshape(n, 28)
+    width = len(TEXT_PREFIX) + 28
+    text = np.empty((n, width), dtype=np.uint8)
+    text[:, : len(TEXT_PREFIX)] = np.frombuffer(TEXT_PREFIX.encode(), dtype=np.uint8)
+    text[:, len(TEXT_PREFIX) :] = encoded
+    text[:, -1] = ord("=")
+    joined = text.tobytes().decode("ascii")
+    return [joined[at : at + width] for at in range(0, n * width, width)]
+
+
+def _big(values: np.ndarray, dtype: str) -> np.ndarray:
+    """Each value's big-endian bytes, one row per value."""
+    width = np.dtype(dtype).itemsize
+    return values.astype(dtype).view(np.uint8).reshape(-1, width)

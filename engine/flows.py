@@ -10,6 +10,10 @@ fewer than the window holds.
 ``src_*`` is the end that sent the flow's first packet (the index records it, ``b_first``); for
 a flow seen in several files, in the earliest of them.
 
+The rows are merged, sorted and cut at the limit as numpy rows; only the rows returned get their
+text (addresses, ``engine.flowtext``) and their Community ID (``community_digests``), all at once,
+as columns (``FlowColumns``) that an answer is written from.
+
 ICMP and ICMPv6 rows of the flow table hold every message between two hosts (ports 0); they are
 split by message type and code as Community ID maps them (see ``engine.select``) by reading those
 flows' records only, so each ICMP row has its ports and its Community ID.
@@ -19,14 +23,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
+from dataclasses import dataclass, fields
 
 import numpy as np
 
 from . import dissect as d
-from .communityid import community_digest, flow_ports, render
+from .communityid import DIGEST_SIZE, community_digest, community_digests, flow_ports, render_many
 from .flow import Selection
+from .flowtext import address_texts
 from .formats import CaptureError, IncompleteHeader, PcapngCapture, open_capture
 from .index import FlowIndex, IndexUnusable
 from .index.build import index_in_memory
@@ -74,10 +78,40 @@ class FlowRow:
 
 
 @dataclass(frozen=True)
+class FlowColumns:
+    """The rows of a listing as columns, in the listing's order, their text already written."""
+
+    proto: list[int]
+    src_addr: list[str]
+    src_port: list[int]
+    dst_addr: list[str]
+    dst_port: list[int]
+    community_id: list[str]
+    first_ns: list[int]
+    last_ns: list[int]
+    packets: list[int]
+    bytes: list[int]
+    approximate: list[bool]
+
+    def __len__(self) -> int:
+        return len(self.proto)
+
+    def rows(self) -> list[FlowRow]:
+        return [
+            FlowRow(*values) for values in zip(*(getattr(self, f.name) for f in fields(self)), strict=True)
+        ]
+
+
+@dataclass(frozen=True)
 class FlowListing:
-    rows: list[FlowRow]
+    columns: FlowColumns
     truncated: bool
     damaged: list[str]  # files that could not be read, named
+
+    @property
+    def rows(self) -> list[FlowRow]:
+        """The rows one by one (the columns are what an answer is written from)."""
+        return self.columns.rows()
 
 
 def list_flows(
@@ -101,8 +135,7 @@ def list_flows(
     field, descending = SORTS[sort]
     keys = rows[field].astype(np.int64)
     order = np.lexsort((rows["b_lo"], rows["a_lo"], rows["first_ns"], -keys if descending else keys))
-    chosen = rows[order[:limit]]
-    return FlowListing([_row(r) for r in chosen], truncated=len(rows) > limit, damaged=damaged)
+    return FlowListing(_columns(rows[order[:limit]]), truncated=len(rows) > limit, damaged=damaged)
 
 
 def _file_rows(file: CaptureFile, m: SelectionMatcher) -> np.ndarray:
@@ -121,14 +154,17 @@ def _file_rows(file: CaptureFile, m: SelectionMatcher) -> np.ndarray:
         except IncompleteHeader:
             return np.zeros(0, ROW_DTYPE)
         ids = index.selected(m.lookup, m.flow_rows)
-    table = index.rows(ids, digests=True)
-    return _rows(file, index, ids, table, m)
+    return _rows(file, index, ids, index.rows(ids), m)
 
 
 def _rows(
     file: CaptureFile, index: FlowIndex, ids: np.ndarray, table: np.ndarray, m: SelectionMatcher
 ) -> np.ndarray:
-    """ROW_DTYPE rows from flow-table rows; ICMP rows replaced by their messages' flows."""
+    """ROW_DTYPE rows from flow-table rows; ICMP rows replaced by their messages' flows.
+
+    The Community ID digests of the other rows are left out: ``_columns`` computes them for the
+    rows a listing returns only.
+    """
     icmp = np.isin(table["proto"], ICMP_PROTOCOLS)
     plain = table[~icmp]
     rows = np.zeros(len(plain), ROW_DTYPE)
@@ -146,12 +182,10 @@ def _rows(
     ):
         rows[name] = plain[name]
     rows["packets"], rows["bytes"] = plain["packets"], plain["bytes"]
-    rows["community_id"] = plain["community_id"]
     rows["approximate"] = (plain["first_ns"] < m.start_ns) | (plain["last_ns"] > m.end_ns)
     icmp_ids = ids[icmp]
-    icmp_rows = [
-        r for i in icmp_ids.tolist() for r in _icmp_rows(file, index, index.packet_offsets(np.array([i])), m)
-    ]
+    # the messages of every ICMP flow of the file, in one pass over their records
+    icmp_rows = list(_icmp_rows(file, index, index.packet_offsets(icmp_ids), m)) if len(icmp_ids) else []
     if icmp_rows:
         rows = np.concatenate([rows, np.array(icmp_rows, dtype=ROW_DTYPE)])
     return rows
@@ -189,7 +223,8 @@ def _icmp_rows(
                 entry[0], entry[1] = min(entry[0], record.ts_ns), max(entry[1], record.ts_ns)
                 entry[2] += 1
                 entry[3] += record.orig_len
-    for (src, sport, dst, dport, proto), (first, last, packets, size, digest) in found.items():
+    for key, (first, last, packets, size, digest) in found.items():
+        src, sport, dst, dport, proto = key
         if last < m.start_ns or first > m.end_ns:
             continue
         if not m.selection.matches(src, sport, dst, dport, proto) or (m.digest not in (None, digest)):
@@ -239,29 +274,45 @@ def _merged(rows: np.ndarray) -> np.ndarray:
     return merged
 
 
-def address_text(hi: int, lo: int) -> str:
-    """A 16-byte address (two halves) as text; IPv4-mapped as IPv4."""
-    packed = int(hi).to_bytes(8, "big") + int(lo).to_bytes(8, "big")
-    if packed[:12] == d.V4_PREFIX:
-        return str(IPv4Address(packed[12:]))
-    return str(IPv6Address(packed))
+def _columns(rows: np.ndarray) -> FlowColumns:
+    """The listing's rows as columns: ``src_*`` the end that sent first, addresses and Community IDs as text.
 
-
-def _row(r) -> FlowRow:
-    src, dst = ("b", "a") if r["b_first"] else ("a", "b")
-    return FlowRow(
-        proto=int(r["proto"]),
-        src_addr=address_text(r[src + "_hi"], r[src + "_lo"]),
-        src_port=int(r[src + "_port"]),
-        dst_addr=address_text(r[dst + "_hi"], r[dst + "_lo"]),
-        dst_port=int(r[dst + "_port"]),
-        community_id=render(bytes(r["community_id"])),
-        first_ns=int(r["first_ns"]),
-        last_ns=int(r["last_ns"]),
-        packets=int(r["packets"]),
-        bytes=int(r["bytes"]),
-        approximate=bool(r["approximate"]),
+    The Community ID of a row that is not ICMP is computed here, from its ends, for these rows only
+    (an ICMP row's comes with it, from its messages).
+    """
+    b_first = rows["b_first"]
+    src_hi, dst_hi = (
+        np.where(b_first, rows["b_hi"], rows["a_hi"]),
+        np.where(b_first, rows["a_hi"], rows["b_hi"]),
+    )
+    src_lo, dst_lo = (
+        np.where(b_first, rows["b_lo"], rows["a_lo"]),
+        np.where(b_first, rows["a_lo"], rows["b_lo"]),
+    )
+    src_port = np.where(b_first, rows["b_port"], rows["a_port"])
+    dst_port = np.where(b_first, rows["a_port"], rows["b_port"])
+    texts = address_texts(np.concatenate([src_hi, dst_hi]), np.concatenate([src_lo, dst_lo]))
+    digests = np.ascontiguousarray(rows["community_id"]).view(np.uint8).reshape(-1, DIGEST_SIZE).copy()
+    hashed = ~np.isin(rows["proto"], ICMP_PROTOCOLS)
+    if hashed.any():
+        r = rows[hashed]
+        digests[hashed] = community_digests(
+            r["a_hi"], r["a_lo"], r["a_port"], r["b_hi"], r["b_lo"], r["b_port"], r["proto"]
+        )
+    n = len(rows)
+    return FlowColumns(
+        proto=rows["proto"].tolist(),
+        src_addr=texts[:n],
+        src_port=src_port.tolist(),
+        dst_addr=texts[n:],
+        dst_port=dst_port.tolist(),
+        community_id=render_many(digests),
+        first_ns=rows["first_ns"].tolist(),
+        last_ns=rows["last_ns"].tolist(),
+        packets=rows["packets"].tolist(),
+        bytes=rows["bytes"].tolist(),
+        approximate=rows["approximate"].tolist(),
     )
 
 
-__all__ = ["FlowListing", "FlowRow", "list_flows"]
+__all__ = ["FlowColumns", "FlowListing", "FlowRow", "list_flows"]

@@ -9,7 +9,7 @@ from collections.abc import Generator, Iterator
 from datetime import UTC, datetime
 
 from django.conf import settings
-from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 
 import api.docs
 from api.errors import error_response
-from api.flowlisting import CSV_TYPE, flows_answer, flows_csv
+from api.flowlisting import CSV_TYPE, columns_csv, flows_json
 from api.flowparams import (
     FLOWS_PARAMS,
     PCAP_PARAMS,
@@ -217,12 +217,12 @@ class FlowsView(NodeView):
         listing = list_flows(files, selection, sort=options.sort, limit=options.limit)
         for problem in listing.damaged:
             log.error("flows %s: cannot read %s", describe(selection), problem)
-        answer = flows_answer(selection.start_ns, selection.end_ns, listing)
         if options.output == "csv":
-            response = HttpResponse(flows_csv(answer["flows"]), content_type=CSV_TYPE)
+            response = HttpResponse(columns_csv(listing.columns), content_type=CSV_TYPE)
             response["Content-Disposition"] = 'attachment; filename="flows.csv"'
         else:
-            response = JsonResponse(answer)
+            answer = flows_json(selection.start_ns, selection.end_ns, listing)
+            response = HttpResponse(answer, content_type="application/json")
         if listing.damaged:
             response["X-PAR-Damaged"] = str(len(listing.damaged))
         return _with_window(response, selection)

@@ -56,16 +56,21 @@ class CaptureWriter:
             parts.append(pcapng_block(pcapng.IDB, interface + options))
         return b"".join(parts)
 
-    def record(self, record: Record) -> bytes:
-        if record.linktype not in self._interface:
+    def interface(self, linktype: int) -> int:
+        """The answer's interface (pcapng) for records of ``linktype``; ValueError for one not in its header."""
+        if linktype not in self._interface:
             # only a pcapng source declaring an interface after its first packet can get here
-            raise ValueError(f"link type {record.linktype} was not declared in the answer's header")
+            raise ValueError(f"link type {linktype} was not declared in the answer's header")
+        return self._interface[linktype]
+
+    def record(self, record: Record) -> bytes:
+        interface = self.interface(record.linktype)
         if not self.pcapng:
             return pcap_record_bytes(record, self.nanosecond)
         ticks = record.ts_ns if self.nanosecond else record.ts_ns // 1000
         head = struct.pack(
             "<" + pcapng.EPB_FIELDS,
-            self._interface[record.linktype],
+            interface,
             ticks >> 32,
             ticks & 0xFFFFFFFF,
             len(record.data),

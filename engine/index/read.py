@@ -18,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..communityid import community_digest, parse_community_id
+from ..communityid import community_digests, parse_community_id
 from ..flowfields import address_halves
 from .flows import ICMP_PROTOCOLS
 from .format import (
@@ -71,6 +71,8 @@ class IntColumn(Protocol):
 
 # Up to this many flow rows are read one value at a time (``FlowIndex.rows``).
 FEW_ROWS = 16
+# A flow's offsets are decoded in plain Python when its group of flows holds at most this many bytes.
+FEW_OFFSET_BYTES = 256
 # memoryview formats of the unsigned column types, on a little-endian machine (the index's order).
 _VIEW_CODES = {"<u2": "H", "<u4": "I", "<u8": "Q", "|u1": "B"}
 _OPEN: OrderedDict[str, tuple[tuple, FlowIndex]] = OrderedDict()
@@ -216,11 +218,12 @@ class FlowIndex:
         ids = self._checked(ids)
         rows = self._few_rows(ids.tolist()) if len(ids) <= FEW_ROWS else self._many_rows(ids)
         if digests:
-            for k, row in enumerate(rows.tolist()):
-                a_hi, a_lo, b_hi, b_lo, _, _, _, _, a_port, b_port, proto = row[:11]
-                if proto not in ICMP_PROTOCOLS:
-                    a, b = _bytes16(a_hi, a_lo), _bytes16(b_hi, b_lo)
-                    rows["community_id"][k] = community_digest(a, a_port, b, b_port, proto)
+            hashed = ~np.isin(rows["proto"], ICMP_PROTOCOLS)
+            r = rows[hashed]
+            found = community_digests(
+                r["a_hi"], r["a_lo"], r["a_port"], r["b_hi"], r["b_lo"], r["b_port"], r["proto"]
+            )
+            rows["community_id"][hashed] = found.view(f"V{found.shape[1]}").ravel()
         return rows
 
     def _few_rows(self, ids: list[int]) -> np.ndarray:
@@ -467,6 +470,8 @@ class FlowIndex:
         start, stop = int(c["offsetat"][group]), int(c["offsetat"][group + 1])
         if not start <= stop <= len(c["offsets"]):
             raise IndexUnusable(f"{self.path}: offsets of flow {flow} past their column")
+        if stop - start <= FEW_OFFSET_BYTES:
+            return self._few_offsets(flow, group, c["offsets"][start:stop].tobytes())
         region = c["offsets"][start:stop]
         skip = int(c["packets"][group * OFFSET_GROUP : flow].sum(dtype=np.int64))
         count = int(c["packets"][flow])
@@ -475,6 +480,34 @@ class FlowIndex:
             raise IndexUnusable(f"{self.path}: offsets of flow {flow} cut short")
         begin = int(ends[skip - 1]) + 1 if skip else 0
         return self._decoded(region[begin : int(ends[skip + count - 1]) + 1])
+
+    def _few_offsets(self, flow: int, group: int, region: bytes) -> np.ndarray:
+        """``_flow_offsets`` from a group's few bytes of offsets, decoded in plain Python (same checks)."""
+        packets = self._view("packets")
+        skip = sum(packets[k] for k in range(group * OFFSET_GROUP, flow))
+        count = packets[flow]
+        wanted = skip + count
+        varints: list[tuple[int, int]] = []  # (value, length in bytes) of the group's varints
+        value = shift = 0
+        for byte in region:
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                varints.append((value, shift // 7))
+                value = shift = 0
+                if len(varints) == wanted:
+                    break
+        if len(varints) < wanted or count == 0:
+            raise IndexUnusable(f"{self.path}: offsets of flow {flow} cut short")
+        offsets, total = [], 0
+        for value, length in varints[skip:]:
+            if length > 9:
+                raise IndexUnusable(f"{self.path}: a varint longer than 9 bytes")
+            if value >= 1 << 62:
+                raise IndexUnusable(f"{self.path}: an offset past any capture")
+            total += value
+            offsets.append(total)
+        return np.array(offsets, dtype=np.int64)
 
     def _decoded(self, data: np.ndarray) -> np.ndarray:
         try:
@@ -501,10 +534,6 @@ class FlowIndex:
         wanted = np.zeros(self.n_flows, dtype=bool)
         wanted[ids] = True
         return offsets[np.repeat(wanted, counts)]
-
-
-def _bytes16(hi: int, lo: int) -> bytes:
-    return hi.to_bytes(8, "big") + lo.to_bytes(8, "big")
 
 
 def _selection_key(selection, confirm) -> tuple | None:

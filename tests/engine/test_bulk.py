@@ -67,6 +67,9 @@ def files(tmp_path_factory):
     g.write_pcap(kinds["big endian"], _records(T0 + 2 * minute, 6), big_endian=True)
     kinds["unnormalised"] = folder / f"pcap.{T0 // 10**9 + 180}"
     _unnormalised(kinds["unnormalised"], _records(T0 + 3 * minute, 6))
+    kinds["sll"] = folder / f"pcap.{T0 // 10**9 + 300}"
+    sll = [(ts, g.sll(frame[14:])) for ts, frame in _records(T0 + 5 * minute, 6, vlans=((),))]
+    g.write_pcap(kinds["sll"], sll, linktype=113, nanosecond=True)
     kinds["pcapng"] = folder / f"pcap.{T0 // 10**9 + 240}"
     pcapng = [(0, ts, frame) for ts, frame in _records(T0 + 4 * minute, 6)]
     g.write_pcapng(kinds["pcapng"], [g.Interface(1, tsresol=9)], pcapng)
@@ -81,7 +84,8 @@ SETS = {
     "µs and ns files": ["ether", "nanosecond"],
     "big endian": ["big endian"],
     "unnormalised times": ["unnormalised"],
-    "every kind": ["ether", "overlapping", "nanosecond", "big endian", "unnormalised", "pcapng"],
+    "two link types": ["ether", "sll"],
+    "every kind": ["ether", "overlapping", "nanosecond", "big endian", "unnormalised", "pcapng", "sll"],
 }
 SELECTIONS = {
     name: CASES[name] for name in ("nothing", "a host", "a v4 network", "a port", "icmp", "combined")
@@ -129,6 +133,14 @@ def test_the_bulk_path_is_taken_for_many_candidates_and_copies_runs_whole(files,
     assert fast == slow and taken == [len(pcap_records(fast)[1])]
     # Every record is selected: the file's records come out as they are in the file.
     assert fast[24:] == files["ether"].read_bytes()[24:]
+
+
+@pytest.mark.parametrize("case", ["nothing", "a v4 network", "community id of tcp"])
+def test_a_pcapng_answer_of_classic_files_is_the_same_in_bulk(files, case, reads):
+    paths = [files[kind] for kind in SETS["every kind"]]
+    for limits in (None, Limits(packets=300)):
+        fast, slow = both(paths, selection_of(SELECTIONS[case]), limits=limits, pcapng_name="sensor 1")
+        assert fast == slow and fast[:4] == b"\x0a\x0d\x0d\x0a"
 
 
 def test_a_window_cut_inside_a_file_keeps_both_ends_exactly(files):

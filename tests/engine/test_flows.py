@@ -154,3 +154,29 @@ def test_rows_carry_the_community_id_and_sort_and_limit(minutes):
     one = everything[0]
     again = list_flows(files, Selection(T0, T0 + 5 * 60 * S, community_id=one.community_id)).rows
     assert [row_key(r) for r in again] == [row_key(one)]
+
+
+@pytest.mark.parametrize("indexed", [True, False], ids=["indexed", "scanned"])
+def test_each_icmp_row_names_the_end_that_sent_its_own_first_message(tmp_path, indexed):
+    # Two host pairs; in each, the echo is begun by one end and the last message (an unreachable,
+    # one-way) is sent by the other: every row's src is its own first sender, not the last one's.
+    messages = [
+        g.icmp_echo("10.1.0.1", "10.1.0.2", 5, 1),
+        g.icmp_echo("10.1.0.2", "10.1.0.1", 5, 1, reply=True),
+        g.icmp_echo("10.2.0.2", "10.2.0.1", 6, 1),
+        g.icmp_echo("10.2.0.1", "10.2.0.2", 6, 1, reply=True),
+        g.icmp("10.2.0.1", "10.2.0.2", 3, 1),
+        g.icmp("10.1.0.2", "10.1.0.1", 3, 1),
+    ]
+    path = tmp_path / f"pcap.{T0 // S}"
+    g.write_pcap(path, [(T0 + k * S, g.ether(m)) for k, m in enumerate(messages)])
+    if indexed:
+        build_index(path)
+    rows = list_flows([path], Selection(T0, T0 + 10 * S)).rows
+    senders = {(r.src_port, r.dst_port, r.src_addr, r.dst_addr) for r in rows}
+    assert senders == {
+        (8, 0, "10.1.0.1", "10.1.0.2"),
+        (8, 0, "10.2.0.2", "10.2.0.1"),
+        (3, 1, "10.2.0.1", "10.2.0.2"),
+        (3, 1, "10.1.0.2", "10.1.0.1"),
+    }

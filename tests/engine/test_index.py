@@ -347,3 +347,17 @@ def test_a_few_flow_rows_read_one_by_one_are_the_rows_read_as_a_table(capture):
         few = np.sort(rng.choice(every, size=int(rng.integers(1, 17)), replace=False))
         assert index.rows(few, digests=True).tolist() == table[few].tolist()
         assert index.rows(few).tolist() == index.rows(every)[few].tolist()
+
+
+def test_a_flow_s_offsets_decoded_in_python_are_those_numpy_decodes(capture, monkeypatch):
+    from engine.index import read
+
+    build_index(capture)
+    index = FlowIndex(index_path(capture))
+    flows = range(index.n_flows)
+    monkeypatch.setattr(read, "FEW_OFFSET_BYTES", 0)
+    by_numpy = [index.packet_offsets(np.array([f])).tolist() for f in flows]
+    monkeypatch.setattr(read, "FEW_OFFSET_BYTES", 1 << 30)
+    by_python = [index.packet_offsets(np.array([f])).tolist() for f in flows]
+    assert by_python == by_numpy
+    assert sorted(sum(by_python, [])) == index.packet_offsets(np.arange(index.n_flows)).tolist()
