@@ -47,10 +47,13 @@ SORTS = {
 class NodeFlows:
     """One node's /flows answer, read whole (bounded), or why it failed."""
 
-    def __init__(self, node: Node, body: dict | None = None, failure: NodeFailure | None = None) -> None:
+    def __init__(
+        self, node: Node, body: dict | None = None, failure: NodeFailure | None = None, damaged: str = ""
+    ) -> None:
         self.node = node
         self.body = body or {}
         self.failure = failure
+        self.damaged = damaged  # the node's X-PAR-Damaged: the damaged files it listed around
 
 
 def _ask(node: Node, params: Mapping[str, str]) -> NodeFlows:
@@ -75,7 +78,7 @@ def _ask(node: Node, params: Mapping[str, str]) -> NodeFlows:
         answer.close()
     if not isinstance(parsed, dict) or not isinstance(parsed.get("flows"), list):
         return NodeFlows(node, failure=NodeUnreachable(f"{NODE_PROBLEM}: its answer has no flows"))
-    return NodeFlows(node, body=parsed)
+    return NodeFlows(node, body=parsed, damaged=answer.headers.get("X-PAR-Damaged", ""))
 
 
 def ask_flows(nodes: Sequence[Node], params: Mapping[str, str]) -> list[NodeFlows]:
@@ -149,4 +152,15 @@ def flows_answer(
     else:
         response = JsonResponse(merged)
     response["X-PAR-Nodes"] = ",".join(str(a.node.id) for a in answers if a.failure is None)
+    damaged = damage_header(answers, several=len(nodes) > 1)
+    if damaged:
+        response["X-PAR-Damaged"] = damaged
     return response
+
+
+def damage_header(answers: list[NodeFlows], *, several: bool) -> str:
+    """The nodes' X-PAR-Damaged as /data.pcap passes it on: one node's as it is, several prefixed ``<id>=``."""
+    named = [a for a in answers if a.failure is None and a.damaged]
+    if not several:
+        return named[0].damaged if named else ""
+    return ", ".join(f"{a.node.id}={a.damaged}" for a in named)

@@ -164,6 +164,12 @@ class DataPcapView(NodeView):
         content_type = PCAPNG_TYPE if options.format == "pcapng" else PCAP_TYPE
         response = StreamingHttpResponse((), content_type=content_type)
         pcap_headers(response, selection, e, content_type == PCAPNG_TYPE)
+        # The damage the indexes record, named as the GET names it (damage only a read can find is not).
+        names = [
+            file.path.name for file in files if file.index is not None and file.index.damaged_at is not None
+        ]
+        if names:
+            response["X-PAR-Damaged"] = ", ".join(dict.fromkeys(names))
         return response
 
 
@@ -216,7 +222,7 @@ class FlowsView(NodeView):
             return _with_window(error_response(NO_DATA, 404), selection)
         listing = list_flows(files, selection, sort=options.sort, limit=options.limit)
         for problem in listing.damaged:
-            log.error("flows %s: cannot read %s", describe(selection), problem)
+            log.warning("flows %s: damaged capture data: %s", describe(selection), problem)
         if options.output == "csv":
             response = HttpResponse(columns_csv(listing.columns), content_type=CSV_TYPE)
             response["Content-Disposition"] = 'attachment; filename="flows.csv"'
@@ -224,7 +230,7 @@ class FlowsView(NodeView):
             answer = flows_json(selection.start_ns, selection.end_ns, listing)
             response = HttpResponse(answer, content_type="application/json")
         if listing.damaged:
-            response["X-PAR-Damaged"] = str(len(listing.damaged))
+            response["X-PAR-Damaged"] = ", ".join(listing.damaged_names)
         return _with_window(response, selection)
 
 
