@@ -6,11 +6,13 @@ folding flows, hashing Community IDs, writing varints. Each loop does exactly wh
 docstring says (``engine.recordtable``, ``engine.flowfields``, ``engine.index.flows``,
 ``engine.index.format``); ``tests/engine/test_index_bytes.py`` pins the bytes they produce.
 
-Only index builds import this module (numba costs 0.3 s and 70 MB to import: readers never pay
-it). The machine code is cached on disk (``cache=True``): in ``__pycache__`` beside this file
-when it is writable, else where ``NUMBA_CACHE_DIR`` says (the project sets it under
-``PAR_DATA_DIR``), else numba's user cache directory. A process loads the cached code in about
-0.1 s; compiling it afresh takes a few seconds, once per cache.
+Only index builds import this module (the filer, reindex, and ``/flows`` over a file without an
+index): numba's start-up costs a process about 0.5 s of CPU and 45 MB of its own memory (plus
+80 MB of shared library pages), so the streaming path does without it. The machine code is
+cached on disk (``cache=True``): in ``__pycache__`` beside this file when it is writable, else
+where ``NUMBA_CACHE_DIR`` says (the project sets it under ``PAR_DATA_DIR`` for a read-only
+tree), else numba's user cache directory. Compiling it afresh takes 10-30 s of CPU, once per
+cache and version of this file; ``load`` readies it all in a process that then forks workers.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import numba
 import numpy as np
 
 from . import dissect as d
+from .flowfields import FAST_VLAN_TAGS, SLOW_IPV6_HEADERS
+from .formats.capture import MAX_CAPLEN
 from .index.flows import ICMP_PROTOCOLS
 
 jit = numba.njit(cache=True, nogil=True)
@@ -27,8 +31,6 @@ U8, U16, U64 = np.uint8, np.uint16, np.uint64
 V4_MAPPED = U64(0xFFFF << 32)
 MASK32 = U64(0xFFFFFFFF)
 RECORD_HEADER = 16  # a classic pcap record header
-FAST_VLAN_TAGS = 3  # deeper VLAN stacks take the per-packet path (engine.flowfields)
-SLOW_IPV6_HEADERS = (*d.IPV6_EXTENSIONS, d.IPV6_FRAGMENT, d.IPV6_AH)
 
 
 # ---------------------------------------------------------------- bytes of the mapped file
@@ -69,26 +71,40 @@ def _le32(buf, at):
 
 
 @jit
-def record_offsets(buf, first, big_endian):
-    """Offsets of the chain of classic pcap record headers from ``first`` while a whole header fits.
+def record_headers(buf, first, big_endian):
+    """(offsets, headers) of the chain of classic pcap records from ``first`` while a whole header fits.
 
-    Each record's captured length (8 bytes into its header, in the file's byte order) says where
-    the next one starts; an impossible length is followed too (the caller finds it as damage).
+    ``headers`` holds each record header's four u32 (seconds, fraction, captured and original
+    length, in the file's byte order) as int64. Each captured length says where the next record
+    starts; the chain ends after the first impossible one (more than MAX_CAPLEN), which the
+    caller finds as damage.
     """
     size = buf.size
-    out = np.empty(max(16, size // 512), dtype=np.int64)
+    offsets = np.empty(max(16, size // 128), dtype=np.int64)  # records of 112 bytes: DNS-like
+    headers = np.empty((offsets.size, 4), dtype=np.int64)
     n = 0
     at = np.int64(first)
     while at + RECORD_HEADER <= size:
-        if n == out.size:
-            grown = np.empty(out.size * 2, dtype=np.int64)
-            grown[:n] = out[:n]
-            out = grown
-        out[n] = at
+        if n == offsets.size:
+            offsets = _grown(offsets, n)
+            headers = _grown(headers, n)
+        offsets[n] = at
+        for k in range(4):
+            headers[n, k] = _be32(buf, at + 4 * k) if big_endian else _le32(buf, at + 4 * k)
+        caplen = headers[n, 2]
         n += 1
-        caplen = _be32(buf, at + 8) if big_endian else _le32(buf, at + 8)
+        if caplen > MAX_CAPLEN:
+            break
         at += RECORD_HEADER + caplen
-    return out[:n].copy()
+    return offsets[:n], headers[:n]
+
+
+@jit
+def _grown(array, used):
+    """``array`` with twice the rows, its first ``used`` rows kept."""
+    grown = np.empty((2 * array.shape[0],) + array.shape[1:], dtype=array.dtype)
+    grown[:used] = array[:used]
+    return grown
 
 
 # ---------------------------------------------------------------- flow fields of every record
@@ -330,13 +346,8 @@ def offset_varints(grouped, starts, counts, flow_order):
     """
     flows = flow_order.size
     at = np.zeros(flows + 1, np.int64)
-    for f in range(flows):
-        first, previous, length = starts[flow_order[f]], 0, 0
-        for k in range(first, first + counts[flow_order[f]]):
-            length += _varint_length(U64(grouped[k] - previous))
-            previous = grouped[k]
-        at[f + 1] = at[f] + length
-    stream = np.empty(at[flows], U8)
+    longest = _varint_length(U64(grouped.max())) if grouped.size else 1  # no distance exceeds an offset
+    stream = np.empty(grouped.size * longest, U8)
     out = 0
     for f in range(flows):
         first, previous = starts[flow_order[f]], 0
@@ -349,7 +360,8 @@ def offset_varints(grouped, starts, counts, flow_order):
                 out += 1
             stream[out] = U8(value)
             out += 1
-    return stream, at
+        at[f + 1] = out
+    return stream[:out].copy(), at
 
 
 def load() -> None:
@@ -359,7 +371,7 @@ def load() -> None:
     """
     empty = np.zeros(0, np.int64)
     none64, none16 = np.zeros(0, U64), np.zeros(0, U16)
-    record_offsets(np.frombuffer(b"", U8), 0, False)
+    record_headers(np.frombuffer(b"", U8), 0, False)
     flow_fields(
         np.frombuffer(b"", U8),
         empty,

@@ -52,12 +52,11 @@ def walk_pcap(capture: PcapCapture, mm: mmap.mmap | bytes, size: int) -> RecordT
     from . import native  # numba is loaded by index builds only
 
     buf = np.frombuffer(mm, dtype=np.uint8, count=size)
-    rec = native.record_offsets(buf, PCAP_HEADER_SIZE, capture.order == ">")
+    rec, head = native.record_headers(buf, PCAP_HEADER_SIZE, capture.order == ">")
     del buf  # the mapping is closed after the walk: no view of it may outlive it
-    head = gather(mm, size, rec, RECORD_HEADER_SIZE).view(capture.order + "u4").astype(np.int64)
     caplen = head[:, 2]
     damage = None
-    bad = _first(caplen > MAX_CAPLEN)  # the walk jumped on from it: what follows is not records
+    bad = _first(caplen > MAX_CAPLEN)  # the walk stopped at it: what follows is not records
     if bad is not None:
         damage = CaptureError(capture.path, int(rec[bad]), f"record length {int(caplen[bad])} is impossible")
         rec, head, caplen = rec[:bad], head[:bad], caplen[:bad]

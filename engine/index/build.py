@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..durable import atomic_write
-from ..flowfields import FlowColumns, fill_slow_rows, flow_columns
+from ..flowfields import FlowColumns, compiled_flow_columns, fill_slow_rows
 from ..formats import Capture, CaptureError, PcapCapture, PcapngCapture, open_capture
 from ..recordtable import RecordTable, walk_pcap, walk_pcapng
 from .flows import flow_table
@@ -144,7 +144,7 @@ class _mapped:
 
 
 def _dissect(mm, table: RecordTable) -> FlowColumns:
-    columns, slow_rows = flow_columns(mm, len(mm), table)
+    columns, slow_rows = compiled_flow_columns(mm, len(mm), table)
     fill_slow_rows(mm, table, columns, slow_rows)
     return columns
 
