@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 import api.docs
-from api.errors import error_response
+from api.errors import error_response, too_large_message
 from api.flowlisting import CSV_TYPE, columns_csv, flows_json
 from api.flowparams import (
     FLOWS_PARAMS,
@@ -252,12 +252,7 @@ def _over_the_maximum(e: Estimate, options: AnswerOptions) -> bool:
 
 
 def _too_large(e: Estimate) -> HttpResponse:
-    limit = settings.PAR_MAX_ANSWER_BYTES
-    return error_response(
-        f"answer too large: up to {e.bytes} bytes ({e.packets} packets) estimated, more than"
-        f" PAR_MAX_ANSWER_BYTES ({limit}); narrow the selectors or the window, or set limit_bytes",
-        413,
-    )
+    return error_response(too_large_message(e.bytes, e.packets, settings.PAR_MAX_ANSWER_BYTES), 413)
 
 
 def pcap_response(query: Selection, options: AnswerOptions | None = None) -> HttpResponseBase:

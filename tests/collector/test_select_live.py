@@ -216,3 +216,15 @@ def test_every_flows_answer_carries_the_window_searched_on_both_roles(site):
     assert direct.status_code == through.status_code == 404
     assert direct.headers["X-PAR-Window"] == through.headers["X-PAR-Window"]
     assert through.headers["X-PAR-Window"].startswith("2001-09-09T01:46:40.000000000Z/")
+
+
+def test_a_node_refusing_its_share_as_too_large_makes_the_merged_answer_a_413(site):
+    # Node 2's own PAR_MAX_ANSWER_BYTES refuses its share: the merge cannot be whole, so it is not sent.
+    _, collector, _, _ = site
+    query = {**WINDOW, "node_id": "1,2", "api_key": ADMIN}
+    answer = requests.get(f"{collector.url}/data.pcap", params=query, timeout=60)
+    assert answer.status_code == 413
+    assert answer.json()["error"].startswith("node 2: answer too large")
+    limited = requests.get(f"{collector.url}/data.pcap", params={**query, "limit_bytes": "5000"}, timeout=60)
+    assert limited.status_code == 200 and limited.headers["X-PAR-Nodes"] == "1,2"
+    assert 24 < len(limited.content) <= 5000
