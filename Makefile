@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help prerequisites venv demo test lint typecheck format serve-node serve-collector filer clean bench bench-load screenshots
+.PHONY: help prerequisites venv demo test lint typecheck format serve-node serve-collector filer clean bench bench-load bench-stream screenshots
 
 help:
 	@echo "make demo             run node + collector on loopback with demo captures (DEMO_PORTS=19001,19002)"
@@ -17,6 +17,7 @@ help:
 	@echo "make serve-collector  gunicorn, PAR_ROLE=collector, port 9001"
 	@echo "make bench            the benchmark against the tcpdump pipeline (bench/)"
 	@echo "make bench-load       small calls while downloads run, half-sent heads, stream rate (about a minute)"
+	@echo "make bench-stream     a large answer's rate in bulk vs record by record vs cat (bench/bench_stream.py)"
 	@echo "make screenshots      the web page's pictures in docs/, from its browser test"
 
 # Checked before anything is installed, with a message saying what to install.
@@ -75,6 +76,9 @@ bench: $(STAMP)
 
 bench-load: $(STAMP)
 	$(PY) bench/load.py $(LOAD_ARGS)
+
+bench-stream: $(STAMP)
+	$(PY) bench/bench_stream.py $(STREAM_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -169,7 +169,7 @@ class _Buffer:
                 capture.ends_at(offset + count)  # the file shrank while being read: CaptureTruncated
             got[n] = count
             base += count
-        return view[:base], got
+        return view[:base].toreadonly(), got
 
 
 def _read_step(
