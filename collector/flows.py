@@ -2,19 +2,20 @@
 
 A node's answer is SPEC's ``{"window", "flows": [...], "truncated", ...}``; the merged
 answer sorts every node's rows by the ``sort`` asked, keeps ``limit`` of them, and lists the
-nodes that did not answer under ``"failed"`` (node id -> reason).
+nodes that did not answer under ``"failed"`` (node id -> reason). The nodes' JSON is read and
+the answer written with orjson: tens of thousands of rows are most of a listing's cost here.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from operator import itemgetter, methodcaller
 from typing import Any
 
-from django.http import HttpResponse, JsonResponse
+import orjson
+from django.http import HttpResponse
 
 from api.flowlisting import flows_csv
 from collector.fanout import every_node_failed
@@ -69,8 +70,8 @@ def _ask(node: Node, params: Mapping[str, str]) -> NodeFlows:
             body += chunk
             if len(body) > MAX_FLOWS_JSON:
                 return NodeFlows(node, failure=NodeUnreachable(f"{NODE_PROBLEM}: its answer is too large"))
-        parsed = json.loads(body)
-    except (ValueError, RecursionError):
+        parsed = orjson.loads(body)
+    except (ValueError, RecursionError):  # orjson.JSONDecodeError is a ValueError
         return NodeFlows(node, failure=NodeUnreachable(f"{NODE_PROBLEM}: its answer is not JSON"))
     except Exception as exc:  # transport errors while reading
         return NodeFlows(node, failure=NodeTimeout() if is_timeout(exc) else NodeUnreachable())
@@ -150,7 +151,8 @@ def flows_answer(
     if output == "csv":
         response = HttpResponse(as_csv(merged), content_type="text/csv; charset=utf-8")
     else:
-        response = JsonResponse(merged)
+        # orjson: the same JSON as json.dumps writes (compact), several times faster for 100000 rows
+        response = HttpResponse(orjson.dumps(merged), content_type="application/json")
     response["X-PAR-Nodes"] = ",".join(str(a.node.id) for a in answers if a.failure is None)
     damaged = damage_header(answers, several=len(nodes) > 1)
     if damaged:
