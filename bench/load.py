@@ -17,7 +17,6 @@ Everything is bounded: each phase runs for --seconds, downloads stop when it end
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -34,6 +33,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from harness import collector_env, load_average, manage, server, set_up_collector  # noqa: E402
+
 import pcapgen as g  # noqa: E402
 
 T0 = 1_700_000_000
@@ -41,8 +42,6 @@ BIG = {"src_addr": "10.0.0.1", "src_port": "1234", "dst_addr": "10.0.0.2", "dst_
 SMALL = {"src_addr": "10.0.0.3", "src_port": "53", "dst_addr": "10.0.0.4", "dst_port": "5353"}
 WINDOW = {"start_time": str(T0), "end_time": str(T0 + 59)}
 KEY = "54b22f56-9a84-4893-bc70-332e3b5ded66"
-PYTHON = sys.executable
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 
 
 def write_capture(path: Path, big_packets: int) -> int:
@@ -59,55 +58,6 @@ def write_capture(path: Path, big_packets: int) -> int:
 
     g.write_pcap(path, records())
     return path.stat().st_size
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def server(role: str, env: dict[str, str], log: Path):
-    port = free_port()
-    full = {**os.environ, **env, "PAR_ROLE": role, "PAR_BIND": f"127.0.0.1:{port}"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [GUNICORN, "parsite.wsgi", "-c", str(ROOT / "gunicorn.conf.py")],
-            cwd=ROOT,
-            env=full,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(f"{url}/ping", timeout=2)
-                break
-            except requests.RequestException:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{role} did not start: {log}") from None
-                time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def manage(env: dict[str, str], *args: str) -> None:
-    subprocess.run(
-        [PYTHON, "manage.py", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
 
 
 def timed_calls(url: str, params: dict | None, seconds: float, limit: int = 400) -> list[float]:
@@ -224,35 +174,23 @@ def main() -> None:
         "PAR_MAX_WINDOW": "3600",
     }
     (out / "node").mkdir()
-    base = {
-        "PAR_DATA_DIR": str(out / "collector"),
-        "DATABASE_URL": f"sqlite:///{out / 'collector.sqlite3'}",
-        "PAR_KEY_PEPPER": "bench-pepper",
-        "PAR_KEY_STREAMS": "64",
-        "PAR_KEY_RATE": "0",
-    }
-    (out / "collector").mkdir()
+    base = collector_env(out / "collector", PAR_KEY_STREAMS="64")
     # The large file filed and indexed, as an hour-old capture is; a small live file beside it.
     g.write_pcap(
         out / "capture" / f"pcap.{T0 + 60}",
         [((T0 + 60) * 10**9, g.ether(g.udp("10.9.9.9", 1, "10.9.9.8", 2, b"")))],
     )
-    manage({**node_env, "PAR_ROLE": "node"}, "runfiler")
+    manage(node_env, "runfiler", role="node")
     capture = next((out / "filed").rglob(f"pcap.{T0}"))
-    manage(base, "migrate", "--noinput")
     threads = os.environ.get("PAR_THREADS", "default")
     extra = os.environ.get("GUNICORN_CMD_ARGS", "")
     print(
         f"capture: {size / 1e6:.0f} MB (filed, indexed), {args.big_packets} packets in the large flow; "
-        f"gunicorn.conf.py, 2 workers, threads {threads} {extra}; {os.cpu_count()} cores (shared: expect noise)"
+        f"gunicorn.conf.py, 2 workers, threads {threads} {extra}; {load_average()}"
     )
     with ExitStack() as stack:
         node = stack.enter_context(server("node", node_env, out / "node.log"))
-        (out / "nodes.conf").write_text(json.dumps({"1": node.removeprefix("http://")}))
-        (out / "api.conf").write_text(json.dumps({KEY: ["0"]}))
-        manage(
-            base, "importconfig", "--api-file", str(out / "api.conf"), "--node-file", str(out / "nodes.conf")
-        )
+        set_up_collector(base, [node], KEY)
         collector = stack.enter_context(server("collector", base, out / "collector.log"))
         roles = {
             "node": (node, {}),

@@ -19,21 +19,19 @@ single-node stream rate.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from harness import collector_env, manage, server, set_up_collector  # noqa: E402
 
 import pcapgen as g  # noqa: E402
 
@@ -42,13 +40,6 @@ KEY = "3f2c1b0a-9e8d-4c7b-a6f5-e4d3c2b1a090"
 SMALL = {"src_addr": "10.0.0.1", "src_port": "40000", "dst_addr": "10.0.0.2", "dst_port": "53"}
 LARGE = {"src_addr": "10.0.0.1", "src_port": "50000", "dst_addr": "10.0.0.2", "dst_port": "443"}
 WINDOW = {"start_time": str(T0), "end_time": str(T0 + 3000)}
-GUNICORN = Path(sys.executable).with_name("gunicorn")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_capture(directory: Path, node: int, large_mb: float) -> None:
@@ -69,46 +60,6 @@ def write_capture(directory: Path, node: int, large_mb: float) -> None:
     noise = [(T0 * 10**9 + 10**9 + i * 1_000_000 + shift + 7, other) for i in range(2000)]
     g.write_pcap(directory / f"pcap.{T0}", sorted(small + noise) + list(large))
     g.write_pcap(directory / f"pcap.{T0 + 3600}", [])  # the live file: the one before it gets filed
-
-
-@contextmanager
-def server(role: str, env: dict[str, str], log: Path):
-    port = free_port()
-    full = {
-        **os.environ,
-        "PAR_ROLE": role,
-        "PAR_BIND": f"127.0.0.1:{port}",
-        "DJANGO_SETTINGS_MODULE": "parsite.settings",
-        **env,
-    }
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [str(GUNICORN), "parsite.wsgi", "-c", str(ROOT / "gunicorn.conf.py")],
-            cwd=ROOT,
-            env=full,
-            stdout=out,
-            stderr=out,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(f"{url}/ping", timeout=5)
-                break
-            except requests.RequestException:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{role} did not start: see {log}") from None
-                time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-
-
-def manage(env: dict[str, str], *args: str) -> None:
-    full = {**os.environ, "PAR_ROLE": "collector", "DJANGO_SETTINGS_MODULE": "parsite.settings", **env}
-    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=full, check=True, capture_output=True)
 
 
 def timed_get(url: str, params: dict) -> tuple[float, int]:
@@ -147,20 +98,11 @@ def main() -> None:
                 "PAR_CAPTURE_DIR": str(base / "capture"),
                 "PAR_FILER_DIR": str(base / "filed"),
             }
-            manage({**env, "PAR_ROLE": "node"}, "runfiler")  # filed and indexed, as an hour-old capture is
+            manage(env, "runfiler", role="node")  # filed and indexed, as an hour-old capture is
             nodes.append(stack.enter_context(server("node", env, base / "gunicorn.log")))
-        col = out / "collector"
-        col.mkdir()
-        env = {"PAR_DATA_DIR": str(col), "PAR_KEY_RATE": "0", "PAR_KEY_PEPPER": "bench-pepper"}
-        (col / "nodes.conf").write_text(
-            json.dumps({str(i + 1): url.removeprefix("http://") for i, url in enumerate(nodes)})
-        )
-        (col / "api.conf").write_text(json.dumps({KEY: ["0"]}))
-        manage(env, "migrate", "--noinput")
-        manage(
-            env, "importconfig", "--api-file", str(col / "api.conf"), "--node-file", str(col / "nodes.conf")
-        )
-        collector = stack.enter_context(server("collector", env, col / "gunicorn.log"))
+        env = collector_env(out / "collector")
+        set_up_collector(env, nodes, KEY)
+        collector = stack.enter_context(server("collector", env, out / "collector" / "gunicorn.log"))
         data = f"{collector}/data.pcap"
 
         # the best of three: the first answer of a process also warms its caches

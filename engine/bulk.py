@@ -159,7 +159,7 @@ class _Buffer:
         """Read ``sizes`` bytes at each of ``offsets``, one after another: (the bytes, how many each read got)."""
         total = int(sizes.sum())
         if len(self.data) < total:
-            self.data = bytearray(max(total, 2 * len(self.data)))
+            self.data = bytearray(max(total, MAX_READ + MAX_READ // 8))  # a step's read, whatever its tail
         view = memoryview(self.data)
         fd, base = capture.fileno(), 0
         got = np.empty(len(offsets), dtype=np.int64)

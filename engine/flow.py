@@ -74,6 +74,7 @@ class Selection:
     proto: int | None = None  # IP protocol number (after IPv6 extension headers)
     community_id: str | None = None  # "1:<base64>", Community ID v1 seed 0
     _ranges: tuple = field(init=False, repr=False, compare=False, hash=False)
+    _hash: int = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         for name in ("src", "dst"):
@@ -82,6 +83,12 @@ class Selection:
                 object.__setattr__(self, name, as_network(value))
         ranges = tuple(None if n is None else address_range(n) for n in (self.src, self.dst))
         object.__setattr__(self, "_ranges", ranges)
+        # Hashed once: an open index keeps its answers by selection (FlowIndex.selected).
+        fields = (self.start_ns, self.end_ns, ranges, self.src_port, self.dst_port, self.proto)
+        object.__setattr__(self, "_hash", hash((*fields, self.community_id)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def protocols(self) -> tuple[int, ...] | None:

@@ -82,10 +82,29 @@ class SelectionMatcher:
             None,
         )
         self._icmp_per_packet = self.digest is not None or icmp_ports
+        # Each end's selectors as (first address, last address, port) with addresses as integers.
+        self._ends = tuple(
+            (
+                0 if bounds is None else int.from_bytes(bounds[0], "big"),
+                (1 << 128) - 1 if bounds is None else int.from_bytes(bounds[1], "big"),
+                port,
+            )
+            for bounds, port in (
+                (selection.src_range, selection.src_port),
+                (selection.dst_range, selection.dst_port),
+            )
+        )
         # What an index may look up: ICMP ports are 0 in its table, so they are not looked up.
         self.lookup = (
             dataclasses.replace(selection, src_port=None, dst_port=None) if icmp_ports else selection
         )
+
+    def __eq__(self, other: object) -> bool:
+        # Everything a matcher decides follows from its selection: equal selections, equal matchers.
+        return type(other) is SelectionMatcher and other.selection == self.selection
+
+    def __hash__(self) -> int:
+        return hash(self.selection)
 
     # ------------------------------------------------------------ packets
 
@@ -144,6 +163,8 @@ class SelectionMatcher:
         Exact for every selector but those decided per packet (ICMP type/code): such rows are kept
         as candidates, and their packets are checked one by one.
         """
+        if len(flows) <= FEW_ROWS and flows.dtype.names == ROW_FIELDS:
+            return np.fromiter(map(self._row_kept, flows.tolist()), dtype=bool, count=len(flows))
         s = self.selection
         keep = (flows["last_ns"] >= s.start_ns) & (flows["first_ns"] <= s.end_ns)
         proto = flows["proto"]
@@ -163,6 +184,52 @@ class SelectionMatcher:
             wanted = np.frombuffer(self.digest, dtype="V20")[0]
             keep &= per_packet | (flows["community_id"] == wanted)
         return keep
+
+    def _row_kept(self, row: tuple) -> bool:
+        """``flow_rows`` for one row (``ROW_DTYPE`` as a tuple): the same rules, in plain Python."""
+        a_hi, a_lo, b_hi, b_lo, first_ns, last_ns, _, _, a_port, b_port, proto, _, community_id = row
+        s = self.selection
+        if last_ns < s.start_ns or first_ns > s.end_ns:
+            return False
+        if self.protocols is not None and proto not in self.protocols:
+            return False
+        per_packet = self._icmp_per_packet and proto in ICMP_PROTOCOLS
+        a, b = (a_hi << 64) | a_lo, (b_hi << 64) | b_lo
+        ends = self._ends
+        a_src, a_dst = _end_kept(ends[0], a, a_port, per_packet), _end_kept(ends[1], a, a_port, per_packet)
+        b_src, b_dst = _end_kept(ends[0], b, b_port, per_packet), _end_kept(ends[1], b, b_port, per_packet)
+        if not ((a_src and b_dst) or (b_src and a_dst)):
+            return False
+        return self.digest is None or per_packet or community_id == self.digest
+
+
+# The fields of a flow-table row as an index gives it (``engine.index.read.ROW_DTYPE``), in order.
+ROW_FIELDS = (
+    "a_hi",
+    "a_lo",
+    "b_hi",
+    "b_lo",
+    "first_ns",
+    "last_ns",
+    "bytes",
+    "packets",
+    "a_port",
+    "b_port",
+    "proto",
+    "b_first",
+    "community_id",
+)
+# Up to this many flow-table rows are confirmed row by row in Python: numpy's cost per call is
+# more than Python's per row for a handful of rows (a single host's flows in a file).
+FEW_ROWS = 16
+
+
+def _end_kept(end: tuple[int, int, int | None], address: int, port: int, per_packet: bool) -> bool:
+    """``_end`` for one row: ``end`` is (first, last, port) of the src or dst selectors as integers."""
+    first, last, wanted = end
+    if not first <= address <= last:
+        return False
+    return per_packet or wanted is None or wanted == port
 
 
 def _halves(address: bytes) -> tuple[np.uint64, np.uint64]:

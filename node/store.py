@@ -19,6 +19,7 @@ over them, listing again when the filer moved a file between the listing and its
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
@@ -90,13 +91,17 @@ LISTINGS_KEPT = 20_000
 RACY_NS = 2_000_000_000
 
 
-def _hour_captures(directory: Path, prefix: str) -> list[tuple[int, Path]]:
-    """``_captures_in`` for a filed hour directory, answered from the kept listing while it is current."""
+def _hour_captures(directory: Path, prefix: str, mtime_ns: int | None = None) -> list[tuple[int, Path]]:
+    """``_captures_in`` for a filed hour directory, answered from the kept listing while it is current.
+
+    ``mtime_ns`` is the directory's, when the caller has just looked (``_filed_hour``).
+    """
     key = (os.fspath(directory), prefix)
-    try:
-        mtime_ns = os.stat(directory).st_mtime_ns
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+    if mtime_ns is None:
+        try:
+            mtime_ns = os.stat(directory).st_mtime_ns
+        except (FileNotFoundError, NotADirectoryError):
+            return []
     with _LISTINGS_LOCK:
         kept = _LISTINGS.get(key)
     if kept is not None and kept[0] == mtime_ns:
@@ -108,6 +113,40 @@ def _hour_captures(directory: Path, prefix: str) -> list[tuple[int, Path]]:
                 _LISTINGS.clear()
             _LISTINGS[key] = (mtime_ns, found)
     return found
+
+
+def _filed_hour(filer_dir: str, parts: tuple[str, ...], links: dict[str, bool], prefix: str):
+    """The capture files of the hour directory ``filer_dir/<parts>``; [] when it is missing or linked.
+
+    The rule of ``linked_in_tree``, with what one window's listing shares looked at once:
+    ``links`` keeps, for this listing, whether each directory on the way is missing or a link.
+    The hour directory's own lstat gives the mtime its kept listing is checked against.
+    """
+    path = filer_dir
+    for part in parts[:-1]:
+        path = f"{path}/{part}"
+        blocked = links.get(path)
+        if blocked is None:
+            try:
+                blocked = links[path] = stat.S_ISLNK(os.lstat(path).st_mode)
+            except (FileNotFoundError, NotADirectoryError):
+                blocked = links[path] = True  # missing: nothing below it
+        if blocked:
+            return []
+    directory = f"{path}/{parts[-1]}"
+    try:
+        found = os.lstat(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    if not stat.S_ISDIR(found.st_mode):  # a link, or not a directory
+        return []
+    return _hour_captures(_hour_path(filer_dir, parts), prefix, found.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _hour_path(filer_dir: str, parts: tuple[str, ...]) -> Path:
+    """``Path(filer_dir, *parts)``, built once: a window's listing asks for the same few often."""
+    return Path(filer_dir, *parts)
 
 
 def capture_files(capture_dir: str | os.PathLike, prefix: str) -> list[Path]:
@@ -145,12 +184,15 @@ def _moment(epoch: int | float, utc: bool) -> datetime:
     return datetime.fromtimestamp(epoch, tz=UTC) if utc else datetime.fromtimestamp(epoch)
 
 
+def hour_parts(epoch: int, utc: bool) -> tuple[str, str, str, str]:
+    """``(YYYY, MM, DD, HH)`` of the hour holding ``epoch``, in UTC or local time."""
+    moment = _moment(epoch, utc)
+    return f"{moment.year:04d}", f"{moment.month:02d}", f"{moment.day:02d}", f"{moment.hour:02d}"
+
+
 def hour_dir(filer_dir: str | os.PathLike, epoch: int, utc: bool) -> Path:
     """``FILER_DIR/YYYY/MM/DD/HH`` of the hour holding ``epoch``, in UTC or local time."""
-    moment = _moment(epoch, utc)
-    return Path(
-        filer_dir, f"{moment.year:04d}", f"{moment.month:02d}", f"{moment.day:02d}", f"{moment.hour:02d}"
-    )
+    return _hour_path(os.fspath(filer_dir), hour_parts(epoch, utc))
 
 
 def linked_in_tree(filer_dir: str | os.PathLike, directory: Path) -> Path | None:
@@ -170,15 +212,15 @@ def linked_in_tree(filer_dir: str | os.PathLike, directory: Path) -> Path | None
     return None
 
 
-def hour_dirs_between(filer_dir: str | os.PathLike, first_s: int, last_s: int, utc: bool) -> list[Path]:
-    """The hour directories of every second in ``[first_s, last_s]``, in time order, no duplicates."""
-    dirs: dict[Path, None] = {}
+def hours_between(first_s: int, last_s: int, utc: bool) -> list[tuple[str, str, str, str]]:
+    """``hour_parts`` of every second in ``[first_s, last_s]``, in time order, no duplicates."""
+    hours: dict[tuple[str, str, str, str], None] = {}
     probe = first_s
     while probe < last_s:
-        dirs[hour_dir(filer_dir, probe, utc)] = None
+        hours[hour_parts(probe, utc)] = None
         probe += _HOUR_PROBE_S
-    dirs[hour_dir(filer_dir, last_s, utc)] = None
-    return list(dirs)
+    hours[hour_parts(last_s, utc)] = None
+    return list(hours)
 
 
 def file_span(path: Path, epoch: int) -> tuple[int, int] | None:
@@ -193,13 +235,14 @@ def file_span(path: Path, epoch: int) -> tuple[int, int] | None:
 def capture_file(path: Path, epoch: int) -> CaptureFile | None:
     """``path`` with its span and current index (span from the index, else [epoch, mtime]); None if gone."""
     try:
-        mtime_ns = os.stat(path).st_mtime_ns
+        found = os.stat(path)
     except FileNotFoundError:
         return None
-    index = open_index(path)
+    index = open_index(path, capture_stat=found)
     if index is not None and index.span is not None:
         return CaptureFile(path, epoch, index.span, index)
-    return CaptureFile(path, epoch, (epoch * 1_000_000_000, max(mtime_ns, epoch * 1_000_000_000)), index)
+    span = (epoch * 1_000_000_000, max(found.st_mtime_ns, epoch * 1_000_000_000))
+    return CaptureFile(path, epoch, span, index)
 
 
 def captures_for_window(
@@ -225,12 +268,11 @@ def captures_for_window(
     live = _captures_in(Path(capture_dir), prefix)
     start_s, end_s = start_ns // 1_000_000_000, end_ns // 1_000_000_000
     candidates: dict[str, tuple[int, Path]] = {path.name: (epoch, path) for epoch, path in live}
-    dirs = hour_dirs_between(filer_dir, start_s - rotation_s, end_s, utc)
-    dirs += hour_dirs_between(filer_dir, start_s - rotation_s, end_s, not utc)
-    for directory in dict.fromkeys(dirs):
-        if linked_in_tree(filer_dir, directory) is not None:
-            continue
-        for epoch, path in _hour_captures(directory, prefix):
+    hours = hours_between(start_s - rotation_s, end_s, utc)
+    hours += hours_between(start_s - rotation_s, end_s, not utc)
+    root, links = os.fspath(filer_dir), dict[str, bool]()
+    for parts in dict.fromkeys(hours):
+        for epoch, path in _filed_hour(root, parts, links, prefix):
             if epoch <= end_s:
                 candidates[path.name] = (epoch, path)
     found = []

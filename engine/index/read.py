@@ -9,9 +9,12 @@ import hashlib
 import mmap
 import os
 import struct
+import sys
 import threading
+from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 
@@ -53,6 +56,25 @@ ROW_DTYPE = np.dtype(
 )
 V4_BLOCK = (0xFFFF << 32, (0xFFFF << 32) | 0xFFFFFFFF)  # the low halves of ::ffff:0.0.0.0/96
 OPEN_INDEXES = 4096
+# Selections whose flow ids an open index keeps (``FlowIndex.selected``), and how many ids at most.
+SELECTIONS_KEPT = 8
+SELECTION_KEPT_IDS = 4096
+
+
+class IntColumn(Protocol):
+    """A column read as Python ints, one at a time (``FlowIndex._view``)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, at: int, /) -> int: ...
+
+
+# Up to this many flow rows are read one value at a time (``FlowIndex.rows``).
+FEW_ROWS = 16
+# A flow's offsets are decoded in plain Python when its group of flows holds at most this many bytes.
+FEW_OFFSET_BYTES = 256
+# memoryview formats of the unsigned column types, on a little-endian machine (the index's order).
+_VIEW_CODES = {"<u2": "H", "<u4": "I", "<u8": "Q", "|u1": "B"}
 _OPEN: OrderedDict[str, tuple[tuple, FlowIndex]] = OrderedDict()
 _OPEN_LOCK = threading.Lock()
 
@@ -108,6 +130,8 @@ class FlowIndex:
         if self.n_v4 > self.n_flows or header.time_unit not in (1, 1000):
             raise IndexUnusable(f"{self.path}: a header that disagrees with itself")
         self.columns = self._read_columns(size)
+        self._selections: dict[tuple, np.ndarray] = {}
+        self._views: dict[str, IntColumn] = {}
         c = self.columns
         self.linktypes = c["linktype"].tolist()
         self.meta_offsets = c["metablk"].tolist()
@@ -192,6 +216,38 @@ class FlowIndex:
     def rows(self, ids: np.ndarray, digests: bool = False) -> np.ndarray:
         """The flow rows ``ids`` (ROW_DTYPE); with ``digests``, their Community ID digests too (not ICMP's)."""
         ids = self._checked(ids)
+        rows = self._few_rows(ids.tolist()) if len(ids) <= FEW_ROWS else self._many_rows(ids)
+        if digests:
+            hashed = ~np.isin(rows["proto"], ICMP_PROTOCOLS)
+            r = rows[hashed]
+            found = community_digests(
+                r["a_hi"], r["a_lo"], r["a_port"], r["b_hi"], r["b_lo"], r["b_port"], r["proto"]
+            )
+            rows["community_id"][hashed] = found.view(f"V{found.shape[1]}").ravel()
+        return rows
+
+    def _few_rows(self, ids: list[int]) -> np.ndarray:
+        """``rows`` of a few flows, read one value at a time (numpy's cost per call is more here)."""
+        v, n4, unit, base = self._view, self.n_v4, self.header.time_unit, self.first_ns
+        first, last, nbytes, packets = v("first"), v("last"), v("bytes"), v("packets")
+        aport, bport, proto, flags = v("aport"), v("bport"), v("proto"), v("flags")
+        table = []
+        for i in ids:
+            if i < n4:
+                ends = (0, v("a4")[i] | V4_BLOCK[0], 0, v("b4")[i] | V4_BLOCK[0])
+            else:
+                j = i - n4
+                ends = (v("a6hi")[j], v("a6lo")[j], v("b6hi")[j], v("b6lo")[j])
+            times = (first[i] * unit + base, last[i] * unit + base)
+            table.append(
+                (*ends, *times, nbytes[i], packets[i], aport[i], bport[i], proto[i], flags[i] & 1, b"")
+            )
+        try:
+            return np.array(table, dtype=ROW_DTYPE)
+        except OverflowError:
+            raise IndexUnusable(f"{self.path}: a flow row out of range") from None
+
+    def _many_rows(self, ids: np.ndarray) -> np.ndarray:
         c, n4 = self.columns, self.n_v4
         rows = np.zeros(len(ids), dtype=ROW_DTYPE)
         v4 = ids < n4
@@ -206,13 +262,6 @@ class FlowIndex:
         rows["bytes"], rows["packets"] = c["bytes"][ids], c["packets"][ids]
         rows["a_port"], rows["b_port"], rows["proto"] = c["aport"][ids], c["bport"][ids], c["proto"][ids]
         rows["b_first"] = c["flags"][ids] & 1
-        if digests:
-            hashed = ~np.isin(rows["proto"], ICMP_PROTOCOLS)
-            r = rows[hashed]
-            found = community_digests(
-                r["a_hi"], r["a_lo"], r["a_port"], r["b_hi"], r["b_lo"], r["b_port"], r["proto"]
-            )
-            rows["community_id"][hashed] = found.view(f"V{found.shape[1]}").ravel()
         return rows
 
     @property
@@ -228,6 +277,17 @@ class FlowIndex:
 
     # ------------------------------------------------------------ lookups
 
+    def _view(self, name: str) -> IntColumn:
+        """Column ``name`` as a sequence of Python ints (a memoryview: a binary search reads it cheaply)."""
+        view = self._views.get(name)
+        if view is None:
+            column = self.columns[name]
+            code = _VIEW_CODES.get(column.dtype.str) if sys.byteorder == "little" else None
+            as_bytes = memoryview(column.data).cast("B")
+            view = _IntColumn(column) if code is None else as_bytes.cast(code)  # type: ignore[call-overload]
+            self._views[name] = view
+        return view
+
     def address_flows(self, first: bytes, last: bytes) -> np.ndarray:
         """Ids of the flows with an end in the 16-byte address range [first, last] (sorted, unique)."""
         first_v, last_v = address_halves(first), address_halves(last)
@@ -236,32 +296,36 @@ class FlowIndex:
         if first_v <= (0, V4_BLOCK[1]) and last_v >= (0, V4_BLOCK[0]):
             low = 0 if first_v < (0, V4_BLOCK[0]) else first_v[1] & 0xFFFFFFFF
             high = 0xFFFFFFFF if last_v > (0, V4_BLOCK[1]) else last_v[1] & 0xFFFFFFFF
-            a4, b4 = c["a4"], c["b4"]
+            ends4 = (self._view("a4"), self._view("b4"))
 
             def key4(entry: int) -> int:
-                return int((b4 if entry & 1 else a4)[entry >> 1])
+                return ends4[entry & 1][entry >> 1]
 
-            parts.append(_run(c["byaddr4"], key4, low, high))
+            parts.append(_run(c["byaddr4"], self._view("byaddr4"), key4, low, high))
         if self.n_flows > n4:
-            hi = (c["a6hi"], c["b6hi"])
-            lo = (c["a6lo"], c["b6lo"])
+            hi = (self._view("a6hi"), self._view("b6hi"))
+            lo = (self._view("a6lo"), self._view("b6lo"))
 
             def key6(entry: int) -> tuple[int, int]:
                 row, end = (entry >> 1) - n4, entry & 1
-                return int(hi[end][row]), int(lo[end][row])
+                if row < 0:
+                    raise IndexError(row)  # a negative index would read from the end
+                return hi[end][row], lo[end][row]
 
-            parts.append(_run(c["byaddr6"], key6, first_v, last_v))
+            parts.append(_run(c["byaddr6"], self._view("byaddr6"), key6, first_v, last_v))
         entries = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint32)
+        if len(entries) <= 64:  # a host's few flows: no numpy sort for them
+            return np.array(sorted({entry >> 1 for entry in entries.tolist()}), dtype=np.int64)
         return np.unique(entries >> 1)
 
     def port_flows(self, port: int) -> np.ndarray:
         """Ids of the flows with ``port`` at either end (sorted, unique)."""
-        ports = (self.columns["aport"], self.columns["bport"])
+        ports = (self._view("aport"), self._view("bport"))
 
         def key(entry: int) -> int:
-            return int(ports[entry & 1][entry >> 1])
+            return ports[entry & 1][entry >> 1]
 
-        return np.unique(_run(self.columns["byport"], key, port, port) >> 1)
+        return np.unique(_run(self.columns["byport"], self._view("byport"), key, port, port) >> 1)
 
     def community_flows(self, digest: bytes) -> np.ndarray:
         """Ids of the flows whose Community ID prefix is ``digest``'s, and the ICMP flows (decided per packet)."""
@@ -319,12 +383,28 @@ class FlowIndex:
         ``confirm`` takes the candidates' rows (ROW_DTYPE, with Community ID digests when the
         selection names one) and returns a boolean mask of those that match: the selection's own
         rules (``engine.select``), applied to a few rows instead of the whole table.
+
+        The answer is kept for the index's last few selections (an estimate and the answer it
+        precedes ask the same), when ``confirm`` is a method of an object hashed by what it decides
+        (``SelectionMatcher``); the index never changes once open, so neither can the answer.
         """
+        key = _selection_key(selection, confirm)
+        try:
+            kept = self._selections.get(key) if key is not None else None
+        except TypeError:  # a selection that cannot be hashed
+            key = kept = None
+        if kept is not None:
+            return kept
         ids = self.candidates(selection)
-        if not len(ids):
-            return ids
-        rows = self.rows(ids, digests=getattr(selection, "community_id", None) is not None)
-        return ids[np.asarray(confirm(rows), dtype=bool)]
+        if len(ids):
+            rows = self.rows(ids, digests=getattr(selection, "community_id", None) is not None)
+            ids = ids[np.asarray(confirm(rows), dtype=bool)]
+        if key is not None and len(ids) <= SELECTION_KEPT_IDS:
+            ids.flags.writeable = False  # shared by every caller asking the same
+            if len(self._selections) >= SELECTIONS_KEPT:
+                self._selections.clear()
+            self._selections[key] = ids
+        return ids
 
     def find(
         self,
@@ -370,7 +450,9 @@ class FlowIndex:
     def packet_offsets(self, flow_ids: np.ndarray) -> np.ndarray:
         """Record offsets of the packets of ``flow_ids``, ascending; IndexUnusable unless inside the capture."""
         ids = self._checked(flow_ids)
-        if len(ids) * 4 > self.n_flows:
+        # Decoding the whole column pays when the flows asked hold a good share of the records,
+        # not merely of the flows: a small flow beside an elephant is decoded alone.
+        if len(ids) * 4 > self.n_flows and int(self.columns["packets"][ids].sum()) * 4 > self.records:
             offsets = self._offsets_of_many(ids)
         else:
             parts = [self._flow_offsets(int(i)) for i in ids.tolist()]
@@ -388,6 +470,8 @@ class FlowIndex:
         start, stop = int(c["offsetat"][group]), int(c["offsetat"][group + 1])
         if not start <= stop <= len(c["offsets"]):
             raise IndexUnusable(f"{self.path}: offsets of flow {flow} past their column")
+        if stop - start <= FEW_OFFSET_BYTES:
+            return self._few_offsets(flow, group, c["offsets"][start:stop].tobytes())
         region = c["offsets"][start:stop]
         skip = int(c["packets"][group * OFFSET_GROUP : flow].sum(dtype=np.int64))
         count = int(c["packets"][flow])
@@ -396,6 +480,34 @@ class FlowIndex:
             raise IndexUnusable(f"{self.path}: offsets of flow {flow} cut short")
         begin = int(ends[skip - 1]) + 1 if skip else 0
         return self._decoded(region[begin : int(ends[skip + count - 1]) + 1])
+
+    def _few_offsets(self, flow: int, group: int, region: bytes) -> np.ndarray:
+        """``_flow_offsets`` from a group's few bytes of offsets, decoded in plain Python (same checks)."""
+        packets = self._view("packets")
+        skip = sum(packets[k] for k in range(group * OFFSET_GROUP, flow))
+        count = packets[flow]
+        wanted = skip + count
+        varints: list[tuple[int, int]] = []  # (value, length in bytes) of the group's varints
+        value = shift = 0
+        for byte in region:
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                varints.append((value, shift // 7))
+                value = shift = 0
+                if len(varints) == wanted:
+                    break
+        if len(varints) < wanted or count == 0:
+            raise IndexUnusable(f"{self.path}: offsets of flow {flow} cut short")
+        offsets, total = [], 0
+        for value, length in varints[skip:]:
+            if length > 9:
+                raise IndexUnusable(f"{self.path}: a varint longer than 9 bytes")
+            if value >= 1 << 62:
+                raise IndexUnusable(f"{self.path}: an offset past any capture")
+            total += value
+            offsets.append(total)
+        return np.array(offsets, dtype=np.int64)
 
     def _decoded(self, data: np.ndarray) -> np.ndarray:
         try:
@@ -424,25 +536,41 @@ class FlowIndex:
         return offsets[np.repeat(wanted, counts)]
 
 
-def _run(entries: np.ndarray, key, low, high) -> np.ndarray:
-    """The entries whose key (``key(entry)``; entries sorted by it) lies in [low, high]: two bisections."""
-    n = len(entries)
+def _selection_key(selection, confirm) -> tuple | None:
+    """What identifies ``selected(selection, confirm)``'s answer; None when it cannot be kept.
 
-    def bisect(target, right: bool) -> int:
-        lo, hi = 0, n
-        while lo < hi:
-            mid = (lo + hi) // 2
-            value = key(int(entries[mid]))
-            if value < target or (right and value == target):
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
+    Only a bound method of an object compared by value (as ``SelectionMatcher``s of one Selection
+    are) is kept, as its function and its object: equal objects decide alike. A plain function
+    may read state of its own, and an object compared by identity is new at every call.
+    """
+    owner = getattr(confirm, "__self__", None)
+    if owner is None or type(owner).__hash__ is object.__hash__:
+        return None
+    return (selection, getattr(confirm, "__func__", confirm), owner)
 
+
+def _run(entries: np.ndarray, view: IntColumn, key, low, high) -> np.ndarray:
+    """The entries whose key (``key(entry)``; entries sorted by it) lies in [low, high]: two bisections.
+
+    ``view`` is ``entries`` as Python ints (``FlowIndex._view``), which the bisections read.
+    """
     try:
-        return entries[bisect(low, False) : bisect(high, True)]
+        return entries[bisect_left(view, low, key=key) : bisect_right(view, high, key=key)]
     except IndexError:
         raise IndexUnusable("an address lookup names a flow that is not there") from None
+
+
+class _IntColumn:
+    """A column read as Python ints one at a time, where a memoryview cannot show it."""
+
+    def __init__(self, column: np.ndarray) -> None:
+        self.column = column
+
+    def __len__(self) -> int:
+        return len(self.column)
+
+    def __getitem__(self, at: int) -> int:
+        return int(self.column[at])
 
 
 def _side(rows: np.ndarray, side: str, address: bytes | None, port: int | None) -> np.ndarray:
@@ -469,16 +597,19 @@ def _current_index(capture: str) -> FlowIndex | None:
     return None
 
 
-def open_index(capture: str | os.PathLike) -> FlowIndex | None:
+def open_index(capture: str | os.PathLike, *, capture_stat: os.stat_result | None = None) -> FlowIndex | None:
     """The current index of ``capture``, or None when it is missing, damaged, outdated or of another file.
 
     Indexes found current are kept open (a few thousand, least recently used dropped first) for as
     long as neither file changes on disk (same inode, size, mtime), so a query over many files
-    does not open and check each index again.
+    does not open and check each index again. ``capture_stat`` is the capture's ``os.stat``, when
+    the caller has just taken it.
     """
     capture = os.fspath(capture)
     try:
-        capture_stat, index_stat = os.stat(capture), os.stat(capture + INDEX_SUFFIX)
+        if capture_stat is None:
+            capture_stat = os.stat(capture)
+        index_stat = os.stat(capture + INDEX_SUFFIX)
     except OSError:
         return None
     signature = tuple((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) for st in (capture_stat, index_stat))

@@ -334,3 +334,30 @@ def test_a_selection_is_confirmed_on_its_candidates_only(capture):
 
     found = index.selected(selection(src=ip_network(some.a)), confirm)
     assert len(found) >= 1 and seen[0] < index.n_flows
+
+
+def test_a_few_flow_rows_read_one_by_one_are_the_rows_read_as_a_table(capture):
+    build_index(capture)
+    index = FlowIndex(index_path(capture))
+    assert index.n_v4 > 0 and index.n_flows > index.n_v4  # both families are read
+    every = np.arange(index.n_flows)
+    table = index.rows(every, digests=True)
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        few = np.sort(rng.choice(every, size=int(rng.integers(1, 17)), replace=False))
+        assert index.rows(few, digests=True).tolist() == table[few].tolist()
+        assert index.rows(few).tolist() == index.rows(every)[few].tolist()
+
+
+def test_a_flow_s_offsets_decoded_in_python_are_those_numpy_decodes(capture, monkeypatch):
+    from engine.index import read
+
+    build_index(capture)
+    index = FlowIndex(index_path(capture))
+    flows = range(index.n_flows)
+    monkeypatch.setattr(read, "FEW_OFFSET_BYTES", 0)
+    by_numpy = [index.packet_offsets(np.array([f])).tolist() for f in flows]
+    monkeypatch.setattr(read, "FEW_OFFSET_BYTES", 1 << 30)
+    by_python = [index.packet_offsets(np.array([f])).tolist() for f in flows]
+    assert by_python == by_numpy
+    assert sorted(sum(by_python, [])) == index.packet_offsets(np.arange(index.n_flows)).tolist()

@@ -12,15 +12,18 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pcapgen as g
-from engine.communityid import community_id
+from engine.communityid import community_digest, community_id
 from engine.flow import Selection, address16
 from engine.index import build_index, index_path
+from engine.index.read import ROW_DTYPE
 from engine.query import estimate, query_captures
+from engine.select import FEW_ROWS, SelectionMatcher
 from tests.engine.conftest import T0, fragment6, pcap_records
 from tests.engine.test_query import captures
 
@@ -267,3 +270,40 @@ def test_an_indexed_selection_and_a_full_scan_always_agree(tmp_path, capture, da
     scanned = b"".join(query_captures([path], s))
     build_index(path)
     assert b"".join(query_captures([path], s)) == scanned
+
+
+# ---------------------------------------------------------------- a few flow rows == many
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_a_few_flow_rows_are_confirmed_as_a_whole_table_is(data):
+    """The row-by-row test of a few rows (a single host's flows) keeps exactly what the table test keeps."""
+    ends = [address16(ipaddress.ip_address(a)) for a in ("10.0.0.1", "10.0.0.2", "10.0.0.3", "fd00::1")]
+    count = FEW_ROWS * 3
+    rows = np.zeros(count, dtype=ROW_DTYPE)
+    flows = []
+    for k in range(count):
+        a, b = data.draw(st.sampled_from(ends)), data.draw(st.sampled_from(ends))
+        a_port, b_port = data.draw(st.sampled_from([0, 1, 2, 80])), data.draw(st.sampled_from([0, 1, 80]))
+        proto = data.draw(st.sampled_from([1, 6, 17, 58, 132]))
+        first = T0 + data.draw(st.integers(0, 10))
+        halves = [int.from_bytes(x, "big") for x in (a[:8], a[8:], b[:8], b[8:])]
+        digest = community_digest(a, a_port, b, b_port, proto)
+        last = first + data.draw(st.integers(0, 10))
+        rows[k] = (*halves, first, last, 100, 2, a_port, b_port, proto, False, digest)
+        flows.append((a, a_port, b, b_port, proto))
+    cid = community_id(*data.draw(st.sampled_from(flows)))
+    s = Selection(
+        T0 + data.draw(st.integers(0, 12)),
+        T0 + data.draw(st.integers(8, 30)),
+        src=data.draw(st.sampled_from([None, "10.0.0.1", "10.0.0.0/30", "fd00::/64"])),
+        dst=data.draw(st.sampled_from([None, "10.0.0.2", "10.0.0.0/8"])),
+        src_port=data.draw(st.sampled_from([None, 1, 80])),
+        dst_port=data.draw(st.sampled_from([None, 0, 80])),
+        proto=data.draw(st.sampled_from([None, 1, 6, 17, 58])),
+        community_id=data.draw(st.sampled_from([None, cid])),
+    )
+    m = SelectionMatcher(s)
+    whole = m.flow_rows(rows).tolist()
+    assert [bool(m.flow_rows(rows[k : k + 1])[0]) for k in range(count)] == whole

@@ -221,14 +221,14 @@ def test_a_file_filed_while_the_window_is_listed_is_found_where_it_went(dirs, mo
     capture_dir, filer_dir = dirs
     capture = write_capture(capture_dir, SEED_FIRST)
     write_capture(capture_dir, SEED_SECOND)
-    hour_dirs_between = store.hour_dirs_between
+    hours_between = store.hours_between
 
     def filer_moves_it_meanwhile(*args, **kwargs):
         if capture.exists():
             file_into_tree(capture, filer_dir)
-        return hour_dirs_between(*args, **kwargs)
+        return hours_between(*args, **kwargs)
 
-    monkeypatch.setattr(store, "hour_dirs_between", filer_moves_it_meanwhile)
+    monkeypatch.setattr(store, "hours_between", filer_moves_it_meanwhile)
     start = SEED_FIRST * NS
     found = store.files_for_window(
         start, start + 10 * NS, filer_dir=filer_dir, capture_dir=capture_dir, prefix="pcap", utc=True
