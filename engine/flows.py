@@ -35,7 +35,7 @@ from .formats import CaptureError, IncompleteHeader, PcapngCapture, open_capture
 from .index import FlowIndex, IndexUnusable
 from .index.build import index_in_memory
 from .query import CaptureFile
-from .select import ICMP_PROTOCOLS, SelectionMatcher, icmp_type_code
+from .select import SelectionMatcher, icmp_type_code, is_icmp
 
 SORTS = {"first": ("first_ns", False), "last": ("last_ns", False), "-bytes": ("bytes", True)}
 SORTS["-packets"] = ("packets", True)
@@ -194,7 +194,7 @@ def _rows(
     The Community ID digests of the other rows are left out: ``_columns`` computes them for the
     rows a listing returns only.
     """
-    icmp = np.isin(table["proto"], ICMP_PROTOCOLS)
+    icmp = is_icmp(table["proto"])
     plain = table[~icmp]
     rows = np.zeros(len(plain), ROW_DTYPE)
     for name in (
@@ -322,7 +322,7 @@ def _columns(rows: np.ndarray) -> FlowColumns:
     dst_port = np.where(b_first, rows["a_port"], rows["b_port"])
     texts = address_texts(np.concatenate([src_hi, dst_hi]), np.concatenate([src_lo, dst_lo]))
     digests = np.ascontiguousarray(rows["community_id"]).view(np.uint8).reshape(-1, DIGEST_SIZE).copy()
-    hashed = ~np.isin(rows["proto"], ICMP_PROTOCOLS)
+    hashed = ~is_icmp(rows["proto"])
     if hashed.any():
         r = rows[hashed]
         digests[hashed] = community_digests(

@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from . import dissect as d
 from .flowfields import FAST_VLAN_TAGS, SLOW_IPV6_HEADERS
@@ -31,6 +34,8 @@ U8, U16, U64 = np.uint8, np.uint16, np.uint64
 V4_MAPPED = U64(0xFFFF << 32)
 MASK32 = U64(0xFFFFFFFF)
 RECORD_HEADER = 16  # a classic pcap record header
+WALK_AHEAD = 2048  # bytes ahead of the record walk that are fetched into the cache meanwhile
+ROWS_AHEAD = 16  # records ahead of the dissection whose frame heads are fetched meanwhile
 
 
 # ---------------------------------------------------------------- bytes of the mapped file
@@ -67,6 +72,32 @@ def _le32(buf, at):
     )
 
 
+@intrinsic
+def _prefetch(typingctx, array, at):
+    """Ask the CPU to fetch the cache line of ``array[at]`` (LLVM's prefetch: never faults, no result).
+
+    The loops over the mapped capture wait on memory, not on arithmetic; records ahead are known
+    (or, in the walk, likely) before their turn, so their lines can be on their way meanwhile.
+    """
+
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        data = context.make_array(array_type)(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, array_type, data, [args[1]], wraparound=False)
+        byte_pointer = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        function = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]),
+            "llvm.prefetch.p0i8",
+        )
+        # read, keep in every cache level, data (not instructions)
+        builder.call(function, [builder.bitcast(pointer, byte_pointer), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return numba.types.void(array, at), codegen
+
+
 # ---------------------------------------------------------------- the record walk
 
 
@@ -85,6 +116,8 @@ def record_headers(buf, first, big_endian):
     n = 0
     at = np.int64(first)
     while at + RECORD_HEADER <= size:
+        if at + WALK_AHEAD < size:
+            _prefetch(buf, at + WALK_AHEAD)
         if n == offsets.size:
             offsets = _grown(offsets, n)
             headers = _grown(headers, n)
@@ -162,6 +195,9 @@ def flow_fields(
     marked slow needs the per-packet path (deep VLAN stacks, IPv4 fragments, IPv6 extensions).
     """
     for row in range(data.size):
+        if row + ROWS_AHEAD < data.size and data[row + ROWS_AHEAD] + 64 <= buf.size:
+            _prefetch(buf, data[row + ROWS_AHEAD])  # the link layer and IP header span two lines
+            _prefetch(buf, data[row + ROWS_AHEAD] + 63)
         at, length = data[row], caplen[row]
         start, version, is_slow = _link_layer(buf, at, length, linktype[row])
         ip = at + start

@@ -22,6 +22,13 @@ from .communityid import community_digest, flow_ports, parse_community_id
 from .flow import PROTO_ICMP, PROTO_ICMPV6, Selection
 
 ICMP_PROTOCOLS = (PROTO_ICMP, PROTO_ICMPV6)
+
+
+def is_icmp(protocols: np.ndarray) -> np.ndarray:
+    """Which protocol numbers are ICMP or ICMPv6 (``np.isin``'s answer, at a fraction of its cost)."""
+    return (protocols == PROTO_ICMP) | (protocols == PROTO_ICMPV6)
+
+
 # Records' flow fields laid out as flow-table rows, for ``SelectionMatcher.flow_rows``.
 RECORD_ROWS = np.dtype(
     [

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..communityid import community_digests, parse_community_id
 from ..flowfields import address_halves
+from ..select import is_icmp
 from .flows import ICMP_PROTOCOLS
 from .format import (
     COLUMN,
@@ -218,7 +219,7 @@ class FlowIndex:
         ids = self._checked(ids)
         rows = self._few_rows(ids.tolist()) if len(ids) <= FEW_ROWS else self._many_rows(ids)
         if digests:
-            hashed = ~np.isin(rows["proto"], ICMP_PROTOCOLS)
+            hashed = ~is_icmp(rows["proto"])
             r = rows[hashed]
             found = community_digests(
                 r["a_hi"], r["a_lo"], r["a_port"], r["b_hi"], r["b_lo"], r["b_port"], r["proto"]
@@ -342,6 +343,14 @@ class FlowIndex:
     def in_window(self, ids: np.ndarray, start_ns: int, end_ns: int) -> np.ndarray:
         """The flows of ``ids`` with packets possibly in [start_ns, end_ns] (by their first and last times)."""
         unit, base = self.header.time_unit, self.first_ns
+        if len(ids) <= FEW_ROWS:
+            first_of, last_of = self._view("first"), self._view("last")
+            kept = [
+                i
+                for i in ids.tolist()
+                if last_of[i] * unit + base >= start_ns and first_of[i] * unit + base <= end_ns
+            ]
+            return np.array(kept, dtype=ids.dtype)
         c = self.columns
         first = c["first"][ids].astype(np.int64) * unit + base
         last = c["last"][ids].astype(np.int64) * unit + base
