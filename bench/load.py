@@ -92,11 +92,14 @@ class Downloads:
     of the GIL of this process, whose thread times the small calls.
     """
 
-    def __init__(self, url: str, params: dict, count: int) -> None:
+    def __init__(self, url: str, params: dict, count: int, rate: str = "", seconds: float = 60) -> None:
         if shutil.which("curl") is None:
             raise SystemExit("the load benchmark needs curl (apt-get install curl)")
         full = requests.Request("GET", url, params=params).prepare().url
-        loop = f"while :; do curl -s -o /dev/null -w '%{{size_download}}\\n' '{full}' || sleep 0.1; done"
+        # each download ends by --max-time at the latest, and says how many bytes it got
+        limit = f"--limit-rate {rate} " if rate else ""
+        curl = f"curl -s -o /dev/null --max-time {seconds:.0f} {limit}-w '%{{size_download}}\\n' '{full}'"
+        loop = f"while :; do {curl} || sleep 0.1; done"
         self.count, self.loop = count, loop
         self.procs: list[subprocess.Popen] = []
         self.bytes = 0
@@ -159,6 +162,12 @@ def main() -> None:
     parser.add_argument("--big-packets", type=int, default=60_000, help="packets of the large flow (~1.5 kB)")
     parser.add_argument("--downloads", type=int, default=20)
     parser.add_argument("--half-heads", type=int, default=40)
+    parser.add_argument(
+        "--download-rate",
+        default="",
+        help="each download's rate, as curl's --limit-rate takes it (e.g. 10M: clients behind a network); "
+        "default: as fast as loopback goes",
+    )
     args = parser.parse_args()
 
     out = ROOT / "bench" / "out" / "load"
@@ -199,12 +208,19 @@ def main() -> None:
         small = {**SMALL, **WINDOW}
         big = {**BIG, **WINDOW}
         print("\n## small calls")
-        for situation in ("idle", f"{args.downloads} downloads", f"{args.half_heads} half heads"):
+        at = f" at {args.download_rate}/s" if args.download_rate else ""
+        for situation in ("idle", f"{args.downloads} downloads{at}", f"{args.half_heads} half heads"):
             for role, (url, extra) in roles.items():
                 with ExitStack() as load:
                     if "downloads" in situation:
                         downloads = load.enter_context(
-                            Downloads(f"{url}/data.pcap", {**big, **extra}, args.downloads)
+                            Downloads(
+                                f"{url}/data.pcap",
+                                {**big, **extra},
+                                args.downloads,
+                                args.download_rate,
+                                args.seconds + 1,
+                            )
                         )
                     if "half heads" in situation:
                         load.enter_context(half_heads(url, args.half_heads))
@@ -213,8 +229,8 @@ def main() -> None:
                 rate = ""
                 if "downloads" in situation:  # counted once they have stopped
                     rate = f"  downloads: {downloads.bytes / 1e6 / (args.seconds + 1):.0f} MB/s in all"
-                print(f"{role:9} {situation:14} /ping       {summary(pings)}")
-                print(f"{role:9} {situation:14} small pcap  {summary(queries)}{rate}")
+                print(f"{role:9} {situation:22} /ping       {summary(pings)}")
+                print(f"{role:9} {situation:22} small pcap  {summary(queries)}{rate}")
         print("\n## one large stream")
         ceiling = cat_rate(capture)
         for role, (url, extra) in roles.items():
