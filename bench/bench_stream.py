@@ -12,6 +12,8 @@ compared byte for byte. The shapes:
     one flow:  one large TCP flow of full segments, 1% other packets (the load benchmark's capture)
     elephant:  the index benchmark's mixed link, an elephant flow carrying 20% of the packets
     network:   every packet of 10.0.0.0/8 on that mixed link (most of it, in many small runs)
+
+and the last two again over the same files as if they had no index (the live file): a scan.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import pcapgen as g  # noqa: E402
 from bench import ELEPHANT, FILE_SECONDS, T0, generate  # noqa: E402
 from engine.flow import FlowQuery, Selection  # noqa: E402
 from engine.index import build_index, index_is_current  # noqa: E402
-from engine.query import query_captures  # noqa: E402
+from engine.query import CaptureFile, query_captures  # noqa: E402
 
 FLOW = g.Flow(6, "10.0.0.1", 1234, "10.0.0.2", 80)
 
@@ -85,7 +87,7 @@ def cat_rate(files: list[Path]) -> float:
     return total / seconds / 1e6
 
 
-def measure(label: str, files: list[Path], q: Selection, repeat: int) -> None:
+def measure(label: str, files: list, q: Selection, repeat: int) -> None:
     rows = {}
     for bulk in (True, False):
         best = None
@@ -94,15 +96,16 @@ def measure(label: str, files: list[Path], q: Selection, repeat: int) -> None:
             if best is None or wall < best[0]:
                 best = (wall, cpu, answer)
         rows[bulk] = best
+    paths = [getattr(f, "path", f) for f in files]
     size = rows[True][2] / 1e6
     same = rows[True][2] == rows[False][2] and same_answers(files, q)
     print(
-        f"== {label}: {size:,.0f} MB answer from {sum(f.stat().st_size for f in files) / 1e6:,.0f} MB of files"
+        f"== {label}: {size:,.0f} MB answer from {sum(p.stat().st_size for p in paths) / 1e6:,.0f} MB of files"
     )
     for bulk, name in ((True, "bulk"), (False, "per record")):
         wall, cpu, _ = rows[bulk]
         print(f"  {name:<10}  {size / wall:8,.0f} MB/s  {cpu * 1000 / size:6.2f} ms CPU/MB")
-    print(f"  cat         {cat_rate(files):8,.0f} MB/s (the files' bytes)")
+    print(f"  cat         {cat_rate(paths):8,.0f} MB/s (the files' bytes)")
     print(f"  same bytes: {same}")
 
 
@@ -128,7 +131,12 @@ def main() -> None:
     e = ELEPHANT
     q = FlowQuery(ipaddress.ip_address(e.a), e.a_port, ipaddress.ip_address(e.b), e.b_port, *everything)
     measure("elephant", mixed, q, args.repeat)
-    measure("network", mixed, Selection(*everything, src=ipaddress.ip_network("10.0.0.0/8")), args.repeat)
+    network = Selection(*everything, src=ipaddress.ip_network("10.0.0.0/8"))
+    measure("network", mixed, network, args.repeat)
+    # The same questions of files without an index (as the live file is): a scan of every record.
+    unindexed = [CaptureFile(path) for path in mixed]
+    measure("elephant, no index (scan)", unindexed, q, args.repeat)
+    measure("network, no index (scan)", unindexed, network, args.repeat)
 
 
 if __name__ == "__main__":

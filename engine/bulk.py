@@ -202,10 +202,18 @@ def _read_step(
     return None
 
 
+class LaterFragment(Exception):
+    """A scan met a later fragment: whether it belongs depends on records before it (the per-record path's rule)."""
+
+
 def _selected(
-    buf: memoryview, pos: np.ndarray, head: np.ndarray, ts: np.ndarray, linktype: int, m
+    buf: memoryview, pos: np.ndarray, head: np.ndarray, ts: np.ndarray, linktype: int, m, scan: bool = False
 ) -> np.ndarray:
-    """Which of the records read are packets of the selection in its window."""
+    """Which of the records read are packets of the selection in its window.
+
+    ``scan``: the records are every record of a stretch of the file (not an index's candidates);
+    LaterFragment when one is a later fragment.
+    """
     n = len(pos)
     keep = (ts >= m.start_ns) & (ts <= m.end_ns)
     table = RecordTable(
@@ -227,13 +235,18 @@ def _selected(
         per_record = np.zeros(n, dtype=bool)
         per_record[slow] = True
         keep_fast = keep & ~per_record & matched
-        rows = np.flatnonzero(keep & per_record)
+        rows = np.flatnonzero(per_record if scan else keep & per_record)
         keep = keep_fast
     for row in rows.tolist():
         start = int(pos[row]) + RECORD_HEADER_SIZE
         data = bytes(buf[start : start + int(head[row, 2])])
         f = dissect(linktype, data)
         if f is None:
+            keep[row] = False
+            continue
+        if scan and f.later_fragment:
+            raise LaterFragment()
+        if not m.start_ns <= int(ts[row]) <= m.end_ns:
             keep[row] = False
             continue
         # A later fragment shows no ports; the index tied it to its first fragment's flow.

@@ -27,6 +27,7 @@ import numpy as np
 
 from .answer import PCAP_RECORD_OVERHEAD, PCAPNG_RECORD_OVERHEAD, Limits, PcapngWriter
 from .bulk import PIECE_BYTES, Piece, answered, bulk_readable, encoded_pieces, indexed_pieces, merged
+from .bulkscan import scannable, scanned_pieces
 from .dissect import PORT_PROTOCOLS, V4_PREFIX, FlowFields, dissect
 from .flow import FlowQuery, Selection
 from .flowfields import FlowColumns, address_halves
@@ -195,7 +196,17 @@ class FilePlan:
             return indexed_pieces(
                 capture, offsets, m, writer, lambda rest, last: self._indexed_or_scanned(m, rest, last)
             )
+        known_damage = self.readable is not None and self.readable.damaged_at is not None
+        if bulk and offsets is None and not known_damage and scannable(capture, m, capture.size()):
+            assert isinstance(capture, PcapCapture)
+            return scanned_pieces(capture, m, writer, lambda last: self._scanned_after(m, last))
         return encoded_pieces(self.records(m), writer, piece_bytes)
+
+    def _scanned_after(self, m: Matcher | SelectionMatcher, last: int) -> Iterator[Record]:
+        """The scan's records after offset ``last`` (the scan itself reads the file from its start)."""
+        for record in scanned_records(self.scanned(), m):
+            if record.offset > last:
+                yield record
 
     @property
     def earliest_ns(self) -> int | None:
@@ -217,9 +228,7 @@ class FilePlan:
             return
         except CaptureError:
             pass  # a damaged index (a damaged capture fails the scan the same way)
-        for record in scanned_records(self.scanned(), m):
-            if record.offset > last:
-                yield record
+        yield from self._scanned_after(m, last)
 
 
 def _indexed_flows(index: FlowIndex, m: Matcher | SelectionMatcher) -> np.ndarray:

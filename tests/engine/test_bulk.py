@@ -7,7 +7,7 @@ import struct
 import pytest
 
 import pcapgen as g
-from engine import bulk
+from engine import bulk, bulkscan
 from engine.answer import Limits
 from engine.flow import Selection
 from engine.index import build_index
@@ -70,12 +70,34 @@ def files(tmp_path_factory):
     kinds["sll"] = folder / f"pcap.{T0 // 10**9 + 300}"
     sll = [(ts, g.sll(frame[14:])) for ts, frame in _records(T0 + 5 * minute, 6, vlans=((),))]
     g.write_pcap(kinds["sll"], sll, linktype=113, nanosecond=True)
+    kinds["plain"] = folder / f"pcap.{T0 // 10**9 + 360}"  # no fragments: a scan goes in bulk to its end
+    g.write_pcap(kinds["plain"], g.mixed_traffic(T0 + 6 * minute, 2, 40, pps=3000, seed=3))
     kinds["pcapng"] = folder / f"pcap.{T0 // 10**9 + 240}"
     pcapng = [(0, ts, frame) for ts, frame in _records(T0 + 4 * minute, 6)]
     g.write_pcapng(kinds["pcapng"], [g.Interface(1, tsresol=9)], pcapng)
     for path in kinds.values():
         build_index(path)
     return kinds
+
+
+@pytest.fixture(scope="module")
+def unindexed(files, tmp_path_factory):
+    """The same files without their indexes: answered by a scan."""
+    folder = tmp_path_factory.mktemp("unindexed")
+    copies = {}
+    for kind, path in files.items():
+        copies[kind] = folder / path.name
+        copies[kind].write_bytes(path.read_bytes())
+    return copies
+
+
+@pytest.fixture(params=[False, True], ids=["indexed", "scanned"])
+def tree(request, files, unindexed, monkeypatch):
+    """The files with their indexes, or without (every size of file scanned in bulk)."""
+    if request.param:
+        monkeypatch.setattr(bulkscan, "SCAN_MIN", 0)
+        return unindexed
+    return files
 
 
 SETS = {
@@ -85,6 +107,7 @@ SETS = {
     "big endian": ["big endian"],
     "unnormalised times": ["unnormalised"],
     "two link types": ["ether", "sll"],
+    "no fragments": ["plain", "ether"],
     "every kind": ["ether", "overlapping", "nanosecond", "big endian", "unnormalised", "pcapng", "sll"],
 }
 SELECTIONS = {
@@ -112,8 +135,8 @@ def reads(request, monkeypatch):
 @pytest.mark.parametrize("limits", LIMITS, ids=lambda x: "no limits" if x is None else str(x))
 @pytest.mark.parametrize("case", list(SELECTIONS))
 @pytest.mark.parametrize("kinds", list(SETS))
-def test_the_bulk_path_answers_byte_for_byte_as_the_per_record_path(files, kinds, case, limits, reads):
-    paths = [files[kind] for kind in SETS[kinds]]
+def test_the_bulk_path_answers_byte_for_byte_as_the_per_record_path(tree, kinds, case, limits, reads):
+    paths = [tree[kind] for kind in SETS[kinds]]
     fast, slow = both(paths, selection_of(SELECTIONS[case]), limits=limits)
     assert fast == slow
     if case != "nothing" or limits is not None:
@@ -205,3 +228,22 @@ def test_a_record_damaged_after_indexing_hands_the_rest_to_the_per_record_path(f
             except Exception as exc:  # noqa: BLE001 - both paths must fail alike
                 outcomes.append(repr(exc))
         assert outcomes[0] == outcomes[1]
+
+
+def test_a_file_without_fragments_is_scanned_in_bulk_to_its_end(unindexed, monkeypatch):
+    monkeypatch.setattr(bulkscan, "SCAN_MIN", 0)
+    handed_back = []
+    real = bulk.encoded_pieces
+
+    def spy(records, writer, *args):
+        handed_back.append(1)
+        return real(records, writer, *args)
+
+    monkeypatch.setattr(bulk, "encoded_pieces", spy)
+    monkeypatch.setattr("engine.query.encoded_pieces", spy)
+    selection = selection_of(CASES["a v4 network"])
+    fast = b"".join(query_captures([unindexed["plain"]], selection))
+    assert len(pcap_records(fast)[1]) > 1000
+    assert not handed_back, "nothing was left to the per-record scan"
+    monkeypatch.undo()
+    assert fast == b"".join(query_captures([unindexed["plain"]], selection, bulk=False))
