@@ -16,6 +16,14 @@ def error_response(message: str, status_code: int) -> JsonResponse:
     return JsonResponse({"error": message}, status=status_code)
 
 
+def too_large_message(estimate_bytes: int, estimate_packets: int, maximum: int) -> str:
+    """The 413 of an answer estimated over PAR_MAX_ANSWER_BYTES without limit_bytes (node and collector)."""
+    return (
+        f"answer too large: up to {estimate_bytes} bytes ({estimate_packets} packets) estimated, more than"
+        f" PAR_MAX_ANSWER_BYTES ({maximum}); narrow the selectors or the window, or set limit_bytes"
+    )
+
+
 def _message(detail: object) -> str:
     """Flatten DRF's detail (str, list or dict) into one readable message."""
     if isinstance(detail, dict):

@@ -89,19 +89,8 @@ def flow_dicts(columns: FlowColumns, node: str | None = None) -> list[FlowDict]:
     """Every row as ``flow_dict`` shows it, written from the listing's columns (times by numpy)."""
     rows: list[FlowDict] = []
     append = rows.append
-    for proto, src, sport, dst, dport, cid, first, last, packets, size, approximate in zip(
-        columns.proto,
-        columns.src_addr,
-        columns.src_port,
-        columns.dst_addr,
-        columns.dst_port,
-        columns.community_id,
-        format_iso_many(columns.first_ns),
-        format_iso_many(columns.last_ns),
-        columns.packets,
-        columns.bytes,
-        columns.approximate,
-        strict=True,
+    for (proto, src, sport, dst, dport, cid, first, last, packets, size), approximate in zip(
+        _row_values(columns), columns.approximate, strict=True
     ):
         shown = FlowDict(
             proto=proto,

@@ -129,5 +129,37 @@ LISTING_PARAMETERS = [
         "json, or csv (RFC 4180, a header row) for spreadsheets and SIEM imports",
     ),
 ]
-PCAP_PARAMETERS = SELECTION_PARAMETERS + ANSWER_PARAMETERS
-FLOWS_PARAMETERS = SELECTION_PARAMETERS + LISTING_PARAMETERS
+# Response headers (SPEC "Selecting packets"), the same on both roles.
+WINDOW_HEADER = OpenApiParameter(
+    "X-PAR-Window",
+    str,
+    OpenApiParameter.HEADER,
+    response=[200, 404, 413, 502, 503, 504],
+    description="the window searched, `<start>/<end>` (ISO 8601, UTC, to the ns): on every answer once the "
+    "selection is read, errors included",
+)
+DAMAGED_HEADER = OpenApiParameter(
+    "X-PAR-Damaged",
+    str,
+    OpenApiParameter.HEADER,
+    response=[200],
+    description="the damaged capture files of the window, by file name, comma-separated, alike on /data.pcap "
+    "and /flows: each was read up to its damage, or left out when nothing in it could be read. A HEAD names "
+    "the damage the indexes record. The collector passes a node's on as it is, prefixed `<node id>=` when it "
+    "merges several nodes. Absent when nothing is damaged",
+)
+ESTIMATE_HEADERS = [
+    OpenApiParameter(
+        f"X-PAR-Estimate-{what.capitalize()}",
+        int,
+        OpenApiParameter.HEADER,
+        response=[200],
+        description=f"an upper bound of the answer's {what}, from the indexes, known before its first byte "
+        "(the collector: summed over the nodes)",
+    )
+    for what in ("packets", "bytes")
+]
+PCAP_HEADERS = [WINDOW_HEADER, *ESTIMATE_HEADERS, DAMAGED_HEADER]
+FLOWS_HEADERS = [WINDOW_HEADER, DAMAGED_HEADER]
+PCAP_PARAMETERS = SELECTION_PARAMETERS + ANSWER_PARAMETERS + PCAP_HEADERS
+FLOWS_PARAMETERS = SELECTION_PARAMETERS + LISTING_PARAMETERS + FLOWS_HEADERS

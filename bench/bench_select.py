@@ -16,7 +16,7 @@ checking that both sides of each /data.pcap comparison hold the same records. Pr
 wall times over ``--repeat`` runs and the rows listed.
 
 With ``--http``, the same files are also laid out (hard links) as the filer trees of two nodes,
-which are started under gunicorn with a collector (as ``bench/multinode.py`` does), and the two
+which are started under gunicorn with a collector (``bench/harness.py``), and the two
 listings are timed over HTTP: from a node, through the collector from one node, and from both
 merged (every flow twice, one row per node).
 """
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import os
 import shutil
 import statistics
@@ -42,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-import multinode  # noqa: E402
+import harness  # noqa: E402
 
 import bench as base  # noqa: E402
 from engine.flow import Selection  # noqa: E402
@@ -119,19 +118,12 @@ def http_listings(files: list[Path], out: Path, host: str, repeat: int) -> None:
                 "PAR_CAPTURE_DIR": str(folder / "capture"),
                 "PAR_FILER_DIR": str(folder / "filed"),
             }
-            nodes.append(stack.enter_context(multinode.server("node", env, folder / "gunicorn.log")))
-        col = where / "collector"
-        col.mkdir()
-        env = {"PAR_DATA_DIR": str(col), "PAR_KEY_RATE": "0", "PAR_KEY_PEPPER": "bench-pepper"}
-        (col / "nodes.conf").write_text(
-            json.dumps({str(i + 1): u.removeprefix("http://") for i, u in enumerate(nodes)})
+            nodes.append(stack.enter_context(harness.server("node", env, folder / "gunicorn.log")))
+        env = harness.collector_env(where / "collector")
+        harness.set_up_collector(env, nodes, HTTP_KEY)
+        collector = stack.enter_context(
+            harness.server("collector", env, where / "collector" / "gunicorn.log")
         )
-        (col / "api.conf").write_text(json.dumps({HTTP_KEY: ["0"]}))
-        multinode.manage(env, "migrate", "--noinput")
-        multinode.manage(
-            env, "importconfig", "--api-file", str(col / "api.conf"), "--node-file", str(col / "nodes.conf")
-        )
-        collector = stack.enter_context(multinode.server("collector", env, col / "gunicorn.log"))
         asked = [
             ("node", f"{nodes[0]}/flows", {}),
             ("collector, 1 node", f"{collector}/flows", {"node_id": "1", "api_key": HTTP_KEY}),
@@ -193,6 +185,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     if args.http:
         http_listings(files, folder, host, args.repeat)
+    print(harness.load_average())
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ the 20 downloads), on a capture written under bench/out/load/, then measures sid
 
     /ping and a small /data.pcap, node direct and through the collector: idle, then while 20
     large downloads run, then while 40 sockets each hold half a request head;
-    one large download's rate from the node and through the collector vs ``cat`` of the same bytes.
+    one large download's rate (curl, best of three) from the node and through the collector, with the
+    servers' CPU per MB, vs ``cat`` of the same bytes.
 
 Everything is bounded: each phase runs for --seconds, downloads stop when it ends.
 """
@@ -92,11 +93,14 @@ class Downloads:
     of the GIL of this process, whose thread times the small calls.
     """
 
-    def __init__(self, url: str, params: dict, count: int) -> None:
+    def __init__(self, url: str, params: dict, count: int, rate: str = "", seconds: float = 60) -> None:
         if shutil.which("curl") is None:
             raise SystemExit("the load benchmark needs curl (apt-get install curl)")
         full = requests.Request("GET", url, params=params).prepare().url
-        loop = f"while :; do curl -s -o /dev/null -w '%{{size_download}}\\n' '{full}' || sleep 0.1; done"
+        # each download ends by --max-time at the latest, and says how many bytes it got
+        limit = f"--limit-rate {rate} " if rate else ""
+        curl = f"curl -s -o /dev/null --max-time {seconds:.0f} {limit}-w '%{{size_download}}\\n' '{full}'"
+        loop = f"while :; do {curl} || sleep 0.1; done"
         self.count, self.loop = count, loop
         self.procs: list[subprocess.Popen] = []
         self.bytes = 0
@@ -137,11 +141,37 @@ def half_heads(url: str, count: int):
 
 
 def stream_rate(url: str, params: dict) -> tuple[float, int]:
-    started, size = time.monotonic(), 0
-    with requests.get(url, params=params, stream=True, timeout=60) as answer:
-        for chunk in answer.iter_content(1 << 20):
-            size += len(chunk)
-    return size / (time.monotonic() - started) / 1e6, size
+    """(MB/s, bytes) of one download by curl, the best of three."""
+    full = requests.Request("GET", url, params=params).prepare().url
+    best = (0.0, 0)
+    for _ in range(3):
+        done = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{size_download} %{time_total}", full],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        size, seconds = done.stdout.split()
+        best = max(best, (int(size) / float(seconds) / 1e6, int(size)))
+    return best
+
+
+def server_cpu(url: str) -> float:
+    """CPU seconds the gunicorn processes serving ``url`` (master and workers) have used so far."""
+    wanted = b"PAR_BIND=" + url.removeprefix("http://").encode()
+    total = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if wanted not in (proc / "environ").read_bytes().split(b"\0"):
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def cat_rate(path: Path) -> float:
@@ -159,6 +189,12 @@ def main() -> None:
     parser.add_argument("--big-packets", type=int, default=60_000, help="packets of the large flow (~1.5 kB)")
     parser.add_argument("--downloads", type=int, default=20)
     parser.add_argument("--half-heads", type=int, default=40)
+    parser.add_argument(
+        "--download-rate",
+        default="",
+        help="each download's rate, as curl's --limit-rate takes it (e.g. 10M: clients behind a network); "
+        "default: as fast as loopback goes",
+    )
     args = parser.parse_args()
 
     out = ROOT / "bench" / "out" / "load"
@@ -199,12 +235,19 @@ def main() -> None:
         small = {**SMALL, **WINDOW}
         big = {**BIG, **WINDOW}
         print("\n## small calls")
-        for situation in ("idle", f"{args.downloads} downloads", f"{args.half_heads} half heads"):
+        at = f" at {args.download_rate}/s" if args.download_rate else ""
+        for situation in ("idle", f"{args.downloads} downloads{at}", f"{args.half_heads} half heads"):
             for role, (url, extra) in roles.items():
                 with ExitStack() as load:
                     if "downloads" in situation:
                         downloads = load.enter_context(
-                            Downloads(f"{url}/data.pcap", {**big, **extra}, args.downloads)
+                            Downloads(
+                                f"{url}/data.pcap",
+                                {**big, **extra},
+                                args.downloads,
+                                args.download_rate,
+                                args.seconds + 1,
+                            )
                         )
                     if "half heads" in situation:
                         load.enter_context(half_heads(url, args.half_heads))
@@ -213,13 +256,20 @@ def main() -> None:
                 rate = ""
                 if "downloads" in situation:  # counted once they have stopped
                     rate = f"  downloads: {downloads.bytes / 1e6 / (args.seconds + 1):.0f} MB/s in all"
-                print(f"{role:9} {situation:14} /ping       {summary(pings)}")
-                print(f"{role:9} {situation:14} small pcap  {summary(queries)}{rate}")
+                print(f"{role:9} {situation:22} /ping       {summary(pings)}")
+                print(f"{role:9} {situation:22} small pcap  {summary(queries)}{rate}")
         print("\n## one large stream")
         ceiling = cat_rate(capture)
         for role, (url, extra) in roles.items():
+            before = {name: server_cpu(u) for name, (u, _) in roles.items()}
             rate, nbytes = stream_rate(f"{url}/data.pcap", {**big, **extra})
-            print(f"{role:9} {nbytes / 1e6:.0f} MB at {rate:6.0f} MB/s")
+            used = {name: server_cpu(u) - before[name] for name, (u, _) in roles.items()}
+            cpu = ", ".join(
+                f"{name} {seconds * 1000 / (3 * nbytes / 1e6):.2f} ms CPU/MB"
+                for name, seconds in used.items()
+                if seconds
+            )
+            print(f"{role:9} {nbytes / 1e6:.0f} MB at {rate:6.0f} MB/s  ({cpu})")
         print(f"cat       {size / 1e6:.0f} MB at {ceiling:6.0f} MB/s (the machine's ceiling for these bytes)")
 
 

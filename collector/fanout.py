@@ -3,6 +3,12 @@
 A node that fails before its first byte is left out of the answer and named in
 ``X-PAR-Nodes-Failed``; when every node failed, the answer is that failure (one node) or a
 502/504 naming each. A node failing mid-stream cuts the whole answer (collector.proxy.Download).
+
+Limits hold for the answer as a whole (SPEC "Selecting packets"): the nodes' heads, which arrive
+before their bodies, carry their estimates, and their sum over PAR_MAX_ANSWER_BYTES without
+``limit_bytes`` is a 413 before any byte is sent (a node's own 413 is the whole answer's too);
+``limit_packets``/``limit_bytes`` end a merged answer at a record boundary in time order
+(``engine.merge.Merger``), each node asked for no more than the merge can use.
 """
 
 from __future__ import annotations
@@ -12,9 +18,12 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from django.conf import settings
 from django.http import StreamingHttpResponse
 from rest_framework import exceptions
 
+from api.errors import too_large_message
+from api.flowparams import AnswerOptions, parse_answer_options
 from collector.metrics import proxy_failed
 from collector.models import Node
 from collector.proxy import (
@@ -33,6 +42,7 @@ from collector.proxy import (
     passthrough,
 )
 from collector.requestlog import RequestLog
+from engine.answer import Limits
 from engine.merge import Merger, SourceFailed, StreamReader
 
 log = logging.getLogger("collector.fanout")
@@ -42,6 +52,14 @@ PCAP_TYPE = "application/vnd.tcpdump.pcap"
 PCAPNG_TYPE = "application/x-pcapng"
 _FILENAME = re.compile(r'filename="([^"]+)"')
 _UNSAFE = re.compile(r"[^ -~]|,")  # a reason travels in a header, in a comma-separated list
+# A node's answer to merge may use this much more than limit_bytes: its own header can be smaller
+# than the merged one by less than this, and its records are never larger than the merge writes them.
+LIMIT_SLACK = 1 << 16
+
+
+class AnswerTooLarge(exceptions.APIException):
+    status_code = 413
+    default_code = "answer_too_large"
 
 
 def node_label(node: Node) -> str:
@@ -98,6 +116,30 @@ def every_node_failed(failures: list[tuple[Node, NodeFailure]]) -> exceptions.AP
     return NodeUnreachable(f"{NODE_PROBLEM}: {text}")
 
 
+def summed_estimate(answers: list[NodeAnswer]) -> tuple[int, int] | None:
+    """(packets, bytes) the nodes' heads estimate, summed; None when a node gave none."""
+    values = [[a.headers.get(name, "") for a in answers] for name in ESTIMATE_HEADERS]
+    if not all(v.isdigit() for column in values for v in column):
+        return None
+    packets, size = (sum(int(v) for v in column) for column in values)
+    return packets, size
+
+
+def _too_large(
+    answers: list[NodeAnswer], failures: list[tuple[Node, NodeFailure]], options: AnswerOptions
+) -> AnswerTooLarge | None:
+    """The 413 of the whole answer, decided before its first byte; None when it may be sent."""
+    if options.limit_bytes is not None:
+        return None
+    for node, failure in failures:
+        if isinstance(failure, NodeSaid) and failure.status_code == 413:
+            return AnswerTooLarge(f"node {node.id}: {failure.reason}")
+    total = summed_estimate(answers)
+    if total is None or total[1] <= settings.PAR_MAX_ANSWER_BYTES:
+        return None
+    return AnswerTooLarge(too_large_message(total[1], total[0], settings.PAR_MAX_ANSWER_BYTES))
+
+
 def _failed_header(failures: list[tuple[Node, NodeFailure]]) -> str:
     return ", ".join(f"{node.id}={_UNSAFE.sub(' ', str(failure.reason))}" for node, failure in failures)
 
@@ -152,15 +194,24 @@ def pcap_answer(
 ) -> StreamingHttpResponse:
     """``/data.pcap`` from ``nodes``: one node's passed through, several merged; HEAD: the headers only."""
     merge = len(nodes) > 1 or pcapng
+    options = parse_answer_options(params)  # checked before any node was asked
     node_params = dict(params)
     if merge:
         node_params.pop("format", None)  # the merge writes the answer's format
+        if options.limit_bytes is not None:
+            node_params["limit_bytes"] = str(options.limit_bytes + LIMIT_SLACK)
     answers, failures = ask_nodes(nodes, "data.pcap", node_params, method, merge=merge)
     for node, failure in failures:
         status = failure.status_code if isinstance(failure, NodeSaid) else None
         entry.node_answered(node.id, status, 0, str(failure.reason))
     if not answers:
         raise every_node_failed(failures)
+    too_large = _too_large(answers, failures, options)
+    if too_large is not None:
+        for answer in answers:
+            answer.close()
+            entry.node_answered(answer.node.id, 200, answer.received, "not sent: the answer is too large")
+        raise too_large
     if method == "HEAD":
         for answer in answers:
             entry.node_answered(answer.node.id, 200)
@@ -172,7 +223,9 @@ def pcap_answer(
             response["Content-Type"] = PCAPNG_TYPE if pcapng_any else PCAP_TYPE
             _merged_headers(answers, response, pcapng_any)
     elif merge:
-        merger = Merger([a.reader for a in answers], [node_label(a.node) for a in answers], pcapng=pcapng)
+        limits = Limits(options.limit_packets, options.limit_bytes)
+        readers, names = [a.reader for a in answers], [node_label(a.node) for a in answers]
+        merger = Merger(readers, names, pcapng=pcapng, limits=limits)
         response = SelfLoggedResponse(Download(_merged(answers, merger), entry, answers), status=200)
         response["Content-Type"] = merger.content_type
         _merged_headers(answers, response, merger.pcapng)

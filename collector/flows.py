@@ -2,19 +2,20 @@
 
 A node's answer is SPEC's ``{"window", "flows": [...], "truncated", ...}``; the merged
 answer sorts every node's rows by the ``sort`` asked, keeps ``limit`` of them, and lists the
-nodes that did not answer under ``"failed"`` (node id -> reason).
+nodes that did not answer under ``"failed"`` (node id -> reason). The nodes' JSON is read and
+the answer written with orjson: tens of thousands of rows are most of a listing's cost here.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from operator import itemgetter, methodcaller
 from typing import Any
 
-from django.http import HttpResponse, JsonResponse
+import orjson
+from django.http import HttpResponse
 
 from api.flowlisting import flows_csv
 from collector.fanout import every_node_failed
@@ -47,10 +48,13 @@ SORTS = {
 class NodeFlows:
     """One node's /flows answer, read whole (bounded), or why it failed."""
 
-    def __init__(self, node: Node, body: dict | None = None, failure: NodeFailure | None = None) -> None:
+    def __init__(
+        self, node: Node, body: dict | None = None, failure: NodeFailure | None = None, damaged: str = ""
+    ) -> None:
         self.node = node
         self.body = body or {}
         self.failure = failure
+        self.damaged = damaged  # the node's X-PAR-Damaged: the damaged files it listed around
 
 
 def _ask(node: Node, params: Mapping[str, str]) -> NodeFlows:
@@ -66,8 +70,8 @@ def _ask(node: Node, params: Mapping[str, str]) -> NodeFlows:
             body += chunk
             if len(body) > MAX_FLOWS_JSON:
                 return NodeFlows(node, failure=NodeUnreachable(f"{NODE_PROBLEM}: its answer is too large"))
-        parsed = json.loads(body)
-    except (ValueError, RecursionError):
+        parsed = orjson.loads(body)
+    except (ValueError, RecursionError):  # orjson.JSONDecodeError is a ValueError
         return NodeFlows(node, failure=NodeUnreachable(f"{NODE_PROBLEM}: its answer is not JSON"))
     except Exception as exc:  # transport errors while reading
         return NodeFlows(node, failure=NodeTimeout() if is_timeout(exc) else NodeUnreachable())
@@ -75,7 +79,7 @@ def _ask(node: Node, params: Mapping[str, str]) -> NodeFlows:
         answer.close()
     if not isinstance(parsed, dict) or not isinstance(parsed.get("flows"), list):
         return NodeFlows(node, failure=NodeUnreachable(f"{NODE_PROBLEM}: its answer has no flows"))
-    return NodeFlows(node, body=parsed)
+    return NodeFlows(node, body=parsed, damaged=answer.headers.get("X-PAR-Damaged", ""))
 
 
 def ask_flows(nodes: Sequence[Node], params: Mapping[str, str]) -> list[NodeFlows]:
@@ -147,6 +151,18 @@ def flows_answer(
     if output == "csv":
         response = HttpResponse(as_csv(merged), content_type="text/csv; charset=utf-8")
     else:
-        response = JsonResponse(merged)
+        # orjson: the same JSON as json.dumps writes (compact), several times faster for 100000 rows
+        response = HttpResponse(orjson.dumps(merged), content_type="application/json")
     response["X-PAR-Nodes"] = ",".join(str(a.node.id) for a in answers if a.failure is None)
+    damaged = damage_header(answers, several=len(nodes) > 1)
+    if damaged:
+        response["X-PAR-Damaged"] = damaged
     return response
+
+
+def damage_header(answers: list[NodeFlows], *, several: bool) -> str:
+    """The nodes' X-PAR-Damaged as /data.pcap passes it on: one node's as it is, several prefixed ``<id>=``."""
+    named = [a for a in answers if a.failure is None and a.damaged]
+    if not several:
+        return named[0].damaged if named else ""
+    return ", ".join(f"{a.node.id}={a.damaged}" for a in named)

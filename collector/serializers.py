@@ -5,6 +5,7 @@ from __future__ import annotations
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
+from api.parameters import FLOWS_HEADERS, PCAP_HEADERS
 from api.serializers import ErrorSerializer
 
 
@@ -77,6 +78,7 @@ DATA_PCAP_PARAMS = [
         "proto", str, description="tcp, udp, sctp or a protocol number; default: any of the three"
     ),
     API_KEY_PARAM,
+    *PCAP_HEADERS,
 ]
 PCAP_RESPONSE = OpenApiResponse(
     OpenApiTypes.BINARY,
@@ -96,4 +98,5 @@ FLOWS_PARAMS_DOC = [
     OpenApiParameter("limit", int, description="at most this many rows (default 1000, at most 100000)"),
     OpenApiParameter("output", str, description="json (default) or csv"),
     API_KEY_PARAM,
+    *FLOWS_HEADERS,
 ]

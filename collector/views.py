@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.client import client_ip
-from api.flowparams import FLOW_PARAMS
+from api.flowparams import FLOW_PARAMS, window_text
 from api.ping import ping_payload
 from api.routes import list_routes
 from api.serializers import ErrorSerializer, PingSerializer
@@ -164,10 +164,16 @@ class LoggedQueryView(CollectorView):
         self.entry.asked(node.id for node in nodes)
         flow = parse_flow(request.query_params, listing=self.log_view == "flows")
         self.entry.describe(flow)
+        self.window = window_text(flow.start_ns, flow.end_ns)
         return nodes, flow
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
+        # Every answer to a window read carries it (SPEC "Selecting packets"): the nodes' own, as
+        # passed on, or the one they were all sent, when none is (a merge, a /flows, a failure).
+        window = getattr(self, "window", None)
+        if window is not None and "X-PAR-Window" not in response:
+            response["X-PAR-Window"] = window
         # A download logs itself when it ends; other answers are logged here, except OPTIONS (no
         # query) and requests without a valid key (nobody to attribute them to).
         if getattr(response, "par_logs_itself", False) or request.method == "OPTIONS":

@@ -103,10 +103,30 @@ class FlowColumns:
 
 
 @dataclass(frozen=True)
+class FileDamage:
+    """A damaged file a listing met: read up to its damage (its index says where), or not at all."""
+
+    path: str
+    description: str  # for the log: the file and what is wrong with it
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
+
+    def __str__(self) -> str:
+        return self.description
+
+
+@dataclass(frozen=True)
 class FlowListing:
     columns: FlowColumns
     truncated: bool
-    damaged: list[str]  # files that could not be read, named
+    damaged: list[FileDamage]  # in the order met
+
+    @property
+    def damaged_names(self) -> list[str]:
+        """The damaged files' names, once each, as ``X-PAR-Damaged`` lists them (as for /data.pcap)."""
+        return list(dict.fromkeys(d.name for d in self.damaged))
 
     @property
     def rows(self) -> list[FlowRow]:
@@ -121,16 +141,25 @@ def list_flows(
     sort: str = "first",
     limit: int = 1000,
 ) -> FlowListing:
-    """The flows of ``selection`` over ``files``, merged across files, sorted, at most ``limit``."""
+    """The flows of ``selection`` over ``files``, merged across files, sorted, at most ``limit``.
+
+    Damaged files are named in ``damaged``, as ``/data.pcap`` names them: a file whose index
+    records damage answers from the records before it; one that cannot be read adds no row.
+    """
     m = SelectionMatcher(selection)
-    parts, damaged = [], []
+    parts: list[np.ndarray] = []
+    damaged: list[FileDamage] = []
     for file in (f if isinstance(f, CaptureFile) else CaptureFile.at(f) for f in files):
         if file.span is not None and (file.span[1] < m.start_ns or file.span[0] > m.end_ns):
             continue
+        path = os.fspath(file.path)
+        if file.index is not None and file.index.damaged_at is not None:
+            at = file.index.damaged_at
+            damaged.append(FileDamage(path, f"{path}: read up to its damage at byte offset {at}"))
         try:
             parts.append(_file_rows(file, m))
         except (CaptureError, OSError) as exc:
-            damaged.append(f"{file.path}: {exc}")
+            damaged.append(FileDamage(path, str(exc)))
     rows = _merged(np.concatenate(parts) if parts else np.zeros(0, ROW_DTYPE))
     field, descending = SORTS[sort]
     keys = rows[field].astype(np.int64)
@@ -315,4 +344,4 @@ def _columns(rows: np.ndarray) -> FlowColumns:
     )
 
 
-__all__ = ["FlowColumns", "FlowListing", "FlowRow", "list_flows"]
+__all__ = ["FileDamage", "FlowColumns", "FlowListing", "FlowRow", "list_flows"]

@@ -9,6 +9,10 @@ records passed through byte for byte; otherwise, or when asked, a pcapng with on
 interface per stream interface, named after its stream, keeping each interface's own
 timestamp resolution: no precision is ever converted, so none is lost.
 
+With ``limits`` (``engine.answer.Limits``), the merged answer ends cleanly at a record boundary, in
+time order: after the first ``packets`` records, before ``bytes`` bytes (its header included) are
+exceeded, as one node's answer does (``engine.answer.answer_stream``).
+
 Errors: a stream that is not a capture, or ends inside a record, raises ``StreamError``
 (``read_header``, ``next_batch``); in ``Merger.stream`` that and any failure of a stream's
 chunk iterator is raised as ``SourceFailed`` naming the stream.
@@ -18,9 +22,11 @@ from __future__ import annotations
 
 import heapq
 import struct
+from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from engine.answer import Limits
 from engine.formats import pcap, pcapng
 from engine.formats.capture import MAX_CAPLEN
 from engine.formats.pcapng import BYTE_ORDERS, MAX_BLOCK, OPTION_TSOFFSET, OPTION_TSRESOL, options
@@ -287,10 +293,16 @@ class Merger:
     """Several opened readers (headers read) merged into one capture stream, as chunks of bytes."""
 
     def __init__(
-        self, readers: Sequence[StreamReader], names: Sequence[str], *, pcapng: bool = False
+        self,
+        readers: Sequence[StreamReader],
+        names: Sequence[str],
+        *,
+        pcapng: bool = False,
+        limits: Limits | None = None,
     ) -> None:
         self.readers = list(readers)
         self.names = list(names)
+        self.limits = limits or Limits()
         kinds = {(i.linktype, i.classic_precision) for r in readers for i in r.interfaces}
         classic = len(kinds) == 1 and None not in {p for _, p in kinds}
         self.pcapng = pcapng or not classic
@@ -374,10 +386,16 @@ class Merger:
             raise SourceFailed(index, exc) from exc
 
     def stream(self) -> Iterator[bytes]:
-        """The header, then every record of every stream in time order in chunks of about 64 KiB."""
+        """The header, then every record of every stream in time order in chunks of about 64 KiB.
+
+        With limits, the records end before the first that would pass one of them.
+        """
         # The header goes out at once: a server sends its response head with the first chunk, and a
         # stream failing later can then only cut the answer, never turn it into an error page.
-        yield self.header()
+        header = self.header()
+        yield header
+        max_packets, max_bytes = self.limits.packets, self.limits.bytes
+        total, count = len(header), 0  # what the answer holds so far, for the limits
         parts: list = []
         size = 0
         raw = [r.kind == "pcap" and r.order == "<" and not self.pcapng for r in self.readers]
@@ -403,14 +421,36 @@ class Merger:
                 else:
                     while stop < len(times) and times[stop] < limit:
                         stop += 1
+            if max_packets is not None:
+                stop = min(stop, pos + max_packets - count)
+            full = False  # a limit is reached: nothing more goes out
             if raw[index]:  # records copied as they are: one slice for the whole run
                 offsets = batch.offsets
-                parts.append(batch.data[offsets[pos] : offsets[stop]])
-                size += offsets[stop] - offsets[pos]
+                if max_bytes is not None:
+                    fits = max(
+                        pos, bisect_right(offsets, offsets[pos] + max_bytes - total, pos, stop + 1) - 1
+                    )
+                    full, stop = fits < stop, fits
+                run = offsets[stop] - offsets[pos]
+                if run:
+                    parts.append(batch.data[offsets[pos] : offsets[stop]])
+                size += run
             else:
                 encoded = self._encode(index, batch, pos, stop)
+                if max_bytes is not None:
+                    kept, room = 0, max_bytes - total
+                    for part in encoded:  # one record each
+                        if len(part) > room:
+                            break
+                        room -= len(part)
+                        kept += 1
+                    full, encoded, stop = kept < len(encoded), encoded[:kept], pos + kept
                 parts.extend(encoded)
-                size += sum(len(part) for part in encoded)
+                run = sum(len(part) for part in encoded)
+                size += run
+            total, count = total + run, count + stop - pos
+            if full or (max_packets is not None and count >= max_packets):
+                break
             if size >= OUT_CHUNK:
                 yield b"".join(parts)
                 parts, size = [], 0

@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 import api.docs
-from api.errors import error_response
+from api.errors import error_response, too_large_message
 from api.flowlisting import CSV_TYPE, columns_csv, flows_json
 from api.flowparams import (
     FLOWS_PARAMS,
@@ -164,6 +164,12 @@ class DataPcapView(NodeView):
         content_type = PCAPNG_TYPE if options.format == "pcapng" else PCAP_TYPE
         response = StreamingHttpResponse((), content_type=content_type)
         pcap_headers(response, selection, e, content_type == PCAPNG_TYPE)
+        # The damage the indexes record, named as the GET names it (damage only a read can find is not).
+        names = [
+            file.path.name for file in files if file.index is not None and file.index.damaged_at is not None
+        ]
+        if names:
+            response["X-PAR-Damaged"] = ", ".join(dict.fromkeys(names))
         return response
 
 
@@ -216,7 +222,7 @@ class FlowsView(NodeView):
             return _with_window(error_response(NO_DATA, 404), selection)
         listing = list_flows(files, selection, sort=options.sort, limit=options.limit)
         for problem in listing.damaged:
-            log.error("flows %s: cannot read %s", describe(selection), problem)
+            log.warning("flows %s: damaged capture data: %s", describe(selection), problem)
         if options.output == "csv":
             response = HttpResponse(columns_csv(listing.columns), content_type=CSV_TYPE)
             response["Content-Disposition"] = 'attachment; filename="flows.csv"'
@@ -224,7 +230,7 @@ class FlowsView(NodeView):
             answer = flows_json(selection.start_ns, selection.end_ns, listing)
             response = HttpResponse(answer, content_type="application/json")
         if listing.damaged:
-            response["X-PAR-Damaged"] = str(len(listing.damaged))
+            response["X-PAR-Damaged"] = ", ".join(listing.damaged_names)
         return _with_window(response, selection)
 
 
@@ -246,12 +252,7 @@ def _over_the_maximum(e: Estimate, options: AnswerOptions) -> bool:
 
 
 def _too_large(e: Estimate) -> HttpResponse:
-    limit = settings.PAR_MAX_ANSWER_BYTES
-    return error_response(
-        f"answer too large: up to {e.bytes} bytes ({e.packets} packets) estimated, more than"
-        f" PAR_MAX_ANSWER_BYTES ({limit}); narrow the selectors or the window, or set limit_bytes",
-        413,
-    )
+    return error_response(too_large_message(e.bytes, e.packets, settings.PAR_MAX_ANSWER_BYTES), 413)
 
 
 def pcap_response(query: Selection, options: AnswerOptions | None = None) -> HttpResponseBase:

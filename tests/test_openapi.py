@@ -58,3 +58,16 @@ def test_the_pcap_answer_is_a_binary_download_a_generator_keeps(role):
     kept = [kind for kind in content if _kept_by_generator(kind)]
     assert kept == ["application/octet-stream"], content
     assert content["application/octet-stream"]["schema"] == {"type": "string", "format": "binary"}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_window_and_damage_headers_are_described_alike_for_pcaps_and_flows(role):
+    paths = _schema(role)["paths"]
+    for path in ("/data.pcap", "/flows"):
+        responses = paths[path]["get"]["responses"]
+        headers = responses["200"]["headers"]
+        assert "by file name" in headers["X-PAR-Damaged"]["description"], path
+        assert "X-PAR-Window" in headers and "X-PAR-Window" in responses["404"]["headers"], path
+    assert {"X-PAR-Estimate-Packets", "X-PAR-Estimate-Bytes"} <= set(
+        paths["/data.pcap"]["get"]["responses"]["200"]["headers"]
+    )

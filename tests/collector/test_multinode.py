@@ -249,3 +249,13 @@ def test_a_key_runs_at_most_par_key_streams_downloads_at_once(collector):
     while requests.get(url, params={**query, "node_id": "1"}, timeout=30).status_code == 429:
         assert time.monotonic() < deadline, "the download slots were never given back"
         time.sleep(0.2)
+
+
+@pytest.mark.parametrize("path", ["flows", "data.pcap"])
+def test_an_answer_of_nodes_that_all_failed_still_carries_the_window(collector, path):
+    server, _, _ = collector
+    query = {**FLOW, **WINDOW, "node_id": "8", "api_key": ADMIN}  # closes before a byte of its answer
+    answer = requests.get(f"{server.url}/{path}", params=query, timeout=30)
+    assert answer.status_code == 502, answer.text
+    start, end = answer.headers["X-PAR-Window"].split("/")
+    assert start.endswith("Z") and end.endswith("Z") and start < end

@@ -203,3 +203,28 @@ def test_flows_as_csv_have_a_header_row_and_rfc_4180_lines(site):
     assert sizes == sorted(sizes, reverse=True)
     assert {row["node"] for row in csv.DictReader(io.StringIO(direct.text))} == {""}
     assert both(site, "/flows", {**WINDOW, "limit": "5"})[1].json()["truncated"] is True
+
+
+def test_every_flows_answer_carries_the_window_searched_on_both_roles(site):
+    window = "2023-11-14T22:13:20.000000000Z/2023-11-14T22:16:20.000000000Z"
+    for params in ({"src_addr": "10.7.0.1", **WINDOW}, {**WINDOW, "output": "csv"}):
+        direct, through = both(site, "/flows", params)
+        assert direct.status_code == through.status_code == 200
+        assert direct.headers["X-PAR-Window"] == through.headers["X-PAR-Window"] == window
+    earlier = {"start_time": "1000000000", "end_time": "1000000060"}  # no capture data at all
+    direct, through = both(site, "/flows", earlier)
+    assert direct.status_code == through.status_code == 404
+    assert direct.headers["X-PAR-Window"] == through.headers["X-PAR-Window"]
+    assert through.headers["X-PAR-Window"].startswith("2001-09-09T01:46:40.000000000Z/")
+
+
+def test_a_node_refusing_its_share_as_too_large_makes_the_merged_answer_a_413(site):
+    # Node 2's own PAR_MAX_ANSWER_BYTES refuses its share: the merge cannot be whole, so it is not sent.
+    _, collector, _, _ = site
+    query = {**WINDOW, "node_id": "1,2", "api_key": ADMIN}
+    answer = requests.get(f"{collector.url}/data.pcap", params=query, timeout=60)
+    assert answer.status_code == 413
+    assert answer.json()["error"].startswith("node 2: answer too large")
+    limited = requests.get(f"{collector.url}/data.pcap", params={**query, "limit_bytes": "5000"}, timeout=60)
+    assert limited.status_code == 200 and limited.headers["X-PAR-Nodes"] == "1,2"
+    assert 24 < len(limited.content) <= 5000

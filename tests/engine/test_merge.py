@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.answer import Limits
 from engine.formats import open_capture
 from engine.merge import Merger, SourceFailed, StreamError, StreamReader
 from pcapgen import Interface, ether, pcap_bytes, pcapng_bytes, raw, sll, tcp, udp
@@ -201,3 +202,44 @@ def test_packet_times_of_a_pcapng_answer_use_each_interfaces_resolution(tmp_path
     assert [ts for ts, *_ in got] == [T0 + 1_000, T0 + 123_456_789]
     # the nanosecond interface says so (if_tsresol = 9); the microsecond one keeps the default
     assert struct.pack("<HHB", 9, 1, 9) in out
+
+
+def _record_ends(data: bytes) -> list[int]:
+    """Where each record of an answer ends (bytes from its start): its clean cut points."""
+    ends, header = [], 24
+    if data[:4] == b"\x0a\x0d\x0d\x0a":  # pcapng: walk the blocks, a packet ends at its block's end
+        at = 0
+        while at < len(data):
+            kind, length = struct.unpack_from("<II", data, at)
+            at += length
+            if kind in (6, 3):
+                ends.append(at)
+            elif not ends:
+                header = at
+        return [header, *ends]
+    at = header
+    while at < len(data):
+        at += 16 + struct.unpack_from("<I", data, at + 8)[0]
+        ends.append(at)
+    return [header, *ends]
+
+
+@pytest.mark.parametrize("kind", ["classic", "pcapng", "big-endian"])
+def test_limits_end_the_merged_answer_at_a_record_boundary_in_time_order(tmp_path, kind):
+    a = packets(300, T0, 7_000, "a")
+    b = packets(200, T0 + 3_000, 11_000, "b")
+    streams = [pcap_bytes(a), pcap_bytes(b, big_endian=kind == "big-endian")]
+    options = {"pcapng": kind == "pcapng"}
+    _, whole = merge(streams, **options)
+    ends = _record_ends(whole)
+    for n in (1, 2, 37, 499, 500, 10_000):
+        _, cut = merge(streams, limits=Limits(packets=n), **options)
+        assert cut == whole[: ends[min(n, 500)]], n
+    for size in (0, ends[0], ends[0] + 1, ends[1], ends[1] + 1, ends[250] - 1, ends[250], len(whole), 10**9):
+        _, cut = merge(streams, limits=Limits(bytes=size), **options)
+        fits = max([e for e in ends[1:] if e <= size], default=ends[0])
+        assert cut == whole[:fits], size
+    _, both = merge(streams, limits=Limits(packets=100, bytes=ends[150]), **options)
+    assert both == whole[: ends[100]]
+    _, both = merge(streams, limits=Limits(packets=100, bytes=ends[50] + 3), **options)
+    assert both == whole[: ends[50]]

@@ -93,3 +93,23 @@ def test_a_window_where_nothing_can_be_read_is_still_a_503(node):
     answer = requests.get(f"{node.url}/data.pcap", {**QUERY, **window}, timeout=30)
     assert answer.status_code == 503
     assert answer.json() == {"error": "cannot read capture data: a capture file is damaged"}
+
+
+def test_flows_name_the_damaged_files_as_data_pcap_does(node):
+    listing = requests.get(f"{node.url}/flows", {**QUERY, "output": "csv"}, timeout=30)
+    pcap = requests.get(f"{node.url}/data.pcap", QUERY, timeout=30)
+    assert listing.status_code == pcap.status_code == 200
+    assert sorted(listing.headers["X-PAR-Damaged"].split(", ")) == sorted(DAMAGED)
+    assert listing.headers["X-PAR-Damaged"] == pcap.headers["X-PAR-Damaged"]
+    assert listing.text.count("\r\n") > 1  # the readable files' flows are still listed
+    clean = requests.get(f"{node.url}/flows", {**QUERY, "end_time": str(T0_S)}, timeout=30)
+    assert clean.status_code == 200 and "X-PAR-Damaged" not in clean.headers
+
+
+def test_head_names_the_damage_the_indexes_record(node):
+    head = requests.head(f"{node.url}/data.pcap", params=QUERY, timeout=30)
+    get = requests.get(f"{node.url}/data.pcap", QUERY, timeout=30)
+    assert head.status_code == 200
+    assert head.headers["X-PAR-Damaged"] == get.headers["X-PAR-Damaged"]
+    clean = requests.head(f"{node.url}/data.pcap", params={**QUERY, "end_time": str(T0_S)}, timeout=30)
+    assert clean.status_code == 200 and "X-PAR-Damaged" not in clean.headers
