@@ -1,85 +1,37 @@
-"""Answering in bulk: records as pieces of encoded bytes, candidates checked with numpy, runs copied whole.
-
-An answer is built from ``Piece``s: the encoded bytes of some records, with each record's time and
-where it ends. Every file of a query gives a stream of pieces in file order, and ``merged`` takes
-them in time order across files exactly as ``heapq.merge`` takes records (ties to the file listed
-first), but a run at a time: the records of one file that come before every other file's next
-record go out as one slice. ``answered`` ends the stream at the asked limits, at a record boundary.
+"""Reading a query's records from classic pcap files in bulk: candidates checked with numpy, runs copied whole.
 
 A file with a current index and many candidates is read in bulk (``indexed_pieces``): candidate
-records close to each other are read with one ``pread`` per run of them; their headers, times and
+records close to each other are read with one ``preadv`` per run of them; their headers, times and
 flow fields are decided with numpy over the whole read (``engine.flowfields``, as the index build
 does; the rare packets it leaves, fragments and IPv6 extension headers, are dissected one by one);
-and each run of consecutive selected records that needs no rewriting is copied as one byte range.
-Records are rewritten only where the answer's format differs from the file's (a pcapng answer,
-another byte order or precision, an unnormalised fraction). Anything the bulk path does not expect (a record past the
-end of the file, an impossible length or time) hands the rest of the file to the per-record path,
-which decides it as before, so the two paths give the same bytes.
+and each run of consecutive selected records that needs no rewriting is copied as one byte range
+into a ``engine.pieces.Piece``. Records are rewritten only where the answer's format differs from
+the file's (a pcapng answer, another byte order or precision, an unnormalised fraction), their
+headers built with numpy. Anything the bulk path does not expect (a record past the end of the
+file, an impossible length or time) hands the rest of the file to the per-record path, which
+decides it as before, so the two paths give the same bytes.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from .dissect import dissect
-from .flowfields import FlowColumns, flow_columns
+from .flowfields import flow_columns
 from .formats import CaptureWriter, PcapCapture, Record
 from .formats.capture import MAX_CAPLEN, MAX_TS_NS
 from .formats.pcap import RECORD_HEADER_SIZE
 from .formats.pcapng import EPB
+from .pieces import Piece, encoded_pieces
 from .recordtable import RecordTable, gather
 
 BULK_MIN = 64  # fewer candidates in a file: the per-record path is cheaper
 GAP = 1 << 16  # candidates nearer than this share one read
 MAX_READ = 1 << 21  # bytes of file a bulk step reads, at most (a longer run is cut on this grid)
 TAIL = 2048  # read past a run's last offset: its record's header and an Ethernet frame fit
-PIECE_BYTES = 1 << 16  # encoded bytes of a piece of the per-record path
-
-
-@dataclass
-class Piece:
-    """Encoded records: record ``i`` is ``data[ends[i - 1]:ends[i]]`` (0 for the first), its time ``ts[i]``."""
-
-    ts: np.ndarray  # int64 ns
-    ends: np.ndarray  # int64, ascending
-    data: bytes
-
-
-class Vectorised:
-    """What a matcher offers the bulk path: a test of many dissected records at once."""
-
-    def columns_match(self, fields: FlowColumns) -> np.ndarray | None:
-        """Which records (fast-path rows, not later fragments) are packets of the selection; None: not decided so."""
-        raise NotImplementedError
-
-
-# ---------------------------------------------------------------- the per-record path as pieces
-
-
-def encoded_pieces(
-    records: Iterable[Record], writer: CaptureWriter, piece_bytes: int = PIECE_BYTES
-) -> Iterator[Piece]:
-    """Records encoded one by one by ``writer``, a piece of about ``piece_bytes`` at a time."""
-    encode = writer.record
-    parts: list[bytes] = []
-    times: list[int] = []
-    ends: list[int] = []
-    size = 0
-    for record in records:
-        data = encode(record)
-        parts.append(data)
-        times.append(record.ts_ns)
-        size += len(data)
-        ends.append(size)
-        if size >= piece_bytes:
-            yield Piece(np.array(times, dtype=np.int64), np.array(ends, dtype=np.int64), b"".join(parts))
-            parts, times, ends, size = [], [], [], 0
-    if parts:
-        yield Piece(np.array(times, dtype=np.int64), np.array(ends, dtype=np.int64), b"".join(parts))
 
 
 # ---------------------------------------------------------------- the bulk path
@@ -327,110 +279,3 @@ def _reencoded(
             parts += (head_bytes[i * width : (i + 1) * width], buf[a:b])
         sizes = RECORD_HEADER_SIZE + caplen
     return Piece(ts, np.cumsum(sizes), b"".join(parts))
-
-
-# ---------------------------------------------------------------- merge and limits
-
-
-class _Source:
-    """One file's pieces as the merge reads them: the current piece and the next record in it."""
-
-    def __init__(self, order: int, pieces: Iterator[Piece], low: int | None):
-        self.order, self.pieces, self.low = order, pieces, low
-        self.piece: Piece | None = None
-        self.at = 0
-
-    def head(self) -> int:
-        """The time of its next record (its known lower bound while not yet read)."""
-        if self.piece is None:
-            assert self.low is not None
-            return self.low
-        return int(self.piece.ts[self.at])
-
-    def advance(self) -> bool:
-        """Read its next non-empty piece; False at its end."""
-        for piece in self.pieces:
-            if len(piece.ts):
-                self.piece, self.at, self.low = piece, 0, None
-                return True
-        self.piece = None
-        return False
-
-
-def merged(sources: list[tuple[Iterator[Piece], int | None]]) -> Iterator[tuple[Piece, int, int]]:
-    """(piece, i, j): records ``i:j`` of a piece, in time order across ``sources``, ties to the first listed.
-
-    Each source is (its pieces in file order, a lower bound of its times or None). A source is read
-    only once its bound comes up, so files later in time hold no buffer while earlier ones stream.
-    The order is exactly ``heapq.merge``'s over the records, keyed by time.
-    """
-    waiting = [_Source(n, pieces, low) for n, (pieces, low) in enumerate(sources)]
-    active: list[_Source] = []
-    for source in [s for s in waiting if s.low is None]:
-        waiting.remove(source)
-        if source.advance():
-            active.append(source)
-    while active or waiting:
-        candidates = active + waiting
-        best = min(candidates, key=lambda s: (s.head(), s.order))
-        if best.piece is None:  # a file whose bound comes first: read it now
-            waiting.remove(best)
-            if best.advance():
-                active.append(best)
-            continue
-        piece, at = best.piece, best.at
-        others = [(s.head(), s.order) for s in candidates if s is not best]
-        if others:
-            bound, order = min(others)
-            rest = piece.ts[at:]
-            past = rest > bound if best.order < order else rest >= bound
-            stop = at + (int(np.argmax(past)) if past.any() else len(rest))
-        else:
-            stop = len(piece.ts)
-        yield piece, at, stop
-        best.at = stop
-        if stop == len(piece.ts) and not best.advance():
-            active.remove(best)
-
-
-def answered(
-    header: bytes, runs: Iterable[tuple[Piece, int, int]], limits, chunk_size: int = 1 << 16
-) -> Iterator[bytes]:
-    """The header, then the runs' bytes in chunks of at least ``chunk_size``, stopping before a limit is passed.
-
-    ``limits`` (``engine.answer.Limits`` or None): after ``packets`` records, before the answer
-    (header included) would pass ``bytes``.
-    """
-    packets = limits.packets if limits is not None else None
-    budget = limits.bytes if limits is not None else None
-    parts: list[bytes | memoryview] = [header]
-    size = total = len(header)
-    count = 0
-    for piece, i, j in runs:
-        full = j
-        if packets is not None:
-            j = min(j, i + packets - count)
-        low = int(piece.ends[i - 1]) if i else 0
-        if budget is not None and j > i:
-            fits = np.searchsorted(piece.ends[i:j] - low, budget - total, side="right")
-            j = i + int(fits)
-        if j > i:
-            high = int(piece.ends[j - 1])
-            if not parts and high - low == len(piece.data) >= chunk_size:
-                yield piece.data  # a whole piece, a chunk of its own: not copied again
-                count += j - i
-                total += high - low
-                if j < full:
-                    break
-                continue
-            parts.append(memoryview(piece.data)[low:high])
-            size += high - low
-            total += high - low
-            count += j - i
-        if j < full:
-            break
-        if size >= chunk_size:
-            yield b"".join(parts)
-            parts, size = [], 0
-    if parts:
-        yield b"".join(parts)

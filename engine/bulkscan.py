@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from . import bulk
+from . import bulk, pieces
 from .flowfields import FlowColumns
 from .formats import CaptureWriter, PcapCapture, Record
 from .formats.capture import MAX_CAPLEN, MAX_TS_NS
@@ -57,7 +57,7 @@ def _walk(buf: memoryview, order: str) -> tuple[list[int], int, bool]:
 
 def scanned_pieces(
     capture: PcapCapture, m, writer: CaptureWriter, rest: Callable[[int], Iterator[Record]]
-) -> Iterator[bulk.Piece]:
+) -> Iterator[pieces.Piece]:
     """The file's selected records as pieces, every record read; ``rest(last)`` is the per-record scan of
     the records after offset ``last``, for what the bulk way leaves."""
     copy_as_is = not writer.pcapng and capture.order == "<" and capture.nanosecond == writer.nanosecond
@@ -86,4 +86,4 @@ def scanned_pieces(
             as_is = copy_as_is and not np.any(head[:, 1] >= max_frac)
             yield bulk._piece(buf, pos, head, ts, keep, as_is, capture.linktype, writer)
         at += end
-    yield from bulk.encoded_pieces(rest(last), writer)
+    yield from pieces.encoded_pieces(rest(last), writer)

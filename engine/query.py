@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .answer import PCAP_RECORD_OVERHEAD, PCAPNG_RECORD_OVERHEAD, Limits, PcapngWriter
-from .bulk import PIECE_BYTES, Piece, answered, bulk_readable, encoded_pieces, indexed_pieces, merged
+from .bulk import bulk_readable, indexed_pieces
 from .bulkscan import scannable, scanned_pieces
 from .damage import DamageReport, UpToDamage
 from .dissect import PORT_PROTOCOLS, V4_PREFIX, FlowFields, dissect
@@ -43,6 +43,7 @@ from .formats import (
     open_capture,
 )
 from .index import FlowIndex, IndexUnusable, open_index
+from .pieces import PIECE_BYTES, Piece, answered, encoded_pieces, merged
 from .select import SelectionMatcher
 
 

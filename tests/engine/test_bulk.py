@@ -7,7 +7,7 @@ import struct
 import pytest
 
 import pcapgen as g
-from engine import bulk, bulkscan
+from engine import bulk, bulkscan, pieces
 from engine.answer import Limits
 from engine.flow import Selection
 from engine.index import build_index
@@ -233,13 +233,13 @@ def test_a_record_damaged_after_indexing_hands_the_rest_to_the_per_record_path(f
 def test_a_file_without_fragments_is_scanned_in_bulk_to_its_end(unindexed, monkeypatch):
     monkeypatch.setattr(bulkscan, "SCAN_MIN", 0)
     handed_back = []
-    real = bulk.encoded_pieces
+    real = pieces.encoded_pieces
 
     def spy(records, writer, *args):
         handed_back.append(1)
         return real(records, writer, *args)
 
-    monkeypatch.setattr(bulk, "encoded_pieces", spy)
+    monkeypatch.setattr(pieces, "encoded_pieces", spy)
     monkeypatch.setattr("engine.query.encoded_pieces", spy)
     selection = selection_of(CASES["a v4 network"])
     fast = b"".join(query_captures([unindexed["plain"]], selection))
