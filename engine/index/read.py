@@ -74,6 +74,8 @@ class IntColumn(Protocol):
 FEW_ROWS = 16
 # A flow's offsets are decoded in plain Python when its group of flows holds at most this many bytes.
 FEW_OFFSET_BYTES = 256
+# more flows than this asked of a file: the groups of offsets holding them are decoded at once
+GROUPS_FROM = 4
 # memoryview formats of the unsigned column types, on a little-endian machine (the index's order).
 _VIEW_CODES = {"<u2": "H", "<u4": "I", "<u8": "Q", "|u1": "B"}
 _OPEN: OrderedDict[str, tuple[tuple, FlowIndex]] = OrderedDict()
@@ -463,6 +465,8 @@ class FlowIndex:
         # not merely of the flows: a small flow beside an elephant is decoded alone.
         if len(ids) * 4 > self.n_flows and int(self.columns["packets"][ids].sum()) * 4 > self.records:
             offsets = self._offsets_of_many(ids)
+        elif len(ids) > GROUPS_FROM:
+            offsets = self._offsets_of_groups(ids)
         else:
             parts = [self._flow_offsets(int(i)) for i in ids.tolist()]
             offsets = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
@@ -526,6 +530,35 @@ class FlowIndex:
         if len(distances) and distances.max() >= 1 << 62:
             raise IndexUnusable(f"{self.path}: an offset past any capture")
         return np.cumsum(distances.astype(np.int64))
+
+    def _offsets_of_groups(self, ids: np.ndarray) -> np.ndarray:
+        """The offsets of several flows, decoding at once only the groups of OFFSET_GROUP flows that hold them."""
+        c = self.columns
+        groups = np.unique(ids // OFFSET_GROUP)
+        at = c["offsetat"]
+        if groups[-1] + 1 >= len(at):
+            raise IndexUnusable(f"{self.path}: offsets of flow {int(ids.max())} past their column")
+        first, stop = at[groups].astype(np.int64), at[groups + 1].astype(np.int64)
+        sizes = stop - first
+        if np.any(sizes < 0) or int(stop.max()) > len(c["offsets"]):
+            raise IndexUnusable(f"{self.path}: offsets of a flow past their column")
+        # the groups' bytes, one after another: each group's varints end where the next group's begin
+        where = np.repeat(first - (np.cumsum(sizes) - sizes), sizes) + np.arange(int(sizes.sum()))
+        try:
+            distances = decode_varints(c["offsets"][where]).astype(np.int64)
+        except ValueError as exc:
+            raise IndexUnusable(f"{self.path}: {exc}") from None
+        flows = (groups[:, None] * OFFSET_GROUP + np.arange(OFFSET_GROUP)).ravel()
+        flows = flows[flows < self.n_flows]
+        counts = c["packets"][flows].astype(np.int64)
+        if int(counts.sum()) != len(distances) or np.any(counts == 0):
+            raise IndexUnusable(f"{self.path}: offsets that disagree with the flow table")
+        if len(distances) and distances.max() >= 1 << 62:
+            raise IndexUnusable(f"{self.path}: an offset past any capture")
+        starts = np.cumsum(counts) - counts
+        total = np.cumsum(distances)
+        offsets = total - np.repeat(total[starts] - distances[starts], counts)
+        return offsets[np.repeat(np.isin(flows, ids), counts)]
 
     def _offsets_of_many(self, ids: np.ndarray) -> np.ndarray:
         """The offsets of many flows at once: the whole column decoded, the flows' runs taken."""

@@ -361,3 +361,13 @@ def test_a_flow_s_offsets_decoded_in_python_are_those_numpy_decodes(capture, mon
     by_python = [index.packet_offsets(np.array([f])).tolist() for f in flows]
     assert by_python == by_numpy
     assert sorted(sum(by_python, [])) == index.packet_offsets(np.arange(index.n_flows)).tolist()
+
+
+def test_several_flows_offsets_decoded_by_their_groups_are_each_flow_s(capture):
+    build_index(capture)
+    index = FlowIndex(index_path(capture))
+    each = [index.packet_offsets(np.array([f])).tolist() for f in range(index.n_flows)]
+    rng = np.random.default_rng(7)
+    for size in (5, 9, 17, 40, index.n_flows // 5):
+        ids = np.sort(rng.choice(index.n_flows, size=size, replace=False))
+        assert index.packet_offsets(ids).tolist() == sorted(sum((each[i] for i in ids.tolist()), []))
