@@ -175,12 +175,14 @@ def server_cpu(url: str) -> float:
 
 
 def cat_rate(path: Path) -> float:
-    started, size = time.monotonic(), 0
-    with subprocess.Popen(["cat", str(path)], stdout=subprocess.PIPE) as cat:
-        assert cat.stdout is not None
-        while chunk := cat.stdout.read(1 << 20):
-            size += len(chunk)
-    return size / (time.monotonic() - started) / 1e6
+    """MB/s of ``cat`` of the file into /dev/null, the better of two (the first warms the page cache)."""
+    best = 0.0
+    for _ in range(2):
+        started = time.monotonic()
+        with open(os.devnull, "wb") as sink:
+            subprocess.run(["cat", str(path)], stdout=sink, check=True)
+        best = max(best, path.stat().st_size / (time.monotonic() - started) / 1e6)
+    return best
 
 
 def main() -> None:
@@ -246,7 +248,7 @@ def main() -> None:
                                 {**big, **extra},
                                 args.downloads,
                                 args.download_rate,
-                                args.seconds + 1,
+                                args.seconds,  # each ends by then, saying what it got
                             )
                         )
                     if "half heads" in situation:
