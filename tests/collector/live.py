@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,8 +65,33 @@ def live_database(directory: Path) -> Iterator[str]:
         manage({"DATABASE_URL": url, "PAR_DATA_DIR": str(directory)}, "migrate", "--noinput")
         yield url
     finally:
-        with _pg_connect(base, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop_database(base, name)
+
+
+def _drop_database(base: str, name: str) -> None:
+    """Drop ``name``: this role's sessions in it ended first, then a plain DROP.
+
+    Not ``WITH (FORCE)``: that must be allowed to end every session, and an autovacuum worker in
+    the new database is the superuser's; a plain DROP ends autovacuum itself. A session just
+    ended may take a moment to go: the DROP is tried again for a while.
+    """
+    import psycopg
+
+    deadline = time.monotonic() + 30
+    with _pg_connect(base, autocommit=True) as admin:
+        while True:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND usename = current_user AND pid <> pg_backend_pid()",
+                (name,),
+            )
+            try:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                return
+            except psycopg.errors.ObjectInUse:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
 
 def manage(env: dict[str, str], *args: str) -> str:
