@@ -66,7 +66,7 @@ def _ask(node: Node, params: Mapping[str, str]) -> NodeFlows:
         return NodeFlows(node, failure=node_error(node, answer))
     body = bytearray()
     try:
-        for chunk in answer.iter_content(1 << 16):
+        for chunk in answer.stream(1 << 16):
             body += chunk
             if len(body) > MAX_FLOWS_JSON:
                 return NodeFlows(node, failure=NodeUnreachable(f"{NODE_PROBLEM}: its answer is too large"))

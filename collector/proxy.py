@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 
-import requests
 import urllib3.exceptions
 from django.conf import settings
 from rest_framework import exceptions
 from rest_framework.response import Response
 
+from collector import nodeclient
 from collector.limits import STREAM_RENEW
 from collector.metrics import proxy_failed
 from collector.models import Node
+from collector.nodeclient import NodeResponse
 
 log = logging.getLogger("collector.proxy")
 
@@ -73,24 +72,6 @@ class NodeFailedMidStream(Exception):
     """The node stopped sending before the end of its answer; the client's response is aborted."""
 
 
-def _new_session() -> requests.Session:
-    session = requests.Session()
-    # Nodes are reached directly: no proxy or netrc from the environment.
-    session.trust_env = False
-    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or True
-    # One session serves every thread and every node: a cookie one node sets must never be sent
-    # back, to it or to another node, on behalf of another caller.
-    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-    # Several downloads from one node at once each need a connection; keep a few per node.
-    adapter = requests.adapters.HTTPAdapter(pool_connections=64, pool_maxsize=16)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
-_session = _new_session()
-
-
 def _headers() -> dict[str, str]:
     headers = {"Accept-Encoding": "identity"}  # bytes pass through exactly as the node sends them
     if settings.PAR_NODE_SECRET:
@@ -100,50 +81,49 @@ def _headers() -> dict[str, str]:
 
 def is_timeout(exc: BaseException) -> bool:
     """Whether a transport error is a node that took too long (504), rather than a broken one (502)."""
-    timeouts = (requests.Timeout, urllib3.exceptions.TimeoutError, socket.timeout, TimeoutError)
-    return isinstance(exc, timeouts) or isinstance(getattr(exc, "__context__", None), timeouts)
+    for error in (exc, getattr(exc, "__context__", None)):
+        # urllib3 counts a refused connection among its connect timeouts: it is a broken node here.
+        if isinstance(error, urllib3.exceptions.NewConnectionError):
+            return False
+        if isinstance(error, (urllib3.exceptions.TimeoutError, socket.timeout, TimeoutError)):
+            return True
+    return False
 
 
 def node_get(
     node: Node, path: str, params: Mapping[str, str] | None = None, method: str = "GET"
-) -> requests.Response:
+) -> NodeResponse:
     """``method`` ``path`` on ``node`` with the body left unread; 502/504 APIException when it cannot."""
-    timeout = (settings.PAR_NODE_CONNECT_TIMEOUT, settings.PAR_NODE_READ_TIMEOUT)
     try:
-        # Redirects are not followed: whatever answers at a node's address must not send the
-        # collector, with the node secret, to another node or host.
-        return _session.request(
+        return nodeclient.request(
             method,
             node.url(path),
-            params=params,
-            headers=_headers(),
-            timeout=timeout,
-            stream=True,
-            allow_redirects=False,
+            params,
+            _headers(),
+            settings.PAR_NODE_CONNECT_TIMEOUT,
+            settings.PAR_NODE_READ_TIMEOUT,
         )
-    except requests.Timeout:
-        log.warning("node %s (%s) timed out on /%s", node.id, node.address, path)
-        proxy_failed(node.id, "timeout")
-        raise NodeTimeout()
-    except requests.RequestException as exc:
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        if is_timeout(exc):
+            log.warning("node %s (%s) timed out on /%s", node.id, node.address, path)
+            proxy_failed(node.id, "timeout")
+            raise NodeTimeout()
         log.warning("node %s (%s) unreachable on /%s: %s", node.id, node.address, path, type(exc).__name__)
         proxy_failed(node.id, "unreachable")
         raise NodeUnreachable()
 
 
-def _read_json(node: Node, answer: requests.Response) -> object:
+def _read_json(node: Node, answer: NodeResponse) -> object:
     body = bytearray()
     try:
-        for chunk in answer.iter_content(CHUNK):
+        for chunk in answer.stream(CHUNK):
             body += chunk
             if len(body) > MAX_JSON:
                 raise NodeUnreachable(f"{NODE_PROBLEM}: its answer is too large")
         # The body was read above, in bounded chunks: parse those bytes, not the spent stream.
         return json.loads(body) if body else None
-    except requests.Timeout:
-        raise NodeTimeout()
-    except requests.RequestException:
-        raise NodeUnreachable()
+    except (urllib3.exceptions.HTTPError, OSError) as exc:  # cut, reset, read timeout
+        raise NodeTimeout() if is_timeout(exc) else NodeUnreachable()
     except (ValueError, RecursionError):  # RecursionError: nested too deep for the parser
         log.warning("node %s answered %s with a body that is not JSON", node.id, answer.status_code)
         raise NodeUnreachable(f"{NODE_PROBLEM}: its answer is not JSON")
@@ -151,14 +131,14 @@ def _read_json(node: Node, answer: requests.Response) -> object:
         answer.close()
 
 
-def node_error(node: Node, answer: requests.Response) -> NodeFailure:
+def node_error(node: Node, answer: NodeResponse) -> NodeFailure:
     """A node's refusal: its 4xx JSON error with its status; a 403 or anything else is a 502."""
     if answer.status_code == 403:
         answer.close()  # whatever it says (JSON, or a proxy's page), the node logs why it refused
         log.error("node %s (%s) answered 403: it refused this collector", node.id, node.address)
         proxy_failed(node.id, "refused")
         return NodeUnreachable(NODE_REFUSED_COLLECTOR)
-    if answer.request.method == "HEAD":
+    if answer.method == "HEAD":
         answer.close()
         if 400 <= answer.status_code < 500:
             return NodeSaid(answer.status_code, f"the node answered {answer.status_code}")
@@ -193,7 +173,7 @@ class NodeAnswer:
     """A node's pcap answer, opened: its response, the bytes read so far, and the rest to come."""
 
     node: Node
-    response: requests.Response
+    response: NodeResponse
     first: bytes = b""
     rest: Iterator[bytes] = field(default_factory=lambda: iter(()))
     received: int = 0
@@ -232,7 +212,7 @@ def open_pcap(node: Node, path: str, params: Mapping[str, str], method: str = "G
     if method == "HEAD":
         response.close()
         return answer
-    answer.rest = response.raw.stream(STREAM_CHUNK, decode_content=False)
+    answer.rest = response.stream(STREAM_CHUNK)
     try:
         answer.first = next(answer.rest, b"")
     except Exception as exc:  # urllib3 errors: cut, reset, read timeout

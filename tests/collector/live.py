@@ -257,3 +257,90 @@ class DyingNode:
         self._stop.set()
         self._thread.join(timeout=2)
         self.listener.close()
+
+
+class KeepAliveNode:
+    """A node speaking HTTP/1.1 keep-alive: every request answered with a small pcap (HEAD: its head).
+
+    The body has a Content-Length, or is ``chunked`` (as a node streams one). It counts the
+    connections it accepted; ``restart()`` closes every one of them (as a node restarted between
+    two calls), and ``drop_next`` requests are answered by closing their connection without a byte
+    (a kept connection the node closed just as a request went out).
+    """
+
+    def __init__(
+        self, body: bytes, content_type: str = "application/vnd.tcpdump.pcap", *, chunked: bool = False
+    ) -> None:
+        self.body = body
+        self.content_type = content_type
+        self.chunked = chunked
+        self.connections = 0
+        self.requests: list[str] = []
+        self.drop_next = 0
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.listener.settimeout(0.1)
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+                self._open.append(conn)
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        buffered = b""
+        with contextlib.suppress(OSError), conn:
+            while True:
+                while b"\r\n\r\n" not in buffered:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buffered += data
+                head, buffered = buffered.split(b"\r\n\r\n", 1)
+                line = head.split(b"\r\n", 1)[0].decode("latin-1")
+                with self._lock:
+                    self.requests.append(line)
+                    drop, self.drop_next = self.drop_next > 0, max(0, self.drop_next - 1)
+                if drop:
+                    return
+                if self.chunked:
+                    length, body = (
+                        "Transfer-Encoding: chunked",
+                        b"%x\r\n%s\r\n0\r\n\r\n"
+                        % (
+                            len(self.body),
+                            self.body,
+                        ),
+                    )
+                else:
+                    length, body = f"Content-Length: {len(self.body)}", self.body
+                head = f"HTTP/1.1 200 OK\r\nContent-Type: {self.content_type}\r\n{length}\r\n\r\n"
+                conn.sendall(head.encode() + (b"" if line.startswith("HEAD ") else body))
+
+    def restart(self) -> None:
+        """Close every connection open, as a node going down and up again between two calls."""
+        with self._lock:
+            conns, self._open = self._open, []
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.restart()
+        self.listener.close()

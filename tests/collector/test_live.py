@@ -285,3 +285,37 @@ def test_two_collectors_on_one_database_share_a_keys_rate(tmp_path, real_node):
                 statuses.append(answer.status_code)
     # Four requests in the minute across both collectors, then refused wherever they land.
     assert statuses == [200, 200, 200, 200, 429, 429]
+
+
+def established_from(port: int) -> set[int]:
+    """The client ports of the TCP connections established to 127.0.0.1:``port`` (from /proc/net/tcp)."""
+    ports = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, remote, state = line.split()[1:4]
+        if local == f"0100007F:{port:04X}" and state == "01":
+            ports.add(int(remote.split(":")[1], 16))
+    return ports
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="the connections are read from /proc/net/tcp")
+def test_a_real_node_is_asked_on_one_kept_connection_and_again_after_a_restart(tmp_path):
+    env = node_env(tmp_path, "n1")
+    write_pcap(Path(env["PAR_CAPTURE_DIR"]) / f"pcap.{T0}", flow_records())
+    port = free_port()
+    params = {**FLOW, **WINDOW, "node_id": "1"}
+    (tmp_path / "collector").mkdir()
+    with live_collector(tmp_path / "collector", {"1": f"127.0.0.1:{port}"}, {ADMIN: ["0"]}) as live:
+        with gunicorn("node", env, port=port):
+            assert get(live, "/data.pcap", params, key=ADMIN).status_code == 200
+            kept = established_from(port)
+            assert requests.head(
+                f"{live[0].url}/data.pcap", params={**params, "api_key": ADMIN}, timeout=30
+            ).ok
+            assert get(live, "/flows", params, key=ADMIN).status_code == 200
+            assert get(live, "/nodes/1/status", key=ADMIN).status_code == 200
+            assert len(kept) == 1 and established_from(port) == kept
+        with gunicorn("node", env, port=port):
+            again = get(live, "/data.pcap", params, key=ADMIN)
+    assert again.status_code == 200, again.text
+    assert again.content[24:] == pcap_bytes([r for r in flow_records() if is_wanted(r[1])])[24:]
