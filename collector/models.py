@@ -16,6 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from collector import keys
+from collector.prepared import PreparedSelect
 
 NODE_DEFAULT_PORT = 9002
 # Node ids are a 32-bit integer column (PostgreSQL); "0" is the seed's "all nodes".
@@ -142,7 +143,8 @@ class ApiKeyQuerySet(models.QuerySet):
         if not keys.looks_like_key(presented.strip()):
             raise KeyProblem("unknown API key")
         digest = keys.key_hash(presented)
-        key = self.filter(key_hash=digest).first()
+        found = _KEY_BY_HASH.rows(digest, db=self.db)
+        key = found[0] if found else None
         # The lookup is by an indexed hash; compare it again in constant time.
         if key is None or not hmac.compare_digest(key.key_hash, digest):
             raise KeyProblem("unknown API key")
@@ -184,6 +186,7 @@ class NodeGrants:
     admin: bool
     all_nodes: bool
     nodes: Any
+    pk: Any
 
     @property
     def holder(self) -> str:
@@ -203,10 +206,19 @@ class NodeGrants:
 
     def may_query_all(self, node_ids: Iterable[int]) -> bool:
         """Whether every node of ``node_ids`` is granted (one query at most)."""
-        wanted = set(node_ids)
+        wanted = sorted(set(node_ids))
         if self.every_node or not wanted:
             return True
-        return self.nodes.filter(pk__in=wanted).count() == len(wanted)
+        return len(self.granted_among(wanted)) == len(wanted)
+
+    def granted_among(self, node_ids: list[int]) -> list[Node]:
+        """The nodes of ``node_ids`` (active or not) this grant names, in id order; asked once per request."""
+        asked = getattr(self, "_granted_among", None)
+        if asked is None or asked[0] != node_ids:
+            relation = type(self)._meta.get_field("nodes").related_query_name()  # type: ignore[attr-defined]
+            found = _GRANTED[relation].rows(self.pk, *node_ids)
+            self._granted_among = asked = (list(node_ids), found)
+        return asked[1]
 
     def queryable_nodes(self) -> models.QuerySet[Node]:
         nodes = Node.objects.all() if self.every_node else self.nodes.all()
@@ -303,6 +315,19 @@ class ApiKey(NodeGrants, models.Model):
             expires=self.expires,
         )
 
+
+# The hot path's lookups (collector.prepared): a key by its hash; the nodes asked, active; the nodes
+# asked that a grant names (by the grant's relation: ``keys`` for a key, ``user_grants`` for a user).
+_KEY_BY_HASH = PreparedSelect(lambda digest: ApiKey.objects.filter(key_hash=digest).order_by()[:1])
+ACTIVE_NODES = PreparedSelect(lambda *ids: Node.objects.filter(pk__in=ids, active=True).order_by("id"))
+_GRANTED = {
+    relation: PreparedSelect(
+        lambda pk, *ids, relation=relation: Node.objects.filter(**{relation: pk})
+        .filter(pk__in=ids)
+        .order_by("id")
+    )
+    for relation in ("keys", "user_grants")
+}
 
 # Defined beside, registered here: Django finds an app's models in its models module.
 from collector.limits import KeyStream, RequestRate  # noqa: E402

@@ -15,7 +15,7 @@ from api.flowparams import (
     parse_selection,
     selection_params,
 )
-from collector.models import NODE_SELECTION, ApiKey, KeyStream, Node, parse_node_selection
+from collector.models import ACTIVE_NODES, NODE_SELECTION, ApiKey, KeyStream, Node, parse_node_selection
 from engine.flow import Selection
 
 # Parameters beyond the seed's flow passed on to the nodes as given (SPEC "Selecting packets").
@@ -49,7 +49,10 @@ def resolve_nodes(key: ApiKey, node_ids: list[int] | None) -> list[Node]:
         if not nodes:
             raise exceptions.NotFound("no node to ask: this API key may query no active node")
         return nodes
-    nodes = list(Node.objects.filter(pk__in=node_ids, active=True).order_by("id"))
+    if key.every_node:
+        nodes = ACTIVE_NODES.rows(*sorted(node_ids))
+    else:  # the nodes asked were all found granted (collector.auth.HasNodeGrant), in the same query
+        nodes = [node for node in key.granted_among(sorted(node_ids)) if node.active]
     missing = sorted(set(node_ids) - {node.id for node in nodes})
     if missing:
         if len(node_ids) == 1:

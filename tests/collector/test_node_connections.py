@@ -24,8 +24,8 @@ def node1(request, nodes) -> Iterator[KeepAliveNode]:
 
 def pcap(api, key, **params):
     response = api.get_as(key, "/data.pcap", {**FLOW, "node_id": "1", **params})
+    # The test client closes a streamed response once its body was read to its end.
     body = b"".join(response.streaming_content) if response.streaming else response.content
-    response.close()
     return response.status_code, body
 
 
