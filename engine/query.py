@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -30,6 +31,7 @@ from .bulk import bulk_readable, indexed_pieces
 from .bulkscan import scannable, scanned_pieces
 from .damage import DamageReport, UpToDamage
 from .dissect import PORT_PROTOCOLS, V4_PREFIX, FlowFields, dissect
+from .fewrecords import few_record_pieces
 from .flow import FlowQuery, Selection
 from .flowfields import FlowColumns, address_halves
 from .formats import (
@@ -145,11 +147,11 @@ class FilePlan:
         no earlier than the answer's chunk holding those bytes would be.
         """
         capture, offsets = self.capture, self.offsets
-        if bulk and offsets is not None and bulk_readable(capture, writer, len(offsets)):
-            assert isinstance(capture, PcapCapture)
-            return indexed_pieces(
-                capture, offsets, m, writer, lambda rest, last: self._indexed_or_scanned(m, rest, last)
-            )
+        if bulk and offsets is not None and isinstance(capture, PcapCapture):
+            rest = partial(self._indexed_or_scanned, m)
+            if bulk_readable(capture, writer, len(offsets)):
+                return indexed_pieces(capture, offsets, m, writer, rest)
+            return few_record_pieces(capture, offsets.tolist(), m, writer, piece_bytes, rest)
         known_damage = self.readable is not None and self.readable.damaged_at is not None
         if bulk and offsets is None and not known_damage and scannable(capture, m, capture.size()):
             assert isinstance(capture, PcapCapture)

@@ -34,6 +34,7 @@ from api.flowparams import (
 from api.ping import ping_payload
 from api.routes import list_routes
 from api.serializers import ErrorSerializer, FlowsSerializer, PingSerializer
+from api.streamgate import GATE
 from engine.answer import Limits
 from engine.flow import Selection
 from engine.flows import list_flows
@@ -326,7 +327,7 @@ def stream(query: Selection, first: bytes, chunks: Generator[bytes, None, None])
     try:
         yield first
         sent += len(first)
-        for chunk in chunks:
+        for chunk in GATE.chunks(chunks):
             yield chunk
             sent += len(chunk)
         outcome = "served"

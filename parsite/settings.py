@@ -66,6 +66,9 @@ PAR_NODE_READ_TIMEOUT = env_int("PAR_NODE_READ_TIMEOUT", 120, minimum=1)
 PAR_KEY_RATE = env_int("PAR_KEY_RATE", 600, minimum=0)
 # Downloads (/data.pcap) one key may run at once at a collector, counted across workers.
 PAR_KEY_STREAMS = env_int("PAR_KEY_STREAMS", 4, minimum=1)
+# A node worker's downloads producing their next chunk at once (api/streamgate.py): more lets a
+# worker read several cold captures from disk at once, at the cost of small calls' latency.
+PAR_STREAM_PRODUCERS = env_int("PAR_STREAM_PRODUCERS", 1, minimum=1)
 # Plugins are enabled explicitly: a name is a folder under plugins/, a dotted
 # name a full module path. Each is imported and validated now, so a bad one
 # stops the start with its name (parsite/plugins.py); PAR_PLUGINS_CONFIG is
@@ -135,6 +138,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "api.metrics.RequestMetricsMiddleware",  # first: it times every answer, static files too
+    *(["api.streamgate.CallsFirstMiddleware"] if PAR_ROLE == "node" else []),  # downloads wait for calls
     # Then, on a node, nobody outside its ACL goes further, whatever else the request holds.
     *(["node.acl.RefuseOtherCallers"] if PAR_ROLE == "node" else []),
     "django.middleware.security.SecurityMiddleware",

@@ -85,7 +85,7 @@ class Capture:
     kind = ""
 
     def __init__(self, path: str | Path, file: IO[bytes] | None = None):
-        self.path = Path(path)
+        self.path = path if isinstance(path, Path) else Path(path)
         self._file = file if file is not None else open(self.path, "rb", buffering=0)  # noqa: SIM115
         try:
             self.opened_size = self.size()  # what a reader may count on; a live file may grow past it

@@ -76,6 +76,8 @@ FEW_ROWS = 16
 FEW_OFFSET_BYTES = 256
 # more flows than this asked of a file: the groups of offsets holding them are decoded at once
 GROUPS_FROM = 4
+# bytes.translate table marking the last byte of each varint (below 0x80) as b"e"
+_VARINT_LAST_BYTES = bytes(b"e"[0] if byte < 0x80 else b"."[0] for byte in range(256))
 # memoryview formats of the unsigned column types, on a little-endian machine (the index's order).
 _VIEW_CODES = {"<u2": "H", "<u4": "I", "<u8": "Q", "|u1": "B"}
 _OPEN: OrderedDict[str, tuple[tuple, FlowIndex]] = OrderedDict()
@@ -212,7 +214,11 @@ class FlowIndex:
 
     def _checked(self, ids: np.ndarray) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
-        if len(ids) and (ids.max() >= self.n_flows or ids.min() < 0):
+        if len(ids) <= FEW_ROWS:  # numpy's max and min cost more than a few ints in Python
+            few = ids.tolist()
+            if few and (max(few) >= self.n_flows or min(few) < 0):
+                raise IndexUnusable(f"{self.path}: a lookup names flow {max(few)} of {self.n_flows}")
+        elif ids.max() >= self.n_flows or ids.min() < 0:
             raise IndexUnusable(f"{self.path}: a lookup names flow {ids.max()} of {self.n_flows}")
         return ids
 
@@ -410,12 +416,7 @@ class FlowIndex:
         if len(ids):
             rows = self.rows(ids, digests=getattr(selection, "community_id", None) is not None)
             ids = ids[np.asarray(confirm(rows), dtype=bool)]
-        if key is not None and len(ids) <= SELECTION_KEPT_IDS:
-            ids.flags.writeable = False  # shared by every caller asking the same
-            if len(self._selections) >= SELECTIONS_KEPT:
-                self._selections.clear()
-            self._selections[key] = ids
-        return ids
+        return self._keep(key, ids) if key is not None else ids
 
     def find(
         self,
@@ -430,8 +431,34 @@ class FlowIndex:
         """Ids of the flows between endpoint (a, a_port) and (b, b_port), either way; None = any value.
 
         An address (else a port) is looked up by binary search; the other fields are then checked
-        on those candidate rows only.
+        on those candidate rows only. The answer is kept like ``selected``'s (an estimate and the
+        answer it precedes ask the same).
         """
+        key = ("find", a, a_port, b, b_port, protocols, start_ns, end_ns)
+        kept = self._selections.get(key)
+        if kept is None:
+            kept = self._keep(key, self._found(a, a_port, b, b_port, protocols, start_ns, end_ns))
+        return kept
+
+    def _keep(self, key: tuple, ids: np.ndarray) -> np.ndarray:
+        """``ids`` kept as the answer to ``key`` (among the last SELECTIONS_KEPT), when few enough."""
+        if len(ids) <= SELECTION_KEPT_IDS:
+            ids.flags.writeable = False  # shared by every caller asking the same
+            if len(self._selections) >= SELECTIONS_KEPT:
+                self._selections.clear()
+            self._selections[key] = ids
+        return ids
+
+    def _found(
+        self,
+        a: bytes | None,
+        a_port: int | None,
+        b: bytes | None,
+        b_port: int | None,
+        protocols: tuple[int, ...] | None,
+        start_ns: int | None,
+        end_ns: int | None,
+    ) -> np.ndarray:
         address = a if a is not None else b
         port = a_port if a_port is not None else b_port
         if address is not None:
@@ -449,12 +476,49 @@ class FlowIndex:
             )
         if not len(ids):
             return ids
+        if len(ids) <= FEW_ROWS:
+            return self._few_found(ids.tolist(), a, a_port, b, b_port, protocols)
         rows = self.rows(ids)
         keep = _side(rows, "a", a, a_port) & _side(rows, "b", b, b_port)
         keep |= _side(rows, "b", a, a_port) & _side(rows, "a", b, b_port)
         if protocols is not None:
             keep &= np.isin(rows["proto"], protocols)
         return ids[keep]
+
+    def _few_found(
+        self,
+        ids: list[int],
+        a: bytes | None,
+        a_port: int | None,
+        b: bytes | None,
+        b_port: int | None,
+        protocols: tuple[int, ...] | None,
+    ) -> np.ndarray:
+        """``find``'s check of a few candidate flows, on their values one at a time (same rules)."""
+        v, n4 = self._view, self.n_v4
+        a_end = address_halves(a) if a is not None else None
+        b_end = address_halves(b) if b is not None else None
+        aport, bport, proto = v("aport"), v("bport"), v("proto")
+
+        def side(
+            end: tuple[int, int], port: int, want: tuple[int, int] | None, want_port: int | None
+        ) -> bool:
+            return (want is None or end == want) and (want_port is None or port == want_port)
+
+        kept = []
+        for i in ids:
+            if i < n4:
+                ea, eb = (0, v("a4")[i] | V4_BLOCK[0]), (0, v("b4")[i] | V4_BLOCK[0])
+            else:
+                j = i - n4
+                ea, eb = (v("a6hi")[j], v("a6lo")[j]), (v("b6hi")[j], v("b6lo")[j])
+            pa, pb = aport[i], bport[i]
+            forward = side(ea, pa, a_end, a_port) and side(eb, pb, b_end, b_port)
+            if (forward or (side(eb, pb, a_end, a_port) and side(ea, pa, b_end, b_port))) and (
+                protocols is None or proto[i] in protocols
+            ):
+                kept.append(i)
+        return np.array(kept, dtype=np.int64)
 
     # ------------------------------------------------------------ packet offsets
 
@@ -467,6 +531,8 @@ class FlowIndex:
             offsets = self._offsets_of_many(ids)
         elif len(ids) > GROUPS_FROM:
             offsets = self._offsets_of_groups(ids)
+        elif len(ids) == 1:
+            offsets = self._flow_offsets(int(ids[0]))
         else:
             parts = [self._flow_offsets(int(i)) for i in ids.tolist()]
             offsets = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
@@ -484,7 +550,9 @@ class FlowIndex:
         if not start <= stop <= len(c["offsets"]):
             raise IndexUnusable(f"{self.path}: offsets of flow {flow} past their column")
         if stop - start <= FEW_OFFSET_BYTES:
-            return self._few_offsets(flow, group, c["offsets"][start:stop].tobytes())
+            return np.array(
+                self._few_offsets(flow, group, c["offsets"][start:stop].tobytes()), dtype=np.int64
+            )
         region = c["offsets"][start:stop]
         skip = int(c["packets"][group * OFFSET_GROUP : flow].sum(dtype=np.int64))
         count = int(c["packets"][flow])
@@ -494,33 +562,38 @@ class FlowIndex:
         begin = int(ends[skip - 1]) + 1 if skip else 0
         return self._decoded(region[begin : int(ends[skip + count - 1]) + 1])
 
-    def _few_offsets(self, flow: int, group: int, region: bytes) -> np.ndarray:
-        """``_flow_offsets`` from a group's few bytes of offsets, decoded in plain Python (same checks)."""
+    def _few_offsets(self, flow: int, group: int, region: bytes) -> list[int]:
+        """``_flow_offsets`` from a group's few bytes of offsets, decoded in plain Python (same checks).
+
+        The varints of the group's earlier flows are skipped by their last bytes (below 0x80),
+        found by ``bytes.find`` over a translation of the region; only the flow's own are decoded.
+        """
         packets = self._view("packets")
         skip = sum(packets[k] for k in range(group * OFFSET_GROUP, flow))
         count = packets[flow]
-        wanted = skip + count
-        varints: list[tuple[int, int]] = []  # (value, length in bytes) of the group's varints
-        value = shift = 0
-        for byte in region:
+        if count == 0:
+            raise IndexUnusable(f"{self.path}: offsets of flow {flow} cut short")
+        ends, at = region.translate(_VARINT_LAST_BYTES), 0
+        for _ in range(skip):
+            at = ends.find(b"e", at) + 1
+            if not at:
+                raise IndexUnusable(f"{self.path}: offsets of flow {flow} cut short")
+        offsets: list[int] = []
+        total = value = shift = 0
+        for byte in region[at:]:
             value |= (byte & 0x7F) << shift
             shift += 7
             if byte < 0x80:
-                varints.append((value, shift // 7))
+                if shift > 63:
+                    raise IndexUnusable(f"{self.path}: a varint longer than 9 bytes")
+                if value >= 1 << 62:
+                    raise IndexUnusable(f"{self.path}: an offset past any capture")
+                total += value
+                offsets.append(total)
+                if len(offsets) == count:
+                    return offsets
                 value = shift = 0
-                if len(varints) == wanted:
-                    break
-        if len(varints) < wanted or count == 0:
-            raise IndexUnusable(f"{self.path}: offsets of flow {flow} cut short")
-        offsets, total = [], 0
-        for value, length in varints[skip:]:
-            if length > 9:
-                raise IndexUnusable(f"{self.path}: a varint longer than 9 bytes")
-            if value >= 1 << 62:
-                raise IndexUnusable(f"{self.path}: an offset past any capture")
-            total += value
-            offsets.append(total)
-        return np.array(offsets, dtype=np.int64)
+        raise IndexUnusable(f"{self.path}: offsets of flow {flow} cut short")
 
     def _decoded(self, data: np.ndarray) -> np.ndarray:
         try:

@@ -123,12 +123,15 @@ def both(paths, selection, **options) -> tuple[bytes, bytes]:
     return fast, slow
 
 
-@pytest.fixture(params=[False, True], ids=["default reads", "tiny reads"])
+@pytest.fixture(params=["default", "tiny", "few"], ids=["default reads", "tiny reads", "few records"])
 def reads(request, monkeypatch):
-    """The default read sizes, or tiny ones: steps cut after a few records, runs after a few bytes."""
-    if request.param:
+    """The default read sizes, or tiny ones (steps cut after a few records, runs after a few bytes),
+    or every indexed file read the way of a file with few candidates (``engine.fewrecords``)."""
+    if request.param == "tiny":
         monkeypatch.setattr(bulk, "MAX_READ", 6000)
         monkeypatch.setattr(bulk, "GAP", 300)
+    if request.param == "few":
+        monkeypatch.setattr(bulk, "BULK_MIN", 1 << 62)
     return request.param
 
 
@@ -207,8 +210,12 @@ def test_a_capture_cut_short_after_indexing_is_answered_as_the_per_record_path_d
     assert fast == slow and len(pcap_records(fast)[1]) > 64
 
 
+@pytest.mark.parametrize("bulk_min", [bulk.BULK_MIN, 1 << 62], ids=["in bulk", "few records"])
 @pytest.mark.parametrize("damage", ["impossible length", "impossible time"])
-def test_a_record_damaged_after_indexing_hands_the_rest_to_the_per_record_path(files, tmp_path, damage):
+def test_a_record_damaged_after_indexing_hands_the_rest_to_the_per_record_path(
+    files, tmp_path, damage, bulk_min, monkeypatch
+):
+    monkeypatch.setattr(bulk, "BULK_MIN", bulk_min)
     path = tmp_path / files["ether"].name
     data = bytearray(files["ether"].read_bytes())
     path.write_bytes(data)

@@ -371,3 +371,29 @@ def test_several_flows_offsets_decoded_by_their_groups_are_each_flow_s(capture):
     for size in (5, 9, 17, 40, index.n_flows // 5):
         ids = np.sort(rng.choice(index.n_flows, size=size, replace=False))
         assert index.packet_offsets(ids).tolist() == sorted(sum((each[i] for i in ids.tolist()), []))
+
+
+def test_a_few_candidates_checked_one_by_one_find_what_the_table_check_finds(capture, monkeypatch):
+    from engine.index import read
+
+    build_index(capture)
+    index = FlowIndex(index_path(capture))
+    questions = []
+    for some in g.mixed_flows(40, seed=3)[:12]:
+        a, b = a16(some.a), a16(some.b)
+        questions += [
+            (a, some.a_port, b, some.b_port, None),
+            (b, some.b_port, a, some.a_port, (6,)),
+            (a, None, None, some.b_port, (17, 132)),
+            (None, some.a_port, b, None, None),
+            (a, some.a_port + 1, b, some.b_port, None),
+        ]
+
+    def found() -> list[list[int]]:
+        index._selections.clear()  # answers are kept: ask afresh
+        return [index.find(*q[:4], protocols=q[4]).tolist() for q in questions]
+
+    one_by_one = found()
+    monkeypatch.setattr(read, "FEW_ROWS", 0)
+    assert one_by_one == found()
+    assert any(one_by_one) and not all(one_by_one)
