@@ -141,7 +141,7 @@ def parse_rate(rate: str) -> tuple[int, int]:
 class ApiKeyThrottle(BaseThrottle):
     """At most ``PAR_KEY_RATE`` requests per minute per key (DRF rate ``api_key``), across workers.
 
-    Counted in the database with one statement per request (collector.limits.RequestRate).
+    Counted in the database, each worker claiming a share of the window at once (collector.limits.RequestRate).
     """
 
     scope = "api_key"
@@ -159,8 +159,8 @@ class ApiKeyThrottle(BaseThrottle):
             # person at a browser, limited by PAR_KEY_STREAMS downloads like a key but not by a rate.
             return True
         allowed, period = parse_rate(rate)
-        count, self._wait = RequestRate.count(key.pk, period)
-        return count <= allowed
+        admitted, self._wait = RequestRate.admit(key.pk, key.prefix, allowed, period)
+        return admitted
 
     def wait(self) -> float | None:
         return getattr(self, "_wait", None)
