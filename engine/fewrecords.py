@@ -14,14 +14,13 @@ the file to the per-record path, which meets it again and answers as it always d
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from .dissect import dissect
 from .formats import CaptureError, CaptureWriter, PcapCapture, Record
-from .formats.access import READ_WINDOW, RECORD_TAIL
+from .formats.access import read_window
 from .formats.capture import MAX_CAPLEN, MAX_TS_NS
 from .formats.pcap import RECORD_HEADER_SIZE
 from .pieces import Piece, encoded_pieces
@@ -52,8 +51,7 @@ def few_record_pieces(
         i = offset - base
         try:
             if i < 0 or i + RECORD_HEADER_SIZE > len(window):
-                furthest = offsets[bisect_left(offsets, offset + READ_WINDOW, n) - 1]
-                base, window, i = offset, capture.read(offset, furthest - offset + RECORD_TAIL), 0
+                base, window, i = offset, read_window(capture, offsets, n), 0
                 if len(window) < RECORD_HEADER_SIZE:
                     break  # cut short by the end of the file
             secs, frac, caplen, orig_len = unpack(window, i)
@@ -61,9 +59,7 @@ def few_record_pieces(
                 raise CaptureError(capture.path, offset, f"record length {caplen} is impossible")
             end = i + RECORD_HEADER_SIZE + caplen
             if end > len(window):
-                furthest = offsets[bisect_left(offsets, offset + READ_WINDOW, n) - 1]
-                wanted = max(furthest - offset + RECORD_TAIL, RECORD_HEADER_SIZE + caplen)
-                base, window, i = offset, capture.read(offset, wanted), 0
+                base, window, i = offset, read_window(capture, offsets, n, RECORD_HEADER_SIZE + caplen), 0
                 end = RECORD_HEADER_SIZE + caplen
                 if end > len(window):
                     break

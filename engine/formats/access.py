@@ -37,17 +37,14 @@ def records_at(capture: Capture, offsets: Iterable[int]) -> Iterator[Record]:
         for n, offset in enumerate(chunk):
             i = offset - base
             if i < 0 or i + RECORD_HEADER_SIZE > len(window):
-                last = chunk[bisect_left(chunk, offset + READ_WINDOW, n) - 1]
-                base, window, i = offset, capture.read(offset, last - offset + RECORD_TAIL), 0
+                base, window, i = offset, read_window(capture, chunk, n), 0
                 if len(window) < RECORD_HEADER_SIZE:
                     return  # cut short by the end of the file
             secs, frac, caplen, orig_len = unpack(window, i)
             check_caplen(capture.path, offset, caplen)
             end = i + RECORD_HEADER_SIZE + caplen
             if end > len(window):
-                last = chunk[bisect_left(chunk, offset + READ_WINDOW, n) - 1]
-                size = max(last - offset + RECORD_TAIL, RECORD_HEADER_SIZE + caplen)
-                base, window, i = offset, capture.read(offset, size), 0
+                base, window, i = offset, read_window(capture, chunk, n, RECORD_HEADER_SIZE + caplen), 0
                 end = RECORD_HEADER_SIZE + caplen
                 if end > len(window):
                     return
@@ -55,3 +52,10 @@ def records_at(capture: Capture, offsets: Iterable[int]) -> Iterator[Record]:
             if ts >= MAX_TS_NS:
                 check_time(capture.path, offset, ts)
             yield Record(offset, ts, linktype, window[i + 16 : end], orig_len)
+
+
+def read_window(capture: PcapCapture, offsets: list[int], n: int, at_least: int = 0) -> bytes:
+    """The bytes from ``offsets[n]`` that serve it and the next offsets within READ_WINDOW (ascending)."""
+    offset = offsets[n]
+    furthest = offsets[bisect_left(offsets, offset + READ_WINDOW, n) - 1]
+    return capture.read(offset, max(furthest - offset + RECORD_TAIL, at_least))
