@@ -136,6 +136,7 @@ class FlowIndex:
             raise IndexUnusable(f"{self.path}: a header that disagrees with itself")
         self.columns = self._read_columns(size)
         self._selections: dict[tuple, np.ndarray] = {}
+        self._mapped: bool | None = None  # see _v6_mapped
         self._views: dict[str, IntColumn] = {}
         c = self.columns
         self.linktypes = c["linktype"].tolist()
@@ -281,6 +282,9 @@ class FlowIndex:
     def estimate(self, ids: np.ndarray) -> tuple[int, int]:
         """(packets, bytes) the flows ``ids`` hold in the whole file: an upper bound for any window."""
         ids = self._checked(ids)
+        if len(ids) <= FEW_ROWS:
+            packets, nbytes, few = self._view("packets"), self._view("bytes"), ids.tolist()
+            return sum(packets[i] for i in few), sum(nbytes[i] for i in few)
         c = self.columns
         return int(c["packets"][ids].sum(dtype=np.uint64)), int(c["bytes"][ids].sum(dtype=np.uint64))
 
@@ -311,21 +315,35 @@ class FlowIndex:
                 return ends4[entry & 1][entry >> 1]
 
             parts.append(_run(c["byaddr4"], self._view("byaddr4"), key4, low, high))
-        if self.n_flows > n4:
-            hi = (self._view("a6hi"), self._view("b6hi"))
-            lo = (self._view("a6lo"), self._view("b6lo"))
-
-            def key6(entry: int) -> tuple[int, int]:
-                row, end = (entry >> 1) - n4, entry & 1
-                if row < 0:
-                    raise IndexError(row)  # a negative index would read from the end
-                return hi[end][row], lo[end][row]
-
-            parts.append(_run(c["byaddr6"], self._view("byaddr6"), key6, first_v, last_v))
-        entries = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint32)
+        v4_only = first_v >= (0, V4_BLOCK[0]) and last_v <= (0, V4_BLOCK[1])
+        if self.n_flows > n4 and not (v4_only and not self._v6_mapped()):
+            parts.append(self._entries6(first_v, last_v))
+        entries = (
+            np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.zeros(0, dtype=np.uint32)
+        )
         if len(entries) <= 64:  # a host's few flows: no numpy sort for them
             return np.array(sorted({entry >> 1 for entry in entries.tolist()}), dtype=np.int64)
         return np.unique(entries >> 1)
+
+    def _entries6(self, first_v: tuple[int, int], last_v: tuple[int, int]) -> np.ndarray:
+        """The ``byaddr6`` entries (IPv6 flow ends) with an address in [first_v, last_v] (halves)."""
+        n4 = self.n_v4
+        hi = (self._view("a6hi"), self._view("b6hi"))
+        lo = (self._view("a6lo"), self._view("b6lo"))
+
+        def key6(entry: int) -> tuple[int, int]:
+            row, end = (entry >> 1) - n4, entry & 1
+            if row < 0:
+                raise IndexError(row)  # a negative index would read from the end
+            return hi[end][row], lo[end][row]
+
+        return _run(self.columns["byaddr6"], self._view("byaddr6"), key6, first_v, last_v)
+
+    def _v6_mapped(self) -> bool:
+        """Whether an IPv6 flow has an end in ::ffff:0:0/96: else an IPv4 range need not look at them."""
+        if self._mapped is None:
+            self._mapped = bool(len(self._entries6((0, V4_BLOCK[0]), (0, V4_BLOCK[1]))))
+        return self._mapped
 
     def port_flows(self, port: int) -> np.ndarray:
         """Ids of the flows with ``port`` at either end (sorted, unique)."""

@@ -25,7 +25,7 @@ from engine.index import (
     open_index,
 )
 from engine.index import format as index_format
-from tests.engine.conftest import T0, answer
+from tests.engine.conftest import T0, answer, pcap_records
 from tests.engine.test_dissect import a16
 
 
@@ -373,7 +373,9 @@ def test_several_flows_offsets_decoded_by_their_groups_are_each_flow_s(capture):
         assert index.packet_offsets(ids).tolist() == sorted(sum((each[i] for i in ids.tolist()), []))
 
 
-def test_a_few_candidates_checked_one_by_one_find_what_the_table_check_finds(capture, monkeypatch):
+def test_a_few_candidates_checked_one_by_one_find_and_estimate_what_the_table_check_does(
+    capture, monkeypatch
+):
     from engine.index import read
 
     build_index(capture)
@@ -393,7 +395,36 @@ def test_a_few_candidates_checked_one_by_one_find_what_the_table_check_finds(cap
         index._selections.clear()  # answers are kept: ask afresh
         return [index.find(*q[:4], protocols=q[4]).tolist() for q in questions]
 
+    def estimates(answers: list[list[int]]) -> list[tuple[int, int]]:
+        return [index.estimate(np.array(ids, dtype=np.int64)) for ids in answers]
+
     one_by_one = found()
+    few_estimates = estimates(one_by_one)
     monkeypatch.setattr(read, "FEW_ROWS", 0)
     assert one_by_one == found()
+    assert few_estimates == estimates(one_by_one)
     assert any(one_by_one) and not all(one_by_one)
+
+
+@pytest.mark.parametrize("mapped", [True, False], ids=["a v4-mapped IPv6 end", "no v4-mapped end"])
+def test_an_ipv4_query_finds_ipv6_packets_whose_address_is_v4_mapped(tmp_path, mapped):
+    from engine.query import query_captures
+
+    path = tmp_path / f"pcap.{T0 // 10**9}"
+    v6_end = "::ffff:10.9.8.7" if mapped else "2001:db8::7"
+    records = [
+        (T0 + k * 10**6, g.ether(g.udp("10.9.8.7", 5353, "10.0.0.2", 53, b"v4 %d" % k))) for k in range(3)
+    ]
+    records += [
+        (T0 + 5 * 10**6 + k, g.ether(g.udp(v6_end, 5353, "2001:db8::2", 53, b"v6"))) for k in range(2)
+    ]
+    records += [(T0 + 9 * 10**6, g.ether(g.udp("2001:db8::3", 1, "2001:db8::4", 2)))]
+    g.write_pcap(path, records)
+    q = selection(src=ip_network("10.9.8.7/32"))
+    scanned = b"".join(query_captures([path], q))
+    build_index(path)
+    index = FlowIndex(index_path(path))
+    assert index.n_flows > index.n_v4  # IPv6 flows are indexed
+    indexed = b"".join(query_captures([path], q))
+    assert indexed == scanned
+    assert len(pcap_records(indexed)[1]) == (5 if mapped else 3)
