@@ -260,7 +260,9 @@ class Download:
             # incomplete response, never a shorter pcap with a 200.
             raise
         self.finished = True
-        self.close()
+        # Its slot is free as the last byte goes out; its row is written by close(), which the WSGI
+        # server calls once it has sent the answer's end: the client does not wait for the row.
+        self.entry.release_slot()
 
     def close(self) -> None:
         if self._ended:

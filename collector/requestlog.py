@@ -166,9 +166,13 @@ class RequestLog(models.Model):
             insert(self)  # as save(force_insert=True) would, without building the statement each time
             audit(self)  # the log line beside the row (collector/audit.py)
         finally:
-            slot, self.stream_slot = getattr(self, "stream_slot", None), None
-            if slot is not None:
-                slot.release()
+            self.release_slot()
+
+    def release_slot(self) -> None:
+        """Give the download slot back now (``finish`` does, if this did not)."""
+        slot, self.stream_slot = getattr(self, "stream_slot", None), None
+        if slot is not None:
+            slot.release()
 
     # ------------------------------------------------------------ display
 

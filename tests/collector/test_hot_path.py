@@ -9,8 +9,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from collector.models import ApiKey, Node, RequestLog
+from collector.models import ApiKey, KeyStream, Node, RequestLog
 from collector.prepared import PreparedSelect, insert
+from collector.proxy import Download
 from pcapgen import ether, pcap_bytes, udp
 from tests.collector.live import KeepAliveNode
 
@@ -94,3 +95,16 @@ def test_insert_writes_the_row_the_orm_reads_back(db):
         "192.0.2.7",
         0.25,
     )
+
+
+def test_a_downloads_row_is_written_when_the_server_closes_it_after_its_last_byte(db):
+    entry = RequestLog.begin("data.pcap", client_ip="192.0.2.7")
+    entry.asked([1])
+    entry.hold(KeyStream.acquire("key:1", 1))
+    download = Download(iter([b"pcap ", b"bytes"]), entry, [])
+    assert b"".join(download) == b"pcap bytes"
+    assert not KeyStream.objects.exists()  # the slot is free as the last byte goes out
+    assert not RequestLog.objects.exists()  # the row is not on the client's wait
+    download.close()  # the WSGI server, once it has sent the answer's end
+    row = RequestLog.objects.get()
+    assert (row.status, row.bytes_sent, row.error) == (200, 10, "")
