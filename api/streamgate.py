@@ -71,16 +71,26 @@ class StreamGate:
                 self._changed.notify()
 
     def chunks(self, source: Iterator[bytes]) -> Iterator[bytes]:
-        """``source``'s chunks, each produced through ``producing()``; sending them is not gated."""
-        while True:
-            with self.producing():
-                chunk = next(source, None)
-            if chunk is None:
-                return
-            yield chunk
+        """``source``'s chunks, each produced through ``producing()``; sending them is not gated.
+
+        Closing this closes ``source`` (a client gone frees the files or the node's connection).
+        """
+        try:
+            while True:
+                with self.producing():
+                    chunk = next(source, None)
+                if chunk is None:
+                    return
+                yield chunk
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
 
 
-GATE = StreamGate(settings.PAR_STREAM_PRODUCERS)  # one per worker process: its threads share one lock
+# One per worker process: its threads share one lock. Only a node's downloads go through it: a
+# collector's relay what nodes send, mostly waiting on a socket (gating them measured no better).
+GATE = StreamGate(settings.PAR_STREAM_PRODUCERS)
 
 
 class CallsFirstMiddleware:

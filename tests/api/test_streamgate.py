@@ -67,3 +67,19 @@ def test_a_request_counts_as_a_call_until_its_view_returns() -> None:
     before = GATE._calls
     assert middleware(object()) == "response"
     assert seen == [before + 1] and GATE._calls == before
+
+
+def test_closing_the_gated_chunks_closes_their_source() -> None:
+    closed = []
+
+    def source():
+        try:
+            yield b"first"
+            yield b"second"
+        finally:
+            closed.append(True)
+
+    gated = StreamGate(producers=1, hold_s=WAIT_S).chunks(source())
+    assert next(gated) == b"first"
+    gated.close()
+    assert closed == [True]
