@@ -203,17 +203,10 @@ class WrongServer:
         self.server.server_close()
 
 
-class DyingNode:
-    """A node that answers 200 with a pcap type, sends ``prefix`` of its body, then dies or hangs.
+class _SocketNode:
+    """A fake node on a loopback port: accepts connections in a thread, each answered by ``_answer``."""
 
-    ``hang=False``: the connection is closed without ending the chunked body (a crash).
-    ``hang=True``: nothing more is sent until ``close()`` (a node stuck mid-answer).
-    """
-
-    def __init__(self, prefix: bytes, *, hang: bool = False) -> None:
-        self.prefix = prefix
-        self.hang = hang
-        self.requests: list[str] = []
+    def __init__(self) -> None:
         self._stop = threading.Event()
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
@@ -231,7 +224,33 @@ class DyingNode:
                 continue
             except OSError:
                 return
+            self._accepted(conn)
             threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _accepted(self, conn: socket.socket) -> None:
+        """Called with each connection before its thread starts."""
+
+    def _answer(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.listener.close()
+
+
+class DyingNode(_SocketNode):
+    """A node that answers 200 with a pcap type, sends ``prefix`` of its body, then dies or hangs.
+
+    ``hang=False``: the connection is closed without ending the chunked body (a crash).
+    ``hang=True``: nothing more is sent until ``close()`` (a node stuck mid-answer).
+    """
+
+    def __init__(self, prefix: bytes, *, hang: bool = False) -> None:
+        self.prefix = prefix
+        self.hang = hang
+        self.requests: list[str] = []
+        super().__init__()
 
     def _answer(self, conn: socket.socket) -> None:
         with conn:
@@ -253,13 +272,8 @@ class DyingNode:
                 if self.hang:
                     self._stop.wait()
 
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self.listener.close()
 
-
-class KeepAliveNode:
+class KeepAliveNode(_SocketNode):
     """A node speaking HTTP/1.1 keep-alive: every request answered with a small pcap (HEAD: its head).
 
     The body has a Content-Length, or is ``chunked`` (as a node streams one). It counts the
@@ -279,27 +293,12 @@ class KeepAliveNode:
         self.drop_next = 0
         self._open: list[socket.socket] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.listener.settimeout(0.1)
-        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with self._lock:
-                self.connections += 1
-                self._open.append(conn)
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+    def _accepted(self, conn: socket.socket) -> None:
+        with self._lock:
+            self.connections += 1
+            self._open.append(conn)
 
     def _answer(self, conn: socket.socket) -> None:
         buffered = b""
@@ -340,7 +339,5 @@ class KeepAliveNode:
                 conn.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
+        super().close()
         self.restart()
-        self.listener.close()
