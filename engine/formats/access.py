@@ -30,28 +30,54 @@ def records_at(capture: Capture, offsets: Iterable[int]) -> Iterator[Record]:
                 return
             yield record
         return
-    unpack, scale, linktype = capture.record_header.unpack_from, capture.scale, capture.linktype
-    base, window = 0, b""
+    linktype, at = capture.linktype, RecordWindow(capture)
     ahead = iter(offsets)
     while chunk := list(islice(ahead, LOOKAHEAD)):
         for n, offset in enumerate(chunk):
-            i = offset - base
-            if i < 0 or i + RECORD_HEADER_SIZE > len(window):
-                base, window, i = offset, read_window(capture, chunk, n), 0
-                if len(window) < RECORD_HEADER_SIZE:
-                    return  # cut short by the end of the file
-            secs, frac, caplen, orig_len = unpack(window, i)
-            check_caplen(capture.path, offset, caplen)
-            end = i + RECORD_HEADER_SIZE + caplen
-            if end > len(window):
-                base, window, i = offset, read_window(capture, chunk, n, RECORD_HEADER_SIZE + caplen), 0
-                end = RECORD_HEADER_SIZE + caplen
-                if end > len(window):
-                    return
-            ts = secs * 1_000_000_000 + frac * scale
-            if ts >= MAX_TS_NS:
-                check_time(capture.path, offset, ts)
-            yield Record(offset, ts, linktype, window[i + 16 : end], orig_len)
+            if not at.read(chunk, n):
+                return  # cut short by the end of the file
+            yield Record(offset, at.ts, linktype, at.window[at.start + 16 : at.end], at.orig_len)
+
+
+class RecordWindow:
+    """The classic pcap record at one of ascending offsets, read through the window that serves it.
+
+    ``read(offsets, n)`` finds record ``offsets[n]`` in the current window, or reads the window
+    that serves it and its near neighbours (``read_window``); then the record is
+    ``window[start:end]`` (its header and frame), with its time, fraction and original length.
+    An impossible length or time is CaptureError (``check_caplen``, ``check_time``).
+    """
+
+    def __init__(self, capture: PcapCapture) -> None:
+        self.capture, self.unpack, self.scale = capture, capture.record_header.unpack_from, capture.scale
+        self.base, self.window = 0, b""
+        self.start = self.end = self.ts = self.frac = self.orig_len = 0
+
+    def read(self, offsets: list[int], n: int) -> bool:
+        """Record ``offsets[n]``: False when the file ends before it does."""
+        offset, capture = offsets[n], self.capture
+        i = offset - self.base
+        if i < 0 or i + RECORD_HEADER_SIZE > len(self.window):
+            self.base, self.window, i = offset, read_window(capture, offsets, n), 0
+            if len(self.window) < RECORD_HEADER_SIZE:
+                return False
+        secs, frac, caplen, self.orig_len = self.unpack(self.window, i)
+        check_caplen(capture.path, offset, caplen)
+        end = i + RECORD_HEADER_SIZE + caplen
+        if end > len(self.window):
+            self.base, self.window, i = (
+                offset,
+                read_window(capture, offsets, n, RECORD_HEADER_SIZE + caplen),
+                0,
+            )
+            end = RECORD_HEADER_SIZE + caplen
+            if end > len(self.window):
+                return False
+        ts = secs * 1_000_000_000 + frac * self.scale
+        if ts >= MAX_TS_NS:
+            check_time(capture.path, offset, ts)
+        self.start, self.end, self.ts, self.frac = i, end, ts, frac
+        return True
 
 
 def read_window(capture: PcapCapture, offsets: list[int], n: int, at_least: int = 0) -> bytes:
