@@ -25,14 +25,13 @@ from contextlib import contextmanager
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 
-PRODUCERS = 1  # a worker's downloads producing a chunk at once (PAR_STREAM_PRODUCERS)
 HOLD_S = 0.05  # the longest a download's next chunk waits for calls to be answered
 
 
 class StreamGate:
-    """Who may produce a chunk now: ``PRODUCERS`` at most, none while a call is answered."""
+    """Who may produce a chunk now: ``producers`` at most, none while a call is answered."""
 
-    def __init__(self, producers: int = PRODUCERS, hold_s: float = HOLD_S) -> None:
+    def __init__(self, producers: int, hold_s: float = HOLD_S) -> None:
         self.producers, self.hold_s = producers, hold_s
         self._changed = threading.Condition()
         self._calls = 0  # calls being answered
