@@ -2,19 +2,21 @@
 
 Its bookkeeping lives here: a view calls ``RequestLog.begin(...)`` when the request
 arrives (nothing is written), notes what was asked and how each node answered, and
-``finish(...)`` writes the one row when the answer is complete, refused or cut.
+``finish(...)`` writes the one row when the answer is complete, refused or cut: after its last
+byte went out (``after_answer``, or a download's own close), so no client waits for it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.conf import settings
 from django.db import models
+from django.http import HttpResponseBase
 from django.utils import timezone
 
 from collector.audit import audit
@@ -30,6 +32,24 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SECRET_PARAMS = ("api_key",)
 ERROR_MAX = 300
 QUERY_MAX = 2000
+
+
+def after_answer(response: HttpResponseBase, write: Callable[[], None]) -> None:
+    """Call ``write`` (a row's ``finish``) once the server has sent ``response``: when it closes it.
+
+    A WSGI server closes a response after its last byte, so the client has its answer before the
+    row is written; Django's test client closes it when it hands the response over (streamed:
+    once its body was read). Django runs a response's closers the way it closes a streamed body's
+    file (``FileResponse``) and swallows what they raise, so a failure is logged here.
+    """
+
+    def closed() -> None:
+        try:
+            write()
+        except Exception:
+            log.exception("could not write the request log row")
+
+    response._resource_closers.append(closed)
 
 
 class NodeOutcome(TypedDict):

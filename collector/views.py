@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions
@@ -24,6 +26,7 @@ from collector.auth import (
     request_key,
 )
 from collector.models import ApiKey, Node, RequestLog
+from collector.requestlog import after_answer
 from collector.selection import (
     PASSED_PARAMS,
     listing_options,
@@ -174,8 +177,9 @@ class LoggedQueryView(CollectorView):
         window = getattr(self, "window", None)
         if window is not None and "X-PAR-Window" not in response:
             response["X-PAR-Window"] = window
-        # A download logs itself when it ends; other answers are logged here, except OPTIONS (no
-        # query) and requests without a valid key (nobody to attribute them to).
+        # A download logs itself when it ends; other answers are logged once they are sent (the
+        # client does not wait for the row), except OPTIONS (no query) and requests without a
+        # valid key (nobody to attribute them to).
         if getattr(response, "par_logs_itself", False) or request.method == "OPTIONS":
             return response
         try:
@@ -187,7 +191,7 @@ class LoggedQueryView(CollectorView):
                 self.entry.asked(self._node_ids)  # refused before the nodes were looked up
             data = getattr(response, "data", None)
             error = data.get("error", "") if isinstance(data, dict) else ""
-            self.entry.finish(response.status_code, 0, str(error))
+            after_answer(response, partial(self.entry.finish, response.status_code, 0, str(error)))
         return response
 
     def perform_authentication(self, request) -> None:

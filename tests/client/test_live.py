@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sqlite3
 
 import requests
 
 from tests.client.conftest import FLOW, WINDOW, expected_pcap, par
+from tests.collector.live import log_count, newest_log_row
 from tests.servers import free_port
 
 
@@ -64,17 +63,14 @@ def test_a_pipe_gets_the_pcap_without_dash_o(as_analyst):
 
 
 def test_the_download_is_logged_under_the_key(live, as_analyst, tmp_path):
+    before = log_count(live.database_url)
     result = par(
         "pcap", *terms({**FLOW, **WINDOW, "node_id": "1"}), "-o", "x.pcap", env=as_analyst, cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
-    if not live.database_url.startswith("sqlite:"):
-        return  # the request log itself is tested on both databases in tests/collector
-    with contextlib.closing(sqlite3.connect(live.database_url.removeprefix("sqlite:///"))) as db:
-        prefix, size = db.execute(
-            "SELECT key_prefix, bytes_sent FROM collector_requestlog WHERE status = 200 ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-    assert live.key.startswith(prefix) and size == (tmp_path / "x.pcap").stat().st_size
+    prefix, status, size = newest_log_row(live.database_url, "key_prefix, status, bytes_sent", before)
+    assert live.key.startswith(prefix) and status == 200
+    assert size == (tmp_path / "x.pcap").stat().st_size
 
 
 def test_a_bad_parameter_is_the_apis_message_and_exit_1(as_analyst, tmp_path):

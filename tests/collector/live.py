@@ -118,6 +118,25 @@ def rows(url: str, sql: str) -> list[tuple]:
         return [tuple(str(v) if isinstance(v, _IP) else v for v in row) for row in db.execute(sql).fetchall()]
 
 
+def log_count(url: str) -> int:
+    """How many request-log rows the live collector's database holds."""
+    return rows(url, "SELECT COUNT(*) FROM collector_requestlog")[0][0]
+
+
+def newest_log_row(url: str, columns: str, before: int, timeout: float = 10.0) -> tuple:
+    """``columns`` of the newest request-log row, once there are more than ``before`` rows.
+
+    The collector writes a request's row after the answer's last byte went out, so a client
+    holding its whole answer may look before the row is there: this waits for it.
+    """
+    deadline = time.monotonic() + timeout
+    while log_count(url) <= before:
+        assert time.monotonic() < deadline, f"no new request-log row after {timeout} s"
+        time.sleep(0.02)
+    (row,) = rows(url, f"SELECT {columns} FROM collector_requestlog ORDER BY id DESC LIMIT 1")
+    return row
+
+
 def worker_pids(arbiter_pid: int) -> list[int]:
     """The gunicorn workers of an arbiter (its child processes)."""
     children = Path(f"/proc/{arbiter_pid}/task/{arbiter_pid}/children").read_text().split()

@@ -108,3 +108,20 @@ def test_a_downloads_row_is_written_when_the_server_closes_it_after_its_last_byt
     download.close()  # the WSGI server, once it has sent the answer's end
     row = RequestLog.objects.get()
     assert (row.status, row.bytes_sent, row.error) == (200, 10, "")
+
+
+def test_a_heads_row_is_written_once_its_answer_is_sent_not_before(api, node1_key, node1):
+    response = api.head("/data.pcap", {**FLOW, "node_id": "1"}, headers=node1_key.headers)
+    assert response.status_code == 200
+    assert not RequestLog.objects.exists()  # the headers are the client's before the row is written
+    b"".join(response.streaming_content)  # the server sends the (empty) body, then closes the answer
+    row = RequestLog.objects.get()
+    assert (row.method, row.status, row.node) == ("HEAD", 200, 1)
+
+
+def test_a_refusals_row_is_written_as_its_answer_closes(api, node1_key, node1):
+    # Django's test client closes a whole (not streamed) answer as a WSGI server does after sending it.
+    response = api.get_as(node1_key, "/data.pcap", {**FLOW, "node_id": "2"})
+    assert response.status_code == 403
+    row = RequestLog.objects.get()
+    assert (row.status, row.error) == (403, "this API key may not query that node")

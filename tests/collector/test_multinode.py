@@ -12,7 +12,7 @@ import requests
 
 from engine.formats import open_capture
 from pcapgen import ether, pcap_bytes, raw, tcp, write_pcap
-from tests.collector.live import DyingNode, HungNode, rows
+from tests.collector.live import DyingNode, HungNode, log_count, newest_log_row, rows
 from tests.collector.test_live import FLOW, T0, live_collector, node_env
 from tests.servers import Server, free_port, gunicorn
 
@@ -95,19 +95,21 @@ def collector(tmp_path_factory, sensors) -> Iterator[tuple[Server, str, dict]]:
         yield live
 
 
+# Rows of the request log before the last request of each collector (by database URL).
+_ROWS_BEFORE: dict[str, int] = {}
+
+
 def get(collector, params: dict, key: str = ADMIN, method: str = "GET", **kwargs) -> requests.Response:
-    server, _, _ = collector
+    server, url, _ = collector
+    _ROWS_BEFORE[url] = log_count(url)
     query = {**FLOW, **WINDOW, **params, "api_key": key}
     return requests.request(method, f"{server.url}/data.pcap", params=query, timeout=30, **kwargs)
 
 
 def last_log(collector) -> tuple:
+    """The row of the last request ``get`` made, once the collector has written it (after its answer)."""
     _, url, _ = collector
-    time.sleep(0.2)  # the row is written as the response closes
-    (row,) = rows(
-        url,
-        "SELECT method, nodes, outcomes, status, bytes_sent, error FROM collector_requestlog ORDER BY id DESC LIMIT 1",
-    )
+    row = newest_log_row(url, "method, nodes, outcomes, status, bytes_sent, error", _ROWS_BEFORE[url])
     method, nodes, outcomes, status, sent, error = row
     return method, nodes, json.loads(outcomes) if isinstance(outcomes, str) else outcomes, status, sent, error
 
