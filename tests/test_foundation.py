@@ -219,3 +219,18 @@ def test_a_collector_refuses_to_start_when_its_database_is_unusable(tmp_path):
     served = run([str(GUNICORN), "parsite.wsgi", "-c", "gunicorn.conf.py"], env)
     assert served.returncode != 0
     assert "collector.E001" in served.stderr
+
+
+def test_a_worker_freezes_what_it_loaded_to_start_so_full_collections_skip_it():
+    import gc
+    import runpy
+
+    from tests.servers import ROOT
+
+    hooks = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert gc.get_freeze_count() == 0
+    hooks["post_worker_init"](None)
+    try:
+        assert gc.get_freeze_count() > 1000  # this test's interpreter, with Django and the apps loaded
+    finally:
+        gc.unfreeze()
