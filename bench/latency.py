@@ -12,8 +12,9 @@ gunicorn.conf.py on loopback, then times sequential calls on one keep-alive conn
     /ping, GET /data.pcap of the small flow, HEAD of the same, /flows of one host (the flow's client)
 
 first at the node, then the same through the collector (admin key, node_id=1). Each call is timed to
-its last body byte. Prints p50 and p99 per call and the machine's load average before and after:
-on a shared machine the figures mean little unless the load is low.
+its last body byte. Prints p50, p99 and the slowest per call, how many took over 30 ms (stalls),
+and the machine's load average before and after: on a shared machine the figures mean little
+unless the load is low.
 
 ``--in-process --roles node`` calls the node's Django app in this process instead (Django's test
 client, the same middleware and views, no socket and no gunicorn) and prints the CPU time per call
@@ -44,6 +45,7 @@ import pcapgen as g  # noqa: E402
 T0 = 1_700_000_000
 KEY = "0f6c7e4e-7a53-4b6e-9d0a-5b2e8c1d3f47"
 CLIENT, SERVER = ("10.77.0.3", 40053), ("10.77.0.4", 53)
+SLOW_S = 0.030  # a call this slow is a stall (a full garbage collection took ~60 ms), counted apart
 SMALL = {"src_addr": CLIENT[0], "src_port": str(CLIENT[1]), "dst_addr": SERVER[0], "dst_port": str(SERVER[1])}
 
 
@@ -99,7 +101,11 @@ def _target(path: str, params: dict[str, str], extra: dict[str, str]):
 def summary(times: list[float]) -> str:
     ordered = sorted(times)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return f"p50 {statistics.median(ordered) * 1000:6.2f} ms  p99 {p99 * 1000:6.2f} ms  (n={len(ordered)})"
+    slow = sum(1 for t in ordered if t > SLOW_S)
+    return (
+        f"p50 {statistics.median(ordered) * 1000:6.2f} ms  p99 {p99 * 1000:6.2f} ms  "
+        f"max {ordered[-1] * 1000:6.1f} ms  (n={len(ordered)}, {slow} over {SLOW_S * 1000:.0f} ms)"
+    )
 
 
 def in_process(
