@@ -49,7 +49,9 @@ def after_answer(response: HttpResponseBase, write: Callable[[], None]) -> None:
         except Exception:
             log.exception("could not write the request log row")
 
-    response._resource_closers.append(closed)
+    # Django's own list of what a response's close() calls (it closes a FileResponse's file so);
+    # not in the type stubs.
+    response._resource_closers.append(closed)  # type: ignore[attr-defined]
 
 
 class NodeOutcome(TypedDict):
