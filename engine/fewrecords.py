@@ -4,8 +4,9 @@ A file whose index names fewer candidates than the bulk path pays for (``engine.
 host's flow in a one-minute file, a small query over many files) is read record by record, as
 ``FilePlan.records`` reads any file: the same reads (``engine.formats.access``: one read serves the
 records near each other, a lone one costs about its own size), the same checks of each record's
-length and time (``RecordWindow``, which that path reads through too), the same decision (``engine.query.indexed_records``: the window, then the flow,
-or the endpoints for a later fragment). Here the three are one loop and no ``Record`` is made: a
+length and time (``RecordWindow``, which that path reads through too), the same decision
+(``engine.query.indexed_records``: the window, then the flow, or the endpoints for a later
+fragment). Here the three are one loop and no ``Record`` is made: a
 record kept whose bytes are already the answer's (a little-endian file of the answer's precision
 with a normalised fraction, a classic pcap answer) is copied as it is, header and all; any other
 is encoded by the answer's writer. Damage met (an impossible length or time) hands the rest of

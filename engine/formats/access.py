@@ -36,7 +36,9 @@ def records_at(capture: Capture, offsets: Iterable[int]) -> Iterator[Record]:
         for n, offset in enumerate(chunk):
             if not at.read(chunk, n):
                 return  # cut short by the end of the file
-            yield Record(offset, at.ts, linktype, at.window[at.start + 16 : at.end], at.orig_len)
+            yield Record(
+                offset, at.ts, linktype, at.window[at.start + RECORD_HEADER_SIZE : at.end], at.orig_len
+            )
 
 
 class RecordWindow:
