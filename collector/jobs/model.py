@@ -126,7 +126,13 @@ class Export(models.Model):
         """Start the next attempt of a queued job; None when it is not queued (cancelled, taken)."""
         now = timezone.now()
         taken = cls.objects.filter(pk=export_id, state=State.QUEUED).update(
-            state=State.RUNNING, attempts=F("attempts") + 1, started=now, heartbeat=now
+            state=State.RUNNING,
+            attempts=F("attempts") + 1,
+            started=now,
+            heartbeat=now,
+            packets=0,
+            bytes=0,
+            progress=0.0,
         )
         return cls.objects.get(pk=export_id) if taken else None
 
