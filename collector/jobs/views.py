@@ -103,6 +103,7 @@ class ExportsView(LoggedQueryView):
         return self._node_ids
 
     @extend_schema(
+        operation_id="exports_list",
         responses={200: EXPORTS, **ERRORS},
         parameters=[API_KEY_PARAM],
         summary="This key's exports (an admin key: every export), newest first",
@@ -112,6 +113,7 @@ class ExportsView(LoggedQueryView):
         return Response({"exports": [job.to_dict() for job in jobs]})
 
     @extend_schema(
+        operation_id="exports_create",
         request=None,
         responses={
             202: EXPORT,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -201,3 +202,27 @@ def test_a_running_job_cancelled_stops_within_seconds_and_leaves_no_file(live, s
     cancelled = call(live, "GET", f"/exports/{job['id']}").json()
     assert cancelled["state"] == "cancelled" and cancelled["download"] is None
     assert call(live, "GET", f"/exports/{job['id']}/data.pcap").status_code == 409
+
+
+def test_par_export_starts_follows_downloads_and_resumes_an_interrupted_download(live, tmp_path):
+    from tests.client.conftest import par
+
+    server, env = live
+    query = {"node_id": "1", **FLOW, **{**WINDOW, "end_time": str(T0 + 63)}}
+    expected = call(live, "GET", "/data.pcap", params=query).content
+    terms = [f"{name}={value}" for name, value in query.items()]
+    client_env = {"PAR_URL": server.url, "PAR_API_KEY": ANALYST}
+    with worker(env):
+        first = par("export", *terms, "-o", str(tmp_path / "out.pcap"), env=client_env, cwd=tmp_path)
+        assert first.returncode == 0, first.stderr
+        assert (tmp_path / "out.pcap").read_bytes() == expected
+        # The same query again finds the same job; a download cut at 100 bytes is resumed from there.
+        job_id = int(first.stderr.decode().split("export ", 1)[1].split(":", 1)[0])
+        (tmp_path / f".again.pcap.export-{job_id}.part").write_bytes(expected[:100])
+        again = par("export", *terms, "-o", str(tmp_path / "again.pcap"), env=client_env, cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+        assert b"resuming the download at 100 B" in again.stderr
+        assert (tmp_path / "again.pcap").read_bytes() == expected
+        listed = par("exports", env=client_env, cwd=tmp_path)
+        assert listed.returncode == 0
+        assert re.search(rf"^{job_id}\s+done\s+100%\s+{len(expected)}\s", listed.stdout.decode(), re.M)
