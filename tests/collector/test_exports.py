@@ -234,3 +234,23 @@ def test_a_dead_attempt_s_temporary_file_is_removed_by_the_sweep(export_dir, db,
     os.utime(leftover, (old, old))
     assert sweep.sweep(requeue=requeued.append).removed == [leftover.name]
     assert fresh.exists()
+
+
+def test_metrics_show_jobs_by_state_bytes_kept_and_the_oldest_queued_job_s_age(api, node1, node1_key, requeued):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    done = post(api, node1_key, node_id="1", end_time=str(T0 + 1)).json()
+    run(done["id"], requeued)
+    queued = post(api, node1_key, node_id="1", end_time=str(T0 + 2)).json()
+    Export.objects.filter(pk=queued["id"]).update(created=timezone.now() - timedelta(seconds=90))
+    text = api.get("/metrics").content.decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("par_export_jobs", (("state", "done"),))] == 1
+    assert samples[("par_export_jobs", (("state", "queued"),))] == 1
+    assert samples[("par_export_jobs", (("state", "failed"),))] == 0
+    assert samples[("par_export_bytes", ())] == len(BODY)
+    assert 90 <= samples[("par_export_worker_lag_seconds", ())] < 120
