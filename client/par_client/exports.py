@@ -65,7 +65,9 @@ def export(
     job = wait_done(collector, job, quiet=quiet)
     if job["state"] != "done":
         raise ParError(f"export {job['id']} is {job['state']}: {job.get('error') or 'no file'}", SERVER_ERROR)
-    path = Path(output or f"export-{job['id']}.{'pcapng' if str(job.get('download', '')).endswith('ng') else 'pcap'}")
+    path = Path(
+        output or f"export-{job['id']}.{'pcapng' if str(job.get('download', '')).endswith('ng') else 'pcap'}"
+    )
     written = download(collector, job, path, quiet=quiet)
     if not quiet:
         warn(
@@ -97,7 +99,9 @@ def download(collector: Collector, job: dict[str, Any], path: Path, *, quiet: bo
         if have < job["bytes"] or not have:
             with collector.request(job["download"], headers=headers) as response:
                 mode = "ab" if response.status_code == 206 else "wb"
-                fd = os.open(part, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "ab" else os.O_TRUNC), 0o600)
+                fd = os.open(
+                    part, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "ab" else os.O_TRUNC), 0o600
+                )
                 with os.fdopen(fd, mode) as out:
                     for chunk in iter_body(response):
                         out.write(chunk)

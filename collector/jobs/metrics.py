@@ -23,5 +23,7 @@ class ExportMetrics:
         oldest = Export.objects.filter(state=State.QUEUED).aggregate(first=Min("created"))["first"]
         lag = (timezone.now() - oldest).total_seconds() if oldest else 0.0
         yield GaugeMetricFamily(
-            "par_export_worker_lag_seconds", "Age of the oldest queued export job (0: none waiting)", value=lag
+            "par_export_worker_lag_seconds",
+            "Age of the oldest queued export job (0: none waiting)",
+            value=lag,
         )

@@ -145,7 +145,9 @@ class Export(models.Model):
         now = timezone.now()
         expires = now + timedelta(hours=settings.PAR_EXPORT_TTL)
         return bool(
-            self._mine().update(state=State.DONE, finished=now, expires=expires, progress=1.0, error="", **result)
+            self._mine().update(
+                state=State.DONE, finished=now, expires=expires, progress=1.0, error="", **result
+            )
         )
 
     def attempt_failed(self, reason: str) -> bool:

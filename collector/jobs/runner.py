@@ -11,6 +11,7 @@ its node connections are shut down, its temporary file removed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -127,10 +128,8 @@ class Attempt:
         for answer in self.answers:
             sock = getattr(getattr(answer.response.raw, "_connection", None), "sock", None)
             if isinstance(sock, socket.socket):
-                try:
+                with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     # ------------------------------------------------------------ the stream
 
@@ -165,12 +164,16 @@ class Attempt:
             try:
                 reader.read_header()
             except Exception as exc:
-                raise AttemptFailed(f"node {answer.node.id}: no capture header ({type(exc).__name__})") from None
+                raise AttemptFailed(
+                    f"node {answer.node.id}: no capture header ({type(exc).__name__})"
+                ) from None
             readers.append(reader)
         limits = Limits(
             int(request["params"]["limit_packets"]) if "limit_packets" in request["params"] else None, wanted
         )
-        merger = Merger(readers, [node_label(a.node) for a in answers], pcapng=request["pcapng"], limits=limits)
+        merger = Merger(
+            readers, [node_label(a.node) for a in answers], pcapng=request["pcapng"], limits=limits
+        )
         return self.merged(merger), merger.pcapng
 
     def merged(self, merger: Merger) -> Iterator[bytes]:
@@ -179,7 +182,9 @@ class Attempt:
         except SourceFailed as exc:
             answer = self.answers[exc.index]
             self.outcomes[str(answer.node.id)] = f"failed mid-stream after {answer.received} bytes"
-            raise AttemptFailed(f"node {answer.node.id} failed mid-stream: {type(exc.cause).__name__}") from None
+            raise AttemptFailed(
+                f"node {answer.node.id} failed mid-stream: {type(exc.cause).__name__}"
+            ) from None
 
     def write(self, chunks: Iterator[bytes], out, digest) -> None:
         """Every chunk to ``out`` and the digest, read back as records: a clean end or StreamError."""
@@ -194,7 +199,9 @@ class Attempt:
                 digest.update(chunk)
                 self.written += len(chunk)
                 if self.written > settings.PAR_EXPORT_MAX_BYTES:
-                    raise AttemptFailed(f"the answer grew past PAR_EXPORT_MAX_BYTES ({settings.PAR_EXPORT_MAX_BYTES})")
+                    raise AttemptFailed(
+                        f"the answer grew past PAR_EXPORT_MAX_BYTES ({settings.PAR_EXPORT_MAX_BYTES})"
+                    )
                 yield chunk
 
         reader = StreamReader(tee(), name="the export")
@@ -222,7 +229,9 @@ def run(export_id: int, requeue: Callable[[int], None]) -> str:
     except Stopped:
         outcome = "stopped"
     except Exception as exc:
-        reason = str(exc) if isinstance(exc, (AttemptFailed, NodeUnreachable)) else f"{type(exc).__name__}: {exc}"
+        reason = (
+            str(exc) if isinstance(exc, (AttemptFailed, NodeUnreachable)) else f"{type(exc).__name__}: {exc}"
+        )
         if not isinstance(exc, AttemptFailed):
             log.exception("export %s: attempt %s failed", export.pk, export.attempts)
         outcome = "queued" if export.attempt_failed(reason) else "failed"

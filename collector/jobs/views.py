@@ -6,6 +6,7 @@ a holder sees only its own jobs (an admin every job): another's id is a 404.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -85,10 +86,8 @@ class ExportsView(LoggedQueryView):
             return CollectorView.initial(self, request, *args, **kwargs)
         ip = client_ip(request)
         self.entry = RequestLog.begin(self.log_view, method="POST", client_ip=ip and str(ip), query={})
-        try:
+        with contextlib.suppress(exceptions.APIException):  # refused below, when DRF parses the body again
             self.entry.query = RequestLog.begin("", query=self.params(request)).query
-        except exceptions.APIException:
-            pass  # refused below, when DRF parses the body again
         CollectorView.initial(self, request, *args, **kwargs)
 
     def perform_authentication(self, request) -> None:
@@ -172,7 +171,12 @@ class ExportsView(LoggedQueryView):
 
     def existing(self, holder: str, digest: str) -> Export | None:
         export = Export.objects.filter(holder=holder, query_hash=digest, state__in=LIVE).first()
-        if export is not None and export.state == State.DONE and export.expires and export.expires <= timezone.now():
+        if (
+            export is not None
+            and export.state == State.DONE
+            and export.expires
+            and export.expires <= timezone.now()
+        ):
             export.expire()  # its time is up: the sweep would expire it within a minute anyway
             return None
         return export
@@ -290,9 +294,10 @@ class ExportDataView(CollectorView):
 
     def log_entry(self, request, export: Export) -> RequestLog:
         ip = client_ip(request)
-        entry = RequestLog.begin("export", method="GET", client_ip=ip and str(ip), query={"export": export.pk})
+        entry = RequestLog.begin(
+            "export", method="GET", client_ip=ip and str(ip), query={"export": export.pk}
+        )
         entry.by(*request.auth.log_identity())
         entry.asked(export.request["nodes"])
         entry.outcomes = []
         return entry
-

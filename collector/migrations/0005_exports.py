@@ -7,48 +7,99 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('collector', '0004_usergrant'),
+        ("collector", "0004_usergrant"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='requestlog',
-            name='view',
-            field=models.CharField(choices=[('data.pcap', 'data.pcap'), ('flows', 'flows'), ('export', 'export')], default='data.pcap', max_length=16),
+            model_name="requestlog",
+            name="view",
+            field=models.CharField(
+                choices=[("data.pcap", "data.pcap"), ("flows", "flows"), ("export", "export")],
+                default="data.pcap",
+                max_length=16,
+            ),
         ),
         migrations.CreateModel(
-            name='Export',
+            name="Export",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('holder', models.CharField(db_index=True, help_text='key:<id> or user:<id>', max_length=40)),
-                ('key_prefix', models.CharField(blank=True, max_length=16)),
-                ('query', models.TextField(help_text='the parameters as asked (credentials left out)')),
-                ('request', models.JSONField(help_text='the parsed request: nodes and exactly what each is sent')),
-                ('query_hash', models.CharField(help_text='sha256 of the parsed request', max_length=64)),
-                ('state', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('done', 'Done'), ('failed', 'Failed'), ('cancelled', 'Cancelled'), ('deleted', 'Deleted'), ('expired', 'Expired')], db_index=True, default='queued', max_length=12)),
-                ('nodes', models.JSONField(blank=True, default=dict, help_text='per node id: its outcome')),
-                ('packets', models.BigIntegerField(default=0)),
-                ('bytes', models.BigIntegerField(default=0, help_text="bytes written (the file's size once done)")),
-                ('estimate', models.BigIntegerField(blank=True, help_text="the nodes' estimate, in bytes", null=True)),
-                ('progress', models.FloatField(default=0.0)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('created', models.DateTimeField(default=django.utils.timezone.now)),
-                ('started', models.DateTimeField(blank=True, null=True)),
-                ('heartbeat', models.DateTimeField(blank=True, help_text='last sign of life of its worker', null=True)),
-                ('finished', models.DateTimeField(blank=True, null=True)),
-                ('expires', models.DateTimeField(blank=True, null=True)),
-                ('error', models.CharField(blank=True, max_length=300)),
-                ('file_name', models.CharField(blank=True, max_length=100)),
-                ('content_type', models.CharField(blank=True, max_length=40)),
-                ('sha256', models.CharField(blank=True, max_length=64)),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='par_exports', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("holder", models.CharField(db_index=True, help_text="key:<id> or user:<id>", max_length=40)),
+                ("key_prefix", models.CharField(blank=True, max_length=16)),
+                ("query", models.TextField(help_text="the parameters as asked (credentials left out)")),
+                (
+                    "request",
+                    models.JSONField(help_text="the parsed request: nodes and exactly what each is sent"),
+                ),
+                ("query_hash", models.CharField(help_text="sha256 of the parsed request", max_length=64)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("done", "Done"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                            ("deleted", "Deleted"),
+                            ("expired", "Expired"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=12,
+                    ),
+                ),
+                ("nodes", models.JSONField(blank=True, default=dict, help_text="per node id: its outcome")),
+                ("packets", models.BigIntegerField(default=0)),
+                (
+                    "bytes",
+                    models.BigIntegerField(default=0, help_text="bytes written (the file's size once done)"),
+                ),
+                (
+                    "estimate",
+                    models.BigIntegerField(blank=True, help_text="the nodes' estimate, in bytes", null=True),
+                ),
+                ("progress", models.FloatField(default=0.0)),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("created", models.DateTimeField(default=django.utils.timezone.now)),
+                ("started", models.DateTimeField(blank=True, null=True)),
+                (
+                    "heartbeat",
+                    models.DateTimeField(blank=True, help_text="last sign of life of its worker", null=True),
+                ),
+                ("finished", models.DateTimeField(blank=True, null=True)),
+                ("expires", models.DateTimeField(blank=True, null=True)),
+                ("error", models.CharField(blank=True, max_length=300)),
+                ("file_name", models.CharField(blank=True, max_length=100)),
+                ("content_type", models.CharField(blank=True, max_length=40)),
+                ("sha256", models.CharField(blank=True, max_length=64)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="par_exports",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created', '-id'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('state__in', ('queued', 'running', 'done'))), fields=('holder', 'query_hash'), name='collector_export_one_live_per_query')],
+                "ordering": ["-created", "-id"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("state__in", ("queued", "running", "done"))),
+                        fields=("holder", "query_hash"),
+                        name="collector_export_one_live_per_query",
+                    )
+                ],
             },
         ),
     ]

@@ -10,7 +10,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.test import override_settings
 from django.utils import timezone
 
 from collector.jobs import runner, sweep
@@ -22,7 +21,9 @@ from tests.collector.pcapnode import PcapNode
 
 T0 = 978368400
 QUERY = {"src_addr": "10.0.0.1", "dst_addr": "10.0.0.2", "start_time": str(T0), "end_time": str(T0 + 60)}
-PACKETS = [(T0 * 10**9 + i * 1000, ether(tcp("10.0.0.1", 1234, "10.0.0.2", 80, b"x%d" % i * 50))) for i in range(400)]
+PACKETS = [
+    (T0 * 10**9 + i * 1000, ether(tcp("10.0.0.1", 1234, "10.0.0.2", 80, b"x%d" % i * 50))) for i in range(400)
+]
 BODY = pcap_bytes(PACKETS)
 
 
@@ -47,7 +48,9 @@ def requeued() -> list[int]:
 
 def post(api, actor: Actor | None, **params):
     headers = actor.headers if actor else {}
-    return api.post("/exports?" + "&".join(f"{k}={v}" for k, v in {**QUERY, **params}.items()), headers=headers)
+    return api.post(
+        "/exports?" + "&".join(f"{k}={v}" for k, v in {**QUERY, **params}.items()), headers=headers
+    )
 
 
 def run(export_id: int, requeued: list[int]) -> str:
@@ -104,7 +107,9 @@ def test_a_key_sees_only_its_own_jobs_and_an_admin_sees_every_one(api, node1, no
         ({"node_id": "9"}, 403, "this API key may not query that node"),
     ],
 )
-def test_an_export_is_validated_and_authorised_as_data_pcap_is(api, node1, node1_key, params, status, message):
+def test_an_export_is_validated_and_authorised_as_data_pcap_is(
+    api, node1, node1_key, params, status, message
+):
     answer = post(api, node1_key, **params)
     assert answer.status_code == status
     assert answer.json()["error"].startswith(message)
@@ -126,7 +131,9 @@ def test_a_key_runs_at_most_par_key_exports_jobs_at_once(api, node1, node1_key, 
     assert "PAR_KEY_EXPORTS" in refused.json()["error"]
 
 
-def test_an_estimate_over_par_export_max_bytes_is_a_413_unless_limit_bytes_bounds_it(api, node1, node1_key, settings):
+def test_an_estimate_over_par_export_max_bytes_is_a_413_unless_limit_bytes_bounds_it(
+    api, node1, node1_key, settings
+):
     settings.PAR_EXPORT_MAX_BYTES = len(BODY) - 1
     refused = post(api, node1_key, node_id="1")
     assert refused.status_code == 413
@@ -134,7 +141,9 @@ def test_an_estimate_over_par_export_max_bytes_is_a_413_unless_limit_bytes_bound
     assert post(api, node1_key, node_id="1", limit_bytes="1000").status_code == 202
 
 
-def test_a_job_writes_the_nodes_answer_to_a_private_file_served_with_ranges(api, node1, node1_key, export_dir, requeued):
+def test_a_job_writes_the_nodes_answer_to_a_private_file_served_with_ranges(
+    api, node1, node1_key, export_dir, requeued
+):
     job = post(api, node1_key, node_id="1").json()
     assert api.get_as(node1_key, f"/exports/{job['id']}/data.pcap").status_code == 409
     assert run(job["id"], requeued) == "done"
@@ -161,7 +170,9 @@ def test_a_job_writes_the_nodes_answer_to_a_private_file_served_with_ranges(api,
     assert row is not None and (row.status, row.bytes_sent) == (200, len(BODY))
 
 
-def test_deleting_a_finished_job_removes_its_file_and_its_download_is_gone(api, node1, node1_key, export_dir, requeued):
+def test_deleting_a_finished_job_removes_its_file_and_its_download_is_gone(
+    api, node1, node1_key, export_dir, requeued
+):
     job = post(api, node1_key, node_id="1").json()
     run(job["id"], requeued)
     assert api.delete(f"/exports/{job['id']}", headers=node1_key.headers).status_code == 204
@@ -172,7 +183,9 @@ def test_deleting_a_finished_job_removes_its_file_and_its_download_is_gone(api, 
     assert post(api, node1_key, node_id="1").status_code == 202
 
 
-def test_a_node_failing_is_retried_a_bounded_number_of_times_then_failed(api, node1, node1_key, settings, requeued, dead_address):
+def test_a_node_failing_is_retried_a_bounded_number_of_times_then_failed(
+    api, node1, node1_key, settings, requeued, dead_address
+):
     settings.PAR_EXPORT_ATTEMPTS = 2
     job = post(api, node1_key, node_id="1").json()
     Node.objects.filter(pk=1).update(address=dead_address)
@@ -195,7 +208,9 @@ def test_a_revoked_key_s_job_fails_without_asking_the_nodes(api, node1, node1_ke
     assert len(node1.requests) == asked and requeued == []
 
 
-def test_a_dead_worker_s_job_is_retried_then_failed_when_attempts_run_out(api, node1, node1_key, settings, requeued):
+def test_a_dead_worker_s_job_is_retried_then_failed_when_attempts_run_out(
+    api, node1, node1_key, settings, requeued
+):
     settings.PAR_EXPORT_ATTEMPTS = 2
     job = post(api, node1_key, node_id="1").json()
     long_ago = timezone.now() - timedelta(seconds=settings.PAR_EXPORT_LEASE + 1)
@@ -207,7 +222,9 @@ def test_a_dead_worker_s_job_is_retried_then_failed_when_attempts_run_out(api, n
     assert failed.state == "failed" and "its worker stopped during attempt 2" in failed.error
 
 
-def test_finished_files_expire_by_age_and_oldest_first_when_the_disk_runs_low(api, node1, node1_key, export_dir, requeued, settings):
+def test_finished_files_expire_by_age_and_oldest_first_when_the_disk_runs_low(
+    api, node1, node1_key, export_dir, requeued, settings
+):
     ids = []
     for end in (1, 2, 3):
         job = post(api, node1_key, node_id="1", end_time=str(T0 + end)).json()
@@ -236,7 +253,9 @@ def test_a_dead_attempt_s_temporary_file_is_removed_by_the_sweep(export_dir, db,
     assert fresh.exists()
 
 
-def test_metrics_show_jobs_by_state_bytes_kept_and_the_oldest_queued_job_s_age(api, node1, node1_key, requeued):
+def test_metrics_show_jobs_by_state_bytes_kept_and_the_oldest_queued_job_s_age(
+    api, node1, node1_key, requeued
+):
     from prometheus_client.parser import text_string_to_metric_families
 
     done = post(api, node1_key, node_id="1", end_time=str(T0 + 1)).json()

@@ -20,12 +20,15 @@ import requests
 
 from pcapgen import ether, pcap_bytes, tcp, write_pcap
 from tests.collector.pcapnode import PcapNode
-from tests.collector.test_live import FLOW, WINDOW, T0, flow_records, live_collector, node_env
+from tests.collector.test_live import FLOW, T0, WINDOW, flow_records, live_collector, node_env
 from tests.servers import ROOT, Server, free_port, gunicorn
 
 ADMIN = "54b22f56-9a84-4893-bc70-332e3b5ded66"
 ANALYST = "d5c3d52e-d42c-41ff-bbfa-d3e802770ee1"  # nodes 1 and 2
-SLOW = [(T0 * 10**9 + i * 10**6, ether(tcp("10.0.0.1", 1234, "10.0.0.2", 80, b"s%d" % i * 60))) for i in range(600)]
+SLOW = [
+    (T0 * 10**9 + i * 10**6, ether(tcp("10.0.0.1", 1234, "10.0.0.2", 80, b"s%d" % i * 60)))
+    for i in range(600)
+]
 SLOW_BODY = pcap_bytes(SLOW)
 
 
@@ -37,7 +40,19 @@ def redis_server(directory: Path) -> Iterator[str]:
         pytest.skip("redis-server is not installed (Debian package redis-server)")
     port = free_port()
     process = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(directory)],
+        [
+            binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -95,7 +110,7 @@ def live(tmp_path_factory, backend, real_node, slow_node) -> Iterator[tuple[Serv
 @contextmanager
 def worker(env: dict[str, str]) -> Iterator[subprocess.Popen]:
     """``manage.py runexports`` with the collector's settings; killed at the end if still running."""
-    log = open(Path(env["PAR_DATA_DIR"]) / "runexports.log", "ab")
+    log = open(Path(env["PAR_DATA_DIR"]) / "runexports.log", "ab")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
         [sys.executable, "manage.py", "runexports"],
         cwd=ROOT,
@@ -155,7 +170,9 @@ def test_two_nodes_are_merged_by_time_into_one_file(live):
     job = start(live, node_id="1,2", **FLOW, **{**WINDOW, "end_time": str(T0 + 61)})
     with worker(env):
         done = wait_for(live, job["id"], lambda j: j["state"] == "done")
-    streamed = call(live, "GET", "/data.pcap", params={"node_id": "1,2", **FLOW, **WINDOW, "end_time": str(T0 + 61)})
+    streamed = call(
+        live, "GET", "/data.pcap", params={"node_id": "1,2", **FLOW, **WINDOW, "end_time": str(T0 + 61)}
+    )
     assert call(live, "GET", done["download"]).content == streamed.content
     assert done["nodes"] == {"1": "done", "2": "done"}
 
@@ -165,7 +182,11 @@ def test_a_worker_killed_mid_job_leaves_it_retried_and_the_file_exact(live, slow
     job = start(live, node_id="2", src_addr="10.0.0.1", start_time=str(T0), end_time=str(T0 + 10))
     for attempt in (1, 2):
         with worker(env) as process:
-            wait_for(live, job["id"], lambda j: (j["state"], j["attempts"]) == ("running", attempt) and j["bytes"] > 0)
+            wait_for(
+                live,
+                job["id"],
+                lambda j, n=attempt: (j["state"], j["attempts"]) == ("running", n) and j["bytes"] > 0,
+            )
             process.send_signal(signal.SIGKILL)
             process.wait()
         assert call(live, "GET", f"/exports/{job['id']}").json()["state"] != "done"

@@ -319,7 +319,12 @@ def test_everything_matched_downloads_the_whole_query(browser, live, downloads):
     wait(browser, lambda d: "Export " in d.find_element(By.ID, "download-status").text)
     link = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#export-jobs tr[data-state=done] a"))[0]
     job_id = link.get_attribute("href").rsplit("/", 2)[1]
-    assert browser.find_element(By.CSS_SELECTOR, f"#export-jobs tr[data-id='{job_id}'] progress").get_attribute("value") == "1"
+    assert (
+        browser.find_element(By.CSS_SELECTOR, f"#export-jobs tr[data-id='{job_id}'] progress").get_attribute(
+            "value"
+        )
+        == "1"
+    )
     screenshot(browser, "exports")
     link.click()
     body = downloaded(downloads, f"export-{job_id}.pcapng")

@@ -57,13 +57,17 @@ def run_rq_worker(once: bool) -> None:
     from django_tasks_rq.backend import Job
     from rq.worker import SimpleWorker
 
-    worker = django_rq.get_worker(settings.EXPORT_QUEUE, job_class=Job, worker_class=SimpleWorker)
+    worker = django_rq.get_worker(
+        settings.EXPORT_QUEUE,
+        job_class=Job,
+        worker_class=SimpleWorker,  # type: ignore[arg-type]  # a Worker; django-rq's hint names the base only
+    )
 
     def stop(signum, frame) -> None:
         runner.SHUTDOWN.set()
         worker.request_stop(signum, frame)
 
-    worker._install_signal_handlers = lambda: None  # ours: the attempt is stopped too
+    worker._install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours: the attempt stops too
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, stop)
     worker.work(burst=once, with_scheduler=False)
