@@ -295,7 +295,7 @@ class ExportDataView(CollectorView):
     def log_entry(self, request, export: Export) -> RequestLog:
         ip = client_ip(request)
         entry = RequestLog.begin(
-            "export", method="GET", client_ip=ip and str(ip), query={"export": export.pk}
+            "export", method="GET", client_ip=str(ip) if ip else None, query={"export": export.pk}
         )
         entry.by(*request.auth.log_identity())
         entry.asked(export.request["nodes"])
