@@ -55,6 +55,7 @@ def write_capture(path: Path, megabytes: int) -> int:
 
 @contextmanager
 def worker(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+    before = log.stat().st_size if log.exists() else 0
     with open(log, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "manage.py", "runexports"],
@@ -63,6 +64,10 @@ def worker(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+    deadline = time.monotonic() + 120
+    while b"Starting worker" not in log.read_bytes()[before:]:  # the database worker's first line
+        assert process.poll() is None and time.monotonic() < deadline, f"the worker did not start: {log}"
+        time.sleep(0.1)
     try:
         yield process
     finally:

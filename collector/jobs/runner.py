@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from collector.fanout import LIMIT_SLACK, ask_nodes, every_node_failed, node_label
 from collector.jobs.model import Export
+from collector.jobs.recordwalk import RecordWalk
 from collector.models import ApiKey, Node, NodeGrants, UserGrant
 from collector.proxy import NodeAnswer, NodeUnreachable
 from engine.answer import Limits
@@ -187,27 +188,23 @@ class Attempt:
             ) from None
 
     def write(self, chunks: Iterator[bytes], out, digest) -> None:
-        """Every chunk to ``out`` and the digest, read back as records: a clean end or StreamError."""
-
-        def tee() -> Iterator[bytes]:
-            for chunk in chunks:
-                if self.stop.is_set():
-                    raise Stopped()
-                if SHUTDOWN.is_set():
-                    raise AttemptFailed("its worker was stopped")
-                out.write(chunk)
-                digest.update(chunk)
-                self.written += len(chunk)
-                if self.written > settings.PAR_EXPORT_MAX_BYTES:
-                    raise AttemptFailed(
-                        f"the answer grew past PAR_EXPORT_MAX_BYTES ({settings.PAR_EXPORT_MAX_BYTES})"
-                    )
-                yield chunk
-
-        reader = StreamReader(tee(), name="the export")
-        reader.read_header()
-        while (batch := reader.next_batch()) is not None:
-            self.packets += len(batch.ts)
+        """Every chunk to ``out`` and the digest, its records counted; AttemptFailed unless it ends whole."""
+        walk = RecordWalk()
+        maximum = settings.PAR_EXPORT_MAX_BYTES
+        for chunk in chunks:
+            if self.stop.is_set():
+                raise Stopped()
+            if SHUTDOWN.is_set():
+                raise AttemptFailed("its worker was stopped")
+            out.write(chunk)
+            digest.update(chunk)
+            walk.feed(chunk)
+            self.written += len(chunk)
+            self.packets = walk.packets
+            if self.written > maximum:
+                raise AttemptFailed(f"the answer grew past PAR_EXPORT_MAX_BYTES ({maximum})")
+        if not walk.whole():
+            raise AttemptFailed(f"the answer ended inside a record, after {self.written} bytes")
 
     def close(self) -> None:
         self.finished.set()
