@@ -1,4 +1,4 @@
-"""The /flows answer (SPEC "GET /flows"): one JSON shape for node and collector, and its CSV form (RFC 4180).
+"""The /flows answer (docs/SPEC.md "GET /flows"): one JSON shape for node and collector, and its CSV form (RFC 4180).
 
 A listing of many rows is written as text straight from the engine's columns (``flows_json``,
 ``columns_csv``): one format per row, the same bytes ``json.dumps`` and ``csv`` write from the

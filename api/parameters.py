@@ -1,4 +1,4 @@
-"""The OpenAPI description of the selection parameters (SPEC "Selecting packets"), shared by both roles.
+"""The OpenAPI description of the selection parameters (docs/SPEC.md "Selecting packets"), shared by both roles.
 
 What a valid value looks like, with examples; the API also reads what these schemas leave out
 (a bracketed IPv6 address, forms like "2001-01-01 5:01pm") and answers anything else with a 400
@@ -129,7 +129,7 @@ LISTING_PARAMETERS = [
         "json, or csv (RFC 4180, a header row) for spreadsheets and SIEM imports",
     ),
 ]
-# Response headers (SPEC "Selecting packets"), the same on both roles.
+# Response headers (docs/SPEC.md "Selecting packets"), the same on both roles.
 WINDOW_HEADER = OpenApiParameter(
     "X-PAR-Window",
     str,

@@ -4,7 +4,7 @@ A node that fails before its first byte is left out of the answer and named in
 ``X-PAR-Nodes-Failed``; when every node failed, the answer is that failure (one node) or a
 502/504 naming each. A node failing mid-stream cuts the whole answer (collector.proxy.Download).
 
-Limits hold for the answer as a whole (SPEC "Selecting packets"): the nodes' heads, which arrive
+Limits hold for the answer as a whole (docs/SPEC.md "Selecting packets"): the nodes' heads, which arrive
 before their bodies, carry their estimates, and their sum over PAR_MAX_ANSWER_BYTES without
 ``limit_bytes`` is a 413 before any byte is sent (a node's own 413 is the whole answer's too);
 ``limit_packets``/``limit_bytes`` end a merged answer at a record boundary in time order

@@ -18,7 +18,7 @@ from api.flowparams import (
 from collector.models import ACTIVE_NODES, NODE_SELECTION, ApiKey, KeyStream, Node, parse_node_selection
 from engine.flow import Selection
 
-# Parameters beyond the seed's flow passed on to the nodes as given (SPEC "Selecting packets").
+# Parameters beyond the seed's flow passed on to the nodes as given (docs/SPEC.md "Selecting packets").
 PASSED_PARAMS = ("community_id", "format", "limit_packets", "limit_bytes")
 SORTS = ("first", "last", "-bytes", "-packets")
 OUTPUTS = ("json", "csv")

@@ -172,7 +172,7 @@ class LoggedQueryView(CollectorView):
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
-        # Every answer to a window read carries it (SPEC "Selecting packets"): the nodes' own, as
+        # Every answer to a window read carries it (docs/SPEC.md "Selecting packets"): the nodes' own, as
         # passed on, or the one they were all sent, when none is (a merge, a /flows, a failure).
         window = getattr(self, "window", None)
         if window is not None and "X-PAR-Window" not in response:

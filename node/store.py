@@ -199,7 +199,7 @@ def linked_in_tree(filer_dir: str | os.PathLike, directory: Path) -> Path | None
     """The first symbolic link on the way from ``filer_dir`` down to ``directory``, else None.
 
     The tree holds no links: what a link leads to is neither served nor deleted by retention, nor
-    filed into (README "Filing captures"). ``filer_dir`` itself may be one.
+    filed into (docs/operator.md "Filing captures"). ``filer_dir`` itself may be one.
     """
     path = Path(filer_dir)
     for part in directory.relative_to(filer_dir).parts:

@@ -1,4 +1,4 @@
-"""Settings for both roles, read from the environment (see SPEC.md "Configuration")."""
+"""Settings for both roles, read from the environment (see docs/SPEC.md "Configuration")."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ PAR_PLUGINS = env_list("PAR_PLUGINS", "")
 _plugins = load_plugins(PAR_PLUGINS, parse_plugins_config(env_str("PAR_PLUGINS_CONFIG", "")), role=PAR_ROLE)
 PAR_PLUGINS_CONFIG = _plugins.settings
 
-# Private: it holds the secrets below and, on a collector, the database (README "Deployment").
+# Private: it holds the secrets below and, on a collector, the database (docs/operator.md "Deployment").
 PAR_DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 # The index build's compiled code (engine/native.py) is cached beside it; a read-only code tree
 # keeps it in PAR_DATA_DIR instead, so each process loads it rather than compiling it again.
@@ -306,7 +306,7 @@ WHITENOISE_USE_FINDERS = not _COLLECTED
 if PAR_ROLE == "collector":
     STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns at every start about a missing one
 
-# --- Security (production values documented in README "Deployment") --------
+# --- Security (production values documented in docs/operator.md "Deployment") --------
 
 # Cookies (admin only) travel over TLS only, unless explicitly turned off for
 # a plain-HTTP loopback setup such as `make demo`.

@@ -1,4 +1,4 @@
-"""``par``: the command line of Packets at Rest (``par --help``; README "The par client")."""
+"""``par``: the command line of Packets at Rest (``par --help``; docs/client.md)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from par_client import __version__, commands
 from par_client.config import ENV_CONFIG, ENV_KEY, ENV_URL, resolve
 from par_client.errors import BROKEN_PIPE, INTERRUPTED, USAGE, ParError, UsageError
 
-# The API's selectors (SPEC "Selecting packets"), each an option spelt --src-addr or --src_addr.
+# The API's selectors (docs/SPEC.md "Selecting packets"), each an option spelt --src-addr or --src_addr.
 SELECTORS = (
     ("src_addr", "ADDR", "address or network (CIDR) of one end"),
     ("src_port", "PORT", "port of that end"),
