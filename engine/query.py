@@ -242,9 +242,13 @@ def plan_file(
     try:
         if index is not None and isinstance(capture, PcapngCapture):
             capture.learn_blocks(index.meta_offsets)
+        elif isinstance(capture, PcapngCapture):
+            capture.learn_interfaces()  # the answer's precision and link types, before it is written
     except CaptureError:
         # The index names blocks that are not there: it is damaged, the capture may be fine. What
         # was learned are real blocks, which the scan meets again.
+        assert isinstance(capture, PcapngCapture)
+        capture.learn_interfaces()
         return FilePlan(capture, readable=readable)
     except BaseException:
         capture.close()
