@@ -29,6 +29,7 @@ FORMATS = ("pcap", "pcapng")
 SORTS = ("first", "last", "-bytes", "-packets")
 OUTPUTS = ("json", "csv")
 LISTING_LIMIT, MAX_LISTING_LIMIT = 1000, 100_000
+MIN_LIMIT_BYTES = 24  # a classic pcap's file header: no answer is shorter
 
 # ASCII digits only: \d would also take other scripts' digits, which int() reads.
 _PORT = re.compile(r"[0-9]{1,5}")
@@ -284,7 +285,7 @@ def parse_answer_options(params: Mapping[str, str]) -> AnswerOptions:
     return AnswerOptions(
         format=_choice(params, "format", FORMATS, "pcap"),
         limit_packets=_count(params, "limit_packets"),
-        limit_bytes=_count(params, "limit_bytes"),
+        limit_bytes=_count(params, "limit_bytes", least=MIN_LIMIT_BYTES),
     )
 
 

@@ -111,9 +111,10 @@ ANSWER_PARAMETERS = [
     ),
     _param(
         "limit_bytes",
-        {**_COUNT, "example": 10_000_000},
+        {**_COUNT, "minimum": 24, "example": 10_000_000},
         "end the answer cleanly before it exceeds this many bytes (headers included), or "
-        "PAR_MAX_ANSWER_BYTES if that is smaller: the estimate's 413 gives way to a cut answer",
+        "PAR_MAX_ANSWER_BYTES if that is smaller: the estimate's 413 gives way to a cut answer. At least 24 "
+        "(a pcap's file header); the file header always goes out whole",
         {"10 MB": "10000000"},
     ),
 ]

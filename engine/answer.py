@@ -31,13 +31,14 @@ class Limits:
         """(packets, bytes) an answer estimated at ``packets`` and ``size`` holds at most once ended here.
 
         ``header`` bounds the answer's file header: ``limit_packets=10`` is never more than ten of
-        the longest records after it, whatever the selection holds.
+        the longest records after it, whatever the selection holds. The file header always goes
+        out whole, even past ``bytes`` (a pcapng header with long interface names).
         """
         if self.packets is not None and self.packets < packets:
             packets = self.packets
             size = min(size, header + packets * MAX_RECORD_BYTES)
         if self.bytes is not None:
-            size = min(size, self.bytes)
+            size = min(size, max(self.bytes, header))
         return packets, size
 
 

@@ -163,3 +163,49 @@ def test_the_collector_names_a_parameter_given_empty(site, path):
     answer = collector_get(site, {**EVERYTHING, "node_id": "2", "src_addr": ""}, path=path)
     assert answer.status_code == 400
     assert "empty parameter: src_addr" in answer.text
+
+
+# ---------------------------------------------------------------- odd limits, both roles
+
+
+@pytest.mark.parametrize("value", ["0", "1", "23", "-1", "+7", "7.0", "1e3", "0x10", "\u0667", str(2**63)])
+@pytest.mark.parametrize("where", ["node", "collector"])
+def test_a_limit_bytes_no_answer_can_keep_is_a_400_naming_it(site, where, value):
+    params = {**EVERYTHING, "limit_bytes": value}
+    answer = (
+        node_get(site, "2", params) if where == "node" else collector_get(site, {**params, "node_id": "1,2"})
+    )
+    assert answer.status_code == 400
+    assert "invalid limit_bytes: a whole number from 24 to 9223372036854775807" in answer.text
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"limit_bytes": "24"},
+        {"limit_bytes": "25"},
+        {"limit_bytes": "100"},
+        {"limit_bytes": " 700 "},
+        {"limit_bytes": "0700"},
+        {"limit_packets": "1"},
+        {"limit_packets": "1", "limit_bytes": "24"},
+        {"limit_packets": "3", "limit_bytes": "5000"},
+    ],
+)
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+@pytest.mark.parametrize("where", ["node", "one node", "two nodes"])
+def test_the_estimate_bounds_every_answer_cut_by_odd_limits(site, where, fmt, limits):
+    params = {**EVERYTHING, "format": fmt, **limits}
+    if where == "node":
+        answer = node_get(site, "2", params)
+    else:
+        answer = collector_get(site, {**params, "node_id": "2" if where == "one node" else "1,2"})
+    assert answer.status_code == 200, answer.text
+    size = int(limits.get("limit_bytes", "0").strip() or 0)
+    if fmt == "pcap" and where != "two nodes":
+        header, records = pcap_records(answer.content)
+        assert len(records) <= int(limits.get("limit_packets", 10**9))
+        assert size == 0 or len(answer.content) <= size  # a classic header (24 bytes) always fits
+    # The file header always goes out whole (a pcapng one is longer than 24 bytes); the estimate bounds it all.
+    assert int(answer.headers["X-PAR-Estimate-Bytes"]) >= len(answer.content)
+    assert int(answer.headers["X-PAR-Estimate-Packets"]) <= int(limits.get("limit_packets", 10**9))
