@@ -39,7 +39,8 @@ NODE_REFUSED_COLLECTOR = "the node refused this collector (check PAR_NODE_ALLOW 
 CAPTURE_TYPES = ("application/vnd.tcpdump.pcap", "application/x-pcapng", "application/octet-stream")
 PASSED_HEADERS = ("Content-Type", "Content-Disposition", "Content-Length", "Cache-Control")
 ESTIMATE_HEADERS = ("X-PAR-Estimate-Packets", "X-PAR-Estimate-Bytes")
-PAR_HEADERS = (*ESTIMATE_HEADERS, "X-PAR-Window", "X-PAR-Damaged")
+UNINDEXED = "X-PAR-Estimate-Unindexed"  # the files a node counted whole in its estimate
+PAR_HEADERS = (*ESTIMATE_HEADERS, UNINDEXED, "X-PAR-Window", "X-PAR-Damaged")
 
 
 class NodeUnreachable(exceptions.APIException):

@@ -111,7 +111,8 @@ PCAP_DESCRIPTION = (
     "[start_time, end_time], byte-identical to how they were captured, in time order across files. Capture "
     "files still being written are searched too. Every answer carries `X-PAR-Window: <start>/<end>` (ISO "
     "8601, UTC, ns), the window searched; a 200 carries `X-PAR-Estimate-Packets` and `X-PAR-Estimate-Bytes`, "
-    "upper bounds of the answer taken from the indexes before the first byte."
+    "upper bounds of the answer taken from the indexes before the first byte (within limit_packets and "
+    "limit_bytes), and `X-PAR-Estimate-Unindexed` naming the files without an index counted whole."
 )
 
 
@@ -136,7 +137,8 @@ class DataPcapView(NodeView):
             404: OpenApiResponse(ErrorSerializer, description=NO_DATA),
             413: OpenApiResponse(
                 ErrorSerializer,
-                description="the estimate exceeds PAR_MAX_ANSWER_BYTES and no limit_bytes is set",
+                description="the estimate, within limit_packets, exceeds PAR_MAX_ANSWER_BYTES and no "
+                "limit_bytes is set",
             ),
             503: OpenApiResponse(ErrorSerializer, description="a capture file could not be read"),
         },
@@ -157,7 +159,7 @@ class DataPcapView(NodeView):
         files = captures_for_window(selection.start_ns, selection.end_ns, **_tree())
         if not files:
             return _with_window(error_response(NO_DATA, 404), selection)
-        e = estimate(files, selection, pcapng=options.format == "pcapng")
+        e = estimate(files, selection, pcapng=options.format == "pcapng").within(answer_limits(options))
         if _over_the_maximum(e, options):
             return _with_window(_too_large(e), selection)
         # Streaming, as the GET: no Content-Length of an empty body is claimed for the download.
@@ -248,6 +250,17 @@ def _with_window(response: HttpResponseBase, query: Selection) -> HttpResponseBa
     return response
 
 
+def answer_limits(options: AnswerOptions) -> Limits:
+    """Where the answer ends: ``limit_packets``, and ``limit_bytes`` cut at PAR_MAX_ANSWER_BYTES.
+
+    No request gets more than the maximum: without ``limit_bytes`` an estimate over it is a 413.
+    """
+    size = options.limit_bytes
+    if size is not None:
+        size = min(size, settings.PAR_MAX_ANSWER_BYTES)
+    return Limits(options.limit_packets, size)
+
+
 def _over_the_maximum(e: Estimate, options: AnswerOptions) -> bool:
     return e.bytes > settings.PAR_MAX_ANSWER_BYTES and options.limit_bytes is None
 
@@ -266,12 +279,13 @@ def pcap_response(query: Selection, options: AnswerOptions | None = None) -> Htt
     found: list[Estimate] = []
     reports: list[DamageReport] = []  # one per start (the store lists the window again, once)
 
+    limits = answer_limits(options)
+
     def answer(files: list[CaptureFile]) -> Generator[bytes, None, None]:
-        e = estimate(files, query, pcapng=pcapng)
+        e = estimate(files, query, pcapng=pcapng).within(limits)
         found[:] = [e]
         if _over_the_maximum(e, options):
             raise AnswerTooLarge(e)
-        limits = Limits(options.limit_packets, options.limit_bytes)
         reports.append(DamageReport())
         name = node_name() if pcapng else None
         return query_captures(files, query, limits=limits, pcapng_name=name, damage=reports[-1])
@@ -313,6 +327,8 @@ def pcap_headers(response: StreamingHttpResponse, query: Selection, e: Estimate,
     response["Cache-Control"] = "no-store"
     response["X-PAR-Estimate-Packets"] = str(e.packets)
     response["X-PAR-Estimate-Bytes"] = str(e.bytes)
+    if e.unindexed:  # counted whole: the estimate is a loose bound until they are indexed
+        response["X-PAR-Estimate-Unindexed"] = ", ".join(e.unindexed)
     _with_window(response, query)
 
 

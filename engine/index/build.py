@@ -82,12 +82,14 @@ def index_in_memory(capture: str | os.PathLike) -> FlowIndex:
     """The index ``build_index`` would write for ``capture``, built in memory and opened.
 
     For a file without a current index (the live file): the same flow table, lookups and offsets,
-    so it answers as an indexed file does. Raises CaptureError when the capture cannot be parsed (a
-    last record cut short is a file still being written, not damage).
+    so it answers as an indexed file does. A capture damaged part-way is indexed up to its damage,
+    which the index records (``damaged_at``) as ``build_index`` does; a last record cut short is a
+    file still being written, not damage. Raises CaptureError when not even its file header can
+    be read.
     """
     header, columns, damage = _index_of(Path(capture))
     if damage is not None and not isinstance(damage, CutShort):
-        raise damage
+        header = header._replace(flags=header.flags | FLAG_DAMAGED, damaged_at=damage.offset)
     return FlowIndex(os.fspath(capture) + " (in memory)", data=b"".join(_encoded(header, columns)))
 
 
