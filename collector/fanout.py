@@ -38,6 +38,7 @@ from collector.proxy import (
     NodeTimeout,
     NodeUnreachable,
     is_timeout,
+    node_header,
     open_pcap,
     passthrough,
 )
@@ -118,7 +119,7 @@ def every_node_failed(failures: list[tuple[Node, NodeFailure]]) -> exceptions.AP
 
 def summed_estimate(answers: list[NodeAnswer]) -> tuple[int, int] | None:
     """(packets, bytes) the nodes' heads estimate, summed; None when a node gave none."""
-    values = [[a.headers.get(name, "") for a in answers] for name in ESTIMATE_HEADERS]
+    values = [[node_header(a.node, a.headers, name) or "" for a in answers] for name in ESTIMATE_HEADERS]
     if not all(v.isdigit() for column in values for v in column):
         return None
     packets, size = (sum(int(v) for v in column) for column in values)
@@ -146,16 +147,16 @@ def _failed_header(failures: list[tuple[Node, NodeFailure]]) -> str:
 
 def _merged_headers(answers: list[NodeAnswer], response, fmt_pcapng: bool) -> None:
     """Headers of an answer made of several nodes': estimates summed, window and damage passed on."""
-    for name in ESTIMATE_HEADERS:
-        values = [a.headers.get(name, "") for a in answers]
-        if all(v.isdigit() for v in values):
-            response[name] = str(sum(int(v) for v in values))
-    if "X-PAR-Window" in answers[0].headers:
-        response["X-PAR-Window"] = answers[0].headers["X-PAR-Window"]
-    damaged = [f"{a.node.id}={a.headers['X-PAR-Damaged']}" for a in answers if "X-PAR-Damaged" in a.headers]
-    if damaged:
-        response["X-PAR-Damaged"] = ", ".join(damaged)
-    found = _FILENAME.search(answers[0].headers.get("Content-Disposition", ""))
+    total = summed_estimate(answers)
+    if total is not None:
+        response[ESTIMATE_HEADERS[0]], response[ESTIMATE_HEADERS[1]] = str(total[0]), str(total[1])
+    window = node_header(answers[0].node, answers[0].headers, "X-PAR-Window")
+    if window is not None:
+        response["X-PAR-Window"] = window
+    damaged = [(a.node.id, node_header(a.node, a.headers, "X-PAR-Damaged")) for a in answers]
+    if any(names for _, names in damaged):
+        response["X-PAR-Damaged"] = ", ".join(f"{node}={names}" for node, names in damaged if names)
+    found = _FILENAME.search(node_header(answers[0].node, answers[0].headers, "Content-Disposition") or "")
     name = found.group(1) if found else "par.pcap"
     if fmt_pcapng:
         name = name.rsplit(".", 1)[0] + ".pcapng"
@@ -233,8 +234,9 @@ def pcap_answer(
         response = SelfLoggedResponse(Download(passthrough(answers[0]), entry, answers), status=200)
     if not merge:
         for name in (*PASSED_HEADERS, *PAR_HEADERS):
-            if name in answers[0].headers:
-                response[name] = answers[0].headers[name]
+            value = node_header(answers[0].node, answers[0].headers, name)
+            if value is not None:
+                response[name] = value
     response["X-PAR-Nodes"] = ",".join(str(a.node.id) for a in answers)
     if failures:
         response["X-PAR-Nodes-Failed"] = _failed_header(failures)
