@@ -198,6 +198,11 @@ class NodeGrants:
         raise NotImplementedError
 
     @property
+    def rate_id(self) -> int:
+        """The number its requests are counted under (``collector.limits.RequestRate``)."""
+        raise NotImplementedError
+
+    @property
     def every_node(self) -> bool:
         return self.admin or self.all_nodes
 
@@ -297,6 +302,10 @@ class ApiKey(NodeGrants, models.Model):
     @property
     def holder(self) -> str:
         return f"key:{self.pk}"
+
+    @property
+    def rate_id(self) -> int:
+        return self.pk
 
     def log_identity(self) -> tuple[str, Any]:
         return self.prefix, None

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from par_client import __version__, commands
 from par_client.config import ENV_CONFIG, ENV_KEY, ENV_URL, resolve
 from par_client.errors import BROKEN_PIPE, INTERRUPTED, USAGE, ParError, UsageError
+from par_client.terminal import printable
 
 # The API's selectors (docs/SPEC.md "Selecting packets"), each an option spelt --src-addr or --src_addr.
 SELECTORS = (
@@ -223,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except ParError as exc:
-        print(f"par: {exc}", file=sys.stderr)
+        print(f"par: {printable(exc)}", file=sys.stderr)
         return exc.status
     except KeyboardInterrupt:
         print("par: interrupted", file=sys.stderr)
