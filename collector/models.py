@@ -339,12 +339,14 @@ _GRANTED = {
 }
 
 # Defined beside, registered here: Django finds an app's models in its models module.
+from collector.jobs.model import Export  # noqa: E402
 from collector.limits import KeyStream, RequestRate  # noqa: E402
 from collector.requestlog import NodeOutcome, RequestLog  # noqa: E402
 from collector.usergrants import UserGrant  # noqa: E402
 
 __all__ = [
     "ApiKey",
+    "Export",
     "KeyStream",
     "Node",
     "NodeGrants",

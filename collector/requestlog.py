@@ -71,7 +71,7 @@ def as_datetime(ns: int) -> datetime:
 class RequestLog(models.Model):
     """One /data.pcap or /flows asked: who pulled which packets from which nodes, and how it ended."""
 
-    VIEWS = (("data.pcap", "data.pcap"), ("flows", "flows"))
+    VIEWS = (("data.pcap", "data.pcap"), ("flows", "flows"), ("export", "export"))
 
     time = models.DateTimeField(default=timezone.now, db_index=True)
     view = models.CharField(max_length=16, choices=VIEWS, default="data.pcap")

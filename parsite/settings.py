@@ -16,6 +16,7 @@ from engine.durable import atomic_write
 from parsite.envconf import (
     env_bool,
     env_choice,
+    env_float,
     env_int,
     env_list,
     env_networks,
@@ -111,6 +112,32 @@ def _read_secret(path: Path, if_replaced: str) -> str:
     return value
 
 
+# --- Exports: long answers as jobs (collector/jobs/, docs/exports.md) --------------------------
+
+PAR_EXPORT_DIR = env_path("PAR_EXPORT_DIR", PAR_DATA_DIR / "exports")
+PAR_EXPORT_TTL = env_float("PAR_EXPORT_TTL", 24.0, minimum=0.0)  # hours a finished file is kept
+PAR_KEY_EXPORTS = env_int("PAR_KEY_EXPORTS", 2, minimum=1)  # jobs per key queued or running at once
+PAR_EXPORT_MAX_BYTES = env_int("PAR_EXPORT_MAX_BYTES", 64 << 30, minimum=0)
+PAR_EXPORT_ATTEMPTS = env_int("PAR_EXPORT_ATTEMPTS", 3, minimum=1)
+# A running job's worker writes its progress every second; one silent this long has died.
+PAR_EXPORT_LEASE = env_float("PAR_EXPORT_LEASE", 30.0, minimum=1.0)
+# Finished files are deleted, oldest first, while the export directory's disk has less free.
+PAR_EXPORT_MIN_FREE = env_int("PAR_EXPORT_MIN_FREE", 2 << 30, minimum=0)
+# Jobs run on Django's task API (the django-tasks backport): on the collector's database by
+# default, on Redis through RQ when PAR_TASKS_URL is redis://... (several collectors).
+PAR_TASKS_URL = env_str("PAR_TASKS_URL", "").strip()
+EXPORT_QUEUE = "par-exports"
+if PAR_TASKS_URL.startswith(("redis://", "rediss://", "unix://")):
+    _TASK_APPS = ["django_tasks", "django_rq"]
+    TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": [EXPORT_QUEUE]}}
+    # No RQ timeout of its own: a job ends when its merge does, or when it is cancelled.
+    RQ_QUEUES = {EXPORT_QUEUE: {"URL": PAR_TASKS_URL, "DEFAULT_TIMEOUT": -1}}
+elif PAR_TASKS_URL:
+    raise ImproperlyConfigured("PAR_TASKS_URL must be empty (the database) or redis://HOST:PORT/DB")
+else:
+    _TASK_APPS = ["django_tasks", "django_tasks_db"]
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": [EXPORT_QUEUE]}}
+
 # --- Django ----------------------------------------------------------------
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
@@ -142,6 +169,7 @@ if PAR_ROLE == "collector":
         "django.contrib.messages",
         *_SHARED_APPS,
         "collector.apps.CollectorConfig",
+        *_TASK_APPS,  # the export jobs' task backend (above, "Exports")
         "axes",
     ]
 else:

@@ -8,7 +8,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from par_client import __version__, commands
+from par_client import __version__, commands, exports
 from par_client.config import ENV_CONFIG, ENV_KEY, ENV_URL, resolve
 from par_client.errors import BROKEN_PIPE, INTERRUPTED, USAGE, ParError, UsageError
 from par_client.terminal import printable
@@ -149,6 +149,20 @@ def build_parser() -> argparse.ArgumentParser:
     pcap.add_argument(
         "--strict", action="store_true", help="exit 3 when any node asked was left out of the answer"
     )
+    export = sub.add_parser(
+        "export",
+        parents=[common],
+        help="export the packets matched as a job (POST /exports), then download it, resuming",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    query_arguments(export)
+    add_params(export, PCAP_OPTIONS, "answer")
+    export.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: export-<id>.pcap)")
+    export.add_argument("--no-wait", action="store_true", help="start the job, print its id, do not wait")
+
+    listing = sub.add_parser("exports", parents=[common], help="this key's export jobs (GET /exports)")
+    listing.add_argument("--json", action="store_true", help="the API's JSON answer")
     return parser
 
 
@@ -252,7 +266,11 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "flows":
         params = query_params(args, FLOWS_OPTIONS, settings.node_id)
         return commands.flows(settings, params, args.output)
+    if args.command == "exports":
+        return exports.exports(settings, as_json=args.json)
     params = query_params(args, PCAP_OPTIONS, settings.node_id)
+    if args.command == "export":
+        return exports.export(settings, params, args.output, quiet=bool(args.quiet), wait=not args.no_wait)
     return commands.pcap(settings, params, args.output, quiet=bool(args.quiet), strict=args.strict)
 
 
