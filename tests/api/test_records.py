@@ -74,7 +74,11 @@ def test_an_alert_without_community_id_asks_its_five_tuple_from_its_flow_start_t
 
 
 def test_a_flow_record_asks_its_start_to_its_end_one_second_wider():
-    record = {**ALERT, "event_type": "flow", "flow": {**ALERT["flow"], "end": "2026-12-01T05:41:00.000001+0000"}}
+    record = {
+        **ALERT,
+        "event_type": "flow",
+        "flow": {**ALERT["flow"], "end": "2026-12-01T05:41:00.000001+0000"},
+    }
     params = asked(record)
     assert params["start_time"] == "2026-12-01T05:39:59.123456000Z"
     assert params["end_time"] == "2026-12-01T05:41:01.000001000Z"
@@ -113,7 +117,14 @@ def test_a_community_id_without_a_five_tuple_is_taken_as_it_is():
 
 
 def test_icmp_is_asked_by_addresses_and_protocol():
-    record = {**ALERT, "proto": "IPv6-ICMP", "src_ip": "::1", "dest_ip": "::1", "icmp_type": 128, "icmp_code": 0}
+    record = {
+        **ALERT,
+        "proto": "IPv6-ICMP",
+        "src_ip": "::1",
+        "dest_ip": "::1",
+        "icmp_type": 128,
+        "icmp_code": 0,
+    }
     for port in ("src_port", "dest_port"):
         record.pop(port)
     params = asked(record)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from ipaddress import ip_address
-from pathlib import Path
 from urllib.parse import parse_qsl
 
 import pytest
@@ -71,7 +70,9 @@ def post(server: Server, path: str, record: object, **params: str) -> requests.R
 
 def both(site, path: str, record: object, **params: str) -> tuple[requests.Response, requests.Response]:
     node, collector, _ = site
-    return post(node, path, record, **params), post(collector, path, record, node_id="1", api_key=ADMIN, **params)
+    return post(node, path, record, **params), post(
+        collector, path, record, node_id="1", api_key=ADMIN, **params
+    )
 
 
 def the_get(server: Server, path: str, answer: requests.Response, **extra: str) -> requests.Response:
@@ -127,7 +128,11 @@ def test_the_query_string_overrides_the_window_and_adds_limits(site):
     )
     assert direct.status_code == through.status_code == 200
     query = dict(parse_qsl(direct.headers["X-PAR-Query"]))
-    assert (query["start_time"], query["end_time"], query["limit_packets"]) == (str(T0 + 80), str(T0 + 90), "3")
+    assert (query["start_time"], query["end_time"], query["limit_packets"]) == (
+        str(T0 + 80),
+        str(T0 + 90),
+        "3",
+    )
     expected = tree.expected(start, end, proto=6)
     assert direct.content == through.content
     assert expected.startswith(direct.content[:-1]) and len(direct.content) < len(expected)
@@ -137,7 +142,9 @@ def test_post_flows_lists_the_records_flow(site):
     direct, through = both(site, "/flows", {**EVE, "community_id": CID})
     assert direct.status_code == through.status_code == 200, direct.text
     rows, merged = direct.json()["flows"], through.json()["flows"]
-    assert [(r["community_id"], r["packets"]) for r in rows] == [(r["community_id"], r["packets"]) for r in merged]
+    assert [(r["community_id"], r["packets"]) for r in rows] == [
+        (r["community_id"], r["packets"]) for r in merged
+    ]
     assert [r["community_id"] for r in rows] == [CID]
     assert through.headers["X-PAR-Query"].startswith("node_id=1&community_id=")
 
