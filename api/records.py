@@ -296,9 +296,13 @@ def _selectors(flow: _Flow, kind: str) -> tuple[dict[str, str], str | None]:
             f"the record names no flow: community_id, or both {src_name} and {dst_name}, is required "
             f"({' and '.join(missing)} missing)"
         )
-    params = {"src_addr": str(flow.src), "dst_addr": str(flow.dst)}
-    if flow.proto in _PORTED and flow.src_port is not None and flow.dst_port is not None:
-        params.update(src_port=str(flow.src_port), dst_port=str(flow.dst_port))
+    ported = flow.proto in _PORTED and flow.src_port is not None and flow.dst_port is not None
+    params = {"src_addr": str(flow.src)}
+    if ported:
+        params["src_port"] = str(flow.src_port)
+    params["dst_addr"] = str(flow.dst)
+    if ported:
+        params["dst_port"] = str(flow.dst_port)
     if flow.proto is not None:
         params["proto"] = _PROTO_PARAM.get(flow.proto, str(flow.proto))
     return params, None

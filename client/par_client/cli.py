@@ -33,6 +33,7 @@ FLOWS_OPTIONS = (
     ("limit", "N", "at most N flows (API default 1000)"),
     ("sort", "ORDER", "first (default), last, -bytes or -packets"),
 )
+MAX_RECORD_BYTES = 1 << 20  # the collector's bound on a record
 TERM = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)=(.*)", re.S)
 
 EPILOG = f"""\
@@ -148,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     pcap.add_argument(
         "--strict", action="store_true", help="exit 3 when any node asked was left out of the answer"
     )
+    pcap.add_argument(
+        "--event",
+        metavar="FILE",
+        help="a file holding one Suricata EVE or Zeek conn.log record ('-': stdin): its flow and window "
+        "are asked (--start-time/--end-time override the window)",
+    )
     return parser
 
 
@@ -191,7 +198,7 @@ def glue_values(argv: Sequence[str]) -> list[str]:
         "--" + name.replace("_", "-") for name, _, _ in (*SELECTORS, *PCAP_OPTIONS, *FLOWS_OPTIONS)
     }
     takes_value |= {"--" + name for name, _, _ in (*SELECTORS, *PCAP_OPTIONS, *FLOWS_OPTIONS)}
-    takes_value |= {"--last"}
+    takes_value |= {"--last", "--event"}
     glued: list[str] = []
     tokens = iter(argv)
     for token in tokens:
@@ -252,7 +259,34 @@ def run(args: argparse.Namespace) -> int:
         params = query_params(args, FLOWS_OPTIONS, settings.node_id)
         return commands.flows(settings, params, args.output)
     params = query_params(args, PCAP_OPTIONS, settings.node_id)
-    return commands.pcap(settings, params, args.output, quiet=bool(args.quiet), strict=args.strict)
+    record = None
+    if args.event is not None:
+        named = [name for name, _, _ in SELECTORS[:6] if name in params]
+        if named:
+            raise UsageError(f"--event names the flow: drop {', '.join(named)}")
+        record = read_record(args.event)
+    return commands.pcap(
+        settings, params, args.output, quiet=bool(args.quiet), strict=args.strict, record=record
+    )
+
+
+def read_record(name: str) -> bytes:
+    """The record ``--event`` names (``-``: stdin), at most MAX_RECORD_BYTES; the collector reads it."""
+    try:
+        if name == "-":
+            data = sys.stdin.buffer.read(MAX_RECORD_BYTES + 1)
+        else:
+            with open(name, "rb") as file:
+                data = file.read(MAX_RECORD_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read {name}: {exc.strerror or exc}")
+    if len(data) > MAX_RECORD_BYTES:
+        raise UsageError(
+            f"{name}: a record is at most {MAX_RECORD_BYTES} bytes (one Suricata or Zeek record)"
+        )
+    if not data.strip():
+        raise UsageError(f"{name} is empty: one Suricata EVE or Zeek conn.log record (JSON) is required")
+    return data
 
 
 if __name__ == "__main__":

@@ -38,12 +38,20 @@ class Collector:
                 raise ParError(f"{path}: the answer is not JSON ({describe(response)})", 3)
 
     @contextmanager
-    def request(self, path: str, params: dict[str, str] | None = None) -> Iterator[requests.Response]:
-        """A streamed 2xx answer; any other status is raised as the API's error."""
+    def request(
+        self, path: str, params: dict[str, str] | None = None, record: bytes | None = None
+    ) -> Iterator[requests.Response]:
+        """A streamed 2xx answer; any other status is raised as the API's error.
+
+        With ``record`` (one Suricata or Zeek record, JSON) the request is a POST of it.
+        """
         try:
-            response = self.session.get(
+            response = self.session.request(
+                "GET" if record is None else "POST",
                 self.url(path),
                 params=params,
+                data=record,
+                headers=None if record is None else {"Content-Type": "application/json"},
                 stream=True,
                 timeout=(CONNECT_TIMEOUT, self.settings.timeout),
             )
