@@ -8,9 +8,9 @@ import re
 import sys
 from collections.abc import Sequence
 
-from par_client import __version__, commands
+from par_client import __version__, commands, extcap
 from par_client.config import ENV_CONFIG, ENV_KEY, ENV_URL, resolve
-from par_client.errors import BROKEN_PIPE, INTERRUPTED, USAGE, ParError, UsageError
+from par_client.errors import BROKEN_PIPE, INTERRUPTED, OK, USAGE, ParError, UsageError
 
 # The API's selectors (SPEC "Selecting packets"), each an option spelt --src-addr or --src_addr.
 SELECTORS = (
@@ -155,6 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="a file holding one Suricata EVE or Zeek conn.log record ('-': stdin): its flow and window "
         "are asked (--start-time/--end-time override the window)",
     )
+    extcap = sub.add_parser(
+        "extcap",
+        parents=[common],
+        help="make the collector a capture source in Wireshark and tshark (an extcap), or remove it",
+    )
+    extcap.add_argument(
+        "action",
+        choices=("install", "uninstall"),
+        help="install into ~/.config/wireshark/extcap/ (reads url and api_key from the config file) or remove",
+    )
     return parser
 
 
@@ -243,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.command == "extcap":
+        return extcap_command(args.action, args.config)
     settings = resolve(
         url=args.url,
         api_key=args.api_key,
@@ -268,6 +280,16 @@ def run(args: argparse.Namespace) -> int:
     return commands.pcap(
         settings, params, args.output, quiet=bool(args.quiet), strict=args.strict, record=record
     )
+
+
+def extcap_command(action: str, config: str | None) -> int:
+    if action == "install":
+        launcher = extcap.install(config)
+        print(f"installed {launcher}: restart Wireshark; its interfaces are par-<node> and par-all")
+    else:
+        removed = extcap.uninstall()
+        print(f"removed {removed}" if removed else "par's extcap was not installed")
+    return OK
 
 
 def read_record(name: str) -> bytes:
