@@ -48,16 +48,24 @@ class Collector:
         self,
         path: str,
         params: dict[str, str] | None = None,
+        record: bytes | None = None,
         *,
         method: str = "GET",
         headers: dict[str, str] | None = None,
     ) -> Iterator[requests.Response]:
-        """A streamed 2xx answer; any other status is raised as the API's error."""
+        """A streamed 2xx answer; any other status is raised as the API's error.
+
+        With ``record`` (one Suricata or Zeek record, JSON) the request is a POST of it.
+        """
+        if record is not None:
+            method = "POST"
+            headers = {**(headers or {}), "Content-Type": "application/json"}
         try:
             response = self.session.request(
                 method,
                 self.url(path),
                 params=params,
+                data=record,
                 headers=headers,
                 stream=True,
                 # The connect timeout bounds the TLS handshake too: never longer than --timeout.
