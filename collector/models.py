@@ -187,6 +187,7 @@ class NodeGrants:
     all_nodes: bool
     nodes: Any
     pk: Any
+    who = "this API key"  # who holds the grant, as an answer names it
 
     @property
     def holder(self) -> str:

@@ -248,7 +248,7 @@ class DataPcapView(RecordQueryView):
     )
     def get(self, request):
         nodes, flow = self.asked(request)
-        self.entry.hold(take_download_slot(request.auth.holder))
+        self.entry.hold(take_download_slot(request.auth.holder, request.auth.who))
         params = node_params(request.query_params, flow)
         return fanout.pcap_answer(nodes, params, self.entry, pcapng=wants_pcapng(request.query_params))
 

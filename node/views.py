@@ -52,7 +52,7 @@ from engine.flows import list_flows
 from engine.formats import CaptureError
 from engine.query import CaptureFile, DamageReport, Estimate, estimate, query_captures
 from node import status
-from node.acl import AllowedCaller, caller_allowed
+from node.acl import AllowedCaller, refused
 from node.serializers import (
     FLOW_PARAMETERS,
     FLOWS_PARAMETERS,
@@ -458,13 +458,15 @@ class NodeDocsView(_JsonErrors, SpectacularSwaggerView):
 
 def docs_asset(request, path: str):
     """Swagger UI's files, shipped with drf-spectacular-sidecar: /docs works with no internet."""
-    if not caller_allowed(request):
-        return error_response(AllowedCaller.message, 403)
+    said = refused(request)
+    if said is not None:
+        return error_response(said, 403)
     return api.docs.docs_asset(request, path)
 
 
 def not_found(request, exception=None):
     """404 for an unknown path, but only to allowed callers: others learn nothing of the routes."""
-    if not caller_allowed(request):
-        return error_response(AllowedCaller.message, 403)
+    said = refused(request)
+    if said is not None:
+        return error_response(said, 403)
     return error_response("not found", 404)
