@@ -3,7 +3,7 @@
 An analyst logs in with a Django account, asks for the last 15 minutes, sees the flows, sorts
 them, downloads one flow, a selection and everything matched, and gets the API's message for a
 bad parameter. Screenshots are written to ``PAR_SCREENSHOTS_DIR`` when it is set
-(``make screenshots`` writes the README's docs/ui-*.png).
+(``make screenshots`` writes docs/ui-*.png, shown in docs/web.md).
 """
 
 from __future__ import annotations
