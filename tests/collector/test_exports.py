@@ -141,6 +141,13 @@ def test_an_estimate_over_par_export_max_bytes_is_a_413_unless_limit_bytes_bound
     assert post(api, node1_key, node_id="1", limit_bytes="1000").status_code == 202
 
 
+def test_a_node_s_part_over_what_a_node_sends_at_once_is_a_413_naming_it(api, node1, node1_key, settings):
+    settings.PAR_MAX_ANSWER_BYTES = len(BODY) - 1
+    refused = post(api, node1_key, node_id="1")
+    assert refused.status_code == 413
+    assert refused.json()["error"].startswith("node 1's part is estimated at")
+
+
 def test_a_job_writes_the_nodes_answer_to_a_private_file_served_with_ranges(
     api, node1, node1_key, export_dir, requeued
 ):
