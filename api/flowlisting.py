@@ -1,4 +1,4 @@
-"""The /flows answer (SPEC "GET /flows"): one JSON shape for node and collector, and its CSV form (RFC 4180).
+"""The /flows answer (docs/SPEC.md "GET /flows"): one JSON shape for node and collector, and its CSV form (RFC 4180).
 
 A listing of many rows is written as text straight from the engine's columns (``flows_json``,
 ``columns_csv``): one format per row, the same bytes ``json.dumps`` and ``csv`` write from the
@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterable
 from typing import TypedDict
 
+from api.spreadsheet import safe_cell
 from api.times import format_iso, format_iso_many
 from engine.flows import FlowColumns, FlowListing, FlowRow
 
@@ -120,14 +121,21 @@ def flows_answer(start_ns: int, end_ns: int, listing: FlowListing, node: str | N
 
 
 def flows_csv(flows: Iterable[FlowDict]) -> str:
-    """The rows as CSV: a header row, CRLF line ends, fields quoted where RFC 4180 needs it."""
+    """The rows as CSV: a header row, CRLF line ends, fields quoted where RFC 4180 needs it.
+
+    A text cell a spreadsheet would run as a formula is written as text (``api.spreadsheet``).
+    """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for flow in flows:
         values = {**flow, "approximate": "true" if flow.get("approximate") else "false"}
-        writer.writerow([values.get(column, "") for column in CSV_COLUMNS])
+        writer.writerow([_cell(values.get(column, "")) for column in CSV_COLUMNS])
     return out.getvalue()
+
+
+def _cell(value: object) -> object:
+    return safe_cell(value) if isinstance(value, str) else value
 
 
 def _row_values(columns: FlowColumns) -> Iterable[tuple]:

@@ -1,4 +1,4 @@
-"""Validation of /data.pcap and /flows parameters, shared by node and collector (SPEC "Selecting packets").
+"""Validation of /data.pcap and /flows parameters, shared by node and collector (docs/SPEC.md "Selecting packets").
 
 The collector validates exactly as the node does, so a bad request is refused with a 400 before
 any node round trip; it then hands the node ``selection_params(selection)``, the same question in

@@ -97,10 +97,19 @@ def _counted(chunks: Iterable[bytes], view: str, started: float) -> Iterator[byt
 SCRAPER_REFUSED = "this server does not answer this caller's scrapes (PAR_METRICS_ALLOW)"
 
 
+def scrape_refused(request: HttpRequest) -> str | None:
+    """Why the caller may not scrape, None when it is in PAR_METRICS_ALLOW (behind PAR_TRUSTED_PROXIES,
+    whom they forward for): its own address, or that a trusted proxy on this host forwarded for nobody."""
+    ip, unknown = caller(request)
+    if ip is None:
+        return f"{SCRAPER_REFUSED}: caller unknown: {unknown}"
+    if not in_any(plain_address(ip), settings.PAR_METRICS_ALLOW):
+        return f"{SCRAPER_REFUSED}: address {plain_address(ip)} is not allowed"
+    return None
+
+
 def scraper_allowed(request: HttpRequest) -> bool:
-    """The caller is in PAR_METRICS_ALLOW (behind PAR_TRUSTED_PROXIES, whom they forward for)."""
-    ip, _ = caller(request)
-    return ip is not None and in_any(plain_address(ip), settings.PAR_METRICS_ALLOW)
+    return scrape_refused(request) is None
 
 
 class _Local:
@@ -112,8 +121,9 @@ class _Local:
 
 def metrics_response(request: HttpRequest, *collectors) -> HttpResponse:
     """The Prometheus text answer: every worker's counts and ``collectors`` read now; 403 for others."""
-    if not scraper_allowed(request):
-        return error_response(SCRAPER_REFUSED, 403)
+    said = scrape_refused(request)
+    if said is not None:
+        return error_response(said, 403)
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)

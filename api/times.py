@@ -1,4 +1,4 @@
-"""Times of a query, read in exactly one way or refused (SPEC "Selecting packets", Times).
+"""Times of a query, read in exactly one way or refused (docs/SPEC.md "Selecting packets", Times).
 
 Accepted, case-insensitive, surrounding blanks ignored:
 

@@ -4,7 +4,7 @@ A node that fails before its first byte is left out of the answer and named in
 ``X-PAR-Nodes-Failed``; when every node failed, the answer is that failure (one node) or a
 502/504 naming each. A node failing mid-stream cuts the whole answer (collector.proxy.Download).
 
-Limits hold for the answer as a whole (SPEC "Selecting packets"): the nodes' heads, which arrive
+Limits hold for the answer as a whole (docs/SPEC.md "Selecting packets"): the nodes' heads, which arrive
 before their bodies, carry their estimates, and their sum over PAR_MAX_ANSWER_BYTES without
 ``limit_bytes`` is a 413 before any byte is sent (a node's own 413 is the whole answer's too);
 ``limit_packets``/``limit_bytes`` end a merged answer at a record boundary in time order
@@ -39,6 +39,7 @@ from collector.proxy import (
     NodeTimeout,
     NodeUnreachable,
     is_timeout,
+    node_header,
     open_pcap,
     passthrough,
 )
@@ -131,7 +132,7 @@ def summed_estimate(answers: list[NodeAnswer], limits: Limits | None = None) -> 
 
     None when a node gave none.
     """
-    values = [[a.headers.get(name, "") for a in answers] for name in ESTIMATE_HEADERS]
+    values = [[node_header(a.node, a.headers, name) or "" for a in answers] for name in ESTIMATE_HEADERS]
     if not all(v.isdigit() for column in values for v in column):
         return None
     packets, size = (sum(int(v) for v in column) for column in values)
@@ -166,13 +167,14 @@ def _merged_headers(answers: list[NodeAnswer], response, fmt_pcapng: bool, limit
     if total is not None:
         for name, value in zip(ESTIMATE_HEADERS, total, strict=True):
             response[name] = str(value)
-    if "X-PAR-Window" in answers[0].headers:
-        response["X-PAR-Window"] = answers[0].headers["X-PAR-Window"]
+    window = node_header(answers[0].node, answers[0].headers, "X-PAR-Window")
+    if window is not None:
+        response["X-PAR-Window"] = window
     for name in ("X-PAR-Damaged", UNINDEXED):
-        named = [f"{a.node.id}={a.headers[name]}" for a in answers if name in a.headers]
-        if named:
-            response[name] = ", ".join(named)
-    found = _FILENAME.search(answers[0].headers.get("Content-Disposition", ""))
+        named = [(a.node.id, node_header(a.node, a.headers, name)) for a in answers]
+        if any(value for _, value in named):
+            response[name] = ", ".join(f"{node}={value}" for node, value in named if value)
+    found = _FILENAME.search(node_header(answers[0].node, answers[0].headers, "Content-Disposition") or "")
     name = found.group(1) if found else "par.pcap"
     if fmt_pcapng:
         name = name.rsplit(".", 1)[0] + ".pcapng"
@@ -252,8 +254,9 @@ def pcap_answer(
         response = SelfLoggedResponse(Download(passthrough(answers[0]), entry, answers), status=200)
     if not merge:
         for name in (*PASSED_HEADERS, *PAR_HEADERS):
-            if name in answers[0].headers:
-                response[name] = answers[0].headers[name]
+            value = node_header(answers[0].node, answers[0].headers, name)
+            if value is not None:
+                response[name] = value
     response["X-PAR-Nodes"] = ",".join(str(a.node.id) for a in answers)
     if failures:
         response["X-PAR-Nodes-Failed"] = _failed_header(failures)

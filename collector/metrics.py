@@ -20,4 +20,6 @@ def proxy_failed(node_id: int, reason: str) -> None:
 
 def metrics(request):
     """GET /metrics, for scrapers in PAR_METRICS_ALLOW (no API key)."""
-    return metrics_response(request)
+    from collector.jobs.metrics import ExportMetrics  # the models are loaded by now
+
+    return metrics_response(request, ExportMetrics())

@@ -1,6 +1,6 @@
 """What a query asks for: the flows a selection names, both directions, in a time window.
 
-A ``Selection`` holds every selector of SPEC "Selecting packets", each optional: an address or
+A ``Selection`` holds every selector of docs/SPEC.md "Selecting packets", each optional: an address or
 network per end, a port per end, an IP protocol, a Community ID. ``src_*`` and ``dst_*`` are the
 two ends of a flow in either order ("Direction"): a flow matches when one end satisfies every
 ``src_*`` given and the other end every ``dst_*`` given. With no protocol given, a port selects

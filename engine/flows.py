@@ -1,4 +1,4 @@
-"""Listing the flows a Selection names in a window, from the files' flow tables (SPEC "GET /flows").
+"""Listing the flows a Selection names in a window, from the files' flow tables (docs/SPEC.md "GET /flows").
 
 An indexed file answers from its index's flow table: no packet record is read. A file without a
 current index (the live file) gets the index it would have, built in memory

@@ -10,7 +10,10 @@ the files that can overlap a window, ``files_for_window()`` looks into the hour 
 rotation before the window's start to its end. A filed file that ran longer than that is still found
 by every window that starts within an hour of its epoch, but not by a window that starts later and
 only touches its tail: rotate at least hourly. The live file in the capture directory is always
-considered, however long it runs.
+considered, however long it runs. A file is named when it is opened, but packets captured shortly
+before that (libpcap's last batch before a rotation) land in it: files named up to ``NAME_LAG_S``
+after a window's end are looked at too, and what they hold decides (their index's span, else their
+first record's time).
 
 The store is the one owner of "which files answer a window": ``captures_for_window()`` hands the
 engine ``CaptureFile(path, epoch, span, index)`` records, and ``start_answer()`` starts an answer
@@ -31,10 +34,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from engine.flow import LATEST_EPOCH
+from engine.formats import PCAP_HEADER_SIZE, CaptureError, PcapCapture, open_capture
 from engine.index import open_index
 from engine.query import CaptureFile
 
 MAX_ROTATION_S = 3600
+# A capture tool names a file by the wall clock when it opens it, but libpcap hands packets over in
+# batches: packets captured up to about a second before a file's name land in it. Files named up to
+# this long after a window's end are looked at, and kept only when what they hold starts in time.
+NAME_LAG_S = 60
 # A capture file named later than this after now is not the live one (clocks differ a little).
 FUTURE_TOLERANCE_S = 3600
 _EPOCH = re.compile(r"[0-9]{1,12}")
@@ -199,7 +207,7 @@ def linked_in_tree(filer_dir: str | os.PathLike, directory: Path) -> Path | None
     """The first symbolic link on the way from ``filer_dir`` down to ``directory``, else None.
 
     The tree holds no links: what a link leads to is neither served nor deleted by retention, nor
-    filed into (README "Filing captures"). ``filer_dir`` itself may be one.
+    filed into (docs/operator.md "Filing captures"). ``filer_dir`` itself may be one.
     """
     path = Path(filer_dir)
     for part in directory.relative_to(filer_dir).parts:
@@ -233,7 +241,12 @@ def file_span(path: Path, epoch: int) -> tuple[int, int] | None:
 
 
 def capture_file(path: Path, epoch: int) -> CaptureFile | None:
-    """``path`` with its span and current index (span from the index, else [epoch, mtime]); None if gone."""
+    """``path`` with its span and current index; None if gone.
+
+    The span is the index's; a file without one spans from its first record (or the epoch in its
+    name, whichever is earlier) to its mtime: a name alone says when the file was opened, not when
+    its first packets were captured.
+    """
     try:
         found = os.stat(path)
     except FileNotFoundError:
@@ -241,8 +254,26 @@ def capture_file(path: Path, epoch: int) -> CaptureFile | None:
     index = open_index(path, capture_stat=found)
     if index is not None and index.span is not None:
         return CaptureFile(path, epoch, index.span, index)
-    span = (epoch * 1_000_000_000, max(found.st_mtime_ns, epoch * 1_000_000_000))
+    first = epoch * 1_000_000_000
+    held = first_record_ns(path)
+    if held is not None:
+        first = min(first, held)
+    span = (first, max(found.st_mtime_ns, epoch * 1_000_000_000))
     return CaptureFile(path, epoch, span, index)
+
+
+def first_record_ns(path: Path) -> int | None:
+    """The time of the first record of the capture at ``path``; None without one or when unreadable."""
+    try:
+        with open_capture(path) as capture:
+            if isinstance(capture, PcapCapture):  # one record read, not a chunk of the file
+                record = capture.record_at(PCAP_HEADER_SIZE)
+                return record.ts_ns if record is not None else None
+            for record in capture:
+                return record.ts_ns
+    except (OSError, CaptureError):
+        return None
+    return None
 
 
 def captures_for_window(
@@ -257,7 +288,8 @@ def captures_for_window(
 ) -> list[CaptureFile]:
     """The capture files, filed or not, whose span overlaps ``[start_ns, end_ns]``, by epoch.
 
-    Never reads packets: a span comes from the index header or the file's name and mtime. Hour
+    A span comes from the index header, else from the file's first record and its mtime: files
+    named up to NAME_LAG_S after the window's end are kept when they hold packets from before it. Hour
     directories are listed once per change of their mtime (``_hour_captures``); the capture
     directory, where the live file is, every time. The hour
     directories of both clocks are looked at (``utc`` first), so files filed before PAR_UTC changed,
@@ -268,12 +300,14 @@ def captures_for_window(
     live = _captures_in(Path(capture_dir), prefix)
     start_s, end_s = start_ns // 1_000_000_000, end_ns // 1_000_000_000
     candidates: dict[str, tuple[int, Path]] = {path.name: (epoch, path) for epoch, path in live}
-    hours = hours_between(start_s - rotation_s, end_s, utc)
-    hours += hours_between(start_s - rotation_s, end_s, not utc)
+    # A file named shortly after the window's end may hold its last packets: its span decides.
+    last_s = min(end_s + NAME_LAG_S, LATEST_EPOCH)
+    hours = hours_between(start_s - rotation_s, last_s, utc)
+    hours += hours_between(start_s - rotation_s, last_s, not utc)
     root, links = os.fspath(filer_dir), dict[str, bool]()
     for parts in dict.fromkeys(hours):
         for epoch, path in _filed_hour(root, parts, links, prefix):
-            if epoch <= end_s:
+            if epoch <= last_s:
                 candidates[path.name] = (epoch, path)
     found = []
     for epoch, path in candidates.values():

@@ -31,7 +31,18 @@ from api.flowparams import (
     parse_selection,
     window_text,
 )
+from api.parameters import (
+    ANSWER_PARAMETERS,
+    FLOWS_HEADERS,
+    LISTING_PARAMETERS,
+    PCAP_HEADERS,
+    RECORD_BODY,
+    RECORD_DESCRIPTION,
+    RECORD_HEADERS,
+    RECORD_WINDOW_PARAMETERS,
+)
 from api.ping import ping_payload
+from api.recordpost import RecordPost
 from api.routes import list_routes
 from api.serializers import ErrorSerializer, FlowsSerializer, PingSerializer
 from api.streamgate import GATE
@@ -41,7 +52,7 @@ from engine.flows import list_flows
 from engine.formats import CaptureError
 from engine.query import CaptureFile, DamageReport, Estimate, estimate, query_captures
 from node import status
-from node.acl import AllowedCaller, caller_allowed
+from node.acl import AllowedCaller, refused
 from node.serializers import (
     FLOW_PARAMETERS,
     FLOWS_PARAMETERS,
@@ -116,32 +127,31 @@ PCAP_DESCRIPTION = (
 )
 
 
-class DataPcapView(NodeView):
+_PCAP_RESPONSES = {
+    (200, PCAP_TYPE): OpenApiResponse(OpenApiTypes.BINARY, description="pcap (header only if no match)"),
+    (200, PCAPNG_TYPE): OpenApiResponse(OpenApiTypes.BINARY, description="pcapng, with format=pcapng"),
+    400: OpenApiResponse(
+        ErrorSerializer, description="a parameter is missing, unknown or invalid; it is named"
+    ),
+    **_REFUSED,
+    404: OpenApiResponse(ErrorSerializer, description=NO_DATA),
+    413: OpenApiResponse(
+        ErrorSerializer,
+        description="the estimate, within limit_packets, exceeds PAR_MAX_ANSWER_BYTES and no "
+        "limit_bytes is set",
+    ),
+    503: OpenApiResponse(ErrorSerializer, description="a capture file could not be read"),
+}
+
+
+class DataPcapView(RecordPost, NodeView):
     query_params = PCAP_PARAMS
 
     @extend_schema(
         parameters=FLOW_PARAMETERS,
         summary="The packets the selectors name in a time window, as a pcap stream",
         description=PCAP_DESCRIPTION,
-        responses={
-            (200, PCAP_TYPE): OpenApiResponse(
-                OpenApiTypes.BINARY, description="pcap (header only if no match)"
-            ),
-            (200, PCAPNG_TYPE): OpenApiResponse(
-                OpenApiTypes.BINARY, description="pcapng, with format=pcapng"
-            ),
-            400: OpenApiResponse(
-                ErrorSerializer, description="a parameter is missing, unknown or invalid; it is named"
-            ),
-            **_REFUSED,
-            404: OpenApiResponse(ErrorSerializer, description=NO_DATA),
-            413: OpenApiResponse(
-                ErrorSerializer,
-                description="the estimate, within limit_packets, exceeds PAR_MAX_ANSWER_BYTES and no "
-                "limit_bytes is set",
-            ),
-            503: OpenApiResponse(ErrorSerializer, description="a capture file could not be read"),
-        },
+        responses=_PCAP_RESPONSES,
     )
     def get(self, request):
         try:
@@ -175,6 +185,16 @@ class DataPcapView(NodeView):
             response["X-PAR-Damaged"] = ", ".join(dict.fromkeys(names))
         return response
 
+    @extend_schema(
+        request=RECORD_BODY,
+        parameters=RECORD_WINDOW_PARAMETERS + ANSWER_PARAMETERS + PCAP_HEADERS + RECORD_HEADERS,
+        summary="The packets of the flow a Suricata or Zeek record names, as a pcap stream",
+        description=RECORD_DESCRIPTION,
+        responses=_PCAP_RESPONSES,
+    )
+    def post(self, request):
+        return self.answer_record(request)
+
 
 def _parsed(request, known, read_options):
     """The request's selection and its answer options; FlowParamError names a bad parameter."""
@@ -194,7 +214,16 @@ def _tree() -> dict:
     }
 
 
-class FlowsView(NodeView):
+_FLOWS_RESPONSES = {
+    200: FlowsSerializer,
+    (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="the rows as CSV"),
+    400: OpenApiResponse(ErrorSerializer, description="a parameter is missing, unknown or invalid"),
+    **_REFUSED,
+    404: OpenApiResponse(ErrorSerializer, description=NO_DATA),
+}
+
+
+class FlowsView(RecordPost, NodeView):
     query_params = FLOWS_PARAMS
 
     @extend_schema(
@@ -207,13 +236,7 @@ class FlowsView(NodeView):
             "`src_*` is the end that sent the flow's first packet. `output=csv` gives the same rows "
             "as CSV (RFC 4180) with a header row."
         ),
-        responses={
-            200: FlowsSerializer,
-            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="the rows as CSV"),
-            400: OpenApiResponse(ErrorSerializer, description="a parameter is missing, unknown or invalid"),
-            **_REFUSED,
-            404: OpenApiResponse(ErrorSerializer, description=NO_DATA),
-        },
+        responses=_FLOWS_RESPONSES,
     )
     def get(self, request):
         try:
@@ -235,6 +258,16 @@ class FlowsView(NodeView):
         if listing.damaged:
             response["X-PAR-Damaged"] = ", ".join(listing.damaged_names)
         return _with_window(response, selection)
+
+    @extend_schema(
+        request=RECORD_BODY,
+        parameters=RECORD_WINDOW_PARAMETERS + LISTING_PARAMETERS + FLOWS_HEADERS + RECORD_HEADERS,
+        summary="The flows of the flow a Suricata or Zeek record names, from the indexes",
+        description=RECORD_DESCRIPTION,
+        responses=_FLOWS_RESPONSES,
+    )
+    def post(self, request):
+        return self.answer_record(request)
 
 
 class AnswerTooLarge(Exception):
@@ -425,13 +458,15 @@ class NodeDocsView(_JsonErrors, SpectacularSwaggerView):
 
 def docs_asset(request, path: str):
     """Swagger UI's files, shipped with drf-spectacular-sidecar: /docs works with no internet."""
-    if not caller_allowed(request):
-        return error_response(AllowedCaller.message, 403)
+    said = refused(request)
+    if said is not None:
+        return error_response(said, 403)
     return api.docs.docs_asset(request, path)
 
 
 def not_found(request, exception=None):
     """404 for an unknown path, but only to allowed callers: others learn nothing of the routes."""
-    if not caller_allowed(request):
-        return error_response(AllowedCaller.message, 403)
+    said = refused(request)
+    if said is not None:
+        return error_response(said, 403)
     return error_response("not found", 404)

@@ -22,6 +22,27 @@ def _refuse_to_start_when_misconfigured() -> None:
     except SystemCheckError as exc:
         print(f"Packets at Rest ({settings.PAR_ROLE}) cannot start:\n{exc}", file=sys.stderr)
         sys.exit(3)  # gunicorn: worker boot error, the arbiter stops
+    if databases:
+        missing = unapplied_migrations()
+        if missing:
+            print(
+                f"Packets at Rest ({settings.PAR_ROLE}) cannot start: the database lacks {len(missing)}"
+                f" migration(s) ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}):"
+                " run `manage.py migrate` first (from one collector only)",
+                file=sys.stderr,
+            )
+            sys.exit(3)
+
+
+def unapplied_migrations() -> list[str]:
+    """The migrations the database lacks, as ``app.name``: a collector on an older schema answers wrongly."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    connection.close()  # the worker's threads open their own
+    return [f"{migration.app_label}.{migration.name}" for migration, _ in plan]
 
 
 _refuse_to_start_when_misconfigured()

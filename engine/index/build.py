@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from .format import (
     IndexHeader,
     encode_column,
     encode_header,
+    header_checksum,
     index_path,
     temp_index_path,
 )
@@ -117,8 +119,11 @@ def _index_of(capture: Path) -> tuple[IndexHeader, dict[str, np.ndarray], Captur
 
 def _encoded(header: IndexHeader, columns: dict[str, np.ndarray]) -> Iterator[bytes]:
     """The index file's bytes, in pieces: header, column directory, the columns 8-byte aligned."""
-    directory = b"".join(encode_column(name, column) for name, column in columns.items())
-    yield encode_header(header) + directory + b"\0" * (-(HEADER_SIZE + len(directory)) % 8)
+    columns = {name: np.ascontiguousarray(column) for name, column in columns.items()}
+    directory = b"".join(encode_column(name, column, zlib.crc32(column)) for name, column in columns.items())
+    head = encode_header(header._replace(checksum=0))
+    head = encode_header(header._replace(checksum=header_checksum(head, directory)))
+    yield head + directory + b"\0" * (-(HEADER_SIZE + len(directory)) % 8)
     for column in columns.values():
         data = column.tobytes()
         yield data + b"\0" * (-len(data) % 8)
