@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from api.client import client_ip
 from api.flowparams import FLOW_PARAMS, window_text
 from api.ping import ping_payload
+from api.plugins import plugin_metadata
 from api.routes import list_routes
 from api.serializers import ErrorSerializer, PingSerializer
 from collector import fanout, flows, proxy
@@ -50,7 +51,6 @@ from collector.serializers import (
     PCAP_RESPONSE,
 )
 from engine.flow import Selection
-from parsite.plugins import plugin_metadata
 
 NODE_COMMANDS = ("ping", "status", "plugins", "routes")
 
