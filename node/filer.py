@@ -261,14 +261,6 @@ def finish_filing(planned: Planned, outcome: int | str) -> Filed:
     return Filed(planned.dest, planned.bytes, packets, indexed)
 
 
-def file_capture(src: Path, options: FilerOptions) -> Filed:
-    """Index and move one finished capture file into its hour directory (hold the tree lock)."""
-    planned = plan_filing(src, options)
-    if isinstance(planned, Filed):
-        return planned
-    return finish_filing(planned, build_outcome(planned.src, index_path(planned.dest)))
-
-
 def check_dirs(options: FilerOptions) -> None:
     """Raise NotADirectoryError naming a missing capture or filer directory."""
     for what, path in (("capture directory", options.capture_dir), ("filer directory", options.filer_dir)):

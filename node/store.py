@@ -231,15 +231,6 @@ def hours_between(first_s: int, last_s: int, utc: bool) -> list[tuple[str, str, 
     return list(hours)
 
 
-def file_span(path: Path, epoch: int) -> tuple[int, int] | None:
-    """(first_ns, last_ns) a capture file covers: from its index, else [epoch in the name, mtime].
-
-    None if the file is gone.
-    """
-    found = capture_file(path, epoch)
-    return found.span if found is not None else None
-
-
 def capture_file(path: Path, epoch: int) -> CaptureFile | None:
     """``path`` with its span and current index; None if gone.
 
@@ -323,11 +314,6 @@ def captures_for_window(
             found.append(file)
     found.sort(key=lambda file: (file.epoch, file.path.name))
     return found
-
-
-def files_for_window(start_ns: int, end_ns: int, **tree) -> list[Path]:
-    """The paths of ``captures_for_window()`` (same arguments)."""
-    return [file.path for file in captures_for_window(start_ns, end_ns, **tree)]
 
 
 def start_answer(

@@ -42,10 +42,12 @@ from api.parameters import (
     RECORD_WINDOW_PARAMETERS,
 )
 from api.ping import ping_payload
+from api.plugins import plugin_metadata
 from api.recordpost import RecordPost
 from api.routes import list_routes
 from api.serializers import ErrorSerializer, FlowsSerializer, PingSerializer
 from api.streamgate import GATE
+from api.times import format_iso
 from engine.answer import Limits
 from engine.flow import Selection
 from engine.flows import list_flows
@@ -61,8 +63,6 @@ from node.serializers import (
     StatusSerializer,
 )
 from node.store import captures_for_window, start_answer
-from parsite.logs import iso_ns
-from parsite.plugins import plugin_metadata
 
 log = logging.getLogger("node.api")
 
@@ -402,7 +402,7 @@ def describe(query: Selection) -> str:
     text += f" proto={'any' if query.proto is None else query.proto}"
     if query.community_id is not None:
         text += f" community_id={query.community_id}"
-    return text + f" [{iso_ns(query.start_ns)}, {iso_ns(query.end_ns)}]"
+    return text + f" [{format_iso(query.start_ns, short=True)}, {format_iso(query.end_ns, short=True)}]"
 
 
 def _safe_end(network, port) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from api.version import VERSION
 from engine.durable import atomic_write
 from parsite.envconf import (
     env_bool,
@@ -27,7 +28,6 @@ from parsite.envconf import (
 )
 from parsite.logs import log_format, logging_config
 from parsite.plugins import load_plugins, parse_plugins_config
-from parsite.version import VERSION
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 

@@ -129,10 +129,6 @@ class _CheckedColumns:
             self[name]
 
 
-def _aligned(n: int) -> int:
-    return n + (-n % 8)
-
-
 def content_digest(read: Callable[[int, int], bytes], size: int) -> bytes:
     """The fingerprint an index keeps of its capture: sha1(size as u64, first and last 4 KiB)."""
     head = read(0, min(size, DIGEST_SPAN))
