@@ -181,6 +181,7 @@ def filer_cost(root: Path, start: int) -> None:
     store.refresh_summary(hour, "pcap")
     new = capture_dir / f"pcap.{epoch + 59 * 60}"
     pcapgen.write_pcap(new, pcapgen.mixed_traffic((epoch + 59 * 60) * NS, 60, flows[:4], pps=0.2, seed=99))
+    new_bytes = new.stat().st_size
     live = capture_dir / f"pcap.{epoch + 3600}"
     pcapgen.write_pcap(live, [])
     probe = root / "probe.pcap"
@@ -225,7 +226,7 @@ def filer_cost(root: Path, start: int) -> None:
         updates.append(time.process_time() - before)
         summary.write_bytes(data)
     print(
-        f"filer pass (manage.py runfiler, one new one-minute file, {new.stat().st_size} bytes): "
+        f"filer pass (manage.py runfiler, one new one-minute file, {new_bytes} bytes): "
         f"{pass_cpu:.0f} ms CPU; a bare manage.py check: {startup_cpu:.0f} ms CPU; "
         f"the index build alone: {build_cpu:.2f} ms CPU; the summary's update for it: "
         f"{statistics.median(updates) * 1000:.2f} ms CPU"

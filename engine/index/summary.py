@@ -7,13 +7,16 @@ a sorted set of every key a lookup of ``engine.index`` can start from, over the 
     header, 32 bytes (SUMMARY): magic b"PARHOURS", version u32 (1), crc u32 (CRC-32 of the body
       as stored), body u64 (bytes stored), reserved u64
     body, zlib-compressed: counts u32[6] (files, IPv4 addresses, IPv6 addresses, ports, Community
-      ID lookups, name bytes), protocols u8[32] (a bit per IP protocol), then
-      spans      i8[2 * files]   (first_ns, last_ns) of each file's records, in name order
+      ID lookups, prefix bytes), protocols u8[32] (a bit per IP protocol), the files' name prefix
+      (UTF-8), then, each sorted array stored as its first value and the differences after it
+      (which compress well):
+      epochs     i8[files]       the files' names' epochs (``<prefix>.<epoch>``), sorted
+      spans      i4[2 * files]   each file's records' span in whole seconds after its epoch, the
+                                 first rounded down, the last up (no records: 1, 0)
       v4         u4[...]         the IPv4 addresses of the flows' ends, sorted, unique
-      v6         u8[2 * ...]     the IPv6 addresses as (high, low) halves, sorted, unique
+      v6         u8[2 * ...]     the IPv6 addresses as (high, low) halves, sorted, unique (as is)
       ports      u2[...]         the flows' ports, sorted, unique
       cids       u2[...]         the ``cid`` lookup values (first two bytes of Community IDs), unique
-      names      the files' names, "\n"-joined (UTF-8), sorted
 
 The summary only says "none of these files can match": a key in the set is a lookup to make (a
 false positive costs the files' index lookups, never a wrong answer), and a file it does not
@@ -44,6 +47,7 @@ MAGIC = b"PARHOURS"
 SUMMARY_SUFFIX = ".summary"
 SUMMARY = struct.Struct("<8sIIQQ")
 COUNTS = struct.Struct("<6I")
+NS = 1_000_000_000
 
 
 def summary_path(directory: str | os.PathLike, prefix: str) -> Path:
@@ -97,11 +101,19 @@ class HourSummary:
             if at < len(self.v4) and self.v4[at] <= b:
                 return True
         if len(self.v6):
-            keys = self.v6[:, 0].astype(object) * (1 << 64) + self.v6[:, 1].astype(object)
-            at = int(np.searchsorted(keys, low))
+            keys = self._v6_keys()
+            at = bisect_left(keys, low)
             if at < len(keys) and keys[at] <= high:
                 return True
         return False
+
+    def _v6_keys(self) -> list[int]:
+        """The IPv6 addresses as sorted 128-bit ints, made once per summary (summaries are kept)."""
+        keys = self.__dict__.get("_keys6")
+        if keys is None:
+            keys = [hi << 64 | lo for hi, lo in self.v6.tolist()]
+            object.__setattr__(self, "_keys6", keys)
+        return keys
 
 
 def _has(values: np.ndarray, value: int) -> bool:
@@ -158,32 +170,57 @@ def _empty_keys():
     return (np.zeros(0, np.uint32), _no_v6(), np.zeros(0, np.uint16), np.zeros(0, np.uint16), frozenset())
 
 
+def _deltas(values: np.ndarray) -> np.ndarray:
+    return np.diff(values, prepend=values.dtype.type(0)) if len(values) else values
+
+
+def _name_parts(names: tuple[str, ...]) -> tuple[str, np.ndarray]:
+    """(prefix, epochs) of ``<prefix>.<epoch>`` names of one prefix; ValueError for others."""
+    prefixes = {name.rpartition(".")[0] for name in names}
+    if len(prefixes) > 1:
+        raise ValueError("names of several prefixes")
+    return (prefixes.pop() if prefixes else ""), np.array(
+        [int(n.rpartition(".")[2]) for n in names], np.int64
+    )
+
+
+def _second_spans(epochs: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """The spans as whole seconds after each epoch (first down, last up), widened when out of range."""
+    out = np.empty((len(epochs), 2), dtype=np.int64)
+    out[:, 0] = spans[:, 0] // NS - epochs
+    out[:, 1] = -(-spans[:, 1] // NS) - epochs
+    empty = spans[:, 0] > spans[:, 1]
+    out[empty] = (1, 0)
+    wide = ~empty & ((out[:, 0] < -(2**31)) | (out[:, 1] >= 2**31))
+    out[wide] = (-(2**31), 2**31 - 1)
+    return out.astype(np.int32)
+
+
 def encode(summary: HourSummary) -> bytes:
     """The summary file's bytes."""
-    names = "\n".join(summary.names).encode()
+    prefix, epochs = _name_parts(summary.names)
+    order = np.argsort(epochs, kind="stable")
+    epochs, spans = epochs[order], summary.spans[order]
     bits = np.zeros(256, dtype=bool)
     bits[list(summary.protocols)] = True
+    head = prefix.encode()
     counts = COUNTS.pack(
-        len(summary.names),
-        len(summary.v4),
-        len(summary.v6),
-        len(summary.ports),
-        len(summary.cids),
-        len(names),
+        len(epochs), len(summary.v4), len(summary.v6), len(summary.ports), len(summary.cids), len(head)
     )
     raw = b"".join(
         (
             counts,
             np.packbits(bits).tobytes(),
-            summary.spans.astype("<i8").tobytes(),
-            summary.v4.astype("<u4").tobytes(),
+            head,
+            _deltas(epochs).astype("<i8").tobytes(),
+            _second_spans(epochs, spans).astype("<i4").tobytes(),
+            _deltas(summary.v4.astype(np.uint32)).astype("<u4").tobytes(),
             summary.v6.astype("<u8").tobytes(),
-            summary.ports.astype("<u2").tobytes(),
-            summary.cids.astype("<u2").tobytes(),
-            names,
+            _deltas(summary.ports.astype(np.uint16)).astype("<u2").tobytes(),
+            _deltas(summary.cids.astype(np.uint16)).astype("<u2").tobytes(),
         )
     )
-    body = zlib.compress(raw, 6)
+    body = zlib.compress(raw, 9)
     return SUMMARY.pack(MAGIC, SUMMARY_VERSION, zlib.crc32(body), len(body), 0) + body
 
 
@@ -202,13 +239,16 @@ def decode(data: bytes) -> HourSummary:
         raise SummaryUnusable("the summary does not match its checksum")
     try:
         raw = zlib.decompress(body)
-        files, n4, n6, nports, ncids, nnames = COUNTS.unpack_from(raw)
+        files, n4, n6, nports, ncids, nprefix = COUNTS.unpack_from(raw)
         at = COUNTS.size
         protocols = frozenset(np.flatnonzero(np.unpackbits(np.frombuffer(raw, np.uint8, 32, at))).tolist())
         at += 32
+        prefix = raw[at : at + nprefix].decode()
+        at += nprefix
         arrays = []
         for dtype, count in (
-            ("<i8", 2 * files),
+            ("<i8", files),
+            ("<i4", 2 * files),
             ("<u4", n4),
             ("<u8", 2 * n6),
             ("<u2", nports),
@@ -216,13 +256,25 @@ def decode(data: bytes) -> HourSummary:
         ):
             arrays.append(np.frombuffer(raw, dtype, count, at))
             at += np.dtype(dtype).itemsize * count
-        names = tuple(raw[at : at + nnames].decode().split("\n")) if files else ()
-        if at + nnames != len(raw) or len(names) != files:
+        if at != len(raw):
             raise SummaryUnusable("the summary's sections do not add up")
     except (zlib.error, struct.error, ValueError, UnicodeDecodeError) as exc:
         raise SummaryUnusable(f"a damaged summary: {exc}") from None
-    spans, v4, v6, ports, cids = arrays
-    return HourSummary(names, spans.reshape(-1, 2), v4, v6.reshape(-1, 2), ports, cids, protocols)
+    epochs, seconds, v4, v6, ports, cids = arrays
+    epochs = np.cumsum(epochs, dtype=np.int64)
+    seconds = seconds.reshape(-1, 2).astype(np.int64)
+    spans = np.stack([(epochs + seconds[:, 0]) * NS, (epochs + seconds[:, 1]) * NS], axis=1)
+    names = tuple(f"{prefix}.{epoch}" for epoch in epochs.tolist())
+    order = sorted(range(files), key=names.__getitem__)
+    return HourSummary(
+        tuple(names[i] for i in order),
+        spans[order].reshape(-1, 2),
+        np.cumsum(v4, dtype=np.uint32),
+        v6.reshape(-1, 2),
+        np.cumsum(ports, dtype=np.uint16),
+        np.cumsum(cids, dtype=np.uint16),
+        protocols,
+    )
 
 
 def read_summary(path: str | os.PathLike) -> HourSummary | None:

@@ -6,6 +6,7 @@ import os
 import time
 
 import pytest
+import requests
 
 from engine.flow import Selection
 from engine.index import build_index, forget_open_indexes
@@ -13,6 +14,8 @@ from engine.index import read as index_read
 from engine.index.summary import read_summary, summary_path
 from node import filer, store
 from tests.node.filing import NS, filer_env, manage, write_capture
+from tests.node.test_api_http import env_for
+from tests.servers import gunicorn
 
 T = 1432321200  # an hour's first second (2015-05-22 19:00 UTC)
 HOST = "10.200.0.7"
@@ -117,3 +120,36 @@ def test_the_filer_and_reindex_keep_the_summary_current(tmp_path):
     assert run.returncode == 0, run.stderr
     again = read_summary(summary_path(hour, "pcap"))
     assert again is not None and again.names == summary.names
+
+
+@pytest.mark.slow
+def test_the_node_answers_the_same_with_and_without_summaries(tmp_path):
+    tree, files = filed_hours(tmp_path)
+    window = {"start_time": str(T), "end_time": str(T + 3 * 3600 - 1)}
+    summary = read_summary(summary_path(files[-1].parent, "pcap"))
+    last_hour_host = ".".join(str(b) for b in int(summary.v4[0]).to_bytes(4, "big"))
+    asks = [
+        ("/data.pcap", {"src_addr": HOST}),
+        ("/data.pcap", {"src_addr": last_hour_host}),
+        ("/flows", {"src_addr": HOST}),
+        ("/flows", {"src_addr": last_hour_host}),
+    ]
+    env = env_for(tmp_path, tree["capture_dir"], tree["filer_dir"], PAR_MAX_WINDOW=str(4 * 3600))
+
+    def answers() -> list[tuple[int, bytes]]:
+        with gunicorn("node", env) as node:
+            return [
+                (r.status_code, r.content)
+                for r in (
+                    requests.get(f"{node.url}{path}", params={**params, **window}, timeout=30)
+                    for path, params in asks
+                )
+            ]
+
+    summarised = answers()
+    for hour in {f.parent for f in files}:
+        summary_path(hour, "pcap").unlink()
+    assert answers() == summarised
+    assert summarised[0][0] == 200 and len(summarised[0][1]) == 24  # data in the window, none selected
+    assert summarised[1][0] == 200 and len(summarised[1][1]) > 24
+    assert b'"flows":[]' in summarised[2][1].replace(b" ", b"")
