@@ -56,6 +56,8 @@ class CaptureFile(NamedTuple):
     epoch: int | None = None  # the epoch in its name
     span: tuple[int, int] | None = None  # (first_ns, last_ns) it may hold; None = unknown
     index: FlowIndex | None = None  # type: ignore[assignment]  # its current index, found with the span
+    # The capture tree knows (its hour's summary) that no flow of the query is in it: not opened.
+    excluded: bool = False
 
     @classmethod
     def at(cls, path: str | os.PathLike) -> CaptureFile:
@@ -210,7 +212,7 @@ def plan_file(
     With a ``report``, a file's known damage (its index's, or a file header that cannot be read)
     is noted there and the file is read up to it; without one, damage raises CaptureError.
     """
-    if file.span is not None and (file.span[1] < m.start_ns or file.span[0] > m.end_ns):
+    if file.excluded or (file.span is not None and (file.span[1] < m.start_ns or file.span[0] > m.end_ns)):
         return None
     if report is not None:
         report.files += 1
@@ -414,7 +416,9 @@ def estimate(
     linktypes: set[int] = set()
     unindexed: list[str] = []
     for file in (f if isinstance(f, CaptureFile) else CaptureFile.at(f) for f in files):
-        if file.span is not None and (file.span[1] < m.start_ns or file.span[0] > m.end_ns):
+        if file.excluded or (
+            file.span is not None and (file.span[1] < m.start_ns or file.span[0] > m.end_ns)
+        ):
             continue
         index = file.index
         if index is not None and index.usable_for_queries:

@@ -166,7 +166,7 @@ class DataPcapView(RecordPost, NodeView):
             selection, options = _parsed(request, PCAP_PARAMS, parse_answer_options)
         except FlowParamError as exc:
             return error_response(str(exc), 400)
-        files = captures_for_window(selection.start_ns, selection.end_ns, **_tree())
+        files = captures_for_window(selection.start_ns, selection.end_ns, selection=selection, **_tree())
         if not files:
             return _with_window(error_response(NO_DATA, 404), selection)
         e = estimate(files, selection, pcapng=options.format == "pcapng").within(answer_limits(options))
@@ -243,7 +243,7 @@ class FlowsView(RecordPost, NodeView):
             selection, options = _parsed(request, FLOWS_PARAMS, parse_listing_options)
         except FlowParamError as exc:
             return error_response(str(exc), 400)
-        files = captures_for_window(selection.start_ns, selection.end_ns, **_tree())
+        files = captures_for_window(selection.start_ns, selection.end_ns, selection=selection, **_tree())
         if not files:
             return _with_window(error_response(NO_DATA, 404), selection)
         listing = list_flows(files, selection, sort=options.sort, limit=options.limit)
@@ -328,6 +328,7 @@ def pcap_response(query: Selection, options: AnswerOptions | None = None) -> Htt
             query.start_ns,
             query.end_ns,
             answer,
+            selection=query,
             **_tree(),
         )
     except AnswerTooLarge as exc:
