@@ -34,7 +34,7 @@ BIG = {"src_addr": "10.0.0.1", "src_port": "1234", "dst_addr": "10.0.0.2", "dst_
 SMALL = {"src_addr": "10.0.0.3", "src_port": "53", "dst_addr": "10.0.0.4", "dst_port": "5353"}
 WINDOW = {"start_time": str(T0), "end_time": str(T0 + 59)}
 ADMIN = "54b22f56-9a84-4893-bc70-332e3b5ded66"
-KEYS = [f"0b6a7d0e-51a3-4b8e-9f0f-3f1d2c4b5a6{i}" for i in range(5)]
+KEYS = [f"{i}b6a7d0e-51a3-4b8e-9f0f-3f1d2c4b5a61" for i in range(1, 6)]
 
 
 def write_capture(path: Path, megabytes: int) -> int:
@@ -55,6 +55,7 @@ def write_capture(path: Path, megabytes: int) -> int:
 
 @contextmanager
 def worker(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+    before = log.stat().st_size if log.exists() else 0
     with open(log, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "manage.py", "runexports"],
@@ -63,6 +64,10 @@ def worker(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+    deadline = time.monotonic() + 120
+    while b"Starting worker" not in log.read_bytes()[before:]:  # the database worker's first line
+        assert process.poll() is None and time.monotonic() < deadline, f"the worker did not start: {log}"
+        time.sleep(0.1)
     try:
         yield process
     finally:
@@ -132,24 +137,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=1024, help="size of the large flow's capture, in MB")
     parser.add_argument("--jobs-mb", type=int, default=50, help="limit_bytes of each of the 10 jobs, in MB")
+    parser.add_argument("--reuse", action="store_true", help="keep the capture of the last run (same --mb)")
     args = parser.parse_args()
     out = ROOT / "bench" / "out" / "exports"
-    shutil.rmtree(out, ignore_errors=True)
-    (out / "capture").mkdir(parents=True)
-    (out / "filed").mkdir()
-    (out / "node").mkdir()
-    size = write_capture(out / "capture" / f"pcap.{T0}", args.mb)
-    g.write_pcap(
-        out / "capture" / f"pcap.{T0 + 60}",
-        [((T0 + 60) * 10**9, g.ether(g.udp("10.9.9.9", 1, "10.9.9.8", 2)))],
-    )
+    filed = list((out / "filed").rglob(f"pcap.{T0}")) if args.reuse else []
+    for name in ("node", "collector") if filed else ("",):
+        shutil.rmtree(out / name, ignore_errors=True)
+    (out / "node").mkdir(parents=True)
+    if filed:
+        size = filed[0].stat().st_size
+    else:
+        (out / "capture").mkdir(parents=True)
+        (out / "filed").mkdir()
+        size = write_capture(out / "capture" / f"pcap.{T0}", args.mb)
+        g.write_pcap(
+            out / "capture" / f"pcap.{T0 + 60}",
+            [((T0 + 60) * 10**9, g.ether(g.udp("10.9.9.9", 1, "10.9.9.8", 2)))],
+        )
     node_env = {
         "PAR_DATA_DIR": str(out / "node"),
         "PAR_CAPTURE_DIR": str(out / "capture"),
         "PAR_FILER_DIR": str(out / "filed"),
         "PAR_MAX_WINDOW": "3600",
     }
-    manage(node_env, "runfiler", role="node")
+    if not filed:
+        manage(node_env, "runfiler", role="node")
     env = collector_env(
         out / "collector",
         PAR_KEY_STREAMS="16",

@@ -127,16 +127,19 @@ PAR_EXPORT_MIN_FREE = env_int("PAR_EXPORT_MIN_FREE", 2 << 30, minimum=0)
 # default, on Redis through RQ when PAR_TASKS_URL is redis://... (several collectors).
 PAR_TASKS_URL = env_str("PAR_TASKS_URL", "").strip()
 EXPORT_QUEUE = "par-exports"
-if PAR_TASKS_URL.startswith(("redis://", "rediss://", "unix://")):
-    _TASK_APPS = ["django_tasks", "django_rq"]
-    TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": [EXPORT_QUEUE]}}
-    # No RQ timeout of its own: a job ends when its merge does, or when it is cancelled.
-    RQ_QUEUES = {EXPORT_QUEUE: {"URL": PAR_TASKS_URL, "DEFAULT_TIMEOUT": -1}}
-elif PAR_TASKS_URL:
+# Both backends' apps are installed whichever is used, so the schema (`manage.py migrate`) is the
+# same, and a collector can move from one to the other by PAR_TASKS_URL alone.
+_TASK_APPS = ["django_tasks", "django_tasks_db", "django_rq"]
+if PAR_TASKS_URL and not PAR_TASKS_URL.startswith(("redis://", "rediss://", "unix://")):
     raise ImproperlyConfigured("PAR_TASKS_URL must be empty (the database) or redis://HOST:PORT/DB")
+if PAR_TASKS_URL:
+    TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": [EXPORT_QUEUE]}}
 else:
-    _TASK_APPS = ["django_tasks", "django_tasks_db"]
     TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": [EXPORT_QUEUE]}}
+# No RQ timeout of its own: a job ends when its merge does, or when it is cancelled.
+# django-rq's admin dashboard (and the unauthenticated-by-session stats URLs it mounts) stays off.
+RQ_SHOW_ADMIN_LINK = False
+RQ_QUEUES = {EXPORT_QUEUE: {"URL": PAR_TASKS_URL or "redis://127.0.0.1:6379/0", "DEFAULT_TIMEOUT": -1}}
 
 # --- Django ----------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import queue
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ from django.utils import timezone
 
 from collector.fanout import LIMIT_SLACK, ask_nodes, every_node_failed, node_label
 from collector.jobs.model import Export
+from collector.jobs.recordwalk import RecordWalk
 from collector.models import ApiKey, Node, NodeGrants, UserGrant
 from collector.proxy import NodeAnswer, NodeUnreachable
 from engine.answer import Limits
@@ -37,6 +39,8 @@ log = logging.getLogger("collector.jobs")
 REPORT_EVERY = 1.0  # seconds between two progress writes (the worker's heartbeat)
 # Set when the worker is told to stop (SIGTERM): the running attempt ends now and is queued again.
 SHUTDOWN = threading.Event()
+WRITE_AHEAD = 8  # chunks (of up to 1 MiB) read from the nodes and not yet written
+SYNC_EVERY = 64 << 20  # bytes written between two fdatasyncs of the file
 
 
 class Stopped(Exception):
@@ -187,27 +191,54 @@ class Attempt:
             ) from None
 
     def write(self, chunks: Iterator[bytes], out, digest) -> None:
-        """Every chunk to ``out`` and the digest, read back as records: a clean end or StreamError."""
+        """Every chunk to ``out`` and the digest, its records counted; AttemptFailed unless it ends whole.
 
-        def tee() -> Iterator[bytes]:
+        A thread of its own writes, hashes and walks each chunk (and syncs the file every
+        SYNC_EVERY bytes, so the last fsync is short) while this one reads the next from the nodes.
+        """
+        walk = RecordWalk()
+        maximum = settings.PAR_EXPORT_MAX_BYTES
+        pending: queue.Queue[bytes | None] = queue.Queue(maxsize=WRITE_AHEAD)
+        failed: list[BaseException] = []
+
+        def drain() -> None:
+            synced = 0
+            while (chunk := pending.get()) is not None:
+                if failed:
+                    continue  # the producer sees it and stops; take what it still sends
+                try:
+                    out.write(chunk)
+                    digest.update(chunk)
+                    walk.feed(chunk)
+                    self.packets = walk.packets
+                    if out.tell() - synced >= SYNC_EVERY:
+                        out.flush()
+                        os.fdatasync(out.fileno())
+                        synced = out.tell()
+                except BaseException as exc:
+                    failed.append(exc)
+
+        writer = threading.Thread(target=drain, name=f"export-{self.export.pk}-write", daemon=True)
+        writer.start()
+        try:
             for chunk in chunks:
                 if self.stop.is_set():
                     raise Stopped()
                 if SHUTDOWN.is_set():
                     raise AttemptFailed("its worker was stopped")
-                out.write(chunk)
-                digest.update(chunk)
+                if failed:
+                    break
+                pending.put(chunk)
                 self.written += len(chunk)
-                if self.written > settings.PAR_EXPORT_MAX_BYTES:
-                    raise AttemptFailed(
-                        f"the answer grew past PAR_EXPORT_MAX_BYTES ({settings.PAR_EXPORT_MAX_BYTES})"
-                    )
-                yield chunk
-
-        reader = StreamReader(tee(), name="the export")
-        reader.read_header()
-        while (batch := reader.next_batch()) is not None:
-            self.packets += len(batch.ts)
+                if self.written > maximum:
+                    raise AttemptFailed(f"the answer grew past PAR_EXPORT_MAX_BYTES ({maximum})")
+        finally:
+            pending.put(None)
+            writer.join()
+        if failed:
+            raise failed[0]
+        if not walk.whole():
+            raise AttemptFailed(f"the answer ended inside a record, after {self.written} bytes")
 
     def close(self) -> None:
         self.finished.set()

@@ -195,6 +195,8 @@ class ExportsView(LoggedQueryView):
             self.entry.node_answered(node.id, status, 0, str(failure.reason))
         if not answers:
             raise every_node_failed(failures)
+        if wanted is None:
+            self.check_node_parts(answers)
         total = summed_estimate(answers)
         if total is None:
             return None
@@ -204,6 +206,18 @@ class ExportsView(LoggedQueryView):
             )
             raise AnswerTooLarge(message)
         return min(total[1], int(wanted)) if wanted else total[1]
+
+    def check_node_parts(self, answers) -> None:
+        """A node ends any answer at its PAR_MAX_ANSWER_BYTES: a part estimated over it is a 413, not a cut file."""
+        maximum = settings.PAR_MAX_ANSWER_BYTES  # the nodes' own, as deployed alike (docs/exports.md)
+        for answer in answers:
+            value = answer.headers.get("X-PAR-Estimate-Bytes", "")
+            if value.isdigit() and int(value) > maximum:
+                raise AnswerTooLarge(
+                    f"node {answer.node.id}'s part is estimated at {value} bytes, more than a node sends in one"
+                    f" answer (PAR_MAX_ANSWER_BYTES, {maximum}): raise it on the nodes and the collector,"
+                    " or narrow the selectors or the window"
+                )
 
     def job_answer(self, export: Export, status: int) -> Response:
         response = Response(export.to_dict(), status=status)
@@ -295,7 +309,7 @@ class ExportDataView(CollectorView):
     def log_entry(self, request, export: Export) -> RequestLog:
         ip = client_ip(request)
         entry = RequestLog.begin(
-            "export", method="GET", client_ip=ip and str(ip), query={"export": export.pk}
+            "export", method="GET", client_ip=str(ip) if ip else None, query={"export": export.pk}
         )
         entry.by(*request.auth.log_identity())
         entry.asked(export.request["nodes"])

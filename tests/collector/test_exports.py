@@ -141,6 +141,13 @@ def test_an_estimate_over_par_export_max_bytes_is_a_413_unless_limit_bytes_bound
     assert post(api, node1_key, node_id="1", limit_bytes="1000").status_code == 202
 
 
+def test_a_node_s_part_over_what_a_node_sends_at_once_is_a_413_naming_it(api, node1, node1_key, settings):
+    settings.PAR_MAX_ANSWER_BYTES = len(BODY) - 1
+    refused = post(api, node1_key, node_id="1")
+    assert refused.status_code == 413
+    assert refused.json()["error"].startswith("node 1's part is estimated at")
+
+
 def test_a_job_writes_the_nodes_answer_to_a_private_file_served_with_ranges(
     api, node1, node1_key, export_dir, requeued
 ):
@@ -273,3 +280,34 @@ def test_metrics_show_jobs_by_state_bytes_kept_and_the_oldest_queued_job_s_age(
     assert samples[("par_export_jobs", (("state", "failed"),))] == 0
     assert samples[("par_export_bytes", ())] == len(BODY)
     assert 90 <= samples[("par_export_worker_lag_seconds", ())] < 120
+
+
+@pytest.mark.parametrize("piece", [1, 7, 100, 4096, len(BODY)])
+def test_the_record_walk_counts_whole_records_however_the_bytes_are_cut(piece):
+    from collector.jobs.recordwalk import RecordWalk
+
+    walk = RecordWalk()
+    for start in range(0, len(BODY), piece):
+        walk.feed(BODY[start : start + piece])
+    assert (walk.packets, walk.whole()) == (400, True)
+    cut = RecordWalk()
+    cut.feed(BODY[:-3])
+    assert not cut.whole()
+
+
+def test_the_record_walk_counts_a_pcapng_s_packets_and_refuses_what_is_no_capture():
+    from collector.jobs.recordwalk import RecordWalk
+    from engine.merge import StreamError
+    from pcapgen import pcapng_bytes
+
+    for big_endian in (False, True):
+        body = pcapng_bytes([1], [(0, ts, frame) for ts, frame in PACKETS[:50]], big_endian=big_endian)
+        walk = RecordWalk()
+        for start in range(0, len(body), 333):
+            walk.feed(body[start : start + 333])
+        assert (walk.packets, walk.whole()) == (50, True)
+    walk = RecordWalk()
+    walk.feed(body[:-4])
+    assert not walk.whole()
+    with pytest.raises(StreamError):
+        RecordWalk().feed(b"<html>" + b" " * 40)

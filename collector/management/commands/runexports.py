@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 
@@ -79,8 +80,16 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--interval", type=float, default=0.5, help="seconds between looks at the queue")
         parser.add_argument("--once", action="store_true", help="run the jobs queued now, then exit")
+        parser.add_argument(
+            "--nice",
+            type=int,
+            default=10,
+            help="CPU niceness to add (default 10): exports yield to the collector's own answers",
+        )
 
-    def handle(self, *args, interval: float, once: bool, **options) -> None:
+    def handle(self, *args, interval: float, once: bool, nice: int, **options) -> None:
+        if nice:
+            os.nice(nice)
         stop = threading.Event()
         every = min(10.0, settings.PAR_EXPORT_LEASE / 3)
         sweeper = threading.Thread(target=sweep_loop, args=(every, stop), name="export-sweep", daemon=True)
