@@ -61,7 +61,7 @@
     event.preventDefault();
     message.hidden = true;
     try {
-      const response = await post("/flows", { limit: "1" });
+      const response = await post("/flows", {});
       // The equivalent GET, into the page's form: its own table, timeline and downloads take over.
       const params = new URLSearchParams(response.headers.get("X-PAR-Query") || "");
       for (const name of FIELDS) query.elements[name].value = params.get(name) || "";
