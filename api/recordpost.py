@@ -99,7 +99,7 @@ class RecordPost:
     def initial(self, request, *args, **kwargs):
         if request.method == "POST":
             _keep_body(request)
-        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        super().initial(request, *args, **kwargs)
 
     def answer_record(self, request, *args, **kwargs):
         params, asked = record_params(request)
@@ -114,7 +114,7 @@ class RecordPost:
         """Called once the request's query is the record's: a view notes it where it must."""
 
     def finalize_response(self, request, response, *args, **kwargs):
-        response = super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc]
+        response = super().finalize_response(request, response, *args, **kwargs)
         for name, value in getattr(self, "record_headers", {}).items():
             response[name] = value
         return response
