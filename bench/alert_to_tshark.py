@@ -13,7 +13,7 @@ installs the extcap there. Then, alternately, each round:
   alert of the flow) to the first packet tshark prints;
 - ``tshark -i par-1 -o extcap.par_1.communityid:... -c 1 -l``: the same flow through the extcap.
 
-For scale, also ``par pcap <selectors> -o - | tshark -r - -l -c 1`` and tshark alone reading the
+For scale, also a do-nothing extcap's first packet (tshark's own cost of any extcap capture), ``par pcap <selectors> -o - | tshark -r - -l -c 1`` and tshark alone reading the
 plain download's file (``tshark -r FILE -c 1``: tshark's own start). Each is timed from its start to the first line tshark prints (the plain download: to its exit).
 The goal (issue 30): the alert's time at most 2x the plain ``par pcap``. Prints medians and the
 load average before and after: on a shared machine the figures mean little unless it is low.
@@ -48,6 +48,24 @@ T0 = 1_700_000_000
 KEY = "0f6c7e4e-7a53-4b6e-9d0a-5b2e8c1d3f47"
 FLOW = g.Flow(6, "10.77.0.3", 40443, "10.77.0.4", 443)
 CID = community_id(ip_address(FLOW.a).packed, FLOW.a_port, ip_address(FLOW.b).packed, FLOW.b_port, 6)
+
+
+# An extcap that answers at once, in the par extcap's own language: tshark's own cost of a capture
+# through any extcap (it asks every extcap for its interfaces, and starts dumpcap), the floor.
+FLOOR_EXTCAP = f"""#!{sys.executable}
+import struct, sys
+args = sys.argv[1:]
+if "--extcap-interfaces" in args:
+    print("extcap {{version=1.0}}")
+    print("interface {{value=floor-1}}{{display=a do-nothing extcap}}")
+elif "--extcap-dlts" in args:
+    print("dlt {{number=1}}{{name=EN10MB}}{{display=Ethernet}}")
+elif "--capture" in args:
+    with open(args[args.index("--fifo") + 1], "wb") as out:
+        frame = bytes(12) + b"\\x08\\x00" + b"\\x45" + bytes(19)
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        out.write(struct.pack("<IIII", 1, 0, len(frame), len(frame)) + frame)
+"""
 
 
 def write_captures(directory: Path, files: int, packets: int) -> tuple[int, int]:
@@ -125,6 +143,9 @@ def main() -> None:
             "flow": {"start": format_iso(first)[:-4] + "+0000"},
         }  # fmt: skip
         (work / "alert.json").write_text(json.dumps(alert))
+        floor = home / ".config" / "wireshark" / "extcap" / "floor"
+        floor.write_text(FLOOR_EXTCAP)
+        floor.chmod(0o700)
         window = [f"start_time={format_iso(first - 10**9)}", f"end_time={format_iso(last + 300 * 10**9)}"]
         selectors = [
             f"src_addr={FLOW.a}",
@@ -141,6 +162,7 @@ def main() -> None:
             "starttime": window[0].split("=", 1)[1],
             "endtime": window[1].split("=", 1)[1],
         }
+        floor_capture = ["tshark", "-i", "floor-1", "-l", "-c", "1"]
         extcap = ["tshark", "-i", "par-1", "-l", "-c", "1"]
         extcap += [arg for name, value in prefs.items() for arg in ("-o", f"extcap.par_1.{name}:{value}")]
         print(f"load average before: {load_average()}")
@@ -152,11 +174,13 @@ def main() -> None:
             "tshark extcap": [],
             "par pcap | tshark": [],
             "tshark -r file": [],
+            "do-nothing extcap": [],
         }
         for _ in range(args.rounds):
             results["plain par pcap"].append(timed(plain, run_env, first_line=False))
             results["par pcap | tshark"].append(timed(plain_piped, run_env, shell=True, first_line=True))
             results["tshark -r file"].append(timed(tshark_alone, run_env, first_line=True))
+            results["do-nothing extcap"].append(timed(floor_capture, run_env, first_line=True))
             results["alert | tshark"].append(timed(piped, run_env, shell=True, first_line=True))
             results["tshark extcap"].append(timed(extcap, run_env, first_line=True))
         print(f"load average after:  {load_average()}")
