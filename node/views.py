@@ -127,7 +127,7 @@ PCAP_DESCRIPTION = (
 )
 
 
-_PCAP_RESPONSES = {
+_PCAP_RESPONSES: dict = {
     (200, PCAP_TYPE): OpenApiResponse(OpenApiTypes.BINARY, description="pcap (header only if no match)"),
     (200, PCAPNG_TYPE): OpenApiResponse(OpenApiTypes.BINARY, description="pcapng, with format=pcapng"),
     400: OpenApiResponse(
@@ -214,7 +214,7 @@ def _tree() -> dict:
     }
 
 
-_FLOWS_RESPONSES = {
+_FLOWS_RESPONSES: dict = {
     200: FlowsSerializer,
     (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="the rows as CSV"),
     400: OpenApiResponse(ErrorSerializer, description="a parameter is missing, unknown or invalid"),
