@@ -142,7 +142,8 @@ MIDDLEWARE = [
     # Then, on a node, nobody outside its ACL goes further, whatever else the request holds.
     *(["node.acl.RefuseOtherCallers"] if PAR_ROLE == "node" else []),
     "django.middleware.security.SecurityMiddleware",
-    "parsite.staticfiles.CollectorStaticFilesMiddleware",
+    # A node serves no static files (its docs' stay behind its ACL): no WhiteNoise, nor its warning.
+    *(["parsite.staticfiles.CollectorStaticFilesMiddleware"] if PAR_ROLE == "collector" else []),
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -322,4 +323,5 @@ SPECTACULAR_SETTINGS = {
 # --- Logging: one line per event on stderr, scrubbed of secrets (parsite/logs.py) -----------
 
 PAR_LOG_FORMAT = log_format()  # plain, or json: one object per line for a SIEM
+LOGGING_CONFIG = "parsite.logs.configure"
 LOGGING = logging_config(PAR_LOG_FORMAT, os.environ.get("PAR_LOG_LEVEL", "INFO").upper())

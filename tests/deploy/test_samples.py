@@ -142,7 +142,7 @@ def _documented_names() -> set[str]:
     return {name for row in rows for name in row if name}
 
 
-def test_the_readme_lists_every_metric_and_only_those(tmp_path):
+def test_the_readme_lists_every_metric_and_only_those(tmp_path, db):
     with override_settings(PAR_CAPTURE_DIR=tmp_path, PAR_FILER_DIR=tmp_path, PAR_DATA_DIR=tmp_path):
         exposed = _exposed_names()
     assert _documented_names() == exposed
@@ -158,5 +158,9 @@ def test_the_alert_rules_use_exposed_metrics():
         assert used and used <= documented, expr
     assert any("par_filer_lag_seconds" in e for e in alerts.values())
     assert any("par_disk_free_bytes" in e for e in alerts.values())
+    # An operator's first day (issue 31): the capture gone, a node unreachable, the filer stopped.
+    assert "par_capture_process_seen == 0" in alerts.values()
+    assert any("par_node_up" in e for e in alerts.values())
+    assert any("par_filer_last_pass_timestamp_seconds" in e for e in alerts.values())
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     assert {job["job_name"] for job in config["scrape_configs"]} == {"par-collector", "par-node"}
