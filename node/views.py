@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 import api.docs
-from api.errors import error_response, too_large_message
+from api.errors import error_response, refusal_response, too_large_message
 from api.flowlisting import CSV_TYPE, columns_csv, flows_json
 from api.flowparams import (
     FLOWS_PARAMS,
@@ -461,7 +461,7 @@ def docs_asset(request, path: str):
     """Swagger UI's files, shipped with drf-spectacular-sidecar: /docs works with no internet."""
     said = refused(request)
     if said is not None:
-        return error_response(said, 403)
+        return refusal_response(said, 403, "caller_refused")
     return api.docs.docs_asset(request, path)
 
 
@@ -469,5 +469,5 @@ def not_found(request, exception=None):
     """404 for an unknown path, but only to allowed callers: others learn nothing of the routes."""
     said = refused(request)
     if said is not None:
-        return error_response(said, 403)
+        return refusal_response(said, 403, "caller_refused")
     return error_response("not found", 404)

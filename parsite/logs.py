@@ -156,6 +156,14 @@ def formatter_for(fmt: str) -> logging.Formatter:
     return JsonFormatter() if fmt == "json" else PlainFormatter()
 
 
+def configure(config: dict) -> None:
+    """Django's LOGGING_CONFIG: ``config``, and Python's warnings through it (a JSON line too)."""
+    import logging.config
+
+    logging.config.dictConfig(config)
+    logging.captureWarnings(True)
+
+
 def logging_config(fmt: str, level: str) -> dict:
     """Django's LOGGING: one scrubbed line per event on stderr, in the chosen format."""
     return {
@@ -178,5 +186,7 @@ def logging_config(fmt: str, level: str) -> dict:
             # Its 4xx warnings repeat the access log (and the ACL's own line): 5xx still show.
             "django.request": {"level": "ERROR"},
             "django.security.DisallowedHost": {"filters": ["one_line_host"]},
+            # Python's warnings (logging.captureWarnings): to the root's handler, not Django's own.
+            "py.warnings": {"handlers": [], "propagate": True},
         },
     }

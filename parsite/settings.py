@@ -352,6 +352,9 @@ SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
 if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+# A sensor's API answers collectors, never a browser: the HSTS preload list is no place for it,
+# and `check --deploy` need not say so on every node.
+SILENCED_SYSTEM_CHECKS = ["security.W021"] if PAR_ROLE == "node" else []
 
 # --- REST framework -----------------------------------------------------------
 
@@ -384,4 +387,5 @@ SPECTACULAR_SETTINGS = {
 # --- Logging: one line per event on stderr, scrubbed of secrets (parsite/logs.py) -----------
 
 PAR_LOG_FORMAT = log_format()  # plain, or json: one object per line for a SIEM
+LOGGING_CONFIG = "parsite.logs.configure"
 LOGGING = logging_config(PAR_LOG_FORMAT, os.environ.get("PAR_LOG_LEVEL", "INFO").upper())
