@@ -184,6 +184,7 @@ INSTALLED_APPS += _plugins.apps  # the plugins that apply to this role
 
 MIDDLEWARE = [
     "api.metrics.RequestMetricsMiddleware",  # first: it times every answer, static files too
+    "api.headers.AnswerHeaders",  # security headers, CSP and no-store on every answer; TRACE refused
     *(["api.streamgate.CallsFirstMiddleware"] if PAR_ROLE == "node" else []),  # downloads wait for calls
     # Then, on a node, nobody outside its ACL goes further, whatever else the request holds.
     *(["node.acl.RefuseOtherCallers"] if PAR_ROLE == "node" else []),

@@ -61,7 +61,8 @@ def build_index(capture: str | os.PathLike, out: str | os.PathLike | None = None
     header, columns, damage = _index_of(capture)
     if damage is not None:
         header = header._replace(flags=header.flags | FLAG_DAMAGED, damaged_at=damage.offset)
-    with atomic_write(out, temp=temp_index_path(out)) as f:
+    # 0600 whatever the umask (a reindex run by cron has the cron's): an index lists who talked to whom.
+    with atomic_write(out, mode=0o600, temp=temp_index_path(out)) as f:
         index_bytes = 0
         for chunk in _encoded(header, columns):
             f.write(chunk)
