@@ -2,7 +2,9 @@
 
 The capture tool writes ``CAPTURE_DIR/<prefix>.<epoch>`` and starts a new file now and then; the
 filer moves every finished file to ``FILER_DIR/YYYY/MM/DD/HH/<prefix>.<epoch>``, the hour of the
-epoch in its name (UTC or local time), with its index ``<prefix>.<epoch>.idx`` beside it.
+epoch in its name (UTC or local time), with its index ``<prefix>.<epoch>.idx`` beside it. A filed
+capture may be compressed there (``<prefix>.<epoch>.zst``) or archived (``<prefix>.<epoch>.archived``,
+a record of its object), its index unchanged (docs/storage.md).
 
 Rotation assumption: a capture file holds at most ``MAX_ROTATION_S`` (one hour) of packets after
 the epoch in its name; daemonlogger ``-t`` and tcpdump ``-G`` are normally set to minutes. To find
@@ -31,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from engine.flow import LATEST_EPOCH
+from engine.formats.source import TIER_SUFFIXES, capture_name, tier_of
 from engine.index import open_index
 from engine.query import CaptureFile
 
@@ -67,19 +70,46 @@ def capture_epoch(path: str | os.PathLike, prefix: str) -> int | None:
     return epoch if stat.S_ISREG(mode) else None
 
 
-def _captures_in(directory: Path, prefix: str) -> list[tuple[int, Path]]:
-    """(epoch, path) of the capture files directly in ``directory``, sorted; [] if it is missing."""
+def _captures_in(directory: Path, prefix: str, tiers: bool = False) -> list[tuple[int, Path]]:
+    """(epoch, path) of the capture files directly in ``directory``, sorted; [] if it is missing.
+
+    ``tiers`` (a filed hour directory): compressed (``<name>.zst``) and archived (``<name>.archived``)
+    captures count too, each capture once (``_one_per_capture``).
+    """
     found = []
     try:
         with os.scandir(directory) as entries:
             for entry in entries:
-                epoch = name_epoch(entry.name, prefix)
+                epoch = name_epoch(capture_name(entry.name) if tiers else entry.name, prefix)
                 if epoch is not None and entry.is_file(follow_symlinks=False):
                     found.append((epoch, Path(entry.path)))
     except (FileNotFoundError, NotADirectoryError):
         return []
+    if tiers:
+        found = _one_per_capture(found)
     found.sort(key=lambda item: (item[0], item[1].name))
     return found
+
+
+def _one_per_capture(found: list[tuple[int, Path]]) -> list[tuple[int, Path]]:
+    """One place per capture: a capture met in two tiers (a move between them was cut short) is read
+    from the nearer one, the raw file, else the compressed one; both hold the same bytes."""
+    rank = {"raw": 0, "compressed": 1, "archived": 2}
+    best: dict[str, tuple[int, Path]] = {}
+    for epoch, path in found:
+        name = capture_name(path.name)
+        kept = best.get(name)
+        if kept is None or rank[tier_of(path)] < rank[tier_of(kept[1])]:
+            best[name] = (epoch, path)
+    return list(best.values())
+
+
+def stored_capture(directory: Path, name: str) -> Path | None:
+    """The capture ``name`` in ``directory`` in whichever tier it is (raw, compressed, archived); None if in none."""
+    for path in (directory / name, *(directory / (name + suffix) for suffix in TIER_SUFFIXES)):
+        if path.is_file():
+            return path
+    return None
 
 
 # Hour directories' listings, kept while the directory's mtime stays (a file filed into it, or
@@ -106,7 +136,7 @@ def _hour_captures(directory: Path, prefix: str, mtime_ns: int | None = None) ->
         kept = _LISTINGS.get(key)
     if kept is not None and kept[0] == mtime_ns:
         return kept[1]
-    found = _captures_in(directory, prefix)
+    found = _captures_in(directory, prefix, tiers=True)
     if time.time_ns() - mtime_ns >= RACY_NS:
         with _LISTINGS_LOCK:
             if len(_LISTINGS) >= LISTINGS_KEPT:
@@ -267,14 +297,14 @@ def captures_for_window(
     # its hour directory (listed after), never missed by both listings.
     live = _captures_in(Path(capture_dir), prefix)
     start_s, end_s = start_ns // 1_000_000_000, end_ns // 1_000_000_000
-    candidates: dict[str, tuple[int, Path]] = {path.name: (epoch, path) for epoch, path in live}
+    candidates: dict[str, tuple[int, Path]] = {capture_name(path.name): (epoch, path) for epoch, path in live}
     hours = hours_between(start_s - rotation_s, end_s, utc)
     hours += hours_between(start_s - rotation_s, end_s, not utc)
     root, links = os.fspath(filer_dir), dict[str, bool]()
     for parts in dict.fromkeys(hours):
         for epoch, path in _filed_hour(root, parts, links, prefix):
             if epoch <= end_s:
-                candidates[path.name] = (epoch, path)
+                candidates[capture_name(path.name)] = (epoch, path)
     found = []
     for epoch, path in candidates.values():
         file = capture_file(path, epoch)
@@ -283,7 +313,8 @@ def captures_for_window(
                 filed = hour_dir(filer_dir, epoch, clock)
                 if linked_in_tree(filer_dir, filed) is not None:
                     continue
-                if (file := capture_file(filed / path.name, epoch)) is not None:
+                stored = stored_capture(filed, path.name)
+                if stored is not None and (file := capture_file(stored, epoch)) is not None:
                     break
         if file is not None and file.span is not None and file.span[0] <= end_ns and file.span[1] >= start_ns:
             found.append(file)

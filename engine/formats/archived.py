@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -76,12 +77,21 @@ class ArchiveConfig:
 _CONFIG = ArchiveConfig()
 _CLIENTS: dict[ArchiveConfig, Any] = {}
 _CLIENTS_LOCK = threading.Lock()
+# Told of every archive request a read makes: (bytes fetched, True) or (0, False) for a failure.
+_ON_FETCH: Callable[[int, bool], None] | None = None
 
 
-def configure(endpoint: str = "", region: str = "") -> None:
-    """Read archived captures from the S3 endpoint ``endpoint`` (and register their opener)."""
-    global _CONFIG
+def configure(
+    endpoint: str = "", region: str = "", on_fetch: Callable[[int, bool], None] | None = None
+) -> None:
+    """Read archived captures from the S3 endpoint ``endpoint`` (and register their opener).
+
+    ``on_fetch(bytes, ok)`` is called after each request a read makes (the node's metrics).
+    """
+    global _CONFIG, _ON_FETCH
     _CONFIG = ArchiveConfig(endpoint, region)
+    if on_fetch is not None:
+        _ON_FETCH = on_fetch
     register_opener(ARCHIVED_SUFFIX, open_archived)
 
 
@@ -182,12 +192,16 @@ class ObjectSource:
             )
             data = answer["Body"].read()
         except Exception as exc:
+            if _ON_FETCH is not None:
+                _ON_FETCH(0, False)
             if is_missing(exc):
                 raise CaptureError(
                     self.path, start, f"the archived object {record.url} is missing or cut short"
                 ) from None
             raise unavailable(exc, record.url) from None
         self.bytes_fetched += len(data)
+        if _ON_FETCH is not None:
+            _ON_FETCH(len(data), True)
         if len(data) != end - start:
             raise CaptureError(self.path, start + len(data), f"the archived object {record.url} is cut short")
         return data
