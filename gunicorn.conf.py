@@ -39,6 +39,9 @@ def on_starting(server):
 
     from django.core.exceptions import ImproperlyConfigured
 
+    from parsite.metricsdir import prepare_metrics_dir
+
+    prepare_metrics_dir()  # first: prometheus_client reads its directory when first imported
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "parsite.settings")
     try:
         from django.conf import settings
@@ -47,9 +50,6 @@ def on_starting(server):
     except ImproperlyConfigured as exc:
         print(f"Packets at Rest ({_role}) cannot start: ImproperlyConfigured: {exc}", file=sys.stderr)
         sys.exit(1)
-    from parsite.metricsdir import prepare_metrics_dir
-
-    prepare_metrics_dir()
 
 
 def child_exit(server, worker):

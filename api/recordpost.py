@@ -9,6 +9,7 @@ out), and ``X-PAR-Query-Note`` when the record's Community ID was replaced.
 
 from __future__ import annotations
 
+import contextlib
 from urllib.parse import urlencode
 
 from django.http import QueryDict
@@ -35,11 +36,13 @@ def _body(request) -> bytes:
     if int(length) > MAX_RECORD_BYTES:
         raise RecordTooLarge(f"record too large: at most {MAX_RECORD_BYTES} bytes")
     try:
-        return request.body
+        return request._request.body
     except RawPostDataException:
         raise exceptions.ValidationError(
             "send the record itself as the body (Content-Type: application/json)"
         ) from None
+    except OSError:
+        raise exceptions.ValidationError("the body could not be read: send one record") from None
 
 
 def record_params(request) -> tuple[QueryDict, RecordQuery]:
@@ -81,8 +84,22 @@ def query_string(params: QueryDict) -> str:
     return urlencode(pairs, safe=":,")
 
 
+def _keep_body(request) -> None:
+    """Read a bounded body before anything parses it: DRF's CSRF check of a session reads the stream."""
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if length.isascii() and length.isdigit() and int(length) <= MAX_RECORD_BYTES:
+        # An unreadable body is refused when the record is read.
+        with contextlib.suppress(Exception):
+            request._request.body  # noqa: B018  (Django keeps it; later reads are of the copy)
+
+
 class RecordPost:
     """A view whose POST takes one Suricata or Zeek record and answers as its GET does."""
+
+    def initial(self, request, *args, **kwargs):
+        if request.method == "POST":
+            _keep_body(request)
+        super().initial(request, *args, **kwargs)
 
     def answer_record(self, request, *args, **kwargs):
         params, asked = record_params(request)
@@ -97,7 +114,7 @@ class RecordPost:
         """Called once the request's query is the record's: a view notes it where it must."""
 
     def finalize_response(self, request, response, *args, **kwargs):
-        response = super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc]
+        response = super().finalize_response(request, response, *args, **kwargs)
         for name, value in getattr(self, "record_headers", {}).items():
             response[name] = value
         return response

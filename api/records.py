@@ -274,12 +274,19 @@ def _kind(record: Mapping[str, object]) -> str:
 # ---------------------------------------------------------------- parameters
 
 
+def _own_community_id(flow: _Flow) -> str | None:
+    """The Community ID of the record's 5-tuple, when it has a whole one."""
+    src, dst, sport, dport, proto = flow.src, flow.dst, flow.src_port, flow.dst_port, flow.proto
+    if src is None or dst is None or sport is None or dport is None or proto not in (*_PORTED, *_ICMP):
+        return None
+    if src.version != dst.version:
+        return None
+    return community_id(src.packed, sport, dst.packed, dport, proto)
+
+
 def _selectors(flow: _Flow, kind: str) -> tuple[dict[str, str], str | None]:
     """The selectors of the flow, and a note when the record's Community ID was replaced."""
-    computed = None
-    whole = flow.src is not None and flow.dst is not None and flow.src.version == flow.dst.version
-    if whole and flow.proto in (*_PORTED, *_ICMP) and flow.src_port is not None and flow.dst_port is not None:
-        computed = community_id(flow.src.packed, flow.src_port, flow.dst.packed, flow.dst_port, flow.proto)
+    computed = _own_community_id(flow)
     if flow.community is not None:
         if computed is None or computed == flow.community:
             return {"community_id": flow.community}, None

@@ -23,7 +23,7 @@ from django.http import StreamingHttpResponse
 from rest_framework import exceptions
 
 from api.errors import too_large_message
-from api.flowparams import AnswerOptions, parse_answer_options
+from api.flowparams import MIN_LIMIT_BYTES, AnswerOptions, parse_answer_options
 from collector.metrics import proxy_failed
 from collector.models import Node
 from collector.proxy import (
@@ -217,7 +217,7 @@ def pcap_answer(
     limits = answer_limits(options)
     node_params = dict(params)
     if limits.bytes is not None:  # a node never sends more than this collector's maximum either
-        node_params["limit_bytes"] = str(limits.bytes)
+        node_params["limit_bytes"] = str(max(limits.bytes, MIN_LIMIT_BYTES))
     if merge:
         node_params.pop("format", None)  # the merge writes the answer's format
         if limits.bytes is not None:

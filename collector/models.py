@@ -207,9 +207,6 @@ class NodeGrants:
     def every_node(self) -> bool:
         return self.admin or self.all_nodes
 
-    def may_query(self, node_id: int) -> bool:
-        return self.may_query_all([node_id])
-
     def may_query_all(self, node_ids: Iterable[int]) -> bool:
         """Whether every node of ``node_ids`` is granted (one query at most)."""
         wanted = sorted(set(node_ids))

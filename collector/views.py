@@ -15,6 +15,7 @@ from api.client import client_ip
 from api.flowparams import FLOW_PARAMS, window_text
 from api.parameters import RECORD_BODY, RECORD_DESCRIPTION
 from api.ping import ping_payload
+from api.plugins import plugin_metadata
 from api.recordpost import RecordPost
 from api.routes import list_routes
 from api.serializers import ErrorSerializer, PingSerializer
@@ -55,7 +56,6 @@ from collector.serializers import (
     RECORD_PCAP_PARAMS,
 )
 from engine.flow import Selection
-from parsite.plugins import plugin_metadata
 
 NODE_COMMANDS = ("ping", "status", "plugins", "routes")
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .formats import CaptureWriter, Record, pcapng
+from .formats import CaptureWriter, pcapng
 from .formats.capture import MAX_CAPLEN
 from .formats.writer import pcapng_block
 
@@ -65,27 +65,3 @@ class PcapngWriter(CaptureWriter):
 
 def _option(code: int, value: bytes) -> bytes:
     return struct.pack("<HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
-
-
-def answer_stream(
-    writer: CaptureWriter, records: Iterable[Record], limits: Limits | None, chunk_size: int = 1 << 16
-) -> Iterator[bytes]:
-    """The header, then the records in chunks, stopping before a limit would be passed."""
-    if limits is None or (limits.packets is None and limits.bytes is None):
-        yield from writer.stream(records, chunk_size)
-        return
-    header = writer.header()
-    parts, size, total, count = [header], len(header), len(header), 0
-    for record in records:
-        if limits.packets is not None and count >= limits.packets:
-            break
-        data = writer.record(record)
-        if limits.bytes is not None and total + len(data) > limits.bytes:
-            break
-        parts.append(data)
-        size, total, count = size + len(data), total + len(data), count + 1
-        if size >= chunk_size:
-            yield b"".join(parts)
-            parts, size = [], 0
-    if parts:
-        yield b"".join(parts)

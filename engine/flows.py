@@ -151,7 +151,9 @@ def list_flows(
     parts: list[np.ndarray] = []
     damaged: list[FileDamage] = []
     for file in (f if isinstance(f, CaptureFile) else CaptureFile.at(f) for f in files):
-        if file.span is not None and (file.span[1] < m.start_ns or file.span[0] > m.end_ns):
+        if file.excluded or (
+            file.span is not None and (file.span[1] < m.start_ns or file.span[0] > m.end_ns)
+        ):
             continue
         path = os.fspath(file.path)
         try:

@@ -44,6 +44,7 @@ from .formats import (
     Record,
     open_capture,
 )
+from .formats.source import capture_length
 from .index import FlowIndex, IndexUnusable, open_index
 from .pieces import PIECE_BYTES, Piece, answered, encoded_pieces, merged
 from .select import SelectionMatcher
@@ -56,6 +57,8 @@ class CaptureFile(NamedTuple):
     epoch: int | None = None  # the epoch in its name
     span: tuple[int, int] | None = None  # (first_ns, last_ns) it may hold; None = unknown
     index: FlowIndex | None = None  # type: ignore[assignment]  # its current index, found with the span
+    # The capture tree knows (its hour's summary) that no flow of the query is in it: not opened.
+    excluded: bool = False
 
     @classmethod
     def at(cls, path: str | os.PathLike) -> CaptureFile:
@@ -210,7 +213,7 @@ def plan_file(
     With a ``report``, a file's known damage (its index's, or a file header that cannot be read)
     is noted there and the file is read up to it; without one, damage raises CaptureError.
     """
-    if file.span is not None and (file.span[1] < m.start_ns or file.span[0] > m.end_ns):
+    if file.excluded or (file.span is not None and (file.span[1] < m.start_ns or file.span[0] > m.end_ns)):
         return None
     if report is not None:
         report.files += 1
@@ -238,6 +241,21 @@ def plan_file(
             raise
         report.damaged(exc, readable=False)
         return None
+    plan = getattr(capture.source, "plan", None)
+    if plan is not None and offsets is not None:
+        # A compressed or archived capture: the frames of these records are fetched together, the
+        # first ones now (a damaged frame among them is named before the answer's first byte).
+        try:
+            plan(offsets)
+        except CaptureError as exc:
+            if report is None:
+                capture.close()
+                raise
+            report.damaged(exc, readable=exc.offset > int(offsets[0]))
+            damaged_at = exc.offset if damaged_at is None else min(damaged_at, exc.offset)
+        except BaseException:
+            capture.close()
+            raise
     readable = UpToDamage(capture, damaged_at, report) if report is not None else None
     try:
         if index is not None and isinstance(capture, PcapngCapture):
@@ -414,7 +432,9 @@ def estimate(
     linktypes: set[int] = set()
     unindexed: list[str] = []
     for file in (f if isinstance(f, CaptureFile) else CaptureFile.at(f) for f in files):
-        if file.span is not None and (file.span[1] < m.start_ns or file.span[0] > m.end_ns):
+        if file.excluded or (
+            file.span is not None and (file.span[1] < m.start_ns or file.span[0] > m.end_ns)
+        ):
             continue
         index = file.index
         if index is not None and index.usable_for_queries:
@@ -428,8 +448,8 @@ def estimate(
                 linktypes.update(index.linktypes)
                 continue
         try:
-            size = os.stat(file.path).st_size
-        except OSError:
+            size = capture_length(file.path)
+        except (OSError, ValueError):
             continue
         packets += max(0, size - 24) // 16
         frame_bytes += size

@@ -9,7 +9,7 @@ from django.conf import settings
 from rest_framework.permissions import BasePermission
 
 from api.client import caller, in_any, plain_address
-from api.errors import error_response
+from api.errors import refusal_response
 from api.metrics import scrape_refused
 from engine.flow import IPAddress
 
@@ -95,7 +95,8 @@ class RefuseOtherCallers:
         self.get_response = get_response
 
     def __call__(self, request):
-        said = scrape_refused(request) if request.path == "/metrics" else refused(request)
+        scrape = request.path == "/metrics"
+        said = scrape_refused(request) if scrape else refused(request)
         if said is not None:
-            return error_response(said, 403)
+            return refusal_response(said, 403, "scraper_refused" if scrape else "caller_refused")
         return self.get_response(request)

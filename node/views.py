@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 import api.docs
-from api.errors import error_response, too_large_message
+from api.errors import error_response, refusal_response, too_large_message
 from api.flowlisting import CSV_TYPE, columns_csv, flows_json
 from api.flowparams import (
     FLOWS_PARAMS,
@@ -42,10 +42,12 @@ from api.parameters import (
     RECORD_WINDOW_PARAMETERS,
 )
 from api.ping import ping_payload
+from api.plugins import plugin_metadata
 from api.recordpost import RecordPost
 from api.routes import list_routes
 from api.serializers import ErrorSerializer, FlowsSerializer, PingSerializer
 from api.streamgate import GATE
+from api.times import format_iso
 from engine.answer import Limits
 from engine.flow import Selection
 from engine.flows import list_flows
@@ -61,8 +63,6 @@ from node.serializers import (
     StatusSerializer,
 )
 from node.store import captures_for_window, start_answer
-from parsite.logs import iso_ns
-from parsite.plugins import plugin_metadata
 
 log = logging.getLogger("node.api")
 
@@ -127,7 +127,7 @@ PCAP_DESCRIPTION = (
 )
 
 
-_PCAP_RESPONSES = {
+_PCAP_RESPONSES: dict = {
     (200, PCAP_TYPE): OpenApiResponse(OpenApiTypes.BINARY, description="pcap (header only if no match)"),
     (200, PCAPNG_TYPE): OpenApiResponse(OpenApiTypes.BINARY, description="pcapng, with format=pcapng"),
     400: OpenApiResponse(
@@ -166,7 +166,7 @@ class DataPcapView(RecordPost, NodeView):
             selection, options = _parsed(request, PCAP_PARAMS, parse_answer_options)
         except FlowParamError as exc:
             return error_response(str(exc), 400)
-        files = captures_for_window(selection.start_ns, selection.end_ns, **_tree())
+        files = captures_for_window(selection.start_ns, selection.end_ns, selection=selection, **_tree())
         if not files:
             return _with_window(error_response(NO_DATA, 404), selection)
         e = estimate(files, selection, pcapng=options.format == "pcapng").within(answer_limits(options))
@@ -214,7 +214,7 @@ def _tree() -> dict:
     }
 
 
-_FLOWS_RESPONSES = {
+_FLOWS_RESPONSES: dict = {
     200: FlowsSerializer,
     (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="the rows as CSV"),
     400: OpenApiResponse(ErrorSerializer, description="a parameter is missing, unknown or invalid"),
@@ -243,7 +243,7 @@ class FlowsView(RecordPost, NodeView):
             selection, options = _parsed(request, FLOWS_PARAMS, parse_listing_options)
         except FlowParamError as exc:
             return error_response(str(exc), 400)
-        files = captures_for_window(selection.start_ns, selection.end_ns, **_tree())
+        files = captures_for_window(selection.start_ns, selection.end_ns, selection=selection, **_tree())
         if not files:
             return _with_window(error_response(NO_DATA, 404), selection)
         listing = list_flows(files, selection, sort=options.sort, limit=options.limit)
@@ -328,6 +328,7 @@ def pcap_response(query: Selection, options: AnswerOptions | None = None) -> Htt
             query.start_ns,
             query.end_ns,
             answer,
+            selection=query,
             **_tree(),
         )
     except AnswerTooLarge as exc:
@@ -402,7 +403,7 @@ def describe(query: Selection) -> str:
     text += f" proto={'any' if query.proto is None else query.proto}"
     if query.community_id is not None:
         text += f" community_id={query.community_id}"
-    return text + f" [{iso_ns(query.start_ns)}, {iso_ns(query.end_ns)}]"
+    return text + f" [{format_iso(query.start_ns, short=True)}, {format_iso(query.end_ns, short=True)}]"
 
 
 def _safe_end(network, port) -> str:
@@ -460,7 +461,7 @@ def docs_asset(request, path: str):
     """Swagger UI's files, shipped with drf-spectacular-sidecar: /docs works with no internet."""
     said = refused(request)
     if said is not None:
-        return error_response(said, 403)
+        return refusal_response(said, 403, "caller_refused")
     return api.docs.docs_asset(request, path)
 
 
@@ -468,5 +469,5 @@ def not_found(request, exception=None):
     """404 for an unknown path, but only to allowed callers: others learn nothing of the routes."""
     said = refused(request)
     if said is not None:
-        return error_response(said, 403)
+        return refusal_response(said, 403, "caller_refused")
     return error_response("not found", 404)

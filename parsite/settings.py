@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import sys
 from datetime import timedelta
@@ -12,6 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from api.version import VERSION
 from engine.durable import atomic_write
 from parsite.envconf import (
     env_bool,
@@ -27,7 +29,6 @@ from parsite.envconf import (
 )
 from parsite.logs import log_format, logging_config
 from parsite.plugins import load_plugins, parse_plugins_config
-from parsite.version import VERSION
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -71,6 +72,16 @@ PAR_KEY_STREAMS = env_int("PAR_KEY_STREAMS", 4, minimum=1)
 # A node worker's downloads producing their next chunk at once (api/streamgate.py): more lets a
 # worker read several cold captures from disk at once, at the cost of small calls' latency.
 PAR_STREAM_PRODUCERS = env_int("PAR_STREAM_PRODUCERS", 1, minimum=1)
+# Storage tiers (SPEC.md "Storage tiers", docs/storage.md): captures compressed at filing (zstd
+# seekable) and archived to S3-compatible object storage after PAR_ARCHIVE_AFTER hours.
+PAR_COMPRESS = env_choice("PAR_COMPRESS", "zstd", ("zstd", "none"))
+PAR_COMPRESS_LEVEL = env_int("PAR_COMPRESS_LEVEL", 3, minimum=1)
+PAR_ARCHIVE_URL = env_str("PAR_ARCHIVE_URL", "").strip()
+if PAR_ARCHIVE_URL and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?", PAR_ARCHIVE_URL):
+    raise ImproperlyConfigured(f"PAR_ARCHIVE_URL must be s3://bucket/prefix, not {PAR_ARCHIVE_URL!r}")
+PAR_ARCHIVE_ENDPOINT = env_str("PAR_ARCHIVE_ENDPOINT", "").strip()
+PAR_ARCHIVE_AFTER = env_float("PAR_ARCHIVE_AFTER", 24.0, minimum=0.0)
+PAR_ARCHIVE_MAX_AGE = env_float("PAR_ARCHIVE_MAX_AGE", 0.0, minimum=0.0)
 # Plugins are enabled explicitly: a name is a folder under plugins/, a dotted
 # name a full module path. Each is imported and validated now, so a bad one
 # stops the start with its name (parsite/plugins.py); PAR_PLUGINS_CONFIG is
@@ -184,6 +195,7 @@ INSTALLED_APPS += _plugins.apps  # the plugins that apply to this role
 
 MIDDLEWARE = [
     "api.metrics.RequestMetricsMiddleware",  # first: it times every answer, static files too
+    "api.headers.AnswerHeaders",  # security headers, CSP and no-store on every answer; TRACE refused
     *(["api.streamgate.CallsFirstMiddleware"] if PAR_ROLE == "node" else []),  # downloads wait for calls
     # Then, on a node, nobody outside its ACL goes further, whatever else the request holds.
     *(["node.acl.RefuseOtherCallers"] if PAR_ROLE == "node" else []),
@@ -352,6 +364,9 @@ SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
 if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+# A sensor's API answers collectors, never a browser: the HSTS preload list is no place for it,
+# and `check --deploy` need not say so on every node.
+SILENCED_SYSTEM_CHECKS = ["security.W021"] if PAR_ROLE == "node" else []
 
 # --- REST framework -----------------------------------------------------------
 
@@ -384,4 +399,5 @@ SPECTACULAR_SETTINGS = {
 # --- Logging: one line per event on stderr, scrubbed of secrets (parsite/logs.py) -----------
 
 PAR_LOG_FORMAT = log_format()  # plain, or json: one object per line for a SIEM
+LOGGING_CONFIG = "parsite.logs.configure"
 LOGGING = logging_config(PAR_LOG_FORMAT, os.environ.get("PAR_LOG_LEVEL", "INFO").upper())

@@ -29,7 +29,9 @@ from typing import IO
 from par_client import __version__
 from par_client.config import Settings, default_config_path, read_config_file, resolve
 from par_client.errors import ParError, UsageError
-from par_client.http import Collector, iter_body
+
+# par_client.http (and requests, ~1 s to import on a busy machine) is imported only by the calls
+# that ask the collector: Wireshark runs this for --extcap-config and --extcap-dlts too.
 
 PREFIX = "par-"
 ALL = "all"
@@ -145,6 +147,8 @@ def parse_args(argv: Sequence[str]) -> tuple[set[str], dict[str, str], dict[str,
 
 
 def interfaces(out: IO[str]) -> None:
+    from par_client.http import Collector
+
     out.write(f"extcap {{version={__version__}}}{{display=Packets at Rest collector}}\n")
     try:
         nodes = Collector(settings()).get_json("nodes/list")
@@ -182,6 +186,8 @@ def node_of(interface: str | None) -> str:
 
 def capture(interface: str | None, fifo: str | None, params: dict[str, str]) -> None:
     """Stream the answer into the fifo as it arrives; an API error goes to stderr, for Wireshark to show."""
+    from par_client.http import Collector, iter_body
+
     if not fifo:
         raise UsageError("--capture needs --fifo")
     opened = False

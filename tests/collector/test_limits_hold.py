@@ -209,3 +209,12 @@ def test_the_estimate_bounds_every_answer_cut_by_odd_limits(site, where, fmt, li
     # The file header always goes out whole (a pcapng one is longer than 24 bytes); the estimate bounds it all.
     assert int(answer.headers["X-PAR-Estimate-Bytes"]) >= len(answer.content)
     assert int(answer.headers["X-PAR-Estimate-Packets"]) <= int(limits.get("limit_packets", 10**9))
+
+
+def test_a_collector_maximum_below_any_header_asks_the_node_for_its_header_only(site, tmp_path):
+    nodes = {"2": site["2"].url.removeprefix("http://")}
+    with live_collector(tmp_path, nodes, {ADMIN: ["0"]}, PAR_MAX_ANSWER_BYTES="10") as (collector, _, _):
+        query = {**EVERYTHING, "node_id": "2", "api_key": ADMIN, "limit_bytes": "1000"}
+        answer = requests.get(f"{collector.url}/data.pcap", params=query, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert answer.content == whole(site)[:24]

@@ -377,3 +377,57 @@ def test_the_page_works_from_the_keyboard(browser, live):
     start.clear()
     start.send_keys("-1h", Keys.ENTER)  # Enter in any field asks
     wait(browser, lambda d: len(flow_rows(d)) >= 1)
+
+
+def ask(browser, **fields: str) -> None:
+    """Fill the form's ``fields`` (others emptied but node_id) and ask."""
+    for name in ("src_addr", "src_port", "dst_addr", "dst_port", "proto", "community_id", "limit"):
+        browser.find_element(By.NAME, name).clear()
+    for name, value in fields.items():
+        field = browser.find_element(By.NAME, name)
+        field.clear()
+        field.send_keys(value)
+    browser.find_element(By.CSS_SELECTOR, "#query button[type=submit]").click()
+
+
+def test_the_field_an_error_names_is_marked(browser, live):
+    browser.get(f"{live.collector.url}/ui/")
+    ask(browser, dst_port="99999", start_time="-15m", end_time="now")
+    wait(browser, lambda d: d.find_element(By.ID, "message").is_displayed())
+    assert browser.find_element(By.NAME, "dst_port").get_attribute("aria-invalid") == "true"
+    assert browser.find_element(By.NAME, "src_port").get_attribute("aria-invalid") is None
+    ask(browser, start_time="-15m", end_time="now")
+    wait(browser, lambda d: len(flow_rows(d)) == 6)
+    assert browser.find_element(By.NAME, "dst_port").get_attribute("aria-invalid") is None
+
+
+def test_the_page_shows_what_the_nodes_hold_and_offers_it_on_a_miss(browser, live):
+    browser.get(f"{live.collector.url}/ui/")
+    held = wait(browser, lambda d: d.find_element(By.ID, "holdings").text)
+    assert held.startswith("Captures held: node 1: ")
+    ask(browser, start_time="2001-01-01 5:01pm", end_time="2001-01-01 5:05pm")
+    message = wait(
+        browser,
+        lambda d: d.find_element(By.ID, "message").is_displayed() and d.find_element(By.ID, "message"),
+    )
+    assert message.text.startswith("no capture data for that timeframe The nodes hold captures from ")
+    browser.find_element(By.ID, "use-holdings").click()
+    wait(browser, lambda d: len(flow_rows(d)) == 6)
+    assert not browser.find_element(By.ID, "message").is_displayed()
+
+
+def test_a_timeline_of_some_flows_says_it_is_partial_and_a_zoom_keeps_the_form_in_view(browser, live):
+    browser.get(f"{live.collector.url}/ui/")
+    ask(browser, start_time="-15m", end_time="now", limit="2")
+    wait(browser, lambda d: len(flow_rows(d)) == 2)
+    note = browser.find_element(By.ID, "timeline-partial")
+    assert note.is_displayed() and note.text == "Partial: only the 2 flows listed, not all that matched."
+    ask(browser, start_time="-15m", end_time="now")
+    wait(browser, lambda d: len(flow_rows(d)) == 6)
+    assert not browser.find_element(By.ID, "timeline-partial").is_displayed()
+
+    browser.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+    browser.find_element(By.CSS_SELECTOR, "#timeline rect.bar").click()
+    wait(browser, lambda d: "Z" in d.find_element(By.NAME, "start_time").get_attribute("value"))
+    top = browser.execute_script("return document.getElementById('query').getBoundingClientRect().top")
+    assert 0 <= top < browser.execute_script("return window.innerHeight")

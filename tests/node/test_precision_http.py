@@ -116,3 +116,12 @@ def test_an_interface_of_another_link_type_declared_late_makes_a_whole_pcapng(no
     assert answer.headers["Content-Type"] == "application/x-pcapng"
     assert answer_times(answer.content, tmp_path) == [(T0_S + 600) * NS, *times(T0_S + 601)]
     assert "failed" not in node.log()
+
+
+@pytest.mark.parametrize("start_s", [T0_S, T0_S + 300, T0_S + 600])
+def test_flows_give_first_and_last_to_the_ns_whatever_the_files_precision(node, start_s):
+    listing = requests.get(f"{node.url}/flows", window(start_s), timeout=30)
+    assert listing.status_code == 200
+    (row,) = listing.json()["flows"]
+    assert row["last"].endswith(".004302001Z")  # the last packet: nanosecond file or interface
+    assert row["packets"] == (2 * PACKETS if start_s == T0_S else PACKETS + 1)
