@@ -1,4 +1,4 @@
-"""The OpenAPI description of the selection parameters (SPEC "Selecting packets"), shared by both roles.
+"""The OpenAPI description of the selection parameters (docs/SPEC.md "Selecting packets"), shared by both roles.
 
 What a valid value looks like, with examples; the API also reads what these schemas leave out
 (a bracketed IPv6 address, forms like "2001-01-01 5:01pm") and answers anything else with a 400
@@ -105,14 +105,16 @@ ANSWER_PARAMETERS = [
     _param(
         "limit_packets",
         _COUNT,
-        "end the answer cleanly after this many packets, in time order",
+        "end the answer cleanly after this many packets, in time order; the estimate (and its 413) takes it "
+        "into account",
         {"first 1000": "1000"},
     ),
     _param(
         "limit_bytes",
-        {**_COUNT, "example": 10_000_000},
-        "end the answer cleanly before it exceeds this many bytes (headers included); lifts the 413 of "
-        "PAR_MAX_ANSWER_BYTES",
+        {**_COUNT, "minimum": 24, "example": 10_000_000},
+        "end the answer cleanly before it exceeds this many bytes (headers included), or "
+        "PAR_MAX_ANSWER_BYTES if that is smaller: the estimate's 413 gives way to a cut answer. At least 24 "
+        "(a pcap's file header); the file header always goes out whole",
         {"10 MB": "10000000"},
     ),
 ]
@@ -129,7 +131,7 @@ LISTING_PARAMETERS = [
         "json, or csv (RFC 4180, a header row) for spreadsheets and SIEM imports",
     ),
 ]
-# Response headers (SPEC "Selecting packets"), the same on both roles.
+# Response headers (docs/SPEC.md "Selecting packets"), the same on both roles.
 WINDOW_HEADER = OpenApiParameter(
     "X-PAR-Window",
     str,
@@ -159,7 +161,16 @@ ESTIMATE_HEADERS = [
     )
     for what in ("packets", "bytes")
 ]
-PCAP_HEADERS = [WINDOW_HEADER, *ESTIMATE_HEADERS, DAMAGED_HEADER]
+UNINDEXED_HEADER = OpenApiParameter(
+    "X-PAR-Estimate-Unindexed",
+    str,
+    OpenApiParameter.HEADER,
+    response=[200],
+    description="the capture files without an index yet (the live file), by file name, comma-separated, which "
+    "the estimate counts whole: it is then a loose bound. The collector passes a node's on, prefixed "
+    "`<node id>=` when it merges several nodes. Absent when every file of the window is indexed",
+)
+PCAP_HEADERS = [WINDOW_HEADER, *ESTIMATE_HEADERS, UNINDEXED_HEADER, DAMAGED_HEADER]
 FLOWS_HEADERS = [WINDOW_HEADER, DAMAGED_HEADER]
 PCAP_PARAMETERS = SELECTION_PARAMETERS + ANSWER_PARAMETERS + PCAP_HEADERS
 FLOWS_PARAMETERS = SELECTION_PARAMETERS + LISTING_PARAMETERS + FLOWS_HEADERS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 
 from drf_spectacular.types import OpenApiTypes
@@ -14,6 +15,7 @@ from api.client import client_ip
 from api.flowparams import FLOW_PARAMS, window_text
 from api.parameters import RECORD_BODY, RECORD_DESCRIPTION
 from api.ping import ping_payload
+from api.plugins import plugin_metadata
 from api.recordpost import RecordPost
 from api.routes import list_routes
 from api.serializers import ErrorSerializer, PingSerializer
@@ -54,9 +56,10 @@ from collector.serializers import (
     RECORD_PCAP_PARAMS,
 )
 from engine.flow import Selection
-from parsite.plugins import plugin_metadata
 
 NODE_COMMANDS = ("ping", "status", "plugins", "routes")
+
+log = logging.getLogger("collector.views")
 
 
 class CollectorView(APIView):
@@ -176,11 +179,17 @@ class LoggedQueryView(CollectorView):
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
-        # Every answer to a window read carries it (SPEC "Selecting packets"): the nodes' own, as
+        # Every answer to a window read carries it (docs/SPEC.md "Selecting packets"): the nodes' own, as
         # passed on, or the one they were all sent, when none is (a merge, a /flows, a failure).
         window = getattr(self, "window", None)
         if window is not None and "X-PAR-Window" not in response:
             response["X-PAR-Window"] = window
+        # gunicorn refuses to send a header holding a control character, after this view is done:
+        # the client would get a bare 400, and a download's row and slot would wait for its lease.
+        for name, value in list(response.items()):
+            if not proxy.safe_header_value(value):
+                log.warning("%s header not sent: it holds a control character", name)
+                del response[name]
         # A download logs itself when it ends; other answers are logged once they are sent (the
         # client does not wait for the row), except OPTIONS (no query) and requests without a
         # valid key (nobody to attribute them to).
@@ -197,6 +206,20 @@ class LoggedQueryView(CollectorView):
             error = data.get("error", "") if isinstance(data, dict) else ""
             after_answer(response, partial(self.entry.finish, response.status_code, 0, str(error)))
         return response
+
+    def handle_exception(self, exc):
+        try:
+            return super().handle_exception(exc)
+        except Exception:
+            # Not an API error: Django answers 500 and finalize_response never runs; the row is
+            # written (and the slot given back) here.
+            entry = getattr(self, "entry", None)
+            if entry is not None:
+                try:
+                    entry.finish(500, 0, f"server error: {type(exc).__name__}")
+                except Exception:
+                    log.exception("could not write the request log row")
+            raise
 
     def perform_authentication(self, request) -> None:
         super().perform_authentication(request)
@@ -225,7 +248,7 @@ class DataPcapView(RecordQueryView):
     )
     def get(self, request):
         nodes, flow = self.asked(request)
-        self.entry.hold(take_download_slot(request.auth.holder))
+        self.entry.hold(take_download_slot(request.auth.holder, request.auth.who))
         params = node_params(request.query_params, flow)
         return fanout.pcap_answer(nodes, params, self.entry, pcapng=wants_pcapng(request.query_params))
 

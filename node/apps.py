@@ -13,6 +13,10 @@ class NodeConfig(AppConfig):
 
     def ready(self) -> None:
         checks.register(check_node_directories, "node")
+        from engine.index import on_damaged_index
+        from node.indexdamage import index_damaged
+
+        on_damaged_index(index_damaged)
 
 
 def check_node_directories(app_configs=None, **kwargs) -> list[checks.CheckMessage]:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from engine.index import INDEX_SUFFIX, capture_span
+from node.indexdamage import damaged_index_count
 from node.store import capture_dir_files, name_epoch
 
 CAPTURE_TOOLS = ("daemonlogger", "tcpdump", "dumpcap", "netsniff-ng")
@@ -179,6 +180,7 @@ def node_status(capture_dir: Path, filer_dir: Path, prefix: str) -> dict:
             "future": [path.name for path in waiting.future][:10],
             "complete": filed.complete and capture.complete,
             "errors": (capture.errors + filed.errors)[:10],
+            "damaged_indexes": damaged_index_count(),
         },
         "system_date": now.astimezone().isoformat(timespec="seconds"),
         "utc_datetime": now.isoformat(timespec="seconds"),

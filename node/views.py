@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 import api.docs
-from api.errors import error_response, too_large_message
+from api.errors import error_response, refusal_response, too_large_message
 from api.flowlisting import CSV_TYPE, columns_csv, flows_json
 from api.flowparams import (
     FLOWS_PARAMS,
@@ -42,17 +42,19 @@ from api.parameters import (
     RECORD_WINDOW_PARAMETERS,
 )
 from api.ping import ping_payload
+from api.plugins import plugin_metadata
 from api.recordpost import RecordPost
 from api.routes import list_routes
 from api.serializers import ErrorSerializer, FlowsSerializer, PingSerializer
 from api.streamgate import GATE
+from api.times import format_iso
 from engine.answer import Limits
 from engine.flow import Selection
 from engine.flows import list_flows
 from engine.formats import CaptureError
 from engine.query import CaptureFile, DamageReport, Estimate, estimate, query_captures
 from node import status
-from node.acl import AllowedCaller, caller_allowed
+from node.acl import AllowedCaller, refused
 from node.serializers import (
     FLOW_PARAMETERS,
     FLOWS_PARAMETERS,
@@ -61,8 +63,6 @@ from node.serializers import (
     StatusSerializer,
 )
 from node.store import captures_for_window, start_answer
-from parsite.logs import iso_ns
-from parsite.plugins import plugin_metadata
 
 log = logging.getLogger("node.api")
 
@@ -122,7 +122,8 @@ PCAP_DESCRIPTION = (
     "[start_time, end_time], byte-identical to how they were captured, in time order across files. Capture "
     "files still being written are searched too. Every answer carries `X-PAR-Window: <start>/<end>` (ISO "
     "8601, UTC, ns), the window searched; a 200 carries `X-PAR-Estimate-Packets` and `X-PAR-Estimate-Bytes`, "
-    "upper bounds of the answer taken from the indexes before the first byte."
+    "upper bounds of the answer taken from the indexes before the first byte (within limit_packets and "
+    "limit_bytes), and `X-PAR-Estimate-Unindexed` naming the files without an index counted whole."
 )
 
 
@@ -136,7 +137,8 @@ _PCAP_RESPONSES: dict = {
     404: OpenApiResponse(ErrorSerializer, description=NO_DATA),
     413: OpenApiResponse(
         ErrorSerializer,
-        description="the estimate exceeds PAR_MAX_ANSWER_BYTES and no limit_bytes is set",
+        description="the estimate, within limit_packets, exceeds PAR_MAX_ANSWER_BYTES and no "
+        "limit_bytes is set",
     ),
     503: OpenApiResponse(ErrorSerializer, description="a capture file could not be read"),
 }
@@ -164,10 +166,10 @@ class DataPcapView(RecordPost, NodeView):
             selection, options = _parsed(request, PCAP_PARAMS, parse_answer_options)
         except FlowParamError as exc:
             return error_response(str(exc), 400)
-        files = captures_for_window(selection.start_ns, selection.end_ns, **_tree())
+        files = captures_for_window(selection.start_ns, selection.end_ns, selection=selection, **_tree())
         if not files:
             return _with_window(error_response(NO_DATA, 404), selection)
-        e = estimate(files, selection, pcapng=options.format == "pcapng")
+        e = estimate(files, selection, pcapng=options.format == "pcapng").within(answer_limits(options))
         if _over_the_maximum(e, options):
             return _with_window(_too_large(e), selection)
         # Streaming, as the GET: no Content-Length of an empty body is claimed for the download.
@@ -241,7 +243,7 @@ class FlowsView(RecordPost, NodeView):
             selection, options = _parsed(request, FLOWS_PARAMS, parse_listing_options)
         except FlowParamError as exc:
             return error_response(str(exc), 400)
-        files = captures_for_window(selection.start_ns, selection.end_ns, **_tree())
+        files = captures_for_window(selection.start_ns, selection.end_ns, selection=selection, **_tree())
         if not files:
             return _with_window(error_response(NO_DATA, 404), selection)
         listing = list_flows(files, selection, sort=options.sort, limit=options.limit)
@@ -281,6 +283,17 @@ def _with_window(response: HttpResponseBase, query: Selection) -> HttpResponseBa
     return response
 
 
+def answer_limits(options: AnswerOptions) -> Limits:
+    """Where the answer ends: ``limit_packets``, and ``limit_bytes`` cut at PAR_MAX_ANSWER_BYTES.
+
+    No request gets more than the maximum: without ``limit_bytes`` an estimate over it is a 413.
+    """
+    size = options.limit_bytes
+    if size is not None:
+        size = min(size, settings.PAR_MAX_ANSWER_BYTES)
+    return Limits(options.limit_packets, size)
+
+
 def _over_the_maximum(e: Estimate, options: AnswerOptions) -> bool:
     return e.bytes > settings.PAR_MAX_ANSWER_BYTES and options.limit_bytes is None
 
@@ -299,12 +312,13 @@ def pcap_response(query: Selection, options: AnswerOptions | None = None) -> Htt
     found: list[Estimate] = []
     reports: list[DamageReport] = []  # one per start (the store lists the window again, once)
 
+    limits = answer_limits(options)
+
     def answer(files: list[CaptureFile]) -> Generator[bytes, None, None]:
-        e = estimate(files, query, pcapng=pcapng)
+        e = estimate(files, query, pcapng=pcapng).within(limits)
         found[:] = [e]
         if _over_the_maximum(e, options):
             raise AnswerTooLarge(e)
-        limits = Limits(options.limit_packets, options.limit_bytes)
         reports.append(DamageReport())
         name = node_name() if pcapng else None
         return query_captures(files, query, limits=limits, pcapng_name=name, damage=reports[-1])
@@ -314,6 +328,7 @@ def pcap_response(query: Selection, options: AnswerOptions | None = None) -> Htt
             query.start_ns,
             query.end_ns,
             answer,
+            selection=query,
             **_tree(),
         )
     except AnswerTooLarge as exc:
@@ -346,6 +361,8 @@ def pcap_headers(response: StreamingHttpResponse, query: Selection, e: Estimate,
     response["Cache-Control"] = "no-store"
     response["X-PAR-Estimate-Packets"] = str(e.packets)
     response["X-PAR-Estimate-Bytes"] = str(e.bytes)
+    if e.unindexed:  # counted whole: the estimate is a loose bound until they are indexed
+        response["X-PAR-Estimate-Unindexed"] = ", ".join(e.unindexed)
     _with_window(response, query)
 
 
@@ -386,7 +403,7 @@ def describe(query: Selection) -> str:
     text += f" proto={'any' if query.proto is None else query.proto}"
     if query.community_id is not None:
         text += f" community_id={query.community_id}"
-    return text + f" [{iso_ns(query.start_ns)}, {iso_ns(query.end_ns)}]"
+    return text + f" [{format_iso(query.start_ns, short=True)}, {format_iso(query.end_ns, short=True)}]"
 
 
 def _safe_end(network, port) -> str:
@@ -442,13 +459,15 @@ class NodeDocsView(_JsonErrors, SpectacularSwaggerView):
 
 def docs_asset(request, path: str):
     """Swagger UI's files, shipped with drf-spectacular-sidecar: /docs works with no internet."""
-    if not caller_allowed(request):
-        return error_response(AllowedCaller.message, 403)
+    said = refused(request)
+    if said is not None:
+        return refusal_response(said, 403, "caller_refused")
     return api.docs.docs_asset(request, path)
 
 
 def not_found(request, exception=None):
     """404 for an unknown path, but only to allowed callers: others learn nothing of the routes."""
-    if not caller_allowed(request):
-        return error_response(AllowedCaller.message, 403)
+    said = refused(request)
+    if said is not None:
+        return refusal_response(said, 403, "caller_refused")
     return error_response("not found", 404)

@@ -1,4 +1,4 @@
-"""``par``: the command line of Packets at Rest (``par --help``; README "The par client")."""
+"""``par``: the command line of Packets at Rest (``par --help``; docs/client.md)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import re
 import sys
 from collections.abc import Sequence
 
-from par_client import __version__, commands, extcap
+from par_client import __version__, commands, exports, extcap
 from par_client.config import ENV_CONFIG, ENV_KEY, ENV_URL, resolve
 from par_client.errors import BROKEN_PIPE, INTERRUPTED, OK, USAGE, ParError, UsageError
+from par_client.terminal import printable
 
-# The API's selectors (SPEC "Selecting packets"), each an option spelt --src-addr or --src_addr.
+# The API's selectors (docs/SPEC.md "Selecting packets"), each an option spelt --src-addr or --src_addr.
 SELECTORS = (
     ("src_addr", "ADDR", "address or network (CIDR) of one end"),
     ("src_port", "PORT", "port of that end"),
@@ -155,6 +156,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="a file holding one Suricata EVE or Zeek conn.log record ('-': stdin): its flow and window "
         "are asked (--start-time/--end-time override the window)",
     )
+    export = sub.add_parser(
+        "export",
+        parents=[common],
+        help="export the packets matched as a job (POST /exports), then download it, resuming",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    query_arguments(export)
+    add_params(export, PCAP_OPTIONS, "answer")
+    export.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: export-<id>.pcap)")
+    export.add_argument("--no-wait", action="store_true", help="start the job, print its id, do not wait")
+
+    listing = sub.add_parser("exports", parents=[common], help="this key's export jobs (GET /exports)")
+    listing.add_argument("--json", action="store_true", help="the API's JSON answer")
     extcap = sub.add_parser(
         "extcap",
         parents=[common],
@@ -240,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except ParError as exc:
-        print(f"par: {exc}", file=sys.stderr)
+        print(f"par: {printable(exc)}", file=sys.stderr)
         return exc.status
     except KeyboardInterrupt:
         print("par: interrupted", file=sys.stderr)
@@ -270,7 +285,11 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "flows":
         params = query_params(args, FLOWS_OPTIONS, settings.node_id)
         return commands.flows(settings, params, args.output)
+    if args.command == "exports":
+        return exports.exports(settings, as_json=args.json)
     params = query_params(args, PCAP_OPTIONS, settings.node_id)
+    if args.command == "export":
+        return exports.export(settings, params, args.output, quiet=bool(args.quiet), wait=not args.no_wait)
     record = None
     if args.event is not None:
         named = [name for name, _, _ in SELECTORS[:6] if name in params]
