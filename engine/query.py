@@ -44,6 +44,7 @@ from .formats import (
     Record,
     open_capture,
 )
+from .formats.source import capture_length
 from .index import FlowIndex, IndexUnusable, open_index
 from .pieces import PIECE_BYTES, Piece, answered, encoded_pieces, merged
 from .select import SelectionMatcher
@@ -240,6 +241,21 @@ def plan_file(
             raise
         report.damaged(exc, readable=False)
         return None
+    plan = getattr(capture.source, "plan", None)
+    if plan is not None and offsets is not None:
+        # A compressed or archived capture: the frames of these records are fetched together, the
+        # first ones now (a damaged frame among them is named before the answer's first byte).
+        try:
+            plan(offsets)
+        except CaptureError as exc:
+            if report is None:
+                capture.close()
+                raise
+            report.damaged(exc, readable=exc.offset > int(offsets[0]))
+            damaged_at = exc.offset if damaged_at is None else min(damaged_at, exc.offset)
+        except BaseException:
+            capture.close()
+            raise
     readable = UpToDamage(capture, damaged_at, report) if report is not None else None
     try:
         if index is not None and isinstance(capture, PcapngCapture):
@@ -432,8 +448,8 @@ def estimate(
                 linktypes.update(index.linktypes)
                 continue
         try:
-            size = os.stat(file.path).st_size
-        except OSError:
+            size = capture_length(file.path)
+        except (OSError, ValueError):
             continue
         packets += max(0, size - 24) // 16
         frame_bytes += size

@@ -2,7 +2,9 @@
 
 The capture tool writes ``CAPTURE_DIR/<prefix>.<epoch>`` and starts a new file now and then; the
 filer moves every finished file to ``FILER_DIR/YYYY/MM/DD/HH/<prefix>.<epoch>``, the hour of the
-epoch in its name (UTC or local time), with its index ``<prefix>.<epoch>.idx`` beside it.
+epoch in its name (UTC or local time), with its index ``<prefix>.<epoch>.idx`` beside it. A filed
+capture may be compressed there (``<prefix>.<epoch>.zst``) or archived (``<prefix>.<epoch>.archived``,
+a record of its object), its index unchanged (docs/storage.md).
 
 Rotation assumption: a capture file holds at most ``MAX_ROTATION_S`` (one hour) of packets after
 the epoch in its name; daemonlogger ``-t`` and tcpdump ``-G`` are normally set to minutes. To find
@@ -35,6 +37,7 @@ from pathlib import Path
 
 from engine.flow import LATEST_EPOCH, Selection
 from engine.formats import PCAP_HEADER_SIZE, CaptureError, PcapCapture, open_capture
+from engine.formats.source import TIER_SUFFIXES, capture_name, tier_of
 from engine.index import IndexUnusable, open_index
 from engine.index.summary import HourSummary, index_keys, merged, read_summary, summary_path, write_summary
 from engine.query import CaptureFile
@@ -76,19 +79,46 @@ def capture_epoch(path: str | os.PathLike, prefix: str) -> int | None:
     return epoch if stat.S_ISREG(mode) else None
 
 
-def _captures_in(directory: Path, prefix: str) -> list[tuple[int, Path]]:
-    """(epoch, path) of the capture files directly in ``directory``, sorted; [] if it is missing."""
+def _captures_in(directory: Path, prefix: str, tiers: bool = False) -> list[tuple[int, Path]]:
+    """(epoch, path) of the capture files directly in ``directory``, sorted; [] if it is missing.
+
+    ``tiers`` (a filed hour directory): compressed (``<name>.zst``) and archived (``<name>.archived``)
+    captures count too, each capture once (``_one_per_capture``).
+    """
     found = []
     try:
         with os.scandir(directory) as entries:
             for entry in entries:
-                epoch = name_epoch(entry.name, prefix)
+                epoch = name_epoch(capture_name(entry.name) if tiers else entry.name, prefix)
                 if epoch is not None and entry.is_file(follow_symlinks=False):
                     found.append((epoch, Path(entry.path)))
     except (FileNotFoundError, NotADirectoryError):
         return []
+    if tiers:
+        found = _one_per_capture(found)
     found.sort(key=lambda item: (item[0], item[1].name))
     return found
+
+
+def _one_per_capture(found: list[tuple[int, Path]]) -> list[tuple[int, Path]]:
+    """One place per capture: a capture met in two tiers (a move between them was cut short) is read
+    from the nearer one, the raw file, else the compressed one; both hold the same bytes."""
+    rank = {"raw": 0, "compressed": 1, "archived": 2}
+    best: dict[str, tuple[int, Path]] = {}
+    for epoch, path in found:
+        name = capture_name(path.name)
+        kept = best.get(name)
+        if kept is None or rank[tier_of(path)] < rank[tier_of(kept[1])]:
+            best[name] = (epoch, path)
+    return list(best.values())
+
+
+def stored_capture(directory: Path, name: str) -> Path | None:
+    """The capture ``name`` in ``directory`` in whichever tier it is (raw, compressed, archived); None if in none."""
+    for path in (directory / name, *(directory / (name + suffix) for suffix in TIER_SUFFIXES)):
+        if path.is_file():
+            return path
+    return None
 
 
 # Hour directories' listings, kept while the directory's mtime stays (a file filed into it, or
@@ -118,7 +148,7 @@ def _hour_captures(
         kept = _LISTINGS.get(key)
     if kept is not None and kept[0] == mtime_ns:
         return kept[1], kept[2]
-    found = _captures_in(directory, prefix)
+    found = _captures_in(directory, prefix, tiers=True)
     summary = read_summary(summary_path(directory, prefix)) if found else None
     if time.time_ns() - mtime_ns >= RACY_NS:
         with _LISTINGS_LOCK:
@@ -301,7 +331,7 @@ def captures_for_window(
     # its hour directory (listed after), never missed by both listings.
     live = _captures_in(Path(capture_dir), prefix)
     start_s, end_s = start_ns // 1_000_000_000, end_ns // 1_000_000_000
-    candidates: dict[str, tuple[int, Path]] = {path.name: (epoch, path) for epoch, path in live}
+    candidates: dict[str, tuple[int, Path]] = {capture_name(path.name): (epoch, path) for epoch, path in live}
     # A file named shortly after the window's end may hold its last packets: its span decides.
     last_s = min(end_s + NAME_LAG_S, LATEST_EPOCH)
     hours = hours_between(start_s - rotation_s, last_s, utc)
@@ -313,22 +343,23 @@ def captures_for_window(
         listed, summary = _filed_hour(root, parts, links, prefix)
         matches: bool | None = None
         for epoch, path in listed:
+            name = capture_name(path.name)
             if epoch > last_s:
                 continue
-            span = summary.span_of(path.name) if summary is not None else None
+            span = summary.span_of(name) if summary is not None else None
             if span is not None:
                 if span[1] < start_ns or span[0] > end_ns:
-                    candidates.pop(path.name, None)
+                    candidates.pop(name, None)
                     continue
                 if narrow:
                     if matches is None:
                         matches = summary.may_match(selection)  # type: ignore[arg-type,union-attr]
                     if not matches:
-                        candidates.pop(path.name, None)
+                        candidates.pop(name, None)
                         if not excluded:
                             excluded.append(CaptureFile(path, epoch, span, None, excluded=True))
                         continue
-            candidates[path.name] = (epoch, path)
+            candidates[name] = (epoch, path)
     found = []
     for epoch, path in candidates.values():
         file = capture_file(path, epoch)
@@ -337,7 +368,8 @@ def captures_for_window(
                 filed = hour_dir(filer_dir, epoch, clock)
                 if linked_in_tree(filer_dir, filed) is not None:
                     continue
-                if (file := capture_file(filed / path.name, epoch)) is not None:
+                stored = stored_capture(filed, path.name)
+                if stored is not None and (file := capture_file(stored, epoch)) is not None:
                     break
         if file is not None and file.span is not None and file.span[0] <= end_ns and file.span[1] >= start_ns:
             found.append(file)
@@ -353,7 +385,7 @@ def refresh_summary(directory: Path, prefix: str, *, rebuild: bool = False) -> i
     summary that cannot be read makes it anew from every index. Captures without a current index
     are left out: they are searched file by file. Returns the summary's size (None: none written).
     """
-    names = {path.name: path for _, path in _captures_in(directory, prefix)}
+    names = {capture_name(path.name): path for _, path in _captures_in(directory, prefix, tiers=True)}
     where = summary_path(directory, prefix)
     old = None if rebuild else read_summary(where)
     if old is not None and not set(old.names) <= names.keys():

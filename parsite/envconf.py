@@ -62,7 +62,7 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
 
 
 def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
-    """A number, fractions allowed (``0.5``); finite, at least ``minimum``."""
+    """A number (fractions allowed), finite, at least ``minimum``."""
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -73,7 +73,7 @@ def env_float(name: str, default: float, *, minimum: float | None = None) -> flo
     if value != value or value in (float("inf"), float("-inf")):
         raise ImproperlyConfigured(f"{name} must be a finite number, not {raw!r}")
     if minimum is not None and value < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}")
+        raise ImproperlyConfigured(f"{name} must be at least {minimum:g}, not {value:g}")
     return value
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import sys
 from datetime import timedelta
@@ -71,6 +72,16 @@ PAR_KEY_STREAMS = env_int("PAR_KEY_STREAMS", 4, minimum=1)
 # A node worker's downloads producing their next chunk at once (api/streamgate.py): more lets a
 # worker read several cold captures from disk at once, at the cost of small calls' latency.
 PAR_STREAM_PRODUCERS = env_int("PAR_STREAM_PRODUCERS", 1, minimum=1)
+# Storage tiers (SPEC.md "Storage tiers", docs/storage.md): captures compressed at filing (zstd
+# seekable) and archived to S3-compatible object storage after PAR_ARCHIVE_AFTER hours.
+PAR_COMPRESS = env_choice("PAR_COMPRESS", "zstd", ("zstd", "none"))
+PAR_COMPRESS_LEVEL = env_int("PAR_COMPRESS_LEVEL", 3, minimum=1)
+PAR_ARCHIVE_URL = env_str("PAR_ARCHIVE_URL", "").strip()
+if PAR_ARCHIVE_URL and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?", PAR_ARCHIVE_URL):
+    raise ImproperlyConfigured(f"PAR_ARCHIVE_URL must be s3://bucket/prefix, not {PAR_ARCHIVE_URL!r}")
+PAR_ARCHIVE_ENDPOINT = env_str("PAR_ARCHIVE_ENDPOINT", "").strip()
+PAR_ARCHIVE_AFTER = env_float("PAR_ARCHIVE_AFTER", 24.0, minimum=0.0)
+PAR_ARCHIVE_MAX_AGE = env_float("PAR_ARCHIVE_MAX_AGE", 0.0, minimum=0.0)
 # Plugins are enabled explicitly: a name is a folder under plugins/, a dotted
 # name a full module path. Each is imported and validated now, so a bad one
 # stops the start with its name (parsite/plugins.py); PAR_PLUGINS_CONFIG is

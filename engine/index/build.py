@@ -131,7 +131,7 @@ def _encoded(header: IndexHeader, columns: dict[str, np.ndarray]) -> Iterator[by
 
 
 class _mapped:
-    """The capture memory-mapped read-only (an empty mapping for an empty file)."""
+    """The capture memory-mapped read-only (an empty mapping for an empty file; bytes read for another source)."""
 
     def __init__(self, cap: Capture):
         self.cap = cap
@@ -139,8 +139,12 @@ class _mapped:
     def __enter__(self) -> mmap.mmap | bytes:
         size = self.cap.size()
         self.mm: mmap.mmap | bytes = b""
-        if size:
-            self.mm = mapping = mmap.mmap(self.cap.fileno(), size, access=mmap.ACCESS_READ)
+        fd = self.cap.fileno()
+        if size and fd is None:
+            # Not a local file (a compressed capture, reindexed): its bytes read whole.
+            self.mm = self.cap.read(0, size)
+        elif size:
+            self.mm = mapping = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
             mapping.madvise(mmap.MADV_SEQUENTIAL)
         return self.mm
 
