@@ -190,3 +190,19 @@ def test_the_request_log_keeps_the_query_the_record_stood_for(site):
     method, query = newest_log_row(database, "method, query", before)
     assert method == "POST"
     assert query.startswith(f"node_id=1&community_id={CID}&start_time=") and ADMIN not in query
+
+
+def test_a_record_sent_as_curl_d_sends_it_with_a_form_content_type_is_read_alike(site):
+    node, collector, tree, _ = site
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    body = json.dumps({**EVE, "community_id": CID}).encode()
+    direct = requests.post(f"{node.url}/data.pcap", data=body, headers=form, timeout=60)
+    through = requests.post(
+        f"{collector.url}/data.pcap",
+        params={"node_id": "1"},
+        data=body,
+        headers={**form, "X-Api-Key": ADMIN},
+        timeout=60,
+    )
+    assert direct.status_code == through.status_code == 200, direct.text + through.text
+    assert direct.content == through.content == tree.expected(FLOW_START - NS, FLOW_END + NS, proto=6)
