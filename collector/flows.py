@@ -126,24 +126,26 @@ def merge_flows(answers: list[NodeFlows], *, sort: str, limit: int) -> dict[str,
     if len(rows) > limit:
         rows, truncated = rows[:limit], True
     failed = {str(a.node.id): str(a.failure.reason) for a in answers if a.failure is not None}
-    answer = {"window": window, "flows": rows, "truncated": truncated, "failed": failed}
+    merged: dict[str, Any] = {"window": window, "flows": rows, "truncated": truncated, "failed": failed}
     histogram = merged_histogram(answers)
     if histogram is not None:
-        answer["histogram"] = histogram
-    return answer
+        merged["histogram"] = histogram
+    return merged
 
 
 def merged_histogram(answers: list[NodeFlows]) -> list[int] | None:
     """The nodes' bytes over time added slice by slice; None unless every node that answered sent one
     of the same slices (a node of an older version sends none: the page then draws the rows)."""
-    histograms = [a.body.get("histogram") for a in answers if a.failure is None]
-    if not histograms or not all(
-        isinstance(h, list) and h and len(h) == len(histograms[0]) for h in histograms
-    ):
+    lists: list[list] = []
+    for answer in answers:
+        if answer.failure is None:
+            histogram = answer.body.get("histogram")
+            if not isinstance(histogram, list) or not all(isinstance(v, int) for v in histogram):
+                return None
+            lists.append(histogram)
+    if not lists or len({len(h) for h in lists}) != 1 or not lists[0]:
         return None
-    if not all(isinstance(v, int) for h in histograms for v in h):
-        return None
-    return [sum(column) for column in zip(*histograms, strict=True)]
+    return [sum(column) for column in zip(*lists, strict=True)]
 
 
 def as_csv(answer: dict[str, Any]) -> str:
