@@ -1,7 +1,7 @@
 """gunicorn settings for either role: ``PAR_ROLE=node gunicorn parsite.wsgi -c gunicorn.conf.py``.
 
 Threaded workers whose event loop reads request heads before a thread is given (see
-parsite/gunicorn_worker.py and README "Serving"): a download holds one thread while it runs, a
+parsite/gunicorn_worker.py and docs/performance.md "Serving"): a download holds one thread while it runs, a
 half-sent head holds none. 32 threads a worker, so 20 downloads at once leave threads for /ping
 and small queries (chosen by `make bench-load`, bench/RESULTS.md). Every value can be overridden
 with the usual GUNICORN_CMD_ARGS or the PAR_BIND / PAR_WORKERS / PAR_THREADS /

@@ -8,7 +8,7 @@ import sys
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "parsite.settings")
     if len(sys.argv) == 2 and sys.argv[1] == "--version":
-        from parsite.version import API_VERSION, VERSION
+        from api.version import API_VERSION, VERSION
 
         print(f"Packets at Rest {VERSION} (API {API_VERSION})")
         return

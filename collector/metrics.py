@@ -101,4 +101,6 @@ class NodeReachability:
 
 def metrics(request):
     """GET /metrics, for scrapers in PAR_METRICS_ALLOW (no API key)."""
-    return metrics_response(request, NodeReachability())
+    from collector.jobs.metrics import ExportMetrics  # the models are loaded by now
+
+    return metrics_response(request, ExportMetrics(), NodeReachability())

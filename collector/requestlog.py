@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -64,6 +64,12 @@ class NodeOutcome(TypedDict):
     error: str
 
 
+def query_text(query: Mapping[str, Any] | None) -> str:
+    """A request's query as the log keeps it: the key left out, cut at QUERY_MAX characters."""
+    shown = {k: v for k, v in (query or {}).items() if k not in SECRET_PARAMS}
+    return "&".join(f"{k}={v}" for k, v in shown.items())[:QUERY_MAX]
+
+
 def as_datetime(ns: int) -> datetime:
     """Epoch nanoseconds as an aware datetime, exact to the microsecond (unlike a float timestamp)."""
     return _EPOCH + timedelta(microseconds=ns // 1000)
@@ -72,7 +78,7 @@ def as_datetime(ns: int) -> datetime:
 class RequestLog(models.Model):
     """One /data.pcap or /flows asked: who pulled which packets from which nodes, and how it ended."""
 
-    VIEWS = (("data.pcap", "data.pcap"), ("flows", "flows"))
+    VIEWS = (("data.pcap", "data.pcap"), ("flows", "flows"), ("export", "export"))
 
     time = models.DateTimeField(default=timezone.now, db_index=True)
     view = models.CharField(max_length=16, choices=VIEWS, default="data.pcap")
@@ -130,9 +136,7 @@ class RequestLog(models.Model):
         query: dict[str, Any] | None = None,
     ) -> RequestLog:
         """A row for a request just arrived; nothing is written until ``finish``."""
-        shown = {k: v for k, v in (query or {}).items() if k not in SECRET_PARAMS}
-        text = "&".join(f"{k}={v}" for k, v in shown.items())
-        entry = cls(view=view, method=method, client_ip=client_ip, query=text[:QUERY_MAX])
+        entry = cls(view=view, method=method, client_ip=client_ip, query=query_text(query))
         entry.started = time.monotonic()
         entry.stream_slot = None
         entry.finished = False

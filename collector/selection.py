@@ -26,7 +26,7 @@ from collector.models import (
 )
 from engine.flow import Selection
 
-# Parameters beyond the seed's flow passed on to the nodes as given (SPEC "Selecting packets").
+# Parameters beyond the seed's flow passed on to the nodes as given (docs/SPEC.md "Selecting packets").
 PASSED_PARAMS = ("community_id", "format", "limit_packets", "limit_bytes")
 SORTS = ("first", "last", "-bytes", "-packets")
 OUTPUTS = ("json", "csv")

@@ -50,6 +50,11 @@ class UserGrant(NodeGrants, models.Model):
         return f"user:{self.user_id}"
 
     @property
+    def rate_id(self) -> int:
+        """The user's id negated: counted in the same table as the keys' ids, never as one of them."""
+        return -self.user_id
+
+    @property
     def prefix(self) -> str:
         """No key prefix: the request log names the user instead."""
         return ""

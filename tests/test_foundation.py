@@ -129,7 +129,7 @@ def test_a_node_with_missing_directories_fails_its_checks(tmp_path):
 
 def test_version_flag_prints_both_versions():
     result = run([sys.executable, "manage.py", "--version"])
-    from parsite.version import API_VERSION, VERSION
+    from api.version import API_VERSION, VERSION
 
     assert result.returncode == 0
     assert VERSION in result.stdout and API_VERSION in result.stdout

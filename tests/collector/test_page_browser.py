@@ -3,7 +3,7 @@
 An analyst logs in with a Django account, asks for the last 15 minutes, sees the flows, sorts
 them, downloads one flow, a selection and everything matched, and gets the API's message for a
 bad parameter. Screenshots are written to ``PAR_SCREENSHOTS_DIR`` when it is set
-(``make screenshots`` writes the README's docs/ui-*.png).
+(``make screenshots`` writes docs/ui-*.png, shown in docs/web.md).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import requests
 
 from pcapgen import Flow, pcap_bytes, write_pcap
 from tests.collector.live import live_database, manage, rows
+from tests.collector.test_exports_live import worker as export_worker
 from tests.servers import Server, gunicorn
 
 selenium = pytest.importorskip("selenium", reason="selenium is not installed")
@@ -133,7 +134,7 @@ def live(tmp_path_factory) -> Iterator[Live]:
                 f"u = User.objects.create_user({USER!r}, password={PASSWORD!r});"
                 "UserGrant.objects.create(user=u).nodes.set([1])",
             )  # fmt: skip
-            with gunicorn("collector", env) as collector:
+            with gunicorn("collector", env) as collector, export_worker(env):
                 yield Live(collector, node, url, traffic)
 
 
@@ -314,10 +315,19 @@ def test_everything_matched_downloads_the_whole_query(browser, live, downloads):
     wait(browser, lambda d: "node_id=1" in d.current_url and len(flow_rows(d)) == 6)
     browser.find_element(By.CSS_SELECTOR, "input[name=format][value=pcapng]").click()
     browser.find_element(By.ID, "download-all").click()
-    wait(browser, lambda d: "Saved matched-" in d.find_element(By.ID, "download-status").text)
-    name = browser.find_element(By.ID, "download-status").text.split()[1]
-    assert name.endswith(".pcapng")
-    body = downloaded(downloads, name)
+    # It runs as an export job: listed with its progress, then a link to its file.
+    wait(browser, lambda d: "Export " in d.find_element(By.ID, "download-status").text)
+    link = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#export-jobs tr[data-state=done] a"))[0]
+    job_id = link.get_attribute("href").rsplit("/", 2)[1]
+    assert (
+        browser.find_element(By.CSS_SELECTOR, f"#export-jobs tr[data-id='{job_id}'] progress").get_attribute(
+            "value"
+        )
+        == "1"
+    )
+    screenshot(browser, "exports")
+    link.click()
+    body = downloaded(downloads, f"export-{job_id}.pcapng")
     assert body[:4] == b"\x0a\x0d\x0d\x0a"  # a pcapng section
     frames = {frame for _, frame in live.traffic.records}
     assert sum(body.count(frame) for frame in list(frames)[:20]) >= 20  # the packets are in it

@@ -100,12 +100,32 @@ def test_a_forwarded_header_cannot_get_an_allowed_peer_refused_or_disguised():
         ("10.0.0.1", " , ", None),
         ("10.0.0.1", "10.0.0.2", "10.0.0.2"),  # nothing but proxies: the last one
         ("10.0.0.1", "1.2.3.4, garbage", None),  # our proxy wrote nonsense: nobody
+        ("10.0.0.1", "garbage, 198.51.100.4", "198.51.100.4"),  # the caller's own nonsense is not read
+        ("10.0.0.1", "6.6.6.6, 198.51.100.4, 10.0.0.1, 10.0.0.2", "198.51.100.4"),
+        ("10.0.0.1", ", ".join(["10.0.0.2"] * 20), "10.0.0.2"),  # a chain longer than any real one
         ("::ffff:10.0.0.1", "198.51.100.4", "198.51.100.4"),
     ],
 )
 def test_forwarded_for_is_read_from_the_right_only_through_trusted_proxies(remote, forwarded, expected):
     found = client_ip(request_from(remote, forwarded))
     assert found == (ip_address(expected) if expected else None)
+
+
+@override_settings(PAR_TRUSTED_PROXIES=nets("10.0.0.1/32"))
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"HTTP_X_REAL_IP": "198.51.100.4"},
+        {"HTTP_FORWARDED": "for=198.51.100.4"},
+        {"HTTP_CLIENT_IP": "198.51.100.4", "HTTP_X_CLUSTER_CLIENT_IP": "198.51.100.4"},
+        {"HTTP_CF_CONNECTING_IP": "198.51.100.4", "HTTP_TRUE_CLIENT_IP": "198.51.100.4"},
+    ],
+)
+def test_no_forwarding_header_but_x_forwarded_for_is_read_even_from_our_proxy(headers):
+    # Any client can write these; our proxies overwrite none of them.
+    assert client_ip(RequestFactory().get("/ping", REMOTE_ADDR="10.0.0.1", **headers)) is None
+    meta = {"REMOTE_ADDR": "10.0.0.1", "HTTP_X_FORWARDED_FOR": "203.0.113.9", **headers}
+    assert client_ip(RequestFactory().get("/ping", **meta)) == ip_address("203.0.113.9")
 
 
 @override_settings(

@@ -413,20 +413,10 @@
     }
   }
 
-  async function downloadAll() {
-    clearError();
-    const format = chosenFormat();
-    try {
-      const part = await fetchPcap(windowParams(state.asked), "everything matched");
-      const name = `matched-${state.window.start.replace(/[:.]/g, "")}.${format}`;
-      save(new Blob([part.bytes], { type: "application/vnd.tcpdump.pcap" }), name);
-      downloadStatus.textContent = `Saved ${name} (${size(part.bytes.byteLength)}).`;
-      reportFailed([part]);
-    } catch (e) {
-      downloadStatus.textContent = "";
-      showError(e.message);
-    }
-  }
+  // "Download everything matched" runs as an export job (exports.js): the window as the table shows it.
+  window.parPage = {
+    exportParams: () => (state.window ? { ...windowParams(state.asked), format: chosenFormat() } : null),
+  };
 
   function reportFailed(parts) {
     const failed = parts.map((part) => part.failed).filter(Boolean);
@@ -527,7 +517,6 @@
   $("#download-selection").addEventListener("click", () => {
     downloadFlows(state.flows.filter((f) => state.selected.has(f._id)));
   });
-  $("#download-all").addEventListener("click", downloadAll);
   for (const radio of document.querySelectorAll("input[name=format]")) {
     radio.addEventListener("change", () => { if (state.window) $("#cli").textContent = cliLine(windowParams(state.asked)); });
   }
