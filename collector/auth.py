@@ -125,8 +125,8 @@ class HasNodeGrant(BasePermission):
         if key is None:
             return False
         node_ids = view.requested_node_ids(request)
-        if node_ids is not None and len(node_ids) > 1:
-            self.message = "this API key may not query every node asked"
+        several = node_ids is not None and len(node_ids) > 1
+        self.message = f"{key.who} may not query {'every node asked' if several else 'that node'}"
         return node_ids is None or key.may_query_all(node_ids)
 
 

@@ -1,6 +1,6 @@
 """``GET /flows`` of several nodes: asked at once, their rows merged (each naming its node), failures listed.
 
-A node's answer is SPEC's ``{"window", "flows": [...], "truncated", ...}``; the merged
+A node's answer is docs/SPEC.md's ``{"window", "flows": [...], "truncated", ...}``; the merged
 answer sorts every node's rows by the ``sort`` asked, keeps ``limit`` of them, and lists the
 nodes that did not answer under ``"failed"`` (node id -> reason). The nodes' JSON is read and
 the answer written with orjson: tens of thousands of rows are most of a listing's cost here.

@@ -79,15 +79,6 @@ def iso_time(created: float) -> str:
     return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def iso_ns(ns: int) -> str:
-    """An epoch in nanoseconds as ISO 8601 UTC, the fraction exact (``...T16:00:00.000000001Z``)."""
-    seconds, fraction = divmod(ns, 1_000_000_000)
-    text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    if fraction:
-        text += "." + f"{fraction:09d}".rstrip("0")
-    return text + "Z"
-
-
 # C0 and C1 controls, DEL, and the two Unicode line breaks: what a terminal or a log reader acts on.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -165,6 +156,14 @@ def formatter_for(fmt: str) -> logging.Formatter:
     return JsonFormatter() if fmt == "json" else PlainFormatter()
 
 
+def configure(config: dict) -> None:
+    """Django's LOGGING_CONFIG: ``config``, and Python's warnings through it (a JSON line too)."""
+    import logging.config
+
+    logging.config.dictConfig(config)
+    logging.captureWarnings(True)
+
+
 def logging_config(fmt: str, level: str) -> dict:
     """Django's LOGGING: one scrubbed line per event on stderr, in the chosen format."""
     return {
@@ -187,5 +186,7 @@ def logging_config(fmt: str, level: str) -> dict:
             # Its 4xx warnings repeat the access log (and the ACL's own line): 5xx still show.
             "django.request": {"level": "ERROR"},
             "django.security.DisallowedHost": {"filters": ["one_line_host"]},
+            # Python's warnings (logging.captureWarnings): to the root's handler, not Django's own.
+            "py.warnings": {"handlers": [], "propagate": True},
         },
     }

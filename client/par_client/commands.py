@@ -144,7 +144,15 @@ def report_failed_nodes(headers) -> bool:
     return bool(failed)
 
 
-def pcap(settings: Settings, params: dict[str, str], output: str | None, *, quiet: bool, strict: bool) -> int:
+def pcap(
+    settings: Settings,
+    params: dict[str, str],
+    output: str | None,
+    *,
+    quiet: bool,
+    strict: bool,
+    record: bytes | None = None,
+) -> int:
     if output is None:
         if sys.stdout.isatty():
             raise UsageError(
@@ -155,7 +163,11 @@ def pcap(settings: Settings, params: dict[str, str], output: str | None, *, quie
         check_writable(Path(output))  # before the collector is asked, not after the download started
     started = time.monotonic()
     collector = Collector(settings)
-    with collector.request("data.pcap", params) as response:
+    with collector.request("data.pcap", params, record) as response:
+        if record is not None and not quiet:
+            warn(f"asked: {response.headers.get('X-PAR-Query', '?')}")
+            if response.headers.get("X-PAR-Query-Note"):
+                warn(response.headers["X-PAR-Query-Note"])
         left_out = report_failed_nodes(response.headers)
         damaged = response.headers.get("X-PAR-Damaged")
         if damaged:

@@ -36,20 +36,37 @@ class Collector:
     def url(self, path: str) -> str:
         return f"{self.settings.url}/{path.lstrip('/')}"
 
-    def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
-        with self.request(path, params) as response:
+    def get_json(self, path: str, params: dict[str, str] | None = None, method: str = "GET") -> Any:
+        with self.request(path, params, method=method) as response:
             try:
                 return response.json()
             except ValueError:
                 raise ParError(f"{path}: the answer is not JSON ({describe(response)})", 3)
 
     @contextmanager
-    def request(self, path: str, params: dict[str, str] | None = None) -> Iterator[requests.Response]:
-        """A streamed 2xx answer; any other status is raised as the API's error."""
+    def request(
+        self,
+        path: str,
+        params: dict[str, str] | None = None,
+        record: bytes | None = None,
+        *,
+        method: str = "GET",
+        headers: dict[str, str] | None = None,
+    ) -> Iterator[requests.Response]:
+        """A streamed 2xx answer; any other status is raised as the API's error.
+
+        With ``record`` (one Suricata or Zeek record, JSON) the request is a POST of it.
+        """
+        if record is not None:
+            method = "POST"
+            headers = {**(headers or {}), "Content-Type": "application/json"}
         try:
-            response = self.session.get(
+            response = self.session.request(
+                method,
                 self.url(path),
                 params=params,
+                data=record,
+                headers=headers,
                 stream=True,
                 # The connect timeout bounds the TLS handshake too: never longer than --timeout.
                 timeout=(min(CONNECT_TIMEOUT, self.settings.timeout), self.settings.timeout),
