@@ -98,9 +98,12 @@ def valid_rows(rows: list) -> bool:
         column = columns[name]
         if set(map(type, column)) != {int} or min(column) < 0 or max(column) > top:
             return False
-    texts = {name: _text_column(columns[name], *rule) for name, rule in _TEXTS.items()}
-    if None in texts.values():
-        return False
+    texts: dict[str, bytes] = {}
+    for name, rule in _TEXTS.items():
+        text = _text_column(columns[name], *rule)
+        if text is None:
+            return False
+        texts[name] = text
     for name in ("first", "last"):
         if not all(map(_TIME_SHAPE.fullmatch, set(texts[name].translate(_ZERO_DIGITS).split(b"\n")))):
             return False
