@@ -153,3 +153,24 @@ def test_the_node_answers_the_same_with_and_without_summaries(tmp_path):
     assert summarised[0][0] == 200 and len(summarised[0][1]) == 24  # data in the window, none selected
     assert summarised[1][0] == 200 and len(summarised[1][1]) > 24
     assert b'"flows":[]' in summarised[2][1].replace(b" ", b"")
+
+
+def test_with_the_trees_stamp_a_week_is_listed_from_memory_until_the_tree_changes(tmp_path, monkeypatch):
+    tree, files = filed_hours(tmp_path, hours=3, per_hour=2)
+    store.bump_tree_stamp(tree["filer_dir"])
+    window = (T * NS, (T + 3 * 3600) * NS)
+    store.files_for_window(*window, **tree)
+    looked: list[str] = []
+    real = os.lstat
+    monkeypatch.setattr(
+        os, "lstat", lambda path, *a, **k: looked.append(os.fspath(path)) or real(path, *a, **k)
+    )
+    assert store.files_for_window(*window, **tree) == files
+    assert not [p for p in looked if p.startswith(str(tree["filer_dir"]))]
+
+    # A file filed by the filer (which rewrites the stamp) is seen at once.
+    hour = files[0].parent
+    added = write_capture(hour, T + 30 * 60, seconds=2, pps=20)
+    build_index(added)
+    store.bump_tree_stamp(tree["filer_dir"])
+    assert added in store.files_for_window(*window, **tree)
