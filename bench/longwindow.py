@@ -291,6 +291,7 @@ def main() -> None:
     args = parser.parse_args()
     args.root.mkdir(parents=True, exist_ok=True)
     start, seen = build(args.root, args.files)
+    store.bump_tree_stamp(args.root / "filed")  # as the filer leaves it after a pass
     set_summaries_aside(args.root / "filed", False)  # as a run stopped half-way may have left them
     captures, indexes, summaries = tree_bytes(args.root / "filed")
     print(

@@ -2,11 +2,13 @@
 
 The capture tool writes ``CAPTURE_DIR/<prefix>.<epoch>`` and starts a new file now and then; the
 filer moves every finished file to ``FILER_DIR/YYYY/MM/DD/HH/<prefix>.<epoch>``, the hour of the
-epoch in its name (UTC or local time), with its index ``<prefix>.<epoch>.idx`` beside it.
+epoch in its name (UTC or local time), with its index ``<prefix>.<epoch>.idx`` beside it. A filed
+capture may be compressed there (``<prefix>.<epoch>.zst``) or archived (``<prefix>.<epoch>.archived``,
+a record of its object), its index unchanged (docs/storage.md).
 
 Rotation assumption: a capture file holds at most ``MAX_ROTATION_S`` (one hour) of packets after
 the epoch in its name; daemonlogger ``-t`` and tcpdump ``-G`` are normally set to minutes. To find
-the files that can overlap a window, ``files_for_window()`` looks into the hour directories from one
+the files that can overlap a window, ``captures_for_window()`` looks into the hour directories from one
 rotation before the window's start to its end. A filed file that ran longer than that is still found
 by every window that starts within an hour of its epoch, but not by a window that starts later and
 only touches its tail: rotate at least hourly. The live file in the capture directory is always
@@ -37,6 +39,7 @@ from typing import NamedTuple
 from engine.durable import atomic_write
 from engine.flow import LATEST_EPOCH, Selection
 from engine.formats import PCAP_HEADER_SIZE, CaptureError, PcapCapture, open_capture
+from engine.formats.source import TIER_SUFFIXES, capture_name, tier_of
 from engine.index import IndexUnusable, open_index
 from engine.index.summary import HourSummary, index_keys, merged, read_summary, summary_path, write_summary
 from engine.query import CaptureFile
@@ -78,17 +81,23 @@ def capture_epoch(path: str | os.PathLike, prefix: str) -> int | None:
     return epoch if stat.S_ISREG(mode) else None
 
 
-def _captures_in(directory: Path, prefix: str) -> list[tuple[int, Path]]:
-    """(epoch, path) of the capture files directly in ``directory``, sorted; [] if it is missing."""
+def _captures_in(directory: Path, prefix: str, tiers: bool = False) -> list[tuple[int, Path]]:
+    """(epoch, path) of the capture files directly in ``directory``, sorted; [] if it is missing.
+
+    ``tiers`` (a filed hour directory): compressed (``<name>.zst``) and archived (``<name>.archived``)
+    captures count too, each capture once (``_one_per_capture``).
+    """
     found = []
     try:
         with os.scandir(directory) as entries:
             for entry in entries:
-                epoch = name_epoch(entry.name, prefix)
+                epoch = name_epoch(capture_name(entry.name) if tiers else entry.name, prefix)
                 if epoch is not None and entry.is_file(follow_symlinks=False):
                     found.append((epoch, Path(entry.path)))
     except (FileNotFoundError, NotADirectoryError):
         return []
+    if tiers:
+        found = _one_per_capture(found)
     found.sort(key=lambda item: (item[0], item[1].name))
     return found
 
@@ -102,6 +111,27 @@ class Hour(NamedTuple):
 
 
 NO_HOUR = Hour([], None, False)
+
+
+def _one_per_capture(found: list[tuple[int, Path]]) -> list[tuple[int, Path]]:
+    """One place per capture: a capture met in two tiers (a move between them was cut short) is read
+    from the nearer one, the raw file, else the compressed one; both hold the same bytes."""
+    rank = {"raw": 0, "compressed": 1, "archived": 2}
+    best: dict[str, tuple[int, Path]] = {}
+    for epoch, path in found:
+        name = capture_name(path.name)
+        kept = best.get(name)
+        if kept is None or rank[tier_of(path)] < rank[tier_of(kept[1])]:
+            best[name] = (epoch, path)
+    return list(best.values())
+
+
+def stored_capture(directory: Path, name: str) -> Path | None:
+    """The capture ``name`` in ``directory`` in whichever tier it is (raw, compressed, archived); None if in none."""
+    for path in (directory / name, *(directory / (name + suffix) for suffix in TIER_SUFFIXES)):
+        if path.is_file():
+            return path
+    return None
 
 
 # Hour directories' listings, kept while the directory's mtime stays (a file filed into it, or
@@ -129,10 +159,12 @@ def _hour_captures(directory: Path, prefix: str, mtime_ns: int | None = None) ->
         kept = _LISTINGS.get(key)
     if kept is not None and kept[0] == mtime_ns:
         return kept[1]
-    found = _captures_in(directory, prefix)
+    found = _captures_in(directory, prefix, tiers=True)
     summary = read_summary(summary_path(directory, prefix)) if found else None
     named = set(summary.names) if summary is not None else set()
-    hour = Hour(found, summary, summary is not None and all(path.name in named for _, path in found))
+    hour = Hour(
+        found, summary, summary is not None and all(capture_name(path.name) in named for _, path in found)
+    )
     if time.time_ns() - mtime_ns >= RACY_NS:
         with _LISTINGS_LOCK:
             if len(_LISTINGS) >= LISTINGS_KEPT:
@@ -267,7 +299,7 @@ def linked_in_tree(filer_dir: str | os.PathLike, directory: Path) -> Path | None
     """The first symbolic link on the way from ``filer_dir`` down to ``directory``, else None.
 
     The tree holds no links: what a link leads to is neither served nor deleted by retention, nor
-    filed into (README "Filing captures"). ``filer_dir`` itself may be one.
+    filed into (docs/operator.md "Filing captures"). ``filer_dir`` itself may be one.
     """
     path = Path(filer_dir)
     for part in directory.relative_to(filer_dir).parts:
@@ -298,15 +330,6 @@ def hours_between(first_s: int, last_s: int, utc: bool) -> list[tuple[str, str, 
 @functools.lru_cache(maxsize=1 << 16)
 def _block_hour(probe: int, utc: bool, zone: tuple | None) -> tuple[str, str, str, str]:
     return hour_parts(probe, utc)
-
-
-def file_span(path: Path, epoch: int) -> tuple[int, int] | None:
-    """(first_ns, last_ns) a capture file covers: from its index, else [epoch in the name, mtime].
-
-    None if the file is gone.
-    """
-    found = capture_file(path, epoch)
-    return found.span if found is not None else None
 
 
 def capture_file(path: Path, epoch: int) -> CaptureFile | None:
@@ -372,7 +395,7 @@ def captures_for_window(
     # its hour directory (listed after), never missed by both listings.
     live = _captures_in(Path(capture_dir), prefix)
     start_s, end_s = start_ns // 1_000_000_000, end_ns // 1_000_000_000
-    candidates: dict[str, tuple[int, Path]] = {path.name: (epoch, path) for epoch, path in live}
+    candidates: dict[str, tuple[int, Path]] = {capture_name(path.name): (epoch, path) for epoch, path in live}
     # A file named shortly after the window's end may hold its last packets: its span decides.
     last_s = min(end_s + NAME_LAG_S, LATEST_EPOCH)
     hours = hours_between(start_s - rotation_s, last_s, utc)
@@ -392,22 +415,23 @@ def captures_for_window(
             continue
         matches: bool | None = None
         for epoch, path in listed:
+            name = capture_name(path.name)
             if epoch > last_s:
                 continue
-            span = summary.span_of(path.name) if summary is not None else None
+            span = summary.span_of(name) if summary is not None else None
             if span is not None:
                 if span[1] < start_ns or span[0] > end_ns:
-                    candidates.pop(path.name, None)
+                    candidates.pop(name, None)
                     continue
                 if narrow:
                     if matches is None:
                         matches = summary.may_match(selection)  # type: ignore[arg-type,union-attr]
                     if not matches:
-                        candidates.pop(path.name, None)
+                        candidates.pop(name, None)
                         if not excluded:
                             excluded.append(CaptureFile(path, epoch, span, None, excluded=True))
                         continue
-            candidates[path.name] = (epoch, path)
+            candidates[name] = (epoch, path)
     found = []
     for epoch, path in candidates.values():
         file = capture_file(path, epoch)
@@ -416,7 +440,8 @@ def captures_for_window(
                 filed = hour_dir(filer_dir, epoch, clock)
                 if linked_in_tree(filer_dir, filed) is not None:
                     continue
-                if (file := capture_file(filed / path.name, epoch)) is not None:
+                stored = stored_capture(filed, path.name)
+                if stored is not None and (file := capture_file(stored, epoch)) is not None:
                     break
         if file is not None and file.span is not None and file.span[0] <= end_ns and file.span[1] >= start_ns:
             found.append(file)
@@ -429,7 +454,7 @@ def _standing_in(
 ) -> list[CaptureFile]:
     """A file of a passed-over hour whose span meets the window, marked ``excluded``; [] if none does."""
     for epoch, path in listed:
-        span = summary.span_of(path.name)
+        span = summary.span_of(capture_name(path.name))
         if epoch <= last_s and span is not None and span[1] >= start_ns and span[0] <= end_ns:
             return [CaptureFile(path, epoch, span, None, excluded=True)]
     return []
@@ -443,7 +468,7 @@ def refresh_summary(directory: Path, prefix: str, *, rebuild: bool = False) -> i
     summary that cannot be read makes it anew from every index. Captures without a current index
     are left out: they are searched file by file. Returns the summary's size (None: none written).
     """
-    names = {path.name: path for _, path in _captures_in(directory, prefix)}
+    names = {capture_name(path.name): path for _, path in _captures_in(directory, prefix, tiers=True)}
     where = summary_path(directory, prefix)
     old = None if rebuild else read_summary(where)
     if old is not None and not set(old.names) <= names.keys():
@@ -467,11 +492,6 @@ def refresh_summary(directory: Path, prefix: str, *, rebuild: bool = False) -> i
         where.unlink(missing_ok=True)
         return None
     return write_summary(where, merged(parts))
-
-
-def files_for_window(start_ns: int, end_ns: int, **tree) -> list[Path]:
-    """The paths of ``captures_for_window()`` (same arguments)."""
-    return [file.path for file in captures_for_window(start_ns, end_ns, **tree)]
 
 
 def start_answer(

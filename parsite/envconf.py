@@ -28,7 +28,7 @@ def refuse_placeholders(prefixes: tuple[str, ...] = ("PAR_", "DJANGO_", "DATABAS
     if left:
         raise ImproperlyConfigured(
             f"{', '.join(left)} still hold{'s' if len(left) == 1 else ''} the sample's {PLACEHOLDER!r} "
-            'placeholder: set a real value (README "Deployment" shows how to generate secrets)'
+            'placeholder: set a real value (docs/operator.md "Deployment" shows how to generate secrets)'
         )
 
 
@@ -58,6 +58,22 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from None
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
+    """A number (fractions allowed), finite, at least ``minimum``."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ImproperlyConfigured(f"{name} must be a finite number, not {raw!r}")
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum:g}, not {value:g}")
     return value
 
 

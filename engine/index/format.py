@@ -100,6 +100,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import durable
+from ..formats.source import capture_name
 
 INDEX_VERSION = 3
 MAGIC = b"PARINDEX"
@@ -225,8 +226,9 @@ def decode_varints(data: np.ndarray) -> np.ndarray:
 
 
 def index_path(capture: str | os.PathLike) -> Path:
-    """Where the index of ``capture`` lives: beside it, ``<capture name>.idx``."""
-    return Path(os.fspath(capture) + INDEX_SUFFIX)
+    """Where the index of ``capture`` lives: beside it, ``<capture name>.idx`` (in every tier: a
+    compressed ``<name>.zst`` or archived ``<name>.archived`` capture keeps ``<name>.idx``)."""
+    return Path(capture_name(capture) + INDEX_SUFFIX)
 
 
 def temp_index_path(out: str | os.PathLike) -> Path:

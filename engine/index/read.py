@@ -21,6 +21,8 @@ import numpy as np
 
 from ..communityid import community_digests, parse_community_id
 from ..flowfields import address_halves
+from ..formats.archived import ArchiveRecord
+from ..formats.source import ARCHIVED_SUFFIX, capture_name, open_source
 from ..select import is_icmp
 from .flows import ICMP_PROTOCOLS
 from .format import (
@@ -129,10 +131,6 @@ class _CheckedColumns:
             self[name]
 
 
-def _aligned(n: int) -> int:
-    return n + (-n % 8)
-
-
 def content_digest(read: Callable[[int, int], bytes], size: int) -> bytes:
     """The fingerprint an index keeps of its capture: sha1(size as u64, first and last 4 KiB)."""
     head = read(0, min(size, DIGEST_SPAN))
@@ -141,12 +139,30 @@ def content_digest(read: Callable[[int, int], bytes], size: int) -> bytes:
 
 
 def capture_digest(capture: str | os.PathLike, size: int) -> bytes:
-    """The content fingerprint of the capture file at ``capture``."""
-    fd = os.open(capture, os.O_RDONLY)
+    """The content fingerprint of the capture at ``capture`` (in any tier: its decompressed bytes)."""
+    source = open_source(capture)
     try:
-        return content_digest(lambda offset, n: os.pread(fd, n, offset), size)
+        return content_digest(source.read, size)
     finally:
-        os.close(fd)
+        source.close()
+
+
+def capture_fingerprint(capture: str | os.PathLike) -> tuple[int, bytes]:
+    """(size, content digest) of the capture at ``capture``, as its index keeps them.
+
+    An archived capture's come from its record (``engine.formats.archived``): no byte of the
+    archive is read.
+    """
+    path = os.fspath(capture)
+    if path.endswith(ARCHIVED_SUFFIX):
+        record = ArchiveRecord.load(path)
+        return record.capture_size, bytes.fromhex(record.capture_digest)
+    source = open_source(path)
+    try:
+        size = source.size()
+        return size, content_digest(source.read, size)
+    finally:
+        source.close()
 
 
 class FlowIndex:
@@ -275,8 +291,7 @@ class FlowIndex:
 
     def describes(self, capture: str | os.PathLike) -> bool:
         """True when this index was built from ``capture`` as it is now (size and content digest)."""
-        size = os.stat(capture).st_size
-        return size == self.capture_size and capture_digest(capture, size) == self.digest
+        return capture_fingerprint(capture) == (self.capture_size, self.digest)
 
     # ------------------------------------------------------------ rows
 
@@ -792,7 +807,7 @@ def _current_index(capture: str, signature: tuple | None = None, whole: bool = F
     ``whole``: every column's checksum is checked now, not when the column is first read.
     """
     try:
-        index = FlowIndex(capture + INDEX_SUFFIX)
+        index = FlowIndex(capture_name(capture) + INDEX_SUFFIX)
         index.signature = signature
         if index.describes(capture):
             if whole:
@@ -828,7 +843,7 @@ def open_index(capture: str | os.PathLike, *, capture_stat: os.stat_result | Non
     try:
         if capture_stat is None:
             capture_stat = os.stat(capture)
-        index_stat = os.stat(capture + INDEX_SUFFIX)
+        index_stat = os.stat(capture_name(capture) + INDEX_SUFFIX)
     except OSError:
         return None
     signature = tuple((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) for st in (capture_stat, index_stat))
