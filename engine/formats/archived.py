@@ -70,7 +70,7 @@ class ArchiveRecord:
         except OSError:
             raise
         except (ValueError, KeyError, TypeError) as exc:
-            raise CaptureError(path, 0, f"not an archive record ({exc})") from None
+            raise CaptureError(os.fspath(path), 0, f"not an archive record ({exc})") from None
 
     def dumps(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode() + b"\n"
