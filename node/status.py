@@ -217,10 +217,10 @@ def node_status(capture_dir: Path, filer_dir: Path, prefix: str) -> dict:
             "future": [path.name for path in waiting.future][:10],
             "complete": filed.complete and capture.complete,
             "errors": (capture.errors + filed.errors)[:10],
-        },
-        "tiers": {
-            **{tier: facts.as_json() for tier, facts in filed.tiers.items()},
-            "archive": archive_status(),
+            "tiers": {
+                **{tier: facts.as_json() for tier, facts in filed.tiers.items()},
+                "archive": archive_status(),
+            },
         },
         "system_date": now.astimezone().isoformat(timespec="seconds"),
         "utc_datetime": now.isoformat(timespec="seconds"),

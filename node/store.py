@@ -70,23 +70,22 @@ def capture_epoch(path: str | os.PathLike, prefix: str) -> int | None:
     return epoch if stat.S_ISREG(mode) else None
 
 
-def _captures_in(directory: Path, prefix: str, tiers: bool = False) -> list[tuple[int, Path]]:
+def _captures_in(directory: Path, prefix: str) -> list[tuple[int, Path]]:
     """(epoch, path) of the capture files directly in ``directory``, sorted; [] if it is missing.
 
-    ``tiers`` (a filed hour directory): compressed (``<name>.zst``) and archived (``<name>.archived``)
-    captures count too, each capture once (``_one_per_capture``).
+    Compressed (``<name>.zst``) and archived (``<name>.archived``) captures count too, each capture
+    once (``_one_per_capture``); the filer files raw captures only (``capture_dir_files``).
     """
     found = []
     try:
         with os.scandir(directory) as entries:
             for entry in entries:
-                epoch = name_epoch(capture_name(entry.name) if tiers else entry.name, prefix)
+                epoch = name_epoch(capture_name(entry.name), prefix)
                 if epoch is not None and entry.is_file(follow_symlinks=False):
                     found.append((epoch, Path(entry.path)))
     except (FileNotFoundError, NotADirectoryError):
         return []
-    if tiers:
-        found = _one_per_capture(found)
+    found = _one_per_capture(found)
     found.sort(key=lambda item: (item[0], item[1].name))
     return found
 
@@ -136,7 +135,7 @@ def _hour_captures(directory: Path, prefix: str, mtime_ns: int | None = None) ->
         kept = _LISTINGS.get(key)
     if kept is not None and kept[0] == mtime_ns:
         return kept[1]
-    found = _captures_in(directory, prefix, tiers=True)
+    found = _captures_in(directory, prefix)
     if time.time_ns() - mtime_ns >= RACY_NS:
         with _LISTINGS_LOCK:
             if len(_LISTINGS) >= LISTINGS_KEPT:
@@ -203,7 +202,9 @@ def capture_dir_files(
     FUTURE_TOLERANCE_S after ``now`` do not count as the newest, and are not filed either.
     """
     latest = (time.time() if now is None else now) + FUTURE_TOLERANCE_S
-    files = _captures_in(Path(capture_dir), prefix)
+    files = [
+        (epoch, path) for epoch, path in _captures_in(Path(capture_dir), prefix) if tier_of(path) == "raw"
+    ]
     current = [path for epoch, path in files if epoch <= latest]
     future = [path for epoch, path in files if epoch > latest]
     return CaptureDirFiles(pending=current[:-1], live=current[-1] if current else None, future=future)

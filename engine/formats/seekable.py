@@ -103,7 +103,9 @@ def read_seek_table(source: ByteSource, name: str) -> SeekTable:
 
 _TABLES: OrderedDict[tuple, SeekTable] = OrderedDict()
 _TABLES_LOCK = threading.Lock()
-TABLES_KEPT = 4096  # seek tables kept by the process, keyed by their file's identity
+TABLES_KEPT = 4096  # seek tables (and heads) kept by the process, keyed by their file's identity
+HEAD_BYTES = 4096  # the capture's first bytes kept with its seek table: a pcap header, pcapng's first blocks
+_HEADS: OrderedDict[tuple, bytes] = OrderedDict()
 
 
 def cached_seek_table(source: ByteSource) -> SeekTable:
@@ -132,12 +134,16 @@ class SeekableZstd:
     def __init__(self, inner: ByteSource, table: SeekTable | None = None, head: bytes = b""):
         import zstandard
 
-        self.inner, self.head = inner, head
+        self.inner = inner
         try:
+            self._key = (inner.name, *inner.identity())
             self.table = table if table is not None else cached_seek_table(inner)
         except BaseException:
             inner.close()
             raise
+        # the capture's first bytes (its file header), kept by the process: reading the header of a
+        # file opened again decompresses nothing
+        self.head = head or _HEADS.get(self._key, b"")
         self._dctx = zstandard.ZstdDecompressor()
         self._error = zstandard.ZstdError
         self._frames: OrderedDict[int, bytes] = OrderedDict()
@@ -198,6 +204,9 @@ class SeekableZstd:
         """Fill ``view`` with the bytes at ``offset`` (fewer at the end): ``read`` without its copies."""
         table = self.table
         end = min(offset + len(view), table.total)
+        if end <= len(self.head):
+            view[: end - offset] = self.head[offset:end]
+            return max(0, end - offset)
         at = offset
         while at < end:
             i = table.frame_of(at)
@@ -263,6 +272,12 @@ class SeekableZstd:
                 )
             self.frames_read += 1
             self._frames[i] = data
+            if i == 0 and not self.head:
+                self.head = data[:HEAD_BYTES]
+                with _TABLES_LOCK:
+                    _HEADS[self._key] = self.head
+                    while len(_HEADS) > TABLES_KEPT:
+                        _HEADS.popitem(last=False)
             while len(self._frames) > FRAMES_KEPT:
                 self._frames.popitem(last=False)
 

@@ -465,7 +465,7 @@ def test_the_loop_compresses_and_archives_and_status_shows_each_tier(tmp_path, a
         client = Client()
         status = client.get("/status").json()
         metrics = client.get("/metrics").content.decode()
-    tiers_seen = status["tiers"]
+    tiers_seen = status["files"]["tiers"]
     assert tiers_seen["archived"]["files"] == 3 and tiers_seen["compressed"]["files"] == 1
     assert tiers_seen["raw"]["files"] == 0
     assert tiers_seen["archived"]["bytes"] == sum(
