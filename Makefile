@@ -1,9 +1,11 @@
-# Packets at Rest. Every target bootstraps .venv from requirements.txt when it
-# is missing or older than requirements.txt.
+# Packets at Rest. Every target bootstraps .venv when it is missing or older than its requirements:
+# what runs (requirements.txt) for the demo, the servers and the benchmarks; that and the tests'
+# and tooling's (requirements-dev.txt) for test, lint, typecheck, format and screenshots.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
 .PHONY: help prerequisites venv demo test lint typecheck format serve-node serve-collector filer clean bench bench-load bench-stream screenshots
@@ -11,6 +13,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo             run node + collector on loopback with demo captures (DEMO_PORTS=19001,19002)"
 	@echo "make test             run the whole test suite"
+	@echo "make venv             .venv with what runs only (production); test and lint add requirements-dev.txt"
 	@echo "make lint             ruff check and format check, the import layering contract, mypy"
 	@echo "make typecheck        mypy with django-stubs"
 	@echo "make serve-node       gunicorn, PAR_ROLE=node, port 9002"
@@ -35,21 +38,26 @@ $(STAMP): requirements.txt | prerequisites
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $(STAMP)
 
+$(DEV_STAMP): requirements.txt requirements-dev.txt | prerequisites
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $(STAMP) $(DEV_STAMP)
+
 venv: $(STAMP)
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/mypy
 
-typecheck: $(STAMP)
+typecheck: $(DEV_STAMP)
 	$(VENV)/bin/mypy
 
-format: $(STAMP)
+format: $(DEV_STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
@@ -68,7 +76,7 @@ serve-collector: $(STAMP)
 filer: $(STAMP)
 	PAR_ROLE=node $(PY) manage.py runfiler
 
-screenshots: $(STAMP)
+screenshots: $(DEV_STAMP)
 	PAR_SCREENSHOTS_DIR=docs $(PY) -m pytest tests/collector/test_page_browser.py -q
 
 bench: $(STAMP)

@@ -1,4 +1,12 @@
-"""Who is calling: the socket peer, or behind trusted proxies the address they forward for."""
+"""Who is calling: the socket peer, or behind trusted proxies the address they forward for.
+
+django-ipware picks the caller out of ``X-Forwarded-For``, and only once the socket peer is known
+to be one of our proxies (``PAR_TRUSTED_PROXIES``, CIDRs): from anyone else no forwarding header
+is read at all, and none but ``X-Forwarded-For`` ever is (ipware would otherwise fall back to
+``X-Real-IP``, ``Forwarded`` and the like, which any client can write). ipware's trusted-proxy
+list matches by position in the chain, so the number of our proxies at the chain's end is
+counted here by network and given to it as its proxy count.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ import ipaddress
 from collections.abc import Iterable
 
 from django.conf import settings
+from ipware import get_client_ip
 
 from engine.flow import IPAddress
 
@@ -68,17 +77,28 @@ def caller(request) -> tuple[IPAddress | None, str]:
     if peer is None or not in_any(peer, proxies):
         return peer, "no readable peer address"
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-    hops = [hop for hop in forwarded.split(",") if hop.strip()][-_MAX_HOPS:]
-    if not hops:
+    texts = [text for text in forwarded.split(",") if text.strip()]
+    if not texts:
         # A proxy forwards for someone: taking the proxy itself as the caller would let anyone
         # in through it when it runs on an allowed address (nginx on the node host, loopback).
         return None, f"trusted proxy {peer} sent no X-Forwarded-For"
-    caller = peer
-    for text in reversed(hops):
-        if not in_any(caller, proxies):
-            break
+    # Our proxies at the chain's end, after the peer: the caller is the first entry from the right
+    # that is not one of them. Entries left of it were written by the caller: never read here.
+    ours, window = 0, texts[-_MAX_HOPS:]
+    for text in reversed(window):
         hop = parse_hop(text)
         if hop is None:
             return None, f"trusted proxy {peer} sent an unreadable X-Forwarded-For"
-        caller = hop
-    return caller, ""
+        if not in_any(hop, proxies) or ours == len(window) - 1:
+            break
+        ours += 1
+    found, _routable = get_client_ip(
+        request,
+        proxy_order="left-most",
+        proxy_count=ours,
+        request_header_order=["HTTP_X_FORWARDED_FOR"],
+        strict=False,
+    )
+    if found is None:
+        return None, f"trusted proxy {peer} forwarded for no usable address"
+    return plain_address(ipaddress.ip_address(found)), ""

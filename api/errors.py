@@ -16,6 +16,13 @@ def error_response(message: str, status_code: int) -> JsonResponse:
     return JsonResponse({"error": message}, status=status_code)
 
 
+def refusal_response(message: str, status_code: int, reason: str) -> JsonResponse:
+    """``error_response`` with why it refused, as /metrics counts it (``par_refusals_total``)."""
+    response = error_response(message, status_code)
+    response.par_refusal = reason  # type: ignore[attr-defined]
+    return response
+
+
 def too_large_message(estimate_bytes: int, estimate_packets: int, maximum: int) -> str:
     """The 413 of an answer estimated over PAR_MAX_ANSWER_BYTES without limit_bytes (node and collector)."""
     return (
@@ -45,6 +52,8 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     response.data = {"error": _message(detail)}
     if response.status_code == status.HTTP_403_FORBIDDEN and isinstance(exc, exceptions.NotAuthenticated):
         response.status_code = status.HTTP_401_UNAUTHORIZED
+    if isinstance(exc, exceptions.APIException):
+        response.par_refusal = exc.default_code  # type: ignore[attr-defined]  # counted by api.metrics
     return response
 
 

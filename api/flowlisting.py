@@ -1,4 +1,4 @@
-"""The /flows answer (SPEC "GET /flows"): one JSON shape for node and collector, and its CSV form (RFC 4180).
+"""The /flows answer (docs/SPEC.md "GET /flows"): one JSON shape for node and collector, and its CSV form (RFC 4180).
 
 A listing of many rows is written as text straight from the engine's columns (``flows_json``,
 ``columns_csv``): one format per row, the same bytes ``json.dumps`` and ``csv`` write from the
@@ -12,49 +12,61 @@ import csv
 import io
 import json
 from collections.abc import Iterable
-from typing import TypedDict
+from dataclasses import astuple, dataclass
+from typing import Annotated, TypedDict, cast, get_args, get_type_hints
 
+from api.spreadsheet import safe_cell
 from api.times import format_iso, format_iso_many
 from engine.flows import FlowColumns, FlowListing, FlowRow
 
-CSV_COLUMNS = (
-    "node",
-    "proto",
-    "src_addr",
-    "src_port",
-    "dst_addr",
-    "dst_port",
-    "community_id",
-    "first",
-    "last",
-    "packets",
-    "bytes",
-    "approximate",
-)
 CSV_TYPE = "text/csv; charset=utf-8"
-# One row as json.dumps writes a FlowDict (default separators), without and with "approximate".
-ROW_JSON = (
-    '{"proto": %d, "src_addr": "%s", "src_port": %d, "dst_addr": "%s", "dst_port": %d, '
-    '"community_id": "%s", "first": "%s", "last": "%s", "packets": %d, "bytes": %d}'
-)
-ROW_JSON_APPROXIMATE = ROW_JSON[:-1] + ', "approximate": true}'
-ROW_CSV = "%s,%d,%s,%d,%s,%d,%s,%s,%s,%d,%d,%s\r\n"
-_CSV_SPECIAL = frozenset(',"\r\n')
+
+
+@dataclass(frozen=True)
+class Shown:
+    """How a field of the flow row is shown: its kind (``int``, ``text``, ``address``, ``time``,
+    ``flag``), its description in the OpenAPI document, whether every row has it."""
+
+    kind: str
+    help: str = ""
+    required: bool = True
 
 
 class FlowDict(TypedDict, total=False):
-    node: str
-    proto: int
-    src_addr: str
-    src_port: int
-    dst_addr: str
-    dst_port: int
-    community_id: str
-    first: str
-    last: str
-    packets: int
-    bytes: int
-    approximate: bool
+    """One row of a /flows answer, declared once: its JSON and CSV forms (``ROW_JSON``, ``ROW_CSV``,
+    ``CSV_COLUMNS``) and its OpenAPI shape (``api.serializers.FlowRowSerializer``) are derived from it."""
+
+    node: Annotated[str, Shown("text", "the node that saw it (collector answers)", required=False)]
+    proto: Annotated[int, Shown("int", "IP protocol number")]
+    src_addr: Annotated[str, Shown("address")]
+    src_port: Annotated[int, Shown("int", "for ICMP: the message type")]
+    dst_addr: Annotated[str, Shown("address")]
+    dst_port: Annotated[int, Shown("int", "for ICMP: the reply's type, or the code")]
+    community_id: Annotated[str, Shown("text", "Community ID v1, seed 0")]
+    first: Annotated[str, Shown("time", "its first packet in the files read (ISO 8601, UTC, ns)")]
+    last: Annotated[str, Shown("time", "its last packet in the files read")]
+    packets: Annotated[int, Shown("int")]
+    bytes: Annotated[int, Shown("int", "original lengths, summed")]
+    approximate: Annotated[
+        bool, Shown("flag", "true when the counts may include packets outside the window", required=False)
+    ]
+
+
+FLOW_FIELDS: dict[str, Shown] = {
+    name: get_args(hint)[1] for name, hint in get_type_hints(FlowDict, include_extras=True).items()
+}
+CSV_COLUMNS = tuple(FLOW_FIELDS)
+# The fields every row has, between the optional ``node`` (first) and ``approximate`` (last).
+_ALWAYS = [name for name, shown in FLOW_FIELDS.items() if shown.required]
+# One row as json.dumps writes a FlowDict (default separators), without and with "approximate".
+ROW_JSON = (
+    "{"
+    + ", ".join(f'"{name}": ' + ("%d" if FLOW_FIELDS[name].kind == "int" else '"%s"') for name in _ALWAYS)
+    + "}"
+)
+ROW_JSON_APPROXIMATE = ROW_JSON[:-1] + ', "approximate": true}'
+ROW_CSV = ",".join("%d" if shown.kind == "int" else "%s" for shown in FLOW_FIELDS.values()) + "\r\n"
+_CSV_SPECIAL = frozenset(',"\r\n')
 
 
 class FlowsAnswer(TypedDict):
@@ -65,49 +77,26 @@ class FlowsAnswer(TypedDict):
 
 
 def flow_dict(row: FlowRow, node: str | None = None) -> FlowDict:
-    """One row as the answer shows it; ``approximate`` only where it is true."""
-    shown = FlowDict(
-        proto=row.proto,
-        src_addr=row.src_addr,
-        src_port=row.src_port,
-        dst_addr=row.dst_addr,
-        dst_port=row.dst_port,
-        community_id=row.community_id,
-        first=format_iso(row.first_ns),
-        last=format_iso(row.last_ns),
-        packets=row.packets,
-        bytes=row.bytes,
-    )
-    if node is not None:
-        shown = FlowDict(node=node, **shown)
-    if row.approximate:
-        shown["approximate"] = True
-    return shown
+    """One row as the answer shows it; ``approximate`` only where it is true (the reference of ``flow_dicts``)."""
+    values = (*astuple(row)[:6], format_iso(row.first_ns), format_iso(row.last_ns), row.packets, row.bytes)
+    return _shown(values, row.approximate, node)
 
 
 def flow_dicts(columns: FlowColumns, node: str | None = None) -> list[FlowDict]:
     """Every row as ``flow_dict`` shows it, written from the listing's columns (times by numpy)."""
-    rows: list[FlowDict] = []
-    append = rows.append
-    for (proto, src, sport, dst, dport, cid, first, last, packets, size), approximate in zip(
-        _row_values(columns), columns.approximate, strict=True
-    ):
-        shown = FlowDict(
-            proto=proto,
-            src_addr=src,
-            src_port=sport,
-            dst_addr=dst,
-            dst_port=dport,
-            community_id=cid,
-            first=first,
-            last=last,
-            packets=packets,
-            bytes=size,
-        )
-        if approximate:
-            shown["approximate"] = True
-        append(shown if node is None else FlowDict(node=node, **shown))
-    return rows
+    return [
+        _shown(values, approximate, node)
+        for values, approximate in zip(_row_values(columns), columns.approximate, strict=True)
+    ]
+
+
+def _shown(values: tuple, approximate: bool, node: str | None) -> FlowDict:
+    shown = cast(FlowDict, dict(zip(_ALWAYS, values, strict=True)))
+    if node is not None:
+        shown = cast(FlowDict, {"node": node, **shown})
+    if approximate:
+        shown["approximate"] = True
+    return shown
 
 
 def flows_answer(start_ns: int, end_ns: int, listing: FlowListing, node: str | None = None) -> FlowsAnswer:
@@ -120,18 +109,25 @@ def flows_answer(start_ns: int, end_ns: int, listing: FlowListing, node: str | N
 
 
 def flows_csv(flows: Iterable[FlowDict]) -> str:
-    """The rows as CSV: a header row, CRLF line ends, fields quoted where RFC 4180 needs it."""
+    """The rows as CSV: a header row, CRLF line ends, fields quoted where RFC 4180 needs it.
+
+    A text cell a spreadsheet would run as a formula is written as text (``api.spreadsheet``).
+    """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for flow in flows:
         values = {**flow, "approximate": "true" if flow.get("approximate") else "false"}
-        writer.writerow([values.get(column, "") for column in CSV_COLUMNS])
+        writer.writerow([_cell(values.get(column, "")) for column in CSV_COLUMNS])
     return out.getvalue()
 
 
+def _cell(value: object) -> object:
+    return safe_cell(value) if isinstance(value, str) else value
+
+
 def _row_values(columns: FlowColumns) -> Iterable[tuple]:
-    """Each row's values in ROW_JSON's order, times as ISO text."""
+    """Each row's values in ROW_JSON's order (the fields every row has), times as ISO text."""
     return zip(
         columns.proto,
         columns.src_addr,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 
-from parsite.version import API_VERSION, VERSION
+from api.version import API_VERSION, VERSION
 
 _STARTED = time.monotonic()
 

@@ -2,6 +2,8 @@
 
 from rest_framework import serializers
 
+from api.flowlisting import FLOW_FIELDS, Shown
+
 
 class ErrorSerializer(serializers.Serializer):
     error = serializers.CharField()
@@ -15,21 +17,28 @@ class PingSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=["collector", "node"])
 
 
-class FlowRowSerializer(serializers.Serializer):
-    node = serializers.CharField(required=False, help_text="the node that saw it (collector answers)")
-    proto = serializers.IntegerField(help_text="IP protocol number")
-    src_addr = serializers.IPAddressField()
-    src_port = serializers.IntegerField(help_text="for ICMP: the message type")
-    dst_addr = serializers.IPAddressField()
-    dst_port = serializers.IntegerField(help_text="for ICMP: the reply's type, or the code")
-    community_id = serializers.CharField(help_text="Community ID v1, seed 0")
-    first = serializers.DateTimeField(help_text="its first packet in the files read (ISO 8601, UTC, ns)")
-    last = serializers.DateTimeField(help_text="its last packet in the files read")
-    packets = serializers.IntegerField()
-    bytes = serializers.IntegerField(help_text="original lengths, summed")
-    approximate = serializers.BooleanField(
-        required=False, help_text="true when the counts may include packets outside the window"
+_FIELD_OF_KIND: dict[str, type[serializers.Field]] = {
+    "int": serializers.IntegerField,
+    "text": serializers.CharField,
+    "address": serializers.IPAddressField,
+    "time": serializers.DateTimeField,
+    "flag": serializers.BooleanField,
+}
+
+
+def _flow_row_field(shown: Shown) -> serializers.Field:
+    field = _FIELD_OF_KIND[shown.kind]
+    return (
+        field(required=shown.required, help_text=shown.help) if shown.help else field(required=shown.required)
     )
+
+
+# One /flows row, as api.flowlisting.FlowDict declares it.
+FlowRowSerializer = type(
+    "FlowRowSerializer",
+    (serializers.Serializer,),
+    {"__module__": __name__, **{name: _flow_row_field(shown) for name, shown in FLOW_FIELDS.items()}},
+)
 
 
 class FlowWindowSerializer(serializers.Serializer):

@@ -1,4 +1,4 @@
-"""Times of a query, read in exactly one way or refused (SPEC "Selecting packets", Times).
+"""Times of a query, read in exactly one way or refused (docs/SPEC.md "Selecting packets", Times).
 
 Accepted, case-insensitive, surrounding blanks ignored:
 
@@ -245,10 +245,17 @@ def format_epoch(ns: int) -> str:
     return f"{ns // NS}.{ns % NS:09d}"
 
 
-def format_iso(ns: int) -> str:
-    """ISO 8601 in UTC with nanoseconds: ``2026-12-01T05:40:00.123456789Z``."""
+def format_iso(ns: int, *, short: bool = False) -> str:
+    """ISO 8601 in UTC with nanoseconds: ``2026-12-01T05:40:00.123456789Z``.
+
+    ``short`` drops the fraction's trailing zeros, and a zero fraction, as log lines write a time
+    (``2026-12-01T05:40:00Z``, ``...T05:40:00.5Z``); the value stays exact.
+    """
     seconds, fraction = divmod(ns, NS)
-    return (_EPOCH_START + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S") + f".{fraction:09d}Z"
+    text = (_EPOCH_START + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+    if not short:
+        return f"{text}.{fraction:09d}Z"
+    return f"{text}.{fraction:09d}".rstrip("0").rstrip(".") + "Z"
 
 
 def format_iso_many(ns: np.ndarray | list[int]) -> list[str]:

@@ -187,6 +187,7 @@ class NodeGrants:
     all_nodes: bool
     nodes: Any
     pk: Any
+    who = "this API key"  # who holds the grant, as an answer names it
 
     @property
     def holder(self) -> str:
@@ -198,11 +199,13 @@ class NodeGrants:
         raise NotImplementedError
 
     @property
+    def rate_id(self) -> int:
+        """The number its requests are counted under (``collector.limits.RequestRate``)."""
+        raise NotImplementedError
+
+    @property
     def every_node(self) -> bool:
         return self.admin or self.all_nodes
-
-    def may_query(self, node_id: int) -> bool:
-        return self.may_query_all([node_id])
 
     def may_query_all(self, node_ids: Iterable[int]) -> bool:
         """Whether every node of ``node_ids`` is granted (one query at most)."""
@@ -298,6 +301,10 @@ class ApiKey(NodeGrants, models.Model):
     def holder(self) -> str:
         return f"key:{self.pk}"
 
+    @property
+    def rate_id(self) -> int:
+        return self.pk
+
     def log_identity(self) -> tuple[str, Any]:
         return self.prefix, None
 
@@ -330,12 +337,14 @@ _GRANTED = {
 }
 
 # Defined beside, registered here: Django finds an app's models in its models module.
+from collector.jobs.model import Export  # noqa: E402
 from collector.limits import KeyStream, RequestRate  # noqa: E402
 from collector.requestlog import NodeOutcome, RequestLog  # noqa: E402
 from collector.usergrants import UserGrant  # noqa: E402
 
 __all__ = [
     "ApiKey",
+    "Export",
     "KeyStream",
     "Node",
     "NodeGrants",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .formats import CaptureWriter, Record, pcapng
+from .formats import CaptureWriter, pcapng
+from .formats.capture import MAX_CAPLEN
 from .formats.writer import pcapng_block
 
 IF_NAME = 2
@@ -15,6 +16,8 @@ IF_TSRESOL = 9
 # Enhanced Packet Block's header, trailer and at most 3 bytes of padding.
 PCAP_RECORD_OVERHEAD = 16
 PCAPNG_RECORD_OVERHEAD = 35
+# The most one record can add to an answer: its longest frame, in a pcapng block.
+MAX_RECORD_BYTES = PCAPNG_RECORD_OVERHEAD + MAX_CAPLEN
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,20 @@ class Limits:
 
     packets: int | None = None
     bytes: int | None = None
+
+    def bound(self, packets: int, size: int, header: int) -> tuple[int, int]:
+        """(packets, bytes) an answer estimated at ``packets`` and ``size`` holds at most once ended here.
+
+        ``header`` bounds the answer's file header: ``limit_packets=10`` is never more than ten of
+        the longest records after it, whatever the selection holds. The file header always goes
+        out whole, even past ``bytes`` (a pcapng header with long interface names).
+        """
+        if self.packets is not None and self.packets < packets:
+            packets = self.packets
+            size = min(size, header + packets * MAX_RECORD_BYTES)
+        if self.bytes is not None:
+            size = min(size, max(self.bytes, header))
+        return packets, size
 
 
 class PcapngWriter(CaptureWriter):
@@ -48,27 +65,3 @@ class PcapngWriter(CaptureWriter):
 
 def _option(code: int, value: bytes) -> bytes:
     return struct.pack("<HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
-
-
-def answer_stream(
-    writer: CaptureWriter, records: Iterable[Record], limits: Limits | None, chunk_size: int = 1 << 16
-) -> Iterator[bytes]:
-    """The header, then the records in chunks, stopping before a limit would be passed."""
-    if limits is None or (limits.packets is None and limits.bytes is None):
-        yield from writer.stream(records, chunk_size)
-        return
-    header = writer.header()
-    parts, size, total, count = [header], len(header), len(header), 0
-    for record in records:
-        if limits.packets is not None and count >= limits.packets:
-            break
-        data = writer.record(record)
-        if limits.bytes is not None and total + len(data) > limits.bytes:
-            break
-        parts.append(data)
-        size, total, count = size + len(data), total + len(data), count + 1
-        if size >= chunk_size:
-            yield b"".join(parts)
-            parts, size = [], 0
-    if parts:
-        yield b"".join(parts)

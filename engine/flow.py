@@ -1,6 +1,6 @@
 """What a query asks for: the flows a selection names, both directions, in a time window.
 
-A ``Selection`` holds every selector of SPEC "Selecting packets", each optional: an address or
+A ``Selection`` holds every selector of docs/SPEC.md "Selecting packets", each optional: an address or
 network per end, a port per end, an IP protocol, a Community ID. ``src_*`` and ``dst_*`` are the
 two ends of a flow in either order ("Direction"): a flow matches when one end satisfies every
 ``src_*`` given and the other end every ``dst_*`` given. With no protocol given, a port selects
@@ -147,17 +147,13 @@ class Selection:
         """True when the flow (a, a_port) <-> (b, b_port) of ``proto`` matches, Community ID aside.
 
         Addresses are 16 bytes (``address16``). The Community ID, when asked for, is a property of
-        the flow's fields the caller computes (``engine.communityid``): see ``matches_community``.
+        the flow's fields the caller computes (``engine.communityid``) and compares with ``community_id``.
         """
         protocols = self.protocols
         if protocols is not None and proto not in protocols:
             return False
         end = self.end_matches
         return (end(0, a, a_port) and end(1, b, b_port)) or (end(0, b, b_port) and end(1, a, a_port))
-
-    def matches_community(self, community_id: str) -> bool:
-        """True when no Community ID is asked for, or ``community_id`` is it."""
-        return self.community_id is None or self.community_id == community_id
 
 
 def _inside(address: bytes, bounds: tuple[bytes, bytes] | None) -> bool:

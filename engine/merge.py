@@ -11,7 +11,7 @@ timestamp resolution: no precision is ever converted, so none is lost.
 
 With ``limits`` (``engine.answer.Limits``), the merged answer ends cleanly at a record boundary, in
 time order: after the first ``packets`` records, before ``bytes`` bytes (its header included) are
-exceeded, as one node's answer does (``engine.answer.answer_stream``).
+exceeded, as one node's answer does.
 
 Errors: a stream that is not a capture, or ends inside a record, raises ``StreamError``
 (``read_header``, ``next_batch``); in ``Merger.stream`` that and any failure of a stream's

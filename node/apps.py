@@ -13,6 +13,11 @@ class NodeConfig(AppConfig):
 
     def ready(self) -> None:
         checks.register(check_node_directories, "node")
+        from engine.index import on_damaged_index
+        from node.indexdamage import index_damaged
+
+        on_damaged_index(index_damaged)
+
         from engine.formats import archived
 
         # Archived captures (<name>.archived) are read from this endpoint, whatever PAR_ARCHIVE_URL.

@@ -59,6 +59,7 @@ from engine.formats.seekable import LEVEL
 from engine.formats.source import ZSTD_SUFFIX
 from engine.index import TEMP_INDEX_PATTERN, FlowIndex, IndexUnusable, build_index, index_path, open_index
 from engine.index.read import capture_fingerprint
+from engine.index.summary import SUMMARY_SUFFIX
 from node import filerstats, retention, store, tiers
 from node.faults import crash_point
 from node.jobs import Workers
@@ -145,8 +146,9 @@ def _filer_lock(path: Path, *, wait: bool) -> Iterator[None]:
 def _temp_name(prefix: str) -> re.Pattern[str]:
     """Names of the temporary files written into the tree: our copies, the index builder's, the compressor's."""
     capture = rf"\.{re.escape(prefix)}\.[0-9]+"
+    summary = rf"\.{re.escape(prefix + SUMMARY_SUFFIX)}\.[0-9]+{re.escape(durable.TEMP_SUFFIX)}"
     compressing = re.escape(ZSTD_SUFFIX) + r"\.[0-9]+" + re.escape(durable.TEMP_SUFFIX)
-    return re.compile(rf"{capture}(?:{re.escape(COPY_SUFFIX)}|{TEMP_INDEX_PATTERN}|{compressing})")
+    return re.compile(rf"{capture}(?:{re.escape(COPY_SUFFIX)}|{TEMP_INDEX_PATTERN}|{compressing})|{summary}")
 
 
 def remove_stale_temps(directory: Path, prefix: str) -> list[Path]:
@@ -244,6 +246,14 @@ def damaged_index_logged(src: Path, index: Path) -> None:
         )
 
 
+def summarise(directory: Path, prefix: str, *, rebuild: bool = False) -> None:
+    """Bring an hour directory's summary up to its indexes; a failure is logged (queries then open each index)."""
+    try:
+        store.refresh_summary(directory, prefix, rebuild=rebuild)
+    except OSError as exc:
+        log.warning("Cannot write the summary of %s: %s; its files are searched one by one", directory, exc)
+
+
 def plan_filing(src: Path, options: FilerOptions, cleaned: set[Path] | None = None) -> Planned | Filed:
     """Log and prepare the filing of ``src`` (hold the tree lock); Filed when nothing is left to index.
 
@@ -306,14 +316,6 @@ def finish_filing(planned: Planned, outcome: int | str, compressed: bool = False
     move_capture(planned.src, planned.dest)
     crash_point("moved")
     return Filed(planned.dest, planned.bytes, packets, indexed)
-
-
-def file_capture(src: Path, options: FilerOptions) -> Filed:
-    """Index and move one finished capture file into its hour directory (hold the tree lock)."""
-    planned = plan_filing(src, options)
-    if isinstance(planned, Filed):
-        return planned
-    return finish_filing(planned, build_outcome(planned.src, index_path(planned.dest)))
 
 
 def check_dirs(options: FilerOptions) -> None:
@@ -380,14 +382,14 @@ def file_pending(options: FilerOptions, stop: threading.Event | None = None) -> 
     building: deque[tuple[Planned, Future[int | str]]] = deque()
 
     compress = options.compress == "zstd" and not options.simulate
+    touched: set[Path] = set()  # hour directories filed into: their summaries are brought up to date
 
     def finish_oldest() -> None:
         planned, future = building.popleft()
-        _count(
-            summary,
-            _attempt(planned.src, summary, lambda: finish_filing(planned, future.result(), compress)),
-            False,
-        )
+        filed = _attempt(planned.src, summary, lambda: finish_filing(planned, future.result(), compress))
+        if filed is not None:
+            touched.add(filed.dest.parent)
+        _count(summary, filed, False)
 
     with Workers(1 if options.simulate else options.jobs) as workers:
         for src in listed.pending:
@@ -396,6 +398,8 @@ def file_pending(options: FilerOptions, stop: threading.Event | None = None) -> 
                 break
             planned = _attempt(src, summary, partial(plan_filing, src, options, cleaned))
             if not isinstance(planned, Planned):
+                if planned is not None and not options.simulate:
+                    touched.add(planned.dest.parent)
                 _count(summary, planned, options.simulate)
                 continue
             out = index_path(planned.dest)
@@ -409,6 +413,8 @@ def file_pending(options: FilerOptions, stop: threading.Event | None = None) -> 
                 finish_oldest()
         while building:
             finish_oldest()
+    for directory in sorted(touched):
+        summarise(directory, options.prefix)
     summary.seconds = time.monotonic() - started
     return summary
 

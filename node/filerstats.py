@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from engine.durable import atomic_write
 
 STATS_FILE = "filer-stats.json"
 
@@ -84,9 +85,8 @@ def record_tiers(data_dir: Path, summary) -> FilerStats:
 
 def _write(data_dir: Path, stats: FilerStats) -> None:
     path = Path(data_dir) / STATS_FILE
-    tmp = path.with_name(f".{STATS_FILE}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(asdict(stats)))
-        os.replace(tmp, path)
+        with atomic_write(path, mode=0o600) as out:  # 0600 whatever the umask, as every data file
+            out.write(json.dumps(asdict(stats)).encode())
     except OSError as exc:
         log.warning("cannot keep the filer's counts in %s: %s", path, exc.strerror)

@@ -11,6 +11,7 @@ from pathlib import Path
 from engine.formats.archived import ArchiveRecord
 from engine.formats.source import capture_name, tier_of
 from engine.index import INDEX_SUFFIX, capture_span
+from node.indexdamage import damaged_index_count
 from node.store import capture_dir_files, name_epoch
 
 CAPTURE_TOOLS = ("daemonlogger", "tcpdump", "dumpcap", "netsniff-ng")
@@ -217,6 +218,7 @@ def node_status(capture_dir: Path, filer_dir: Path, prefix: str) -> dict:
             "future": [path.name for path in waiting.future][:10],
             "complete": filed.complete and capture.complete,
             "errors": (capture.errors + filed.errors)[:10],
+            "damaged_indexes": damaged_index_count(),
             "tiers": {
                 **{tier: facts.as_json() for tier, facts in filed.tiers.items()},
                 "archive": archive_status(),

@@ -28,7 +28,7 @@ def refuse_placeholders(prefixes: tuple[str, ...] = ("PAR_", "DJANGO_", "DATABAS
     if left:
         raise ImproperlyConfigured(
             f"{', '.join(left)} still hold{'s' if len(left) == 1 else ''} the sample's {PLACEHOLDER!r} "
-            'placeholder: set a real value (README "Deployment" shows how to generate secrets)'
+            'placeholder: set a real value (docs/operator.md "Deployment" shows how to generate secrets)'
         )
 
 

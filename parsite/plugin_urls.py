@@ -20,7 +20,7 @@ from django.urls import URLPattern, URLResolver, include, path
 from django.utils.module_loading import import_string
 from rest_framework.views import APIView
 
-from parsite.plugins import PluginConfig, registry
+from api.plugins import PluginConfig, registry
 
 # The view every route of a role derives from: its checks are the plugins' checks.
 ROLE_BASE_VIEWS = {

@@ -1,4 +1,4 @@
-"""Settings for both roles, read from the environment (see SPEC.md "Configuration")."""
+"""Settings for both roles, read from the environment (see docs/SPEC.md "Configuration")."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import contextlib
 import os
 import re
 import secrets
+import sys
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from api.version import VERSION
 from engine.durable import atomic_write
 from parsite.envconf import (
     env_bool,
@@ -27,7 +29,6 @@ from parsite.envconf import (
 )
 from parsite.logs import log_format, logging_config
 from parsite.plugins import load_plugins, parse_plugins_config
-from parsite.version import VERSION
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -89,7 +90,7 @@ PAR_PLUGINS = env_list("PAR_PLUGINS", "")
 _plugins = load_plugins(PAR_PLUGINS, parse_plugins_config(env_str("PAR_PLUGINS_CONFIG", "")), role=PAR_ROLE)
 PAR_PLUGINS_CONFIG = _plugins.settings
 
-# Private: it holds the secrets below and, on a collector, the database (README "Deployment").
+# Private: it holds the secrets below and, on a collector, the database (docs/operator.md "Deployment").
 PAR_DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 # The index build's compiled code (engine/native.py) is cached beside it; a read-only code tree
 # keeps it in PAR_DATA_DIR instead, so each process loads it rather than compiling it again.
@@ -122,6 +123,35 @@ def _read_secret(path: Path, if_replaced: str) -> str:
     return value
 
 
+# --- Exports: long answers as jobs (collector/jobs/, docs/exports.md) --------------------------
+
+PAR_EXPORT_DIR = env_path("PAR_EXPORT_DIR", PAR_DATA_DIR / "exports")
+PAR_EXPORT_TTL = env_float("PAR_EXPORT_TTL", 24.0, minimum=0.0)  # hours a finished file is kept
+PAR_KEY_EXPORTS = env_int("PAR_KEY_EXPORTS", 2, minimum=1)  # jobs per key queued or running at once
+PAR_EXPORT_MAX_BYTES = env_int("PAR_EXPORT_MAX_BYTES", 64 << 30, minimum=0)
+PAR_EXPORT_ATTEMPTS = env_int("PAR_EXPORT_ATTEMPTS", 3, minimum=1)
+# A running job's worker writes its progress every second; one silent this long has died.
+PAR_EXPORT_LEASE = env_float("PAR_EXPORT_LEASE", 30.0, minimum=1.0)
+# Finished files are deleted, oldest first, while the export directory's disk has less free.
+PAR_EXPORT_MIN_FREE = env_int("PAR_EXPORT_MIN_FREE", 2 << 30, minimum=0)
+# Jobs run on Django's task API (the django-tasks backport): on the collector's database by
+# default, on Redis through RQ when PAR_TASKS_URL is redis://... (several collectors).
+PAR_TASKS_URL = env_str("PAR_TASKS_URL", "").strip()
+EXPORT_QUEUE = "par-exports"
+# Both backends' apps are installed whichever is used, so the schema (`manage.py migrate`) is the
+# same, and a collector can move from one to the other by PAR_TASKS_URL alone.
+_TASK_APPS = ["django_tasks", "django_tasks_db", "django_rq"]
+if PAR_TASKS_URL and not PAR_TASKS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured("PAR_TASKS_URL must be empty (the database) or redis://HOST:PORT/DB")
+if PAR_TASKS_URL:
+    TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": [EXPORT_QUEUE]}}
+else:
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": [EXPORT_QUEUE]}}
+# No RQ timeout of its own: a job ends when its merge does, or when it is cancelled.
+# django-rq's admin dashboard (and the unauthenticated-by-session stats URLs it mounts) stays off.
+RQ_SHOW_ADMIN_LINK = False
+RQ_QUEUES = {EXPORT_QUEUE: {"URL": PAR_TASKS_URL or "redis://127.0.0.1:6379/0", "DEFAULT_TIMEOUT": -1}}
+
 # --- Django ----------------------------------------------------------------
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
@@ -134,37 +164,63 @@ PAR_KEY_PEPPER = os.environ.get("PAR_KEY_PEPPER") or _persistent_secret(
 )
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 
-INSTALLED_APPS = [
-    "django.contrib.admin",
-    "django.contrib.auth",
-    "django.contrib.contenttypes",
-    "django.contrib.sessions",
-    "django.contrib.messages",
+# Each role installs and loads only its own app and what it needs: a node (and its filer's every
+# pass) imports no collector code, no admin, sessions or users, no django-axes; a collector no node.
+# Both serve /schema and /docs (drf-spectacular). The test process runs both roles' views in
+# process: tests/settings.py adds the node's app to a collector's.
+_SHARED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "node.apps.NodeConfig",
-    "collector.apps.CollectorConfig",
-] + _plugins.apps  # the plugins that apply to this role
+]
+if PAR_ROLE == "collector":
+    INSTALLED_APPS = [
+        "django.contrib.admin",
+        "django.contrib.auth",
+        "django.contrib.contenttypes",
+        "django.contrib.sessions",
+        "django.contrib.messages",
+        *_SHARED_APPS,
+        "collector.apps.CollectorConfig",
+        *_TASK_APPS,  # the export jobs' task backend (above, "Exports")
+        "axes",
+    ]
+else:
+    INSTALLED_APPS = [*_SHARED_APPS, "node.apps.NodeConfig"]
+    # DRF imports django.contrib.postgres (and with it psycopg) when it can, for model fields a
+    # node never has: a node has no database to speak of, so the import is refused instead.
+    sys.modules.setdefault("django.contrib.postgres", None)  # type: ignore[arg-type]
+INSTALLED_APPS += _plugins.apps  # the plugins that apply to this role
 
 MIDDLEWARE = [
     "api.metrics.RequestMetricsMiddleware",  # first: it times every answer, static files too
+    "api.headers.AnswerHeaders",  # security headers, CSP and no-store on every answer; TRACE refused
     *(["api.streamgate.CallsFirstMiddleware"] if PAR_ROLE == "node" else []),  # downloads wait for calls
     # Then, on a node, nobody outside its ACL goes further, whatever else the request holds.
     *(["node.acl.RefuseOtherCallers"] if PAR_ROLE == "node" else []),
     "django.middleware.security.SecurityMiddleware",
-    "parsite.staticfiles.CollectorStaticFilesMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    *(
+        [
+            "parsite.staticfiles.CollectorStaticFilesMiddleware",
+            "django.contrib.sessions.middleware.SessionMiddleware",
+        ]
+        if PAR_ROLE == "collector"
+        else []
+    ),
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    *(
+        [
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+            "django.contrib.messages.middleware.MessageMiddleware",
+        ]
+        if PAR_ROLE == "collector"
+        else []
+    ),
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    *(["axes.middleware.AxesMiddleware"] if PAR_ROLE == "collector" else []),  # last, as django-axes requires
 ]
-if PAR_ROLE == "collector":
-    INSTALLED_APPS.append("axes")
-    MIDDLEWARE.append("axes.middleware.AxesMiddleware")  # last, as django-axes requires
 
 ROOT_URLCONF = f"parsite.urls_{PAR_ROLE}"
 WSGI_APPLICATION = "parsite.wsgi.application"
@@ -178,8 +234,14 @@ TEMPLATES = [
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
-                "django.contrib.auth.context_processors.auth",
-                "django.contrib.messages.context_processors.messages",
+                *(
+                    [
+                        "django.contrib.auth.context_processors.auth",
+                        "django.contrib.messages.context_processors.messages",
+                    ]
+                    if PAR_ROLE == "collector"
+                    else []
+                ),
             ],
         },
     },
@@ -287,7 +349,7 @@ WHITENOISE_USE_FINDERS = not _COLLECTED
 if PAR_ROLE == "collector":
     STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns at every start about a missing one
 
-# --- Security (production values documented in README "Deployment") --------
+# --- Security (production values documented in docs/operator.md "Deployment") --------
 
 # Cookies (admin only) travel over TLS only, unless explicitly turned off for
 # a plain-HTTP loopback setup such as `make demo`.
@@ -302,6 +364,9 @@ SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
 if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+# A sensor's API answers collectors, never a browser: the HSTS preload list is no place for it,
+# and `check --deploy` need not say so on every node.
+SILENCED_SYSTEM_CHECKS = ["security.W021"] if PAR_ROLE == "node" else []
 
 # --- REST framework -----------------------------------------------------------
 
@@ -334,4 +399,5 @@ SPECTACULAR_SETTINGS = {
 # --- Logging: one line per event on stderr, scrubbed of secrets (parsite/logs.py) -----------
 
 PAR_LOG_FORMAT = log_format()  # plain, or json: one object per line for a SIEM
+LOGGING_CONFIG = "parsite.logs.configure"
 LOGGING = logging_config(PAR_LOG_FORMAT, os.environ.get("PAR_LOG_LEVEL", "INFO").upper())

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 
 
-# The production settings the README documents ("Deployment"); check --deploy must pass with them.
+# The production settings docs/operator.md documents ("Deployment"); check --deploy must pass with them.
 PRODUCTION_ENV = {
     "DJANGO_DEBUG": "false",
     "DJANGO_SECRET_KEY": "x7Gk2-pL9qW4zR8vN1mB5tY3cH6jD0sF-aE7uI2oP4lK9wQ1zX5nM8bV3cT6yR0",

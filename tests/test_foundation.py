@@ -129,7 +129,7 @@ def test_a_node_with_missing_directories_fails_its_checks(tmp_path):
 
 def test_version_flag_prints_both_versions():
     result = run([sys.executable, "manage.py", "--version"])
-    from parsite.version import API_VERSION, VERSION
+    from api.version import API_VERSION, VERSION
 
     assert result.returncode == 0
     assert VERSION in result.stdout and API_VERSION in result.stdout
@@ -180,6 +180,9 @@ def test_both_roles_answer_ping_under_gunicorn(tmp_path):
         answer = requests.get(f"{node.url}/ping", timeout=5)
         assert answer.status_code == 200
         assert answer.json()["role"] == "node"
+    from tests.collector.live import manage
+
+    manage(env, "migrate", "--noinput")  # a collector refuses to start on a database that lacks one
     with gunicorn("collector", env) as collector:
         answer = requests.get(f"{collector.url}/ping", timeout=5)
         assert answer.status_code in (200, 401)  # a valid key is required once keys exist

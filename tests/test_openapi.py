@@ -14,7 +14,7 @@ from django.test import Client, override_settings
 from drf_spectacular.generators import SchemaGenerator
 from openapi_spec_validator import validate
 
-from parsite.version import VERSION
+from api.version import VERSION
 
 ROLES = {"collector": "parsite.urls_collector", "node": "parsite.urls_node"}
 # The content types openapi-python-client turns into a typed response (others are dropped).

@@ -1,4 +1,4 @@
-"""What can go wrong, each with the exit status a script sees (README "The par client")."""
+"""What can go wrong, each with the exit status a script sees (docs/client.md)."""
 
 from __future__ import annotations
 

@@ -34,13 +34,6 @@ class FileHeader(NamedTuple):
     linktype: int  # the upper 16 bits carry FCS information
 
 
-class RecordHeader(NamedTuple):
-    seconds: int
-    fraction: int  # micro- or nanoseconds
-    caplen: int
-    orig_len: int
-
-
 # The layouts, declared once; the byte order is the file's ("<" for what we write).
 FILE_HEADER_FIELDS = "IHHiIII"
 RECORD_HEADER_FIELDS = "IIII"

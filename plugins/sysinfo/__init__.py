@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from parsite.plugins import PluginConfig
+from api.plugins import PluginConfig
 
 
 class SysinfoConfig(PluginConfig):

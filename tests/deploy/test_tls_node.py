@@ -1,4 +1,4 @@
-"""TLS between collector and node, as the README deploys it: the shipped nginx sample in front of a
+"""TLS between collector and node, as docs/operator.md deploys it: the shipped nginx sample in front of a
 node on loopback, the node as scheme https at the collector, its certificate checked.
 
 Real processes: nginx (the oracle for the sample), the node and the collector under gunicorn.

@@ -53,7 +53,7 @@ class Truth:
 
 
 def wanted(t: Truth, given: dict) -> bool:
-    """SPEC "Selecting packets", read literally."""
+    """docs/SPEC.md "Selecting packets", read literally."""
     proto = given.get("proto")
     if proto is None and ("src_port" in given or "dst_port" in given):
         if t.proto not in (6, 17, 132):

@@ -13,10 +13,16 @@ from pathlib import Path
 import pytest
 
 import pcapgen
+from node import store
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = 1_000_000_000
 SEED_FIRST, SEED_SECOND = 1432321101, 1432330109  # the seed README's example files
+
+
+def window_paths(start_ns: int, end_ns: int, **tree) -> list[Path]:
+    """The paths of the capture files a query over the window is answered from (``store.captures_for_window``)."""
+    return [file.path for file in store.captures_for_window(start_ns, end_ns, **tree)]
 
 
 def write_capture(directory: Path, epoch: int, *, seconds: float = 2.0, pps: int = 50, seed: int = 0) -> Path:
@@ -41,7 +47,7 @@ def filed_files(filer_dir: Path) -> dict[str, list[Path]]:
     """name -> every path under ``filer_dir`` holding a capture of that name (to see duplicates)."""
     found: dict[str, list[Path]] = {}
     for path in sorted(filer_dir.rglob("pcap.*")):
-        if path.is_file() and not path.name.endswith(".idx"):
+        if path.is_file() and not path.name.endswith((".idx", ".summary")):
             found.setdefault(path.name, []).append(path)
     return found
 

@@ -15,7 +15,12 @@ from parsite.envconf import plain_network
 from tests.servers import run
 
 NODE = {"ROOT_URLCONF": "parsite.urls_node", "PAR_ROLE": "node"}
-REFUSED = {"error": "this node does not answer this caller"}
+REFUSED = "this node does not answer this caller"
+
+
+def refused(reason: str) -> dict[str, str]:
+    """A node's 403 answer: the refusal, and why, in what the caller may know."""
+    return {"error": f"{REFUSED}: {reason}"}
 
 
 def nets(*cidrs: str) -> list:
@@ -46,7 +51,7 @@ def test_loopback_is_allowed_by_default():
 def test_every_route_refuses_a_caller_outside_the_allow_list(path):
     response = get(path, remote="192.0.2.7")
     assert response.status_code == 403
-    assert response.json() == REFUSED
+    assert response.json() == refused("address 192.0.2.7 is not allowed")
 
 
 @override_settings(**NODE)
@@ -95,12 +100,32 @@ def test_a_forwarded_header_cannot_get_an_allowed_peer_refused_or_disguised():
         ("10.0.0.1", " , ", None),
         ("10.0.0.1", "10.0.0.2", "10.0.0.2"),  # nothing but proxies: the last one
         ("10.0.0.1", "1.2.3.4, garbage", None),  # our proxy wrote nonsense: nobody
+        ("10.0.0.1", "garbage, 198.51.100.4", "198.51.100.4"),  # the caller's own nonsense is not read
+        ("10.0.0.1", "6.6.6.6, 198.51.100.4, 10.0.0.1, 10.0.0.2", "198.51.100.4"),
+        ("10.0.0.1", ", ".join(["10.0.0.2"] * 20), "10.0.0.2"),  # a chain longer than any real one
         ("::ffff:10.0.0.1", "198.51.100.4", "198.51.100.4"),
     ],
 )
 def test_forwarded_for_is_read_from_the_right_only_through_trusted_proxies(remote, forwarded, expected):
     found = client_ip(request_from(remote, forwarded))
     assert found == (ip_address(expected) if expected else None)
+
+
+@override_settings(PAR_TRUSTED_PROXIES=nets("10.0.0.1/32"))
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"HTTP_X_REAL_IP": "198.51.100.4"},
+        {"HTTP_FORWARDED": "for=198.51.100.4"},
+        {"HTTP_CLIENT_IP": "198.51.100.4", "HTTP_X_CLUSTER_CLIENT_IP": "198.51.100.4"},
+        {"HTTP_CF_CONNECTING_IP": "198.51.100.4", "HTTP_TRUE_CLIENT_IP": "198.51.100.4"},
+    ],
+)
+def test_no_forwarding_header_but_x_forwarded_for_is_read_even_from_our_proxy(headers):
+    # Any client can write these; our proxies overwrite none of them.
+    assert client_ip(RequestFactory().get("/ping", REMOTE_ADDR="10.0.0.1", **headers)) is None
+    meta = {"REMOTE_ADDR": "10.0.0.1", "HTTP_X_FORWARDED_FOR": "203.0.113.9", **headers}
+    assert client_ip(RequestFactory().get("/ping", **meta)) == ip_address("203.0.113.9")
 
 
 @override_settings(
@@ -120,7 +145,7 @@ def test_a_trusted_proxy_forwarding_for_nobody_is_refused_with_the_reason_logged
     headers = {} if forwarded is None else {"HTTP_X_FORWARDED_FOR": forwarded}
     response = get(remote="127.0.0.1", **headers)
     assert response.status_code == 403
-    assert response.json() == REFUSED
+    assert response.json() == refused("caller unknown: trusted proxy 127.0.0.1 sent no X-Forwarded-For")
     assert "trusted proxy 127.0.0.1 sent no X-Forwarded-For" in caplog.text
 
 

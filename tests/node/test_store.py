@@ -11,7 +11,7 @@ import pytest
 
 from engine.index import build_index, index_path
 from node import store
-from tests.node.filing import NS, SEED_FIRST, SEED_SECOND, write_capture
+from tests.node.filing import NS, SEED_FIRST, SEED_SECOND, window_paths, write_capture
 
 
 @pytest.fixture
@@ -152,13 +152,13 @@ def test_a_window_finds_a_filed_file_that_started_in_the_hour_before(dirs):
     filed = file_into_tree(write_capture(capture_dir, epoch, seconds=1200, pps=1), filer_dir)
     start = (epoch + 900) * NS  # 23:05, an hour directory of its own
 
-    assert store.files_for_window(
+    assert window_paths(
         start, start + 60 * NS, filer_dir=filer_dir, capture_dir=capture_dir, prefix="pcap", utc=True
     ) == [filed]
     # After its last packet, it does not cover the window.
     later = (epoch + 1300) * NS
     assert (
-        store.files_for_window(
+        window_paths(
             later, later + 60 * NS, filer_dir=filer_dir, capture_dir=capture_dir, prefix="pcap", utc=True
         )
         == []
@@ -171,14 +171,11 @@ def test_a_window_uses_the_index_span_not_the_mtime(dirs):
     os.utime(filed, (SEED_FIRST + 3000, SEED_FIRST + 3000))  # touched long after its last packet
     window = ((SEED_FIRST + 100) * NS, (SEED_FIRST + 200) * NS)
 
-    assert (
-        store.files_for_window(*window, filer_dir=filer_dir, capture_dir=capture_dir, prefix="pcap", utc=True)
-        == []
-    )
+    assert window_paths(*window, filer_dir=filer_dir, capture_dir=capture_dir, prefix="pcap", utc=True) == []
     index_path(filed).unlink()  # no index: the name and mtime are all there is to go by
-    assert store.files_for_window(
-        *window, filer_dir=filer_dir, capture_dir=capture_dir, prefix="pcap", utc=True
-    ) == [filed]
+    assert window_paths(*window, filer_dir=filer_dir, capture_dir=capture_dir, prefix="pcap", utc=True) == [
+        filed
+    ]
 
 
 def test_a_window_covering_no_capture_data_finds_nothing(dirs):
@@ -187,7 +184,7 @@ def test_a_window_covering_no_capture_data_finds_nothing(dirs):
     before = (SEED_FIRST - 7200) * NS
 
     assert (
-        store.files_for_window(
+        window_paths(
             before, before + 3600 * NS, filer_dir=filer_dir, capture_dir=capture_dir, prefix="pcap", utc=True
         )
         == []
@@ -202,7 +199,7 @@ def test_a_window_includes_the_live_file_and_the_unfiled_ones(dirs):
     live = write_capture(capture_dir, now - 1, seconds=1)
     os.utime(live)  # still being written: modified just now
 
-    found = store.files_for_window(
+    found = window_paths(
         (now - 3600) * NS,
         (now + 5) * NS,
         filer_dir=filer_dir,
@@ -211,7 +208,7 @@ def test_a_window_includes_the_live_file_and_the_unfiled_ones(dirs):
         utc=True,
     )
     assert found == [filed, waiting, live]
-    recent = store.files_for_window(
+    recent = window_paths(
         now * NS, (now + 5) * NS, filer_dir=filer_dir, capture_dir=capture_dir, prefix="pcap", utc=True
     )
     assert recent == [live]
@@ -230,7 +227,7 @@ def test_a_file_filed_while_the_window_is_listed_is_found_where_it_went(dirs, mo
 
     monkeypatch.setattr(store, "hours_between", filer_moves_it_meanwhile)
     start = SEED_FIRST * NS
-    found = store.files_for_window(
+    found = window_paths(
         start, start + 10 * NS, filer_dir=filer_dir, capture_dir=capture_dir, prefix="pcap", utc=True
     )
     assert found == [store.hour_dir(filer_dir, SEED_FIRST, True) / capture.name]
@@ -242,7 +239,7 @@ def test_a_window_finds_files_filed_in_local_hours(dirs, local_zone):
     assert filed.parent == filer_dir / "2015/05/22/14"
     start = SEED_FIRST * NS
 
-    assert store.files_for_window(
+    assert window_paths(
         start, start + NS, filer_dir=filer_dir, capture_dir=capture_dir, prefix="pcap", utc=False
     ) == [filed]
 
@@ -255,7 +252,7 @@ def test_a_window_finds_files_filed_by_the_other_clock(dirs, local_zone):
     start = SEED_FIRST * NS
 
     for utc in (True, False):
-        found = store.files_for_window(
+        found = window_paths(
             start, start + 600 * NS, filer_dir=filer_dir, capture_dir=capture_dir, prefix="pcap", utc=utc
         )
         assert found == [by_local, by_utc]
@@ -269,7 +266,7 @@ def test_a_window_skips_other_names_and_missing_directories(tmp_path):
     shutil.copy(hour / f"pcap.{SEED_FIRST}", hour / f".pcap.{SEED_FIRST}.filing")
     start = SEED_FIRST * NS
 
-    found = store.files_for_window(
+    found = window_paths(
         start, start + NS, filer_dir=filer_dir, capture_dir=tmp_path / "gone", prefix="pcap", utc=True
     )
     assert found == [hour / f"pcap.{SEED_FIRST}"]
@@ -286,12 +283,12 @@ def test_an_hour_directory_is_listed_once_while_it_does_not_change(dirs, monkeyp
     window = (SEED_FIRST * NS, (SEED_FIRST + 60) * NS)
     tree = {"filer_dir": filer_dir, "capture_dir": capture_dir, "prefix": "pcap", "utc": True}
     for _ in range(3):
-        assert store.files_for_window(*window, **tree) == [filed]
+        assert window_paths(*window, **tree) == [filed]
     assert listed.count(filed.parent) == 1
 
     # A file filed into it changes its mtime: it is listed again and the new file found.
     second = file_into_tree(write_capture(capture_dir, SEED_FIRST + 20, seconds=10, pps=5), filer_dir)
-    assert store.files_for_window(*window, **tree) == [filed, second]
+    assert window_paths(*window, **tree) == [filed, second]
     assert listed.count(filed.parent) == 2
 
 
@@ -301,4 +298,4 @@ def test_a_window_does_not_list_an_unindexed_file_named_after_it(dirs):
     write_capture(capture_dir, SEED_FIRST + 7200, seconds=10, pps=5)  # the live one
     window = (SEED_FIRST * NS, (SEED_FIRST + 60) * NS)
     tree = {"filer_dir": filer_dir, "capture_dir": capture_dir, "prefix": "pcap", "utc": True}
-    assert later not in store.files_for_window(*window, **tree)
+    assert later not in window_paths(*window, **tree)

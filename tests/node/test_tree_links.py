@@ -11,13 +11,13 @@ import pytest
 from django.core.management import CommandError
 
 from node import store
-from tests.node.filing import NS, filed_files, write_capture
+from tests.node.filing import NS, filed_files, window_paths, write_capture
 from tests.node.test_filer import fill_hours, runfiler
 
 
 def window_files(filer_dir: Path, capture_dir: Path, epoch: int) -> list[Path]:
     """The files a query over the minute from ``epoch`` on is answered from."""
-    return store.files_for_window(
+    return window_paths(
         epoch * NS, (epoch + 60) * NS, filer_dir=filer_dir, capture_dir=capture_dir, prefix="pcap", utc=True
     )
 

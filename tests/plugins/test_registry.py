@@ -23,7 +23,7 @@ NODE_ONLY = "tests.plugins.par_node_only"
 
 METADATA = (
     "import django, json; django.setup();"
-    "from parsite.plugins import plugin_metadata; print(json.dumps(plugin_metadata()))"
+    "from api.plugins import plugin_metadata; print(json.dumps(plugin_metadata()))"
 )
 
 
@@ -80,7 +80,7 @@ def test_a_plugin_without_settings_shows_null(tmp_path):
 def test_a_plugin_applies_only_to_its_roles(tmp_path):
     code = (
         "import django, json; django.setup(); from django.conf import settings;"
-        "from parsite.plugins import plugin_metadata; from api.routes import list_routes;"
+        "from api.plugins import plugin_metadata; from api.routes import list_routes;"
         "print(json.dumps([[p['id'] for p in plugin_metadata()],"
         " [a for a in settings.INSTALLED_APPS if a.startswith('tests.')],"
         " [r['path'] for r in list_routes() if r['path'].startswith('/plugins/')]]))"
@@ -115,7 +115,7 @@ def test_the_registry_does_not_change_after_start(tmp_path):
     code = textwrap.dedent(
         """
         import django; django.setup()
-        from parsite import plugins
+        from api import plugins
         first = plugins.plugin_metadata()
         first[0]["name"] = "changed"; first.clear()
         assert plugins.registry() is plugins.registry()
@@ -183,7 +183,7 @@ def broken_plugin(tmp_path: Path, case: str, source: str | None = None, **attrs:
     if source is None:
         fields = {"name": f"'broken.{case}'", **GOOD, **attrs}
         body = "\n".join(f"    {key} = {value}" for key, value in fields.items() if value is not None)
-        source = f"from parsite.plugins import PluginConfig\n\nclass C(PluginConfig):\n{body}\n\nconfig = C\n"
+        source = f"from api.plugins import PluginConfig\n\nclass C(PluginConfig):\n{body}\n\nconfig = C\n"
     (package / "__init__.py").write_text(source)
     return f"broken.{case}"
 
@@ -204,7 +204,7 @@ BROKEN = [
     ("bad_label", {"label": "'Bad-Label'"}, "id (label) 'Bad-Label' must be lower-case"),
     ("bad_defaults", {"default_settings": "['x']"}, "default_settings must be a dict"),
     ("needs_setting", {"required_settings": "('api_token',)"}, "required setting(s) api_token missing"),
-    ("no_config", "X = 1\n", "must set `config` to its subclass of parsite.plugins.PluginConfig"),
+    ("no_config", "X = 1\n", "must set `config` to its subclass of api.plugins.PluginConfig"),
     (
         "not_a_plugin_config",
         "from django.apps import AppConfig\nclass C(AppConfig):\n    name = 'x'\nconfig = C\n",
@@ -295,9 +295,9 @@ def test_a_plugin_urls_module_without_urlpatterns_fails_the_checks(tmp_path):
     assert "plugin 'no_patterns': broken.no_patterns.api.urls must define a urlpatterns list" in result.stderr
 
 
-def test_the_readme_example_plugin_works(tmp_path):
+def test_the_documented_example_plugin_works(tmp_path):
     """The "Write your own plugin" files, as printed, make a working plugin."""
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "plugins.md").read_text()
     section = readme.split("### Write your own plugin", 1)[1]
     files = re.findall(r"```python\n# plugins/(\S+)\n(.*?)```", section, flags=re.S)
     assert [name for name, _ in files] == [
@@ -314,7 +314,7 @@ def test_the_readme_example_plugin_works(tmp_path):
     (tmp_path / "pkgs" / "readme" / "__init__.py").touch()
     code = (
         "import django, json; django.setup(); from django.test import Client;"
-        "from parsite.plugins import plugin_metadata;"
+        "from api.plugins import plugin_metadata;"
         "answer = Client(HTTP_HOST='localhost').get('/plugins/uptime_check/');"
         "print(json.dumps([answer.status_code, answer.json(), plugin_metadata()[0]['settings']]))"
     )

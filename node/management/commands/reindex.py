@@ -1,4 +1,4 @@
-"""manage.py reindex: build missing or outdated capture indexes (SPEC.md "Management commands")."""
+"""manage.py reindex: build missing or outdated capture indexes (docs/SPEC.md "Management commands")."""
 
 from __future__ import annotations
 

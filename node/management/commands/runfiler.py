@@ -1,4 +1,4 @@
-"""manage.py runfiler: file and index finished capture files (SPEC.md "Management commands")."""
+"""manage.py runfiler: file and index finished capture files (docs/SPEC.md "Management commands")."""
 
 from __future__ import annotations
 

@@ -6,8 +6,8 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api.plugins import plugin_setting
 from api.serializers import ErrorSerializer
-from parsite.plugins import plugin_setting
 from plugins.sysinfo.api.serializers import SysinfoSerializer
 from plugins.sysinfo.probe import snapshot
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from parsite.plugins import PluginConfig
+from api.plugins import PluginConfig
 
 
 class ParTestPluginConfig(PluginConfig):

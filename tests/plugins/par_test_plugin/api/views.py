@@ -9,7 +9,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from parsite.plugins import plugin_setting
+from api.plugins import plugin_setting
 
 
 class EchoView(APIView):
