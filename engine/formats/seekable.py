@@ -252,7 +252,7 @@ class SeekableZstd:
         first, last = frames[0], frames[-1]
         base = int(table.c_start[first])
         length = int(table.c_start[last] + table.c_size[last]) - base
-        raw = self.inner.read(base, length)
+        raw = memoryview(self.inner.read(base, length))  # frames sliced without copies
         self.bytes_fetched += len(raw)
         for i in frames:
             at, size, want = int(table.c_start[i]) - base, int(table.c_size[i]), int(table.d_size[i])
