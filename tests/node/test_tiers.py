@@ -84,8 +84,8 @@ def filed_captures(filer_dir: Path) -> dict[str, list[Path]]:
     """capture name -> every path under ``filer_dir`` holding it (raw, .zst, .archived)."""
     found: dict[str, list[Path]] = {}
     for path in sorted(filer_dir.rglob("pcap.*")):
-        if path.is_file() and not path.name.endswith(".idx"):
-            name = path.name.removesuffix(".zst").removesuffix(".archived")
+        name = path.name.removesuffix(".zst").removesuffix(".archived")
+        if path.is_file() and store.name_epoch(name, "pcap") is not None:
             found.setdefault(name, []).append(path)
     return found
 
