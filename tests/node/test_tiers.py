@@ -91,7 +91,8 @@ def filed_captures(filer_dir: Path) -> dict[str, list[Path]]:
 
 
 def hidden_files(*dirs: Path) -> list[Path]:
-    return [p for d in dirs for p in d.rglob(".*") if p.is_file()]
+    """Hidden files a crashed writer could leave (the filer tree's stamp is no such file)."""
+    return [p for d in dirs for p in d.rglob(".*") if p.is_file() and p.name != store.TREE_STAMP]
 
 
 def decompressed(path: Path) -> bytes:
