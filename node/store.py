@@ -158,7 +158,7 @@ def _hour_captures(directory: Path, prefix: str, mtime_ns: int | None = None) ->
         kept = _LISTINGS.get(key)
     if kept is not None and kept[0] == mtime_ns:
         return kept[1]
-    found = _captures_in(directory, prefix, tiers=True)
+    found = _captures_in(directory, prefix)
     summary = read_summary(summary_path(directory, prefix)) if found else None
     named = set(summary.names) if summary is not None else set()
     hour = Hour(
