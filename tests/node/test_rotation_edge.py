@@ -46,6 +46,11 @@ def rotated(
     return gap
 
 
+def files_for_window(start_ns: int, end_ns: int, **tree) -> list[Path]:
+    """The paths ``store.captures_for_window()`` chooses."""
+    return [file.path for file in store.captures_for_window(start_ns, end_ns, **tree)]
+
+
 @pytest.mark.parametrize("index", [True, False], ids=["indexed", "unindexed"])
 def test_a_window_ending_before_a_files_name_finds_the_packets_it_holds(tmp_path, index):
     capture_dir, filer_dir = tmp_path / "pcap", tmp_path / "filed"
@@ -55,12 +60,12 @@ def test_a_window_ending_before_a_files_name_finds_the_packets_it_holds(tmp_path
     second = store.hour_dir(filer_dir, T, True) / f"pcap.{T}"
 
     # The window ends 0.05 s before the name of the file holding its packets.
-    found = store.files_for_window(T * NS - 450_000_000, T * NS - 50_000_000, **tree)
+    found = files_for_window(T * NS - 450_000_000, T * NS - 50_000_000, **tree)
     assert found == [second]
     # A window that starts in the gap, too.
-    assert second in store.files_for_window(T * NS - 200_000_000, (T + 2) * NS, **tree)
+    assert second in files_for_window(T * NS - 200_000_000, (T + 2) * NS, **tree)
     # A window between the two files' packets lists neither.
-    assert store.files_for_window((T - 10) * NS, (T - 1) * NS, **tree) == []
+    assert files_for_window((T - 10) * NS, (T - 1) * NS, **tree) == []
 
 
 def test_the_node_answers_and_lists_packets_from_just_before_a_rotation(tmp_path):

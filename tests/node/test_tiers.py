@@ -84,7 +84,7 @@ def filed_captures(filer_dir: Path) -> dict[str, list[Path]]:
     """capture name -> every path under ``filer_dir`` holding it (raw, .zst, .archived)."""
     found: dict[str, list[Path]] = {}
     for path in sorted(filer_dir.rglob("pcap.*")):
-        if path.is_file() and not path.name.endswith(".idx"):
+        if path.is_file() and not path.name.endswith((".idx", ".summary")):
             name = path.name.removesuffix(".zst").removesuffix(".archived")
             found.setdefault(name, []).append(path)
     return found
