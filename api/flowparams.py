@@ -319,3 +319,15 @@ def selection_params(selection: Selection) -> dict[str, str]:
         "community_id": s.community_id,
     }
     return {name: str(value) for name, value in values.items() if value is not None}
+
+
+def answer_params(options: AnswerOptions) -> dict[str, str]:
+    """The node's parameters for the answer options (only those that differ from the defaults)."""
+    params = {}
+    if options.format != "pcap":
+        params["format"] = options.format
+    for name in ("limit_packets", "limit_bytes"):
+        value = getattr(options, name)
+        if value is not None:
+            params[name] = str(value)
+    return params

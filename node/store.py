@@ -81,23 +81,22 @@ def capture_epoch(path: str | os.PathLike, prefix: str) -> int | None:
     return epoch if stat.S_ISREG(mode) else None
 
 
-def _captures_in(directory: Path, prefix: str, tiers: bool = False) -> list[tuple[int, Path]]:
+def _captures_in(directory: Path, prefix: str) -> list[tuple[int, Path]]:
     """(epoch, path) of the capture files directly in ``directory``, sorted; [] if it is missing.
 
-    ``tiers`` (a filed hour directory): compressed (``<name>.zst``) and archived (``<name>.archived``)
-    captures count too, each capture once (``_one_per_capture``).
+    Compressed (``<name>.zst``) and archived (``<name>.archived``) captures count too, each capture
+    once (``_one_per_capture``); the filer files raw captures only (``capture_dir_files``).
     """
     found = []
     try:
         with os.scandir(directory) as entries:
             for entry in entries:
-                epoch = name_epoch(capture_name(entry.name) if tiers else entry.name, prefix)
+                epoch = name_epoch(capture_name(entry.name), prefix)
                 if epoch is not None and entry.is_file(follow_symlinks=False):
                     found.append((epoch, Path(entry.path)))
     except (FileNotFoundError, NotADirectoryError):
         return []
-    if tiers:
-        found = _one_per_capture(found)
+    found = _one_per_capture(found)
     found.sort(key=lambda item: (item[0], item[1].name))
     return found
 
@@ -159,7 +158,7 @@ def _hour_captures(directory: Path, prefix: str, mtime_ns: int | None = None) ->
         kept = _LISTINGS.get(key)
     if kept is not None and kept[0] == mtime_ns:
         return kept[1]
-    found = _captures_in(directory, prefix, tiers=True)
+    found = _captures_in(directory, prefix)
     summary = read_summary(summary_path(directory, prefix)) if found else None
     named = set(summary.names) if summary is not None else set()
     hour = Hour(
@@ -273,7 +272,9 @@ def capture_dir_files(
     FUTURE_TOLERANCE_S after ``now`` do not count as the newest, and are not filed either.
     """
     latest = (time.time() if now is None else now) + FUTURE_TOLERANCE_S
-    files = _captures_in(Path(capture_dir), prefix)
+    files = [
+        (epoch, path) for epoch, path in _captures_in(Path(capture_dir), prefix) if tier_of(path) == "raw"
+    ]
     current = [path for epoch, path in files if epoch <= latest]
     future = [path for epoch, path in files if epoch > latest]
     return CaptureDirFiles(pending=current[:-1], live=current[-1] if current else None, future=future)
@@ -468,7 +469,7 @@ def refresh_summary(directory: Path, prefix: str, *, rebuild: bool = False) -> i
     summary that cannot be read makes it anew from every index. Captures without a current index
     are left out: they are searched file by file. Returns the summary's size (None: none written).
     """
-    names = {capture_name(path.name): path for _, path in _captures_in(directory, prefix, tiers=True)}
+    names = {capture_name(path.name): path for _, path in _captures_in(directory, prefix)}
     where = summary_path(directory, prefix)
     old = None if rebuild else read_summary(where)
     if old is not None and not set(old.names) <= names.keys():

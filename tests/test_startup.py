@@ -34,7 +34,7 @@ def test_a_placeholder_stops_gunicorn_with_one_line(role, tmp_path):
     said = [line for line in result.stderr.splitlines() if "Starting gunicorn" not in line]
     assert said == [
         f"Packets at Rest ({role}) cannot start: ImproperlyConfigured: DJANGO_SECRET_KEY still holds the sample's"
-        " 'change-me' placeholder: set a real value (README \"Deployment\" shows how to generate secrets)"
+        " 'change-me' placeholder: set a real value (docs/operator.md \"Deployment\" shows how to generate secrets)"
     ]
 
 

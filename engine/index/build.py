@@ -145,7 +145,7 @@ class _mapped:
         if size and fd is None:
             # Not a local file (a compressed capture, reindexed): its bytes read whole.
             self.mm = self.cap.read(0, size)
-        elif size:
+        elif size and fd is not None:
             self.mm = mapping = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
             mapping.madvise(mmap.MADV_SEQUENTIAL)
         return self.mm
