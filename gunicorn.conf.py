@@ -32,10 +32,24 @@ forwarded_allow_ips = os.environ.get("PAR_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
 
 # /metrics adds up every worker's counts (prometheus_client multiprocess, parsite/metricsdir.py).
+# Settings that cannot load stop the start here, with one line naming the setting, instead of
+# every worker failing to boot with its traceback.
 def on_starting(server):
+    import sys
+
+    from django.core.exceptions import ImproperlyConfigured
+
     from parsite.metricsdir import prepare_metrics_dir
 
-    prepare_metrics_dir()
+    prepare_metrics_dir()  # first: prometheus_client reads its directory when first imported
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "parsite.settings")
+    try:
+        from django.conf import settings
+
+        settings.INSTALLED_APPS  # noqa: B018  (loads parsite.settings, which checks the environment)
+    except ImproperlyConfigured as exc:
+        print(f"Packets at Rest ({_role}) cannot start: ImproperlyConfigured: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 def child_exit(server, worker):

@@ -14,7 +14,20 @@ def main() -> None:
         return
     from django.core.management import execute_from_command_line
 
+    refuse_bad_settings(os.path.basename(sys.argv[0]))
     execute_from_command_line(sys.argv)
+
+
+def refuse_bad_settings(program: str) -> None:
+    """Stop with one line naming the setting when the settings cannot load, not a traceback."""
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        settings.INSTALLED_APPS  # noqa: B018  (loads parsite.settings, which checks the environment)
+    except ImproperlyConfigured as exc:
+        print(f"{program}: Packets at Rest cannot start: ImproperlyConfigured: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

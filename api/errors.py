@@ -24,16 +24,26 @@ log = logging.getLogger("parsite")
 class ApiError(exceptions.APIException):
     """An error answer: its message, its status, and the headers it carries (e.g. ``X-PAR-Window``)."""
 
-    def __init__(self, message: str, status_code: int, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, message: str, status_code: int, headers: Mapping[str, str] | None = None, code: str = "error"
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.headers = dict(headers or {})
+        self.default_code = code  # the reason /metrics counts a refusal by
 
 
 def error_response(message: str, status_code: int) -> HttpResponse:
     """The error answer outside DRF's views, byte for byte what the exception handler's are."""
     body = JSONRenderer().render({"error": message})
     return HttpResponse(body, content_type="application/json", status=status_code)
+
+
+def refusal_response(message: str, status_code: int, reason: str) -> HttpResponse:
+    """``error_response`` with why it refused, as /metrics counts it (``par_refusals_total``)."""
+    response = error_response(message, status_code)
+    response.par_refusal = reason  # type: ignore[attr-defined]
+    return response
 
 
 def too_large_message(estimate_bytes: int, estimate_packets: int, maximum: int) -> str:
@@ -69,6 +79,8 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         response.status_code = status.HTTP_401_UNAUTHORIZED
     for name, value in getattr(exc, "headers", {}).items():
         response[name] = value
+    if isinstance(exc, exceptions.APIException):
+        response.par_refusal = exc.default_code  # type: ignore[attr-defined]  # counted by api.metrics
     return response
 
 

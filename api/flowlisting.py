@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import astuple, dataclass
 from typing import Annotated, TypedDict, cast, get_args, get_type_hints
 
+from api.spreadsheet import safe_cell
 from api.times import format_iso, format_iso_many
 from engine.flows import FlowColumns, FlowListing, FlowRow
 
@@ -108,14 +109,21 @@ def flows_answer(start_ns: int, end_ns: int, listing: FlowListing, node: str | N
 
 
 def flows_csv(flows: Iterable[FlowDict]) -> str:
-    """The rows as CSV: a header row, CRLF line ends, fields quoted where RFC 4180 needs it."""
+    """The rows as CSV: a header row, CRLF line ends, fields quoted where RFC 4180 needs it.
+
+    A text cell a spreadsheet would run as a formula is written as text (``api.spreadsheet``).
+    """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for flow in flows:
         values = {**flow, "approximate": "true" if flow.get("approximate") else "false"}
-        writer.writerow([values.get(column, "") for column in CSV_COLUMNS])
+        writer.writerow([_cell(values.get(column, "")) for column in CSV_COLUMNS])
     return out.getvalue()
+
+
+def _cell(value: object) -> object:
+    return safe_cell(value) if isinstance(value, str) else value
 
 
 def _row_values(columns: FlowColumns) -> Iterable[tuple]:

@@ -29,6 +29,7 @@ FORMATS = ("pcap", "pcapng")
 SORTS = ("first", "last", "-bytes", "-packets")
 OUTPUTS = ("json", "csv")
 LISTING_LIMIT, MAX_LISTING_LIMIT = 1000, 100_000
+MIN_LIMIT_BYTES = 24  # a classic pcap's file header: no answer is shorter
 
 # ASCII digits only: \d would also take other scripts' digits, which int() reads.
 _PORT = re.compile(r"[0-9]{1,5}")
@@ -182,6 +183,23 @@ def check_known(params: Mapping[str, str], known: tuple[str, ...]) -> None:
         )
 
 
+def check_given(params: Mapping[str, str]) -> None:
+    """Refuse parameters given empty, naming them: ``src_addr=`` (an unset variable) must not widen a query.
+
+    ``api_key`` is the authentication's to judge; ``start_time``, required, is then missing.
+    """
+    judged_elsewhere = ("api_key", "start_time")
+    empty = sorted(
+        name for name in params if name not in judged_elsewhere and not (params.get(name) or "").strip()
+    )
+    if empty:
+        names = ", ".join(empty)
+        raise FlowParamError(
+            empty[0],
+            f"empty parameter{'s' if len(empty) > 1 else ''}: {names} (leave out a parameter not wanted)",
+        )
+
+
 # ---------------------------------------------------------------- whole requests
 
 
@@ -221,11 +239,13 @@ def parse_selection(
 ) -> Selection:
     """Validate the selectors and window of a request into a Selection; FlowParamError names what is wrong.
 
-    ``known`` lists the parameters the endpoint takes (None: do not check); ``now_ns`` is the
-    instant ``now`` and relative times count from (default: the clock, read once).
+    A parameter given empty is refused by name. ``known`` lists the parameters the endpoint takes
+    (None: do not check); ``now_ns`` is the instant ``now`` and relative times count from
+    (default: the clock, read once).
     """
     if known is not None:
         check_known(params, known)
+    check_given(params)
     given = {name: _value(params, name) for name in SELECTORS}
     src = parse_network("src_addr", given["src_addr"]) if given["src_addr"] else None
     dst = parse_network("dst_addr", given["dst_addr"]) if given["dst_addr"] else None
@@ -265,7 +285,7 @@ def parse_answer_options(params: Mapping[str, str]) -> AnswerOptions:
     return AnswerOptions(
         format=_choice(params, "format", FORMATS, "pcap"),
         limit_packets=_count(params, "limit_packets"),
-        limit_bytes=_count(params, "limit_bytes"),
+        limit_bytes=_count(params, "limit_bytes", least=MIN_LIMIT_BYTES),
     )
 
 
@@ -299,3 +319,15 @@ def selection_params(selection: Selection) -> dict[str, str]:
         "community_id": s.community_id,
     }
     return {name: str(value) for name, value in values.items() if value is not None}
+
+
+def answer_params(options: AnswerOptions) -> dict[str, str]:
+    """The node's parameters for the answer options (only those that differ from the defaults)."""
+    params = {}
+    if options.format != "pcap":
+        params["format"] = options.format
+    for name in ("limit_packets", "limit_bytes"):
+        value = getattr(options, name)
+        if value is not None:
+            params[name] = str(value)
+    return params

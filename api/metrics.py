@@ -25,7 +25,6 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from api.client import caller, in_any, plain_address
-from api.errors import error_response
 
 # No *_created series: multiprocess mode has none, so a single process shows none either.
 disable_created_metrics()
@@ -51,6 +50,16 @@ DURATION = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
     registry=LOCAL,
 )
+REFUSALS = Counter(
+    "par_refusals",
+    "Requests refused (401, 403, 413, 429), by status and reason (the API error's code, e.g. throttled)",
+    ["status", "reason"],
+    registry=LOCAL,
+)
+REFUSAL_STATUSES = frozenset({401, 403, 413, 429})
+# What a response refused for, set where it is decided (api/errors.py, node/acl.py); "other" else
+# (a CSRF failure, a login lockout).
+REASON_ATTRIBUTE = "par_refusal"
 STATIC_VIEW = "static"
 UNMATCHED_VIEW = "unmatched"
 
@@ -76,6 +85,8 @@ class RequestMetricsMiddleware:
         response = self.get_response(request)
         view = view_label(request)
         REQUESTS.labels(view, str(response.status_code)).inc()
+        if response.status_code in REFUSAL_STATUSES:
+            REFUSALS.labels(str(response.status_code), getattr(response, REASON_ATTRIBUTE, "other")).inc()
         if isinstance(response, StreamingHttpResponse):
             response.streaming_content = _counted(response.streaming_content, view, started)
         else:
@@ -97,10 +108,19 @@ def _counted(chunks: Iterable[bytes], view: str, started: float) -> Iterator[byt
 SCRAPER_REFUSED = "this server does not answer this caller's scrapes (PAR_METRICS_ALLOW)"
 
 
+def scrape_refused(request: HttpRequest) -> str | None:
+    """Why the caller may not scrape, None when it is in PAR_METRICS_ALLOW (behind PAR_TRUSTED_PROXIES,
+    whom they forward for): its own address, or that a trusted proxy on this host forwarded for nobody."""
+    ip, unknown = caller(request)
+    if ip is None:
+        return f"{SCRAPER_REFUSED}: caller unknown: {unknown}"
+    if not in_any(plain_address(ip), settings.PAR_METRICS_ALLOW):
+        return f"{SCRAPER_REFUSED}: address {plain_address(ip)} is not allowed"
+    return None
+
+
 def scraper_allowed(request: HttpRequest) -> bool:
-    """The caller is in PAR_METRICS_ALLOW (behind PAR_TRUSTED_PROXIES, whom they forward for)."""
-    ip, _ = caller(request)
-    return ip is not None and in_any(plain_address(ip), settings.PAR_METRICS_ALLOW)
+    return scrape_refused(request) is None
 
 
 class _Local:
@@ -112,8 +132,12 @@ class _Local:
 
 def metrics_response(request: HttpRequest, *collectors) -> HttpResponse:
     """The Prometheus text answer: every worker's counts and ``collectors`` read now; 403 for others."""
-    if not scraper_allowed(request):
-        return error_response(SCRAPER_REFUSED, 403)
+    said = scrape_refused(request)
+    if said is not None:
+        # Imported here: the filer counts its work in this module, and must not load DRF to start.
+        from api.errors import refusal_response
+
+        return refusal_response(said, 403, "scraper_refused")
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)

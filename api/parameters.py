@@ -7,7 +7,7 @@ naming it.
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRequest
 
 _ADDRESS = {
     "type": "string",
@@ -105,14 +105,16 @@ ANSWER_PARAMETERS = [
     _param(
         "limit_packets",
         _COUNT,
-        "end the answer cleanly after this many packets, in time order",
+        "end the answer cleanly after this many packets, in time order; the estimate (and its 413) takes it "
+        "into account",
         {"first 1000": "1000"},
     ),
     _param(
         "limit_bytes",
-        {**_COUNT, "example": 10_000_000},
-        "end the answer cleanly before it exceeds this many bytes (headers included); lifts the 413 of "
-        "PAR_MAX_ANSWER_BYTES",
+        {**_COUNT, "minimum": 24, "example": 10_000_000},
+        "end the answer cleanly before it exceeds this many bytes (headers included), or "
+        "PAR_MAX_ANSWER_BYTES if that is smaller: the estimate's 413 gives way to a cut answer. At least 24 "
+        "(a pcap's file header); the file header always goes out whole",
         {"10 MB": "10000000"},
     ),
 ]
@@ -159,7 +161,91 @@ ESTIMATE_HEADERS = [
     )
     for what in ("packets", "bytes")
 ]
-PCAP_HEADERS = [WINDOW_HEADER, *ESTIMATE_HEADERS, DAMAGED_HEADER]
+UNINDEXED_HEADER = OpenApiParameter(
+    "X-PAR-Estimate-Unindexed",
+    str,
+    OpenApiParameter.HEADER,
+    response=[200],
+    description="the capture files without an index yet (the live file), by file name, comma-separated, which "
+    "the estimate counts whole: it is then a loose bound. The collector passes a node's on, prefixed "
+    "`<node id>=` when it merges several nodes. Absent when every file of the window is indexed",
+)
+PCAP_HEADERS = [WINDOW_HEADER, *ESTIMATE_HEADERS, UNINDEXED_HEADER, DAMAGED_HEADER]
 FLOWS_HEADERS = [WINDOW_HEADER, DAMAGED_HEADER]
 PCAP_PARAMETERS = SELECTION_PARAMETERS + ANSWER_PARAMETERS + PCAP_HEADERS
 FLOWS_PARAMETERS = SELECTION_PARAMETERS + LISTING_PARAMETERS + FLOWS_HEADERS
+
+# POST /data.pcap and POST /flows: one record as the body (SPEC "From an alert to its packets").
+RECORD_WINDOW_PARAMETERS = [
+    _param(
+        "start_time",
+        _TIME,
+        "overrides the start of the window the record gives: " + TIME_HELP,
+        {"relative": "-1h"},
+    ),
+    _param(
+        "end_time",
+        _TIME,
+        "overrides the end of the window the record gives",
+        {"now": "now"},
+    ),
+]
+RECORD_HEADERS = [
+    OpenApiParameter(
+        "X-PAR-Query",
+        str,
+        OpenApiParameter.HEADER,
+        response=True,
+        description="the query string of the GET this record stands for (the key left out), on every answer "
+        "to a readable record",
+    ),
+    OpenApiParameter(
+        "X-PAR-Query-Note",
+        str,
+        OpenApiParameter.HEADER,
+        response=True,
+        description="present when the record's community_id is not the Community ID of its own 5-tuple "
+        "(Suricata 7.0 with two equal addresses): the ID of the 5-tuple is asked instead",
+    ),
+]
+_SURICATA_ALERT = {
+    "timestamp": "2026-12-01T05:40:02.500000+0000",
+    "event_type": "alert",
+    "src_ip": "10.0.0.1",
+    "src_port": 51234,
+    "dest_ip": "192.0.2.7",
+    "dest_port": 443,
+    "proto": "TCP",
+    "community_id": "1:LQU9qZlK+B5F3KDmev6m5PMibrg=",
+    "alert": {"signature_id": 2100498, "signature": "GPL ATTACK_RESPONSE id check returned root"},
+    "flow": {"pkts_toserver": 6, "pkts_toclient": 5, "start": "2026-12-01T05:40:00.123456+0000"},
+}
+_ZEEK_CONN = {
+    "ts": 1764567600.123456,
+    "uid": "CHhAvVGS1DHFjwGM9",
+    "id.orig_h": "10.0.0.1",
+    "id.orig_p": 51234,
+    "id.resp_h": "192.0.2.7",
+    "id.resp_p": 443,
+    "proto": "tcp",
+    "duration": 2.5,
+}
+RECORD_BODY = OpenApiRequest(
+    {
+        "type": "object",
+        "additionalProperties": True,
+        "description": "one Suricata EVE or Zeek conn.log record",
+    },
+    examples=[
+        OpenApiExample("a Suricata alert", value=_SURICATA_ALERT),
+        OpenApiExample("a Zeek conn.log record (JSON)", value=_ZEEK_CONN),
+    ],
+)
+RECORD_DESCRIPTION = (
+    "The body is one Suricata EVE record (alert, flow, anomaly, http, dns, tls, fileinfo, ...) or one Zeek "
+    "conn.log record in JSON, at most 1 MiB. Its `community_id` selects the flow when present, else its "
+    "addresses, ports and protocol; its window is the flow's start to its end, 1 s wider on each side (a "
+    "flow without an end, as an alert's: until 5 minutes after the record's timestamp), else 5 minutes "
+    "either side of its timestamp; start_time and end_time in the query string override it. The answer is exactly the equivalent GET's, named in "
+    "`X-PAR-Query`. A record that names no flow is a 400 saying what is missing."
+)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
 
 from collector.exports import request_log_csv
 from collector.models import ApiKey, Node, NodeGrants, RequestLog, UserGrant
@@ -16,6 +20,17 @@ def granted_nodes(grant: NodeGrants) -> str:
     if grant.all_nodes:
         return "all"
     return ", ".join(str(node.id) for node in grant.nodes.all()) or "—"
+
+
+def grants_nothing(grant: NodeGrants | None) -> bool:
+    return grant is None or not (grant.admin or grant.all_nodes or grant.nodes.exists())
+
+
+def warn_no_grant(request, what: str) -> None:
+    """Say, after a save, that ``what`` may query no node (the save itself stands)."""
+    messages.warning(
+        request, format_html("{} may query no node yet: grant it admin, every node or some nodes.", what)
+    )
 
 
 @admin.register(Node)
@@ -70,6 +85,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
         # Kept on the request only, to show it on the next page; never stored.
         request.par_new_key = obj.save_with_new_key()
 
+    def save_related(self, request, form, formsets, change: bool) -> None:
+        super().save_related(request, form, formsets, change)  # the nodes are saved here
+        if grants_nothing(form.instance):
+            warn_no_grant(request, f"The API key {form.instance.name!r}")
+
     def response_add(self, request, obj: ApiKey, post_url_continue=None):
         new_key = getattr(request, "par_new_key", None)
         if new_key is None:
@@ -100,8 +120,40 @@ class UserGrantAdmin(admin.ModelAdmin):
     def granted(self, obj: UserGrant) -> str:
         return granted_nodes(obj)
 
+    def save_related(self, request, form, formsets, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        grant = form.instance
+        if grants_nothing(grant) and not grant.user.is_superuser:
+            warn_no_grant(request, f"The user {grant.user.get_username()!r}")
+
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("user").prefetch_related("nodes")
+
+
+class UserWithGrantAdmin(UserAdmin):
+    """Django's user admin, which says when a saved account may query no node on the web page."""
+
+    def save_related(self, request, form, formsets, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        user = form.instance
+        if user.is_superuser or not grants_nothing(UserGrant.objects.filter(user=user).first()):
+            return
+        add = reverse("admin:collector_usergrant_add")
+        messages.warning(
+            request,
+            format_html(
+                'The user {} may query no node on the web page yet: <a href="{}">grant it nodes</a>'
+                " (or manage.py grantnodes {} --nodes 1,2).",
+                user.get_username(),
+                add,
+                user.get_username(),
+            ),
+        )
+
+
+if admin.site.is_registered(get_user_model()):
+    admin.site.unregister(get_user_model())
+admin.site.register(get_user_model(), UserWithGrantAdmin)
 
 
 @admin.register(RequestLog)

@@ -125,8 +125,8 @@ class HasNodeGrant(BasePermission):
         if key is None:
             return False
         node_ids = view.requested_node_ids(request)
-        if node_ids is not None and len(node_ids) > 1:
-            self.message = "this API key may not query every node asked"
+        several = node_ids is not None and len(node_ids) > 1
+        self.message = f"{key.who} may not query {'every node asked' if several else 'that node'}"
         return node_ids is None or key.may_query_all(node_ids)
 
 
@@ -139,7 +139,7 @@ def parse_rate(rate: str) -> tuple[int, int]:
 
 
 class ApiKeyThrottle(BaseThrottle):
-    """At most ``PAR_KEY_RATE`` requests per minute per key (DRF rate ``api_key``), across workers.
+    """At most ``PAR_KEY_RATE`` requests per minute per key or web page user (DRF rate ``api_key``), across workers.
 
     Counted in the database, each worker claiming a share of the window at once (collector.limits.RequestRate).
     """
@@ -154,12 +154,11 @@ class ApiKeyThrottle(BaseThrottle):
     def allow_request(self, request, view) -> bool:
         rate = self.get_rate()
         key = request_key(request)
-        if rate is None or not isinstance(key, ApiKey):
-            # Unauthenticated requests are refused before they cost anything; a web page user is a
-            # person at a browser, limited by PAR_KEY_STREAMS downloads like a key but not by a rate.
-            return True
+        if rate is None or key is None:
+            return True  # unauthenticated requests are refused before they cost anything
+        # A web page user is counted as a key is: the page's calls share the nodes and the database.
         allowed, period = parse_rate(rate)
-        admitted, self._wait = RequestRate.admit(key.pk, key.prefix, allowed, period)
+        admitted, self._wait = RequestRate.admit(key.rate_id, key.prefix or key.holder, allowed, period)
         return admitted
 
     def wait(self) -> float | None:

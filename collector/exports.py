@@ -11,11 +11,8 @@ from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 
+from api.spreadsheet import safe_cell
 from collector.models import RequestLog
-
-# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection); the
-# query text is whatever a client sent, so such cells get a leading apostrophe.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _columns() -> list[str]:
@@ -29,18 +26,7 @@ def _cell(value: object) -> str:
         return value.astimezone(UTC).isoformat()
     if isinstance(value, (list, dict)):
         value = json.dumps(value, separators=(",", ":"))
-    text = str(value)
-    if text.startswith(_FORMULA_START) and not _is_number(text):
-        return "'" + text
-    return text
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    return safe_cell(str(value))  # the query text is whatever a client sent
 
 
 class _Line:

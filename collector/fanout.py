@@ -23,7 +23,7 @@ from django.http import StreamingHttpResponse
 from rest_framework import exceptions
 
 from api.errors import too_large_message
-from api.flowparams import AnswerOptions, parse_answer_options
+from api.flowparams import MIN_LIMIT_BYTES, AnswerOptions, parse_answer_options
 from collector.metrics import proxy_failed
 from collector.models import Node
 from collector.proxy import (
@@ -31,6 +31,7 @@ from collector.proxy import (
     NODE_PROBLEM,
     PAR_HEADERS,
     PASSED_HEADERS,
+    UNINDEXED,
     Download,
     NodeAnswer,
     NodeFailedMidStream,
@@ -38,6 +39,7 @@ from collector.proxy import (
     NodeTimeout,
     NodeUnreachable,
     is_timeout,
+    node_header,
     open_pcap,
     passthrough,
 )
@@ -55,6 +57,7 @@ _UNSAFE = re.compile(r"[^ -~]|,")  # a reason travels in a header, in a comma-se
 # A node's answer to merge may use this much more than limit_bytes: its own header can be smaller
 # than the merged one by less than this, and its records are never larger than the merge writes them.
 LIMIT_SLACK = 1 << 16
+MAX_COUNT = 2**63 - 1  # the largest limit a node reads
 
 
 class AnswerTooLarge(exceptions.APIException):
@@ -116,12 +119,26 @@ def every_node_failed(failures: list[tuple[Node, NodeFailure]]) -> exceptions.AP
     return NodeUnreachable(f"{NODE_PROBLEM}: {text}")
 
 
-def summed_estimate(answers: list[NodeAnswer]) -> tuple[int, int] | None:
-    """(packets, bytes) the nodes' heads estimate, summed; None when a node gave none."""
-    values = [[a.headers.get(name, "") for a in answers] for name in ESTIMATE_HEADERS]
+def answer_limits(options: AnswerOptions) -> Limits:
+    """Where the whole answer ends: ``limit_packets``, and ``limit_bytes`` cut at PAR_MAX_ANSWER_BYTES."""
+    size = options.limit_bytes
+    if size is not None:
+        size = min(size, settings.PAR_MAX_ANSWER_BYTES)
+    return Limits(options.limit_packets, size)
+
+
+def summed_estimate(answers: list[NodeAnswer], limits: Limits | None = None) -> tuple[int, int] | None:
+    """(packets, bytes) the nodes' heads estimate, summed, and bounded by the answer's ``limits``.
+
+    None when a node gave none.
+    """
+    values = [[node_header(a.node, a.headers, name) or "" for a in answers] for name in ESTIMATE_HEADERS]
     if not all(v.isdigit() for column in values for v in column):
         return None
     packets, size = (sum(int(v) for v in column) for column in values)
+    if limits is not None:
+        # the merged header: a section header and an interface block per node and link type
+        packets, size = limits.bound(packets, size, LIMIT_SLACK)
     return packets, size
 
 
@@ -134,7 +151,7 @@ def _too_large(
     for node, failure in failures:
         if isinstance(failure, NodeSaid) and failure.status_code == 413:
             return AnswerTooLarge(f"node {node.id}: {failure.reason}")
-    total = summed_estimate(answers)
+    total = summed_estimate(answers, answer_limits(options))
     if total is None or total[1] <= settings.PAR_MAX_ANSWER_BYTES:
         return None
     return AnswerTooLarge(too_large_message(total[1], total[0], settings.PAR_MAX_ANSWER_BYTES))
@@ -144,18 +161,20 @@ def _failed_header(failures: list[tuple[Node, NodeFailure]]) -> str:
     return ", ".join(f"{node.id}={_UNSAFE.sub(' ', str(failure.reason))}" for node, failure in failures)
 
 
-def _merged_headers(answers: list[NodeAnswer], response, fmt_pcapng: bool) -> None:
-    """Headers of an answer made of several nodes': estimates summed, window and damage passed on."""
-    for name in ESTIMATE_HEADERS:
-        values = [a.headers.get(name, "") for a in answers]
-        if all(v.isdigit() for v in values):
-            response[name] = str(sum(int(v) for v in values))
-    if "X-PAR-Window" in answers[0].headers:
-        response["X-PAR-Window"] = answers[0].headers["X-PAR-Window"]
-    damaged = [f"{a.node.id}={a.headers['X-PAR-Damaged']}" for a in answers if "X-PAR-Damaged" in a.headers]
-    if damaged:
-        response["X-PAR-Damaged"] = ", ".join(damaged)
-    found = _FILENAME.search(answers[0].headers.get("Content-Disposition", ""))
+def _merged_headers(answers: list[NodeAnswer], response, fmt_pcapng: bool, limits: Limits) -> None:
+    """Headers of an answer made of several nodes': estimates summed (within the limits), window and damage passed on."""
+    total = summed_estimate(answers, limits)
+    if total is not None:
+        for name, value in zip(ESTIMATE_HEADERS, total, strict=True):
+            response[name] = str(value)
+    window = node_header(answers[0].node, answers[0].headers, "X-PAR-Window")
+    if window is not None:
+        response["X-PAR-Window"] = window
+    for name in ("X-PAR-Damaged", UNINDEXED):
+        named = [(a.node.id, node_header(a.node, a.headers, name)) for a in answers]
+        if any(value for _, value in named):
+            response[name] = ", ".join(f"{node}={value}" for node, value in named if value)
+    found = _FILENAME.search(node_header(answers[0].node, answers[0].headers, "Content-Disposition") or "")
     name = found.group(1) if found else "par.pcap"
     if fmt_pcapng:
         name = name.rsplit(".", 1)[0] + ".pcapng"
@@ -195,11 +214,14 @@ def pcap_answer(
     """``/data.pcap`` from ``nodes``: one node's passed through, several merged; HEAD: the headers only."""
     merge = len(nodes) > 1 or pcapng
     options = parse_answer_options(params)  # checked before any node was asked
+    limits = answer_limits(options)
     node_params = dict(params)
+    if limits.bytes is not None:  # a node never sends more than this collector's maximum either
+        node_params["limit_bytes"] = str(max(limits.bytes, MIN_LIMIT_BYTES))
     if merge:
         node_params.pop("format", None)  # the merge writes the answer's format
-        if options.limit_bytes is not None:
-            node_params["limit_bytes"] = str(options.limit_bytes + LIMIT_SLACK)
+        if limits.bytes is not None:
+            node_params["limit_bytes"] = str(min(limits.bytes + LIMIT_SLACK, MAX_COUNT))
     answers, failures = ask_nodes(nodes, "data.pcap", node_params, method, merge=merge)
     for node, failure in failures:
         status = failure.status_code if isinstance(failure, NodeSaid) else None
@@ -221,20 +243,20 @@ def pcap_answer(
                 a.headers.get("Content-Type", "").startswith(PCAPNG_TYPE) for a in answers
             )
             response["Content-Type"] = PCAPNG_TYPE if pcapng_any else PCAP_TYPE
-            _merged_headers(answers, response, pcapng_any)
+            _merged_headers(answers, response, pcapng_any, limits)
     elif merge:
-        limits = Limits(options.limit_packets, options.limit_bytes)
         readers, names = [a.reader for a in answers], [node_label(a.node) for a in answers]
         merger = Merger(readers, names, pcapng=pcapng, limits=limits)
         response = SelfLoggedResponse(Download(_merged(answers, merger), entry, answers), status=200)
         response["Content-Type"] = merger.content_type
-        _merged_headers(answers, response, merger.pcapng)
+        _merged_headers(answers, response, merger.pcapng, limits)
     else:
         response = SelfLoggedResponse(Download(passthrough(answers[0]), entry, answers), status=200)
     if not merge:
         for name in (*PASSED_HEADERS, *PAR_HEADERS):
-            if name in answers[0].headers:
-                response[name] = answers[0].headers[name]
+            value = node_header(answers[0].node, answers[0].headers, name)
+            if value is not None:
+                response[name] = value
     response["X-PAR-Nodes"] = ",".join(str(a.node.id) for a in answers)
     if failures:
         response["X-PAR-Nodes-Failed"] = _failed_header(failures)

@@ -9,6 +9,7 @@ the answer written with orjson: tens of thousands of rows are most of a listing'
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from operator import itemgetter, methodcaller
@@ -17,7 +18,7 @@ from typing import Any
 import orjson
 from django.http import HttpResponse
 
-from api.flowlisting import flows_csv
+from api.flowlisting import CSV_TYPE, flows_csv
 from collector.fanout import every_node_failed
 from collector.models import Node
 from collector.proxy import (
@@ -28,6 +29,7 @@ from collector.proxy import (
     is_timeout,
     node_error,
     node_get,
+    safe_header_value,
 )
 from collector.requestlog import RequestLog
 
@@ -43,6 +45,79 @@ SORTS = {
     "-bytes": ("bytes", True),
     "-packets": ("packets", True),
 }
+# What a node's row may hold (api.flowlisting.FlowDict). A row with another key, a value of another
+# type or text of another shape marks the node's answer broken: nothing of it reaches the answer
+# (a formula in a CSV cell, markup in the page, a key nobody asked for). Checked a column at a time,
+# in C (a column's text joined, its characters checked by bytes.translate): a row-by-row check
+# would cost several times the parse of the answer.
+_NUMBERS = {"proto": 255, "src_port": 65535, "dst_port": 65535, "packets": 1 << 63, "bytes": 1 << 63}
+_DIGITS = b"0123456789"
+_BASE64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" + _DIGITS + b"+/="
+# column: (its characters, shortest, longest)
+_TEXTS = {
+    "src_addr": (_DIGITS + b"abcdefABCDEF:.", 2, 45),
+    "dst_addr": (_DIGITS + b"abcdefABCDEF:.", 2, 45),
+    "community_id": (_BASE64 + b":", 0, 30),
+    "first": (_DIGITS + b"-:.TZ", 20, 30),
+    "last": (_DIGITS + b"-:.TZ", 20, 30),
+}
+_TIME = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?Z"
+_TIME_SHAPE = re.compile(_TIME.replace("[0-9]", "0").encode())  # a time with its digits made 0
+_ZERO_DIGITS = bytes.maketrans(_DIGITS, b"0" * 10)
+_FIELDS = (*_NUMBERS, *_TEXTS)
+_KNOWN_KEYS = frozenset(_FIELDS) | {"approximate", "node"}  # node: replaced
+
+
+def _text_column(column: Sequence, characters: bytes, shortest: int, longest: int) -> bytes | None:
+    """The column's text, one value a line, when each value is text of ``characters`` in length bounds."""
+    if set(map(type, column)) != {str}:
+        return None
+    lengths = set(map(len, column))
+    if min(lengths) < shortest or max(lengths) > longest:
+        return None
+    try:
+        text = "\n".join(column).encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    if text.translate(None, characters + b"\n") or text.count(b"\n") != len(column) - 1:
+        return None
+    return text
+
+
+def valid_rows(rows: list) -> bool:
+    """Whether every row of a node's answer is a flow row as nodes write them: keys, types, shapes."""
+    if not rows:
+        return True
+    if set(map(type, rows)) != {dict} or not set().union(*rows) <= _KNOWN_KEYS:
+        return False
+    try:
+        columns = {name: list(map(itemgetter(name), rows)) for name in _FIELDS}
+    except KeyError:  # a row without one of them
+        return False
+    for name, top in _NUMBERS.items():
+        column = columns[name]
+        if set(map(type, column)) != {int} or min(column) < 0 or max(column) > top:
+            return False
+    texts = {name: _text_column(columns[name], *rule) for name, rule in _TEXTS.items()}
+    if None in texts.values():
+        return False
+    for name in ("first", "last"):
+        if not all(map(_TIME_SHAPE.fullmatch, set(texts[name].translate(_ZERO_DIGITS).split(b"\n")))):
+            return False
+    if {value[:2] for value in texts["community_id"].split(b"\n")} - {b"1:", b""}:
+        return False
+    return {row.get("approximate", True) for row in rows} == {True}
+
+
+_WINDOW_TIME = re.compile(_TIME)
+
+
+def valid_window(window: object) -> bool:
+    return (
+        type(window) is dict
+        and window.keys() == {"start", "end"}
+        and all(type(value) is str and _WINDOW_TIME.fullmatch(value) for value in window.values())
+    )
 
 
 class NodeFlows:
@@ -79,7 +154,11 @@ def _ask(node: Node, params: Mapping[str, str]) -> NodeFlows:
         answer.close()
     if not isinstance(parsed, dict) or not isinstance(parsed.get("flows"), list):
         return NodeFlows(node, failure=NodeUnreachable(f"{NODE_PROBLEM}: its answer has no flows"))
-    return NodeFlows(node, body=parsed, damaged=answer.headers.get("X-PAR-Damaged", ""))
+    if not valid_window(parsed.get("window")) or not valid_rows(parsed["flows"]):
+        log.warning("node %s answered /flows with a row or window not of the flow row's shape", node.id)
+        return NodeFlows(node, failure=NodeUnreachable(f"{NODE_PROBLEM}: its answer has a malformed row"))
+    damaged = answer.headers.get("X-PAR-Damaged", "")
+    return NodeFlows(node, body=parsed, damaged=damaged if safe_header_value(damaged) else "")
 
 
 def ask_flows(nodes: Sequence[Node], params: Mapping[str, str]) -> list[NodeFlows]:
@@ -110,9 +189,9 @@ def merge_flows(answers: list[NodeFlows], *, sort: str, limit: int) -> dict[str,
         if answer.failure is not None:
             continue
         window = window or answer.body.get("window")
-        truncated = truncated or bool(answer.body.get("truncated"))
+        truncated = truncated or answer.body.get("truncated") is True
         node = str(answer.node.id)
-        flows = [row for row in answer.body["flows"] if isinstance(row, dict)]
+        flows = answer.body["flows"]  # every row checked as it arrived (valid_rows)
         for row in flows:
             row["node"] = node  # in place: the key keeps its place if the node named one
         lists.append((node, flows))
@@ -149,7 +228,8 @@ def flows_answer(
         raise every_node_failed([(a.node, a.failure) for a in answers if a.failure is not None])
     merged = merge_flows(answers, sort=sort, limit=limit)
     if output == "csv":
-        response = HttpResponse(as_csv(merged), content_type="text/csv; charset=utf-8")
+        response = HttpResponse(as_csv(merged), content_type=CSV_TYPE)
+        response["Content-Disposition"] = 'attachment; filename="flows.csv"'
     else:
         # orjson: the same JSON as json.dumps writes (compact), several times faster for 100000 rows
         response = HttpResponse(orjson.dumps(merged), content_type="application/json")

@@ -187,6 +187,7 @@ class NodeGrants:
     all_nodes: bool
     nodes: Any
     pk: Any
+    who = "this API key"  # who holds the grant, as an answer names it
 
     @property
     def holder(self) -> str:
@@ -195,6 +196,11 @@ class NodeGrants:
 
     def log_identity(self) -> tuple[str, Any]:
         """(key prefix, web page user) as the request log records who asked."""
+        raise NotImplementedError
+
+    @property
+    def rate_id(self) -> int:
+        """The number its requests are counted under (``collector.limits.RequestRate``)."""
         raise NotImplementedError
 
     @property
@@ -295,6 +301,10 @@ class ApiKey(NodeGrants, models.Model):
     def holder(self) -> str:
         return f"key:{self.pk}"
 
+    @property
+    def rate_id(self) -> int:
+        return self.pk
+
     def log_identity(self) -> tuple[str, Any]:
         return self.prefix, None
 
@@ -327,12 +337,14 @@ _GRANTED = {
 }
 
 # Defined beside, registered here: Django finds an app's models in its models module.
+from collector.jobs.model import Export  # noqa: E402
 from collector.limits import KeyStream, RequestRate  # noqa: E402
 from collector.requestlog import NodeOutcome, RequestLog  # noqa: E402
 from collector.usergrants import UserGrant  # noqa: E402
 
 __all__ = [
     "ApiKey",
+    "Export",
     "KeyStream",
     "Node",
     "NodeGrants",

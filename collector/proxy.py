@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import time
 from collections.abc import Iterator, Mapping
@@ -22,7 +23,7 @@ from rest_framework.response import Response
 
 from collector import nodeclient
 from collector.limits import STREAM_RENEW
-from collector.metrics import proxy_failed
+from collector.metrics import node_answered, proxy_failed
 from collector.models import Node
 from collector.nodeclient import NodeResponse
 
@@ -39,7 +40,34 @@ NODE_REFUSED_COLLECTOR = "the node refused this collector (check PAR_NODE_ALLOW 
 CAPTURE_TYPES = ("application/vnd.tcpdump.pcap", "application/x-pcapng", "application/octet-stream")
 PASSED_HEADERS = ("Content-Type", "Content-Disposition", "Content-Length", "Cache-Control")
 ESTIMATE_HEADERS = ("X-PAR-Estimate-Packets", "X-PAR-Estimate-Bytes")
-PAR_HEADERS = (*ESTIMATE_HEADERS, "X-PAR-Window", "X-PAR-Damaged")
+UNINDEXED = "X-PAR-Estimate-Unindexed"  # the files a node counted whole in its estimate
+PAR_HEADERS = (*ESTIMATE_HEADERS, UNINDEXED, "X-PAR-Window", "X-PAR-Damaged")
+# A header a node sends is passed on only when its value has this shape: the client's server
+# (gunicorn) refuses an answer whose header holds a control character, after the view has run.
+_VISIBLE = re.compile(r"[ -~]*").fullmatch
+_HEADER_SHAPES = {
+    "Content-Length": re.compile(r"[0-9]{1,19}").fullmatch,
+    "X-PAR-Estimate-Packets": re.compile(r"[0-9]{1,19}").fullmatch,
+    "X-PAR-Estimate-Bytes": re.compile(r"[0-9]{1,19}").fullmatch,
+    "Content-Disposition": re.compile(r'attachment; filename="[A-Za-z0-9._-]{1,200}"').fullmatch,
+}
+
+
+def safe_header_value(value: str) -> bool:
+    """Whether ``value`` may travel in a header of ours: visible ASCII and spaces only."""
+    return _VISIBLE(value) is not None
+
+
+def node_header(node: Node, headers: Mapping[str, str], name: str) -> str | None:
+    """Header ``name`` of a node's answer when it has the shape it must have; None when absent or not."""
+    value = headers.get(name)
+    if value is None:
+        return None
+    shape = _HEADER_SHAPES.get(name, _VISIBLE)
+    if shape(value) is None:
+        log.warning("node %s sent a malformed %s header: not passed on", node.id, name)
+        return None
+    return value
 
 
 class NodeUnreachable(exceptions.APIException):
@@ -72,7 +100,7 @@ class NodeFailedMidStream(Exception):
     """The node stopped sending before the end of its answer; the client's response is aborted."""
 
 
-def _headers() -> dict[str, str]:
+def node_headers() -> dict[str, str]:
     headers = {"Accept-Encoding": "identity"}  # bytes pass through exactly as the node sends them
     if settings.PAR_NODE_SECRET:
         headers["X-PAR-Node-Secret"] = settings.PAR_NODE_SECRET
@@ -95,14 +123,17 @@ def node_get(
 ) -> NodeResponse:
     """``method`` ``path`` on ``node`` with the body left unread; 502/504 APIException when it cannot."""
     try:
-        return nodeclient.request(
+        answer = nodeclient.request(
             method,
             node.url(path),
             params,
-            _headers(),
+            node_headers(),
             settings.PAR_NODE_CONNECT_TIMEOUT,
             settings.PAR_NODE_READ_TIMEOUT,
         )
+        if answer.status_code < 500 and answer.status_code != 403:  # it answered, and judged the call
+            node_answered(node.id)
+        return answer
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         if is_timeout(exc):
             log.warning("node %s (%s) timed out on /%s", node.id, node.address, path)

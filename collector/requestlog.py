@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -20,6 +20,7 @@ from django.http import HttpResponseBase
 from django.utils import timezone
 
 from collector.audit import audit
+from collector.metrics import download_ended, download_started, request_log_write_failed
 from collector.prepared import insert
 
 if TYPE_CHECKING:
@@ -63,6 +64,12 @@ class NodeOutcome(TypedDict):
     error: str
 
 
+def query_text(query: Mapping[str, Any] | None) -> str:
+    """A request's query as the log keeps it: the key left out, cut at QUERY_MAX characters."""
+    shown = {k: v for k, v in (query or {}).items() if k not in SECRET_PARAMS}
+    return "&".join(f"{k}={v}" for k, v in shown.items())[:QUERY_MAX]
+
+
 def as_datetime(ns: int) -> datetime:
     """Epoch nanoseconds as an aware datetime, exact to the microsecond (unlike a float timestamp)."""
     return _EPOCH + timedelta(microseconds=ns // 1000)
@@ -71,7 +78,7 @@ def as_datetime(ns: int) -> datetime:
 class RequestLog(models.Model):
     """One /data.pcap or /flows asked: who pulled which packets from which nodes, and how it ended."""
 
-    VIEWS = (("data.pcap", "data.pcap"), ("flows", "flows"))
+    VIEWS = (("data.pcap", "data.pcap"), ("flows", "flows"), ("export", "export"))
 
     time = models.DateTimeField(default=timezone.now, db_index=True)
     view = models.CharField(max_length=16, choices=VIEWS, default="data.pcap")
@@ -129,9 +136,7 @@ class RequestLog(models.Model):
         query: dict[str, Any] | None = None,
     ) -> RequestLog:
         """A row for a request just arrived; nothing is written until ``finish``."""
-        shown = {k: v for k, v in (query or {}).items() if k not in SECRET_PARAMS}
-        text = "&".join(f"{k}={v}" for k, v in shown.items())
-        entry = cls(view=view, method=method, client_ip=client_ip, query=text[:QUERY_MAX])
+        entry = cls(view=view, method=method, client_ip=client_ip, query=query_text(query))
         entry.started = time.monotonic()
         entry.stream_slot = None
         entry.finished = False
@@ -176,6 +181,8 @@ class RequestLog(models.Model):
     def hold(self, slot: KeyStream | None) -> None:
         """A download slot held until ``finish`` (see collector.limits)."""
         self.stream_slot = slot
+        if slot is not None:
+            download_started()
 
     def finish(self, status: int, bytes_sent: int = 0, error: str = "") -> None:
         """Write the row (once; later calls do nothing) and release the download slot."""
@@ -185,7 +192,11 @@ class RequestLog(models.Model):
         self.status, self.bytes_sent, self.error = status, bytes_sent, error[:ERROR_MAX]
         self.duration = round(time.monotonic() - getattr(self, "started", time.monotonic()), 6)
         try:
-            insert(self)  # as save(force_insert=True) would, without building the statement each time
+            try:
+                insert(self)  # as save(force_insert=True) would, without building the statement each time
+            except Exception:
+                request_log_write_failed()
+                raise
             audit(self)  # the log line beside the row (collector/audit.py)
         finally:
             self.release_slot()
@@ -194,6 +205,7 @@ class RequestLog(models.Model):
         """Give the download slot back now (``finish`` does, if this did not)."""
         slot, self.stream_slot = getattr(self, "stream_slot", None), None
         if slot is not None:
+            download_ended()
             slot.release()
 
     # ------------------------------------------------------------ display

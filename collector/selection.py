@@ -15,7 +15,15 @@ from api.flowparams import (
     parse_selection,
     selection_params,
 )
-from collector.models import ACTIVE_NODES, NODE_SELECTION, ApiKey, KeyStream, Node, parse_node_selection
+from collector.models import (
+    ACTIVE_NODES,
+    NODE_SELECTION,
+    ApiKey,
+    KeyStream,
+    Node,
+    UserGrant,
+    parse_node_selection,
+)
 from engine.flow import Selection
 
 # Parameters beyond the seed's flow passed on to the nodes as given (docs/SPEC.md "Selecting packets").
@@ -42,12 +50,13 @@ def requested_nodes(params: Mapping[str, str]) -> list[int] | None:
         raise exceptions.ValidationError(NODE_SELECTION) from None
 
 
-def resolve_nodes(key: ApiKey, node_ids: list[int] | None) -> list[Node]:
+def resolve_nodes(key: ApiKey | UserGrant, node_ids: list[int] | None) -> list[Node]:
     """The active nodes asked, in id order (grants are checked before); 404 naming any unknown."""
     if node_ids is None:
         nodes = list(key.queryable_nodes())
         if not nodes:
-            raise exceptions.NotFound("no node to ask: this API key may query no active node")
+            granted = "an administrator grants nodes" if isinstance(key, UserGrant) else "grant the key nodes"
+            raise exceptions.NotFound(f"no node to ask: {key.who} may query no active node ({granted})")
         return nodes
     if key.every_node:
         nodes = ACTIVE_NODES.rows(*sorted(node_ids))
@@ -105,12 +114,12 @@ def wants_pcapng(params: Mapping[str, str]) -> bool:
     return params.get("format", "").strip().lower() == "pcapng"
 
 
-def take_download_slot(holder: str) -> KeyStream:
+def take_download_slot(holder: str, who: str = ApiKey.who) -> KeyStream:
     """One of the holder's PAR_KEY_STREAMS download slots; a 429 when every one is in use."""
     limit = settings.PAR_KEY_STREAMS
     slot = KeyStream.acquire(holder, limit)
     if slot is None:
         raise TooManyDownloads(
-            f"this API key already runs {limit} downloads at once (PAR_KEY_STREAMS): wait for one to end"
+            f"{who} already runs {limit} downloads at once (PAR_KEY_STREAMS): wait for one to end"
         )
     return slot

@@ -5,7 +5,14 @@ from __future__ import annotations
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
-from api.parameters import FLOWS_HEADERS, PCAP_HEADERS
+from api.parameters import (
+    ANSWER_PARAMETERS,
+    FLOWS_HEADERS,
+    LISTING_PARAMETERS,
+    PCAP_HEADERS,
+    RECORD_HEADERS,
+    RECORD_WINDOW_PARAMETERS,
+)
 from api.serializers import ErrorSerializer
 
 
@@ -100,3 +107,14 @@ FLOWS_PARAMS_DOC = [
     API_KEY_PARAM,
     *FLOWS_HEADERS,
 ]
+_NODE_ID = OpenApiParameter("node_id", str, required=True, description="a node, a comma list (1,3,4), or all")
+RECORD_PCAP_PARAMS = [_NODE_ID, *RECORD_WINDOW_PARAMETERS, *ANSWER_PARAMETERS, API_KEY_PARAM, *PCAP_HEADERS]
+RECORD_PCAP_PARAMS += RECORD_HEADERS
+RECORD_FLOWS_PARAMS = [
+    _NODE_ID,
+    *RECORD_WINDOW_PARAMETERS,
+    *LISTING_PARAMETERS,
+    API_KEY_PARAM,
+    *FLOWS_HEADERS,
+]
+RECORD_FLOWS_PARAMS += RECORD_HEADERS

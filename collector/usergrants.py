@@ -14,7 +14,8 @@ from collector.models import NodeGrants
 class UserGrant(NodeGrants, models.Model):
     """The nodes a Django account may query through the web page: admin, all nodes, or some nodes.
 
-    An account without one may log in to the page but query no node.
+    An account without one may log in to the page but query no node; a superuser has the admin
+    grant whatever its row says, as Django's superusers have every permission.
     """
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="par_grant")
@@ -33,15 +34,25 @@ class UserGrant(NodeGrants, models.Model):
     def __str__(self) -> str:
         return str(self.user)
 
+    # Who the grant is, in the answers' words ("this account may query no active node").
+    who = "this account"
+
     @classmethod
     def of(cls, user: Any) -> UserGrant:
         """The grant of a logged-in account; a new one granting nothing if it has none yet."""
         grant, _ = cls.objects.get_or_create(user=user)
+        if user.is_superuser:
+            grant.admin = True  # in effect only: the row keeps what was granted
         return grant
 
     @property
     def holder(self) -> str:
         return f"user:{self.user_id}"
+
+    @property
+    def rate_id(self) -> int:
+        """The user's id negated: counted in the same table as the keys' ids, never as one of them."""
+        return -self.user_id
 
     @property
     def prefix(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 
 from drf_spectacular.types import OpenApiTypes
@@ -12,8 +13,10 @@ from rest_framework.views import APIView
 
 from api.client import client_ip
 from api.flowparams import FLOW_PARAMS, window_text
+from api.parameters import RECORD_BODY, RECORD_DESCRIPTION
 from api.ping import ping_payload
 from api.plugins import plugin_metadata
+from api.recordpost import RecordPost
 from api.routes import list_routes
 from api.serializers import ErrorSerializer, PingSerializer
 from collector import fanout, flows, proxy
@@ -27,7 +30,7 @@ from collector.auth import (
     request_key,
 )
 from collector.models import ApiKey, Node, RequestLog
-from collector.requestlog import after_answer
+from collector.requestlog import after_answer, query_text
 from collector.selection import (
     PASSED_PARAMS,
     listing_options,
@@ -49,10 +52,14 @@ from collector.serializers import (
     NODE_ERRORS,
     NODES_RESPONSE,
     PCAP_RESPONSE,
+    RECORD_FLOWS_PARAMS,
+    RECORD_PCAP_PARAMS,
 )
 from engine.flow import Selection
 
 NODE_COMMANDS = ("ping", "status", "plugins", "routes")
+
+log = logging.getLogger("collector.views")
 
 
 class CollectorView(APIView):
@@ -177,6 +184,12 @@ class LoggedQueryView(CollectorView):
         window = getattr(self, "window", None)
         if window is not None and "X-PAR-Window" not in response:
             response["X-PAR-Window"] = window
+        # gunicorn refuses to send a header holding a control character, after this view is done:
+        # the client would get a bare 400, and a download's row and slot would wait for its lease.
+        for name, value in list(response.items()):
+            if not proxy.safe_header_value(value):
+                log.warning("%s header not sent: it holds a control character", name)
+                del response[name]
         # A download logs itself when it ends; other answers are logged once they are sent (the
         # client does not wait for the row), except OPTIONS (no query) and requests without a
         # valid key (nobody to attribute them to).
@@ -194,6 +207,20 @@ class LoggedQueryView(CollectorView):
             after_answer(response, partial(self.entry.finish, response.status_code, 0, str(error)))
         return response
 
+    def handle_exception(self, exc):
+        try:
+            return super().handle_exception(exc)
+        except Exception:
+            # Not an API error: Django answers 500 and finalize_response never runs; the row is
+            # written (and the slot given back) here.
+            entry = getattr(self, "entry", None)
+            if entry is not None:
+                try:
+                    entry.finish(500, 0, f"server error: {type(exc).__name__}")
+                except Exception:
+                    log.exception("could not write the request log row")
+            raise
+
     def perform_authentication(self, request) -> None:
         super().perform_authentication(request)
         key = request_key(request)
@@ -201,7 +228,14 @@ class LoggedQueryView(CollectorView):
             self.entry.by(*key.log_identity())
 
 
-class DataPcapView(LoggedQueryView):
+class RecordQueryView(RecordPost, LoggedQueryView):
+    """A query of the nodes' data that also takes one Suricata or Zeek record as a POST body."""
+
+    def record_asked(self, request) -> None:
+        self.entry.query = query_text(request.query_params)
+
+
+class DataPcapView(RecordQueryView):
     """The packets selected, one node's streamed through or several nodes' merged by time."""
 
     log_view = "data.pcap"
@@ -214,7 +248,7 @@ class DataPcapView(LoggedQueryView):
     )
     def get(self, request):
         nodes, flow = self.asked(request)
-        self.entry.hold(take_download_slot(request.auth.holder))
+        self.entry.hold(take_download_slot(request.auth.holder, request.auth.who))
         params = node_params(request.query_params, flow)
         return fanout.pcap_answer(nodes, params, self.entry, pcapng=wants_pcapng(request.query_params))
 
@@ -226,8 +260,18 @@ class DataPcapView(LoggedQueryView):
             nodes, params, self.entry, method="HEAD", pcapng=wants_pcapng(request.query_params)
         )
 
+    @extend_schema(
+        request=RECORD_BODY,
+        responses={(200, "application/vnd.tcpdump.pcap"): PCAP_RESPONSE, 400: ErrorSerializer, **NODE_ERRORS},
+        parameters=RECORD_PCAP_PARAMS,
+        summary="The packets of the flow a Suricata or Zeek record names, from one node or several merged",
+        description=RECORD_DESCRIPTION,
+    )
+    def post(self, request):
+        return self.answer_record(request)
 
-class FlowsView(LoggedQueryView):
+
+class FlowsView(RecordQueryView):
     """The flows selected, from the indexes of one node or several, merged; every request logged."""
 
     log_view = "flows"
@@ -244,6 +288,16 @@ class FlowsView(LoggedQueryView):
         params = node_params(request.query_params, flow, extra=("sort",))
         params["limit"] = str(limit)
         return flows.flows_answer(nodes, params, self.entry, sort=sort, limit=limit, output=output)
+
+    @extend_schema(
+        request=RECORD_BODY,
+        responses={200: FLOWS_RESPONSE, 400: ErrorSerializer, **NODE_ERRORS},
+        parameters=RECORD_FLOWS_PARAMS,
+        summary="The flows of the flow a Suricata or Zeek record names, from one node or several merged",
+        description=RECORD_DESCRIPTION,
+    )
+    def post(self, request):
+        return self.answer_record(request)
 
 
 class RoutesView(CollectorView):

@@ -4,7 +4,10 @@ Writes everything under ``var/demo/`` (captures, filed tree, databases), files
 the captures with the real filer, starts a node and a collector under
 gunicorn, registers the node and an admin API key, fetches one flow through
 the collector to prove the chain works, prints a ready-to-paste curl and
-serves until Ctrl-C. Stopping it stops everything it started: Ctrl-C, SIGTERM
+serves until Ctrl-C, capturing on: generated traffic goes on growing a live
+capture file, and the real filer's loop files each one that is finished. One
+demo runs at a time (a lock beside ``var/demo/``); its admin password and API
+key are kept beside it too (``var/demo-credentials.json``), the same at every run. Stopping it stops everything it started: Ctrl-C, SIGTERM
 and SIGHUP (a closed terminal) stop both servers; should the demo itself be
 killed outright, the kernel stops them (each asks for SIGTERM when it dies).
 """
@@ -12,6 +15,7 @@ killed outright, the kernel stops them (each asks for SIGTERM when it dies).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -27,12 +31,52 @@ from urllib.parse import urlencode
 
 import requests
 
+from demo.live import start_live_capture
 from node.jobs import die_with_parent
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = Path(os.environ.get("PAR_DEMO_DIR") or ROOT / "var" / "demo")
 FILE_SECONDS = 60
 FILES = 6  # five finished files and the one "still being written"
+# The live capture's files and the filer's pass, in seconds (shorter in the tests).
+LIVE_SECONDS = int(os.environ.get("PAR_DEMO_LIVE_SECONDS") or FILE_SECONDS)
+FILER_EVERY = int(os.environ.get("PAR_DEMO_FILER_EVERY") or 30)
+CREDENTIALS = DEMO.with_name(DEMO.name + "-credentials.json")
+
+
+def hold_demo_lock() -> object:
+    """This demo's lock (kept open while it runs); a second demo stops with a message instead of
+    deleting the first one's files from under it."""
+    DEMO.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(DEMO.with_name(DEMO.name + ".lock"), "a+")  # noqa: SIM115 - held until the demo exits
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        pid = lock.read().strip() or "?"
+        sys.exit(
+            f"another `make demo` is running (pid {pid}) and uses {DEMO}: stop it first (Ctrl-C in its"
+            " terminal), or run this one elsewhere with PAR_DEMO_DIR=/tmp/demo2 DEMO_PORTS=19001,19002"
+        )
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
+def demo_credentials() -> tuple[str, str, bool]:
+    """(admin password, API key, kept from a previous run): made once, kept in CREDENTIALS (0600)."""
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        kept = json.loads(CREDENTIALS.read_text())
+        return str(kept["password"]), str(kept["api_key"]), True
+    sys.path.insert(0, str(ROOT))
+    from collector.keys import generate_key
+
+    password, key = secrets.token_urlsafe(12), generate_key()
+    fd = os.open(CREDENTIALS, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump({"password": password, "api_key": key}, out)
+    return password, key, False
 
 
 def _port(preferred: int) -> int:
@@ -126,6 +170,7 @@ def _serve(role: str, env: dict[str, str], port: int, log: Path) -> subprocess.P
 
 def main() -> None:
     collector_port, node_port = demo_ports(os.environ.get("DEMO_PORTS"))
+    lock = hold_demo_lock()  # noqa: F841 - held until the demo exits
     if DEMO.exists():
         shutil.rmtree(DEMO)
     capture_dir, filer_dir = DEMO / "capture", DEMO / "filed"
@@ -157,7 +202,7 @@ def main() -> None:
 
     print("== collector database")
     _manage(collector_env, "migrate", "--noinput")
-    password = secrets.token_urlsafe(12)
+    password, key, kept = demo_credentials()
     _manage(
         {**collector_env, "DJANGO_SUPERUSER_PASSWORD": password},
         "createsuperuser",
@@ -167,16 +212,15 @@ def main() -> None:
         "--email",
         "admin@localhost",
     )
-    # The web page's account may query every node, as the demo's API key may.
+    # The superuser has the admin grant on the web page; the API key is the one kept (passed in the
+    # environment, never on a command line others may read).
     _manage(
-        collector_env,
+        {**collector_env, "PAR_DEMO_KEY": key},
         "shell",
         "-c",
-        "from django.contrib.auth.models import User; from collector.models import UserGrant; "
-        "UserGrant.objects.update_or_create(user=User.objects.get(username='admin'), "
-        "defaults={'admin': True})",
+        "import os; from collector.models import ApiKey; row = ApiKey(name='demo analyst', admin=True); "
+        "row.set_key(os.environ['PAR_DEMO_KEY']); row.save()",
     )
-    key = _manage(collector_env, "createapikey", "--name", "demo analyst", "--admin").split()[-1]
 
     nodes_conf = DEMO / "nodes.conf"
     nodes_conf.write_text(json.dumps({"1": f"127.0.0.1:{node_port}"}))
@@ -189,7 +233,17 @@ def main() -> None:
         signal.signal(signum, lambda *_: sys.exit(0))
     try:
         serve_and_show(
-            children, node_env, collector_env, node_port, collector_port, shown, first, now, key, password
+            children,
+            node_env,
+            collector_env,
+            node_port,
+            collector_port,
+            shown,
+            first,
+            now,
+            key,
+            password,
+            kept,
         )
     except KeyboardInterrupt:
         pass
@@ -215,12 +269,15 @@ def stop(children: list[subprocess.Popen]) -> None:
 
 
 def serve_and_show(
-    children, node_env, collector_env, node_port, collector_port, flow, first, now, key, password
+    children, node_env, collector_env, node_port, collector_port, flow, first, now, key, password, kept
 ):
-    """Start both servers, fetch ``flow`` through the collector, print the curl, serve."""
+    """Start both servers, fetch ``flow`` through the collector, print the curl, serve, capture on."""
     print(f"== node on 127.0.0.1:{node_port}, collector on 127.0.0.1:{collector_port}")
     children.append(_serve("node", node_env, node_port, DEMO / "node.log"))
     children.append(_serve("collector", collector_env, collector_port, DEMO / "collector.log"))
+    print(f"== capturing on: a live capture file every {LIVE_SECONDS} s, filed by the filer's loop")
+    start_live_capture(Path(node_env["PAR_CAPTURE_DIR"]), now, LIVE_SECONDS)
+    children.append(_filer_loop(node_env, DEMO / "filer.log"))
 
     start = datetime.fromtimestamp(first, UTC).strftime("%Y-%m-%d %H:%M:%S")
     end = datetime.fromtimestamp(now + 60, UTC).strftime("%Y-%m-%d %H:%M:%S")
@@ -248,10 +305,12 @@ def serve_and_show(
         f"  {packets} packets, {len(answer.content)} bytes -> {out}\n"
         f"\nFetch it again:\n\n"
         f"  curl -H 'Authorization: Api-Key {key}' -o flow.pcap '{url}'\n"
-        f"\nPage:    http://127.0.0.1:{collector_port}/ui/  (admin / {password})\n"
-        f"Admin:   http://127.0.0.1:{collector_port}/admin/\n"
+        f"\nPage:     http://127.0.0.1:{collector_port}/ui/  (admin / {password})\n"
+        f"Admin:    http://127.0.0.1:{collector_port}/admin/\n"
         f"API docs: http://127.0.0.1:{collector_port}/docs\n"
-        f"Logs:    {DEMO}/node.log, {DEMO}/collector.log\n"
+        f"Logs:     {DEMO}/node.log, {DEMO}/collector.log, {DEMO}/filer.log\n"
+        f"\nThe admin password and the API key {'are the ones kept in' if kept else 'were made now and kept in'}"
+        f" {CREDENTIALS}:\nthe same at every `make demo`; delete that file for new ones.\n"
         f"\nServing until Ctrl-C."
     )
     while True:
@@ -259,6 +318,19 @@ def serve_and_show(
             if child.poll() is not None:
                 sys.exit("a server stopped unexpectedly; see the logs")
         time.sleep(1)
+
+
+def _filer_loop(env: dict[str, str], log: Path) -> subprocess.Popen:
+    """The real filer's loop (``runfiler --loop``), filing each capture file once it is finished."""
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "runfiler", "--loop", str(FILER_EVERY)],
+        cwd=ROOT,
+        env=env,
+        stdout=open(log, "ab"),  # noqa: SIM115 - lives as long as the filer
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=lambda: die_with_parent(signal.SIGTERM),
+    )
 
 
 def _count_records(pcap: bytes) -> int:

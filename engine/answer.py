@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .formats import CaptureWriter, pcapng
+from .formats.capture import MAX_CAPLEN
 from .formats.writer import pcapng_block
 
 IF_NAME = 2
@@ -15,6 +16,8 @@ IF_TSRESOL = 9
 # Enhanced Packet Block's header, trailer and at most 3 bytes of padding.
 PCAP_RECORD_OVERHEAD = 16
 PCAPNG_RECORD_OVERHEAD = 35
+# The most one record can add to an answer: its longest frame, in a pcapng block.
+MAX_RECORD_BYTES = PCAPNG_RECORD_OVERHEAD + MAX_CAPLEN
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,20 @@ class Limits:
 
     packets: int | None = None
     bytes: int | None = None
+
+    def bound(self, packets: int, size: int, header: int) -> tuple[int, int]:
+        """(packets, bytes) an answer estimated at ``packets`` and ``size`` holds at most once ended here.
+
+        ``header`` bounds the answer's file header: ``limit_packets=10`` is never more than ten of
+        the longest records after it, whatever the selection holds. The file header always goes
+        out whole, even past ``bytes`` (a pcapng header with long interface names).
+        """
+        if self.packets is not None and self.packets < packets:
+            packets = self.packets
+            size = min(size, header + packets * MAX_RECORD_BYTES)
+        if self.bytes is not None:
+            size = min(size, max(self.bytes, header))
+        return packets, size
 
 
 class PcapngWriter(CaptureWriter):

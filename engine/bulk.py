@@ -21,7 +21,7 @@ import numpy as np
 
 from .dissect import dissect
 from .flowfields import flow_columns
-from .formats import CaptureWriter, PcapCapture, Record
+from .formats import CaptureError, CaptureTruncated, CaptureWriter, PcapCapture, Record
 from .formats.capture import MAX_CAPLEN, MAX_TS_NS
 from .formats.pcap import RECORD_HEADER_SIZE
 from .formats.pcapng import EPB
@@ -61,7 +61,12 @@ def indexed_pieces(
     max_frac = 1_000_000_000 if capture.nanosecond else 1_000_000
     last, buffer = -1, _Buffer()
     for first, stop in _steps(offsets):
-        step = _read_step(capture, offsets[first:stop], buffer)
+        try:
+            step = _read_step(capture, offsets[first:stop], buffer)
+        except CaptureTruncated:
+            raise
+        except CaptureError:
+            step = None  # a byte source's damage (a compressed frame): the per-record path names it
         if step is None:
             yield from encoded_pieces(rest(offsets[first:], last), writer)
             return
@@ -113,12 +118,17 @@ class _Buffer:
         if len(self.data) < total:
             self.data = bytearray(max(total, MAX_READ + MAX_READ // 8))  # a step's read, whatever its tail
         view = memoryview(self.data)
-        fd, base = capture.fileno(), 0
+        fd, base = capture.fileno(), 0  # a local file is read straight into the buffer
         got = np.empty(len(offsets), dtype=np.int64)
         for n, (offset, size) in enumerate(zip(offsets.tolist(), sizes.tolist(), strict=True)):
-            count = os.preadv(fd, [view[base : base + size]], offset)
-            if count < size:
-                capture.ends_at(offset + count)  # the file shrank while being read: CaptureTruncated
+            if fd is not None:
+                count = os.preadv(fd, [view[base : base + size]], offset)
+                if count < size:
+                    capture.ends_at(offset + count)  # the file shrank while being read: CaptureTruncated
+            else:
+                data = capture.read(offset, size)  # any other byte source (checks the end the same way)
+                count = len(data)
+                view[base : base + count] = data
             got[n] = count
             base += count
         return view[:base].toreadonly(), got

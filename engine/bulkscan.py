@@ -18,7 +18,7 @@ import numpy as np
 
 from . import bulk, pieces
 from .flowfields import FlowColumns
-from .formats import CaptureWriter, PcapCapture, Record
+from .formats import CaptureError, CaptureTruncated, CaptureWriter, PcapCapture, Record
 from .formats.capture import MAX_CAPLEN, MAX_TS_NS
 from .formats.pcap import FILE_HEADER_SIZE, RECORD_HEADER_SIZE
 from .recordtable import gather
@@ -66,7 +66,12 @@ def scanned_pieces(
     at, last = FILE_HEADER_SIZE, -1
     while True:
         sizes = np.array([bulk.MAX_READ], dtype=np.int64)
-        buf, got = buffer.read(capture, np.array([at], dtype=np.int64), sizes)
+        try:
+            buf, got = buffer.read(capture, np.array([at], dtype=np.int64), sizes)
+        except CaptureTruncated:
+            raise
+        except CaptureError:
+            break  # a byte source's damage (a compressed frame): the per-record scan names it
         offsets, end, impossible = _walk(buf, capture.order)
         if impossible or (not offsets and int(got[0]) == bulk.MAX_READ):
             break  # damage (or a record longer than a step can hold): the per-record scan says which

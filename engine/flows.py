@@ -143,23 +143,28 @@ def list_flows(
 ) -> FlowListing:
     """The flows of ``selection`` over ``files``, merged across files, sorted, at most ``limit``.
 
-    Damaged files are named in ``damaged``, as ``/data.pcap`` names them: a file whose index
-    records damage answers from the records before it; one that cannot be read adds no row.
+    Damaged files are named in ``damaged``, as ``/data.pcap`` names them: a file damaged part-way
+    answers from the records before its damage (its index records where, or, without one, the
+    index built in memory); one that cannot be read adds no row.
     """
     m = SelectionMatcher(selection)
     parts: list[np.ndarray] = []
     damaged: list[FileDamage] = []
     for file in (f if isinstance(f, CaptureFile) else CaptureFile.at(f) for f in files):
-        if file.span is not None and (file.span[1] < m.start_ns or file.span[0] > m.end_ns):
+        if file.excluded or (
+            file.span is not None and (file.span[1] < m.start_ns or file.span[0] > m.end_ns)
+        ):
             continue
         path = os.fspath(file.path)
-        if file.index is not None and file.index.damaged_at is not None:
-            at = file.index.damaged_at
-            damaged.append(FileDamage(path, f"{path}: read up to its damage at byte offset {at}"))
         try:
-            parts.append(_file_rows(file, m))
+            rows, index = _file_rows(file, m)
         except (CaptureError, OSError) as exc:
             damaged.append(FileDamage(path, str(exc)))
+            continue
+        parts.append(rows)
+        if index is not None and index.damaged_at is not None:
+            at = index.damaged_at
+            damaged.append(FileDamage(path, f"{path}: read up to its damage at byte offset {at}"))
     rows = _merged(np.concatenate(parts) if parts else np.zeros(0, ROW_DTYPE))
     field, descending = SORTS[sort]
     keys = rows[field].astype(np.int64)
@@ -167,8 +172,12 @@ def list_flows(
     return FlowListing(_columns(rows[order[:limit]]), truncated=len(rows) > limit, damaged=damaged)
 
 
-def _file_rows(file: CaptureFile, m: SelectionMatcher) -> np.ndarray:
-    """The selected rows of one file's flow table, ICMP split by message; from its index when it has one."""
+def _file_rows(file: CaptureFile, m: SelectionMatcher) -> tuple[np.ndarray, FlowIndex | None]:
+    """The selected rows of one file's flow table, ICMP split by message, and the index they come from.
+
+    From the file's index when it has a current one, else from the one it would get, built in
+    memory up to any damage (the index says where).
+    """
     index = file.index
     if index is None or not index.usable_for_queries:
         index = None
@@ -181,9 +190,9 @@ def _file_rows(file: CaptureFile, m: SelectionMatcher) -> np.ndarray:
         try:
             index = index_in_memory(file.path)
         except IncompleteHeader:
-            return np.zeros(0, ROW_DTYPE)
+            return np.zeros(0, ROW_DTYPE), None
         ids = index.selected(m.lookup, m.flow_rows)
-    return _rows(file, index, ids, index.rows(ids), m)
+    return _rows(file, index, ids, index.rows(ids), m), index
 
 
 def _rows(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import NamedTuple
@@ -44,6 +44,7 @@ from .formats import (
     Record,
     open_capture,
 )
+from .formats.source import capture_length
 from .index import FlowIndex, IndexUnusable, open_index
 from .pieces import PIECE_BYTES, Piece, answered, encoded_pieces, merged
 from .select import SelectionMatcher
@@ -56,6 +57,8 @@ class CaptureFile(NamedTuple):
     epoch: int | None = None  # the epoch in its name
     span: tuple[int, int] | None = None  # (first_ns, last_ns) it may hold; None = unknown
     index: FlowIndex | None = None  # type: ignore[assignment]  # its current index, found with the span
+    # The capture tree knows (its hour's summary) that no flow of the query is in it: not opened.
+    excluded: bool = False
 
     @classmethod
     def at(cls, path: str | os.PathLike) -> CaptureFile:
@@ -210,7 +213,7 @@ def plan_file(
     With a ``report``, a file's known damage (its index's, or a file header that cannot be read)
     is noted there and the file is read up to it; without one, damage raises CaptureError.
     """
-    if file.span is not None and (file.span[1] < m.start_ns or file.span[0] > m.end_ns):
+    if file.excluded or (file.span is not None and (file.span[1] < m.start_ns or file.span[0] > m.end_ns)):
         return None
     if report is not None:
         report.files += 1
@@ -238,13 +241,32 @@ def plan_file(
             raise
         report.damaged(exc, readable=False)
         return None
+    plan = getattr(capture.source, "plan", None)
+    if plan is not None and offsets is not None:
+        # A compressed or archived capture: the frames of these records are fetched together, the
+        # first ones now (a damaged frame among them is named before the answer's first byte).
+        try:
+            plan(offsets)
+        except CaptureError as exc:
+            if report is None:
+                capture.close()
+                raise
+            report.damaged(exc, readable=exc.offset > int(offsets[0]))
+            damaged_at = exc.offset if damaged_at is None else min(damaged_at, exc.offset)
+        except BaseException:
+            capture.close()
+            raise
     readable = UpToDamage(capture, damaged_at, report) if report is not None else None
     try:
         if index is not None and isinstance(capture, PcapngCapture):
             capture.learn_blocks(index.meta_offsets)
+        elif isinstance(capture, PcapngCapture):
+            capture.learn_interfaces()  # the answer's precision and link types, before it is written
     except CaptureError:
         # The index names blocks that are not there: it is damaged, the capture may be fine. What
         # was learned are real blocks, which the scan meets again.
+        assert isinstance(capture, PcapngCapture)
+        capture.learn_interfaces()
         return FilePlan(capture, readable=readable)
     except BaseException:
         capture.close()
@@ -385,6 +407,15 @@ class Estimate:
 
     packets: int
     bytes: int  # of the answer: frames, record headers and file header
+    header: int = 0  # of those bytes, the file header's
+    unindexed: tuple[str, ...] = ()  # names of the files counted whole: without an index, a loose bound
+
+    def within(self, limits: Limits | None) -> Estimate:
+        """The estimate of the answer ended at ``limits``: never more packets or bytes than they let through."""
+        if limits is None:
+            return self
+        packets, size = limits.bound(self.packets, self.bytes, self.header)
+        return replace(self, packets=packets, bytes=size)
 
 
 def estimate(
@@ -393,14 +424,17 @@ def estimate(
     """How many packets and bytes the answer to ``q`` over ``files`` can hold, at most.
 
     An indexed file counts the selected flows that overlap the window (their packets, their
-    original lengths); a file without a current index counts whole (its size; as many packets
-    as record headers fit in it).
+    original lengths); a file without a current index (the live file) counts whole (its size; as
+    many packets as record headers fit in it) and is named in ``unindexed``.
     """
     m = Matcher.of(q)
     packets = frame_bytes = 0
     linktypes: set[int] = set()
+    unindexed: list[str] = []
     for file in (f if isinstance(f, CaptureFile) else CaptureFile.at(f) for f in files):
-        if file.span is not None and (file.span[1] < m.start_ns or file.span[0] > m.end_ns):
+        if file.excluded or (
+            file.span is not None and (file.span[1] < m.start_ns or file.span[0] > m.end_ns)
+        ):
             continue
         index = file.index
         if index is not None and index.usable_for_queries:
@@ -414,12 +448,13 @@ def estimate(
                 linktypes.update(index.linktypes)
                 continue
         try:
-            size = os.stat(file.path).st_size
-        except OSError:
+            size = capture_length(file.path)
+        except (OSError, ValueError):
             continue
         packets += max(0, size - 24) // 16
         frame_bytes += size
         linktypes.update((0, 1))  # unknown: count as mixed
+        unindexed.append(file.path.name)
     overhead = PCAPNG_RECORD_OVERHEAD if pcapng or len(linktypes) > 1 else PCAP_RECORD_OVERHEAD
     header = 64 + 64 * max(1, len(linktypes))
-    return Estimate(packets, frame_bytes + overhead * packets + header)
+    return Estimate(packets, frame_bytes + overhead * packets + header, header, tuple(unindexed))

@@ -9,8 +9,8 @@ from django.conf import settings
 from rest_framework.permissions import BasePermission
 
 from api.client import caller, in_any, plain_address
-from api.errors import error_response
-from api.metrics import SCRAPER_REFUSED, scraper_allowed
+from api.errors import refusal_response
+from api.metrics import scrape_refused
 from engine.flow import IPAddress
 
 log = logging.getLogger("node.acl")
@@ -39,28 +39,35 @@ def secret_ok(request) -> bool:
     return as_text | as_utf8
 
 
-def refusal(request) -> str | None:
-    """Why this request is refused (for the log, without secrets), or None when the caller may proceed."""
+def refusal(request) -> tuple[str, str] | None:
+    """Why this request is refused: (for the log, for the caller), never with a secret; None when it
+    may proceed. The caller is told what it can know anyway (its own address, its own header), or,
+    at a trusted proxy's address (on this host), that the proxy forwarded for nobody."""
     ip, unknown = caller(request)
     if ip is None:
-        return f"caller unknown: {unknown}"
+        return f"caller unknown: {unknown}", f"caller unknown: {unknown}"
     if not address_allowed(ip):
         peer = request.META.get("REMOTE_ADDR", "")
         via = f" (via {peer})" if str(ip) != peer else ""
-        return f"address {ip}{via} not allowed"
+        return f"address {ip}{via} not allowed", f"address {ip} is not allowed"
     if not secret_ok(request):
         given = "wrong" if request.META.get("HTTP_X_PAR_NODE_SECRET") else "missing"
-        return f"{given} node secret from {ip}"
+        return f"{given} node secret from {ip}", f"{given} node secret (X-PAR-Node-Secret)"
     return None
+
+
+def refused(request) -> str | None:
+    """What a refused caller is told (the refusal is logged, never with the secret); None: it may proceed."""
+    reason = refusal(request)
+    if reason is None:
+        return None
+    log.warning("refused %s %r: %s", request.method, request.path[:200], reason[0])
+    return f"{AllowedCaller.message}: {reason[1]}"
 
 
 def caller_allowed(request) -> bool:
     """Whether the caller may have an answer; a refusal is logged, never with the secret."""
-    reason = refusal(request)
-    if reason is not None:
-        log.warning("refused %s %r: %s", request.method, request.path[:200], reason)
-        return False
-    return True
+    return refused(request) is None
 
 
 class AllowedCaller(BasePermission):
@@ -69,7 +76,10 @@ class AllowedCaller(BasePermission):
     message = "this node does not answer this caller"
 
     def has_permission(self, request, view) -> bool:
-        return caller_allowed(request)
+        said = refused(request)
+        if said is not None:
+            self.message = said
+        return said is None
 
 
 class RefuseOtherCallers:
@@ -85,9 +95,8 @@ class RefuseOtherCallers:
         self.get_response = get_response
 
     def __call__(self, request):
-        if request.path == "/metrics":
-            if not scraper_allowed(request):
-                return error_response(SCRAPER_REFUSED, 403)
-        elif not caller_allowed(request):
-            return error_response(AllowedCaller.message, 403)
+        scrape = request.path == "/metrics"
+        said = scrape_refused(request) if scrape else refused(request)
+        if said is not None:
+            return refusal_response(said, 403, "scraper_refused" if scrape else "caller_refused")
         return self.get_response(request)

@@ -13,6 +13,24 @@ class NodeConfig(AppConfig):
 
     def ready(self) -> None:
         checks.register(check_node_directories, "node")
+        from engine.index import on_damaged_index
+        from node.indexdamage import index_damaged
+
+        on_damaged_index(index_damaged)
+
+        from engine.formats import archived
+
+        # Archived captures (<name>.archived) are read from this endpoint, whatever PAR_ARCHIVE_URL.
+        archived.configure(settings.PAR_ARCHIVE_ENDPOINT, on_fetch=count_archive_fetch)
+
+
+def count_archive_fetch(size: int, ok: bool) -> None:
+    """An archive request of a read, counted for GET /metrics (prometheus loaded on the first one only)."""
+    from node.metrics import ARCHIVE_FETCHED, ARCHIVE_REQUESTS
+
+    ARCHIVE_REQUESTS.labels("ok" if ok else "failed").inc()
+    if size:
+        ARCHIVE_FETCHED.inc(size)
 
 
 def check_node_directories(app_configs=None, **kwargs) -> list[checks.CheckMessage]:

@@ -24,6 +24,12 @@ leaves nothing that blocks the next run; the lock files are never unlinked):
 - ``PAR_DATA_DIR/filer-tree.lock`` is held while anything writes into the filer tree (a filing
   pass, retention, ``reindex``), so temporary files there are only ever cleaned by their owner.
 
+With ``PAR_COMPRESS=zstd`` (``--compress zstd``) the worker also writes the capture compressed into
+the hour directory (``<name>.zst``, temporary dot-name, fsync, rename) after its index; the source
+is then removed instead of moved. A rerun finding the compressed copy and the source (the same
+capture, by its fingerprint) only removes the source. ``--loop`` passes then compress what is
+still raw in the tree and archive what is old enough (node/tiers.py).
+
 Steps named with ``crash_point()`` are where the crash tests kill the filer (node/faults.py).
 """
 
@@ -46,13 +52,19 @@ from pathlib import Path
 from typing import TypeVar
 
 from engine import durable
+from engine.compress import compress_capture, compressed_path
 from engine.durable import fsync_dir, make_dirs
 from engine.formats import CaptureError
-from engine.index import TEMP_INDEX_PATTERN, FlowIndex, IndexUnusable, build_index, index_path
-from node import filerstats, retention, store
+from engine.formats.seekable import LEVEL
+from engine.formats.source import ZSTD_SUFFIX
+from engine.index import TEMP_INDEX_PATTERN, FlowIndex, IndexUnusable, build_index, index_path, open_index
+from engine.index.read import capture_fingerprint
+from engine.index.summary import SUMMARY_SUFFIX
+from node import filerstats, retention, store, tiers
 from node.faults import crash_point
 from node.jobs import Workers
 from node.move import COPY_SUFFIX, move_capture, same_content
+from node.tiers import ArchiveOptions
 
 log = logging.getLogger("node.filer")
 T = TypeVar("T")
@@ -80,6 +92,9 @@ class FilerOptions:
     keep_free: float | None = None  # percent of the filer file system to keep free
     max_age_hours: float | None = None
     jobs: int = 1  # index builds at once, in worker processes (node/jobs.py)
+    compress: str = "none"  # "zstd": filed captures are stored compressed (<name>.zst; docs/storage.md)
+    level: int = LEVEL  # the zstd level
+    archive: ArchiveOptions | None = None  # archive aged captures in --loop passes (node/tiers.py)
 
 
 @dataclass
@@ -129,9 +144,11 @@ def _filer_lock(path: Path, *, wait: bool) -> Iterator[None]:
 
 
 def _temp_name(prefix: str) -> re.Pattern[str]:
-    """Names of the temporary files written into the tree: our copies and the index builder's."""
+    """Names of the temporary files written into the tree: our copies, the index builder's, the compressor's."""
     capture = rf"\.{re.escape(prefix)}\.[0-9]+"
-    return re.compile(rf"{capture}(?:{re.escape(COPY_SUFFIX)}|{TEMP_INDEX_PATTERN})")
+    summary = rf"\.{re.escape(prefix + SUMMARY_SUFFIX)}\.[0-9]+{re.escape(durable.TEMP_SUFFIX)}"
+    compressing = re.escape(ZSTD_SUFFIX) + r"\.[0-9]+" + re.escape(durable.TEMP_SUFFIX)
+    return re.compile(rf"{capture}(?:{re.escape(COPY_SUFFIX)}|{TEMP_INDEX_PATTERN}|{compressing})|{summary}")
 
 
 def remove_stale_temps(directory: Path, prefix: str) -> list[Path]:
@@ -186,6 +203,19 @@ def build_outcome(src: Path, out: Path) -> int | str:
         return str(exc) if isinstance(exc, CaptureError) else f"{type(exc).__name__}: {exc}"
 
 
+def build_and_compress(src: Path, out: Path, compressed: Path | None, level: int) -> int | str:
+    """``build_outcome``, then (``compressed`` given) ``src`` compressed to ``compressed`` (atomically).
+
+    The work of a worker process when the filer compresses: the compressed copy is in place when
+    this returns, the source not yet removed (``finish_filing`` does that).
+    """
+    outcome = build_outcome(src, out)
+    if compressed is not None:
+        crash_point("compressing")
+        compress_capture(src, compressed, level=level)
+    return outcome
+
+
 def index_into(src: Path, dest: Path, outcome: int | str | None = None) -> tuple[bool, int]:
     """Build ``src``'s index as ``dest``'s (or take ``outcome``, built elsewhere); (indexed, packets)."""
     if outcome is None:
@@ -216,6 +246,14 @@ def damaged_index_logged(src: Path, index: Path) -> None:
         )
 
 
+def summarise(directory: Path, prefix: str, *, rebuild: bool = False) -> None:
+    """Bring an hour directory's summary up to its indexes; a failure is logged (queries then open each index)."""
+    try:
+        store.refresh_summary(directory, prefix, rebuild=rebuild)
+    except OSError as exc:
+        log.warning("Cannot write the summary of %s: %s; its files are searched one by one", directory, exc)
+
+
 def plan_filing(src: Path, options: FilerOptions, cleaned: set[Path] | None = None) -> Planned | Filed:
     """Log and prepare the filing of ``src`` (hold the tree lock); Filed when nothing is left to index.
 
@@ -240,6 +278,16 @@ def plan_filing(src: Path, options: FilerOptions, cleaned: set[Path] | None = No
         remove_stale_temps(dest_dir, options.prefix)
         if cleaned is not None:
             cleaned.add(dest_dir)
+    zst = compressed_path(dest)
+    if zst.exists():
+        # Only a crash between placing the compressed copy and removing the source leaves both.
+        if capture_fingerprint(zst) != capture_fingerprint(src):
+            raise FilingConflict(f"{zst} already exists with other content; {src} is left in place")
+        log.info("%s is already filed compressed (the last run stopped before removing it); removing it", src)
+        indexed, packets = (True, 0) if open_index(zst) is not None else index_into(src, dest)
+        src.unlink()
+        fsync_dir(src.parent)
+        return Filed(zst, size, packets, indexed)
     if dest.exists():
         # Only a crash between placing a cross-device copy and removing the source leaves both.
         if not same_content(src, dest):
@@ -252,10 +300,19 @@ def plan_filing(src: Path, options: FilerOptions, cleaned: set[Path] | None = No
     return Planned(src, dest, size)
 
 
-def finish_filing(planned: Planned, outcome: int | str) -> Filed:
-    """Move a capture whose index was built (``outcome`` of build_outcome) into its hour directory."""
+def finish_filing(planned: Planned, outcome: int | str, compressed: bool = False) -> Filed:
+    """Move a capture whose index was built (``outcome`` of build_outcome) into its hour directory.
+
+    ``compressed``: its compressed copy is already in place (``build_and_compress``), so the source
+    is removed instead of moved.
+    """
     indexed, packets = index_into(planned.src, planned.dest, outcome)
     crash_point("indexed")
+    if compressed:
+        planned.src.unlink()
+        fsync_dir(planned.src.parent)
+        crash_point("moved")
+        return Filed(compressed_path(planned.dest), planned.bytes, packets, indexed)
     move_capture(planned.src, planned.dest)
     crash_point("moved")
     return Filed(planned.dest, planned.bytes, packets, indexed)
@@ -324,11 +381,15 @@ def file_pending(options: FilerOptions, stop: threading.Event | None = None) -> 
     cleaned: set[Path] = set()
     building: deque[tuple[Planned, Future[int | str]]] = deque()
 
+    compress = options.compress == "zstd" and not options.simulate
+    touched: set[Path] = set()  # hour directories filed into: their summaries are brought up to date
+
     def finish_oldest() -> None:
         planned, future = building.popleft()
-        _count(
-            summary, _attempt(planned.src, summary, lambda: finish_filing(planned, future.result())), False
-        )
+        filed = _attempt(planned.src, summary, lambda: finish_filing(planned, future.result(), compress))
+        if filed is not None:
+            touched.add(filed.dest.parent)
+        _count(summary, filed, False)
 
     with Workers(1 if options.simulate else options.jobs) as workers:
         for src in listed.pending:
@@ -337,14 +398,23 @@ def file_pending(options: FilerOptions, stop: threading.Event | None = None) -> 
                 break
             planned = _attempt(src, summary, partial(plan_filing, src, options, cleaned))
             if not isinstance(planned, Planned):
+                if planned is not None and not options.simulate:
+                    touched.add(planned.dest.parent)
                 _count(summary, planned, options.simulate)
                 continue
             out = index_path(planned.dest)
-            building.append((planned, workers.submit(build_outcome, planned.src, out)))
+            if compress:
+                zst = compressed_path(planned.dest)
+                work = workers.submit(build_and_compress, planned.src, out, zst, options.level)
+            else:
+                work = workers.submit(build_outcome, planned.src, out)
+            building.append((planned, work))
             if len(building) >= workers.size:
                 finish_oldest()
         while building:
             finish_oldest()
+    for directory in sorted(touched):
+        summarise(directory, options.prefix)
     summary.seconds = time.monotonic() - started
     return summary
 
@@ -374,11 +444,35 @@ def _pass(options: FilerOptions, stop: threading.Event | None) -> PassSummary:
     return summary
 
 
+def tier_pass(options: FilerOptions, stop: threading.Event | None = None) -> tiers.TierSummary:
+    """Compress what is filed raw (with ``compress``), archive what is old enough (with ``archive``),
+    under the tree lock; the outcome is kept for /status and /metrics."""
+    summary = tiers.TierSummary()
+    if options.simulate or (options.compress != "zstd" and options.archive is None):
+        return summary
+    with tree_lock(options.data_dir):
+        if options.compress == "zstd":
+            summary = tiers.compress_tree(options.filer_dir, options.prefix, level=options.level, stop=stop)
+        if options.archive is not None:
+            archived = tiers.archive_tree(options.filer_dir, options.prefix, options.archive, stop=stop)
+            summary.archived, summary.archived_bytes = archived.archived, archived.archived_bytes
+            summary.expired, summary.backlog = archived.expired, archived.backlog
+            summary.archive_pass = True
+            summary.errors += archived.errors
+        filerstats.record_tiers(options.data_dir, summary)
+    return summary
+
+
 def run_loop(options: FilerOptions, interval: float, stop: threading.Event) -> None:
-    """Run passes ``interval`` seconds apart until ``stop`` is set; a failed pass is logged, not fatal."""
+    """Run passes ``interval`` seconds apart until ``stop`` is set; a failed pass is logged, not fatal.
+
+    Each filing pass is followed by a tier pass (``tier_pass``): compression and the archive.
+    """
     while not stop.is_set():
         try:
             log.info(run_pass(options, stop).line(options.simulate))
+            if not stop.is_set() and (options.compress == "zstd" or options.archive is not None):
+                log.info(tier_pass(options, stop).line())
         except Exception:
             log.exception("The filing pass failed; the next one starts in %g seconds", interval)
         stop.wait(interval)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from engine.durable import atomic_write
 
 STATS_FILE = "filer-stats.json"
 
@@ -32,6 +33,12 @@ class FilerStats:
     last_pass: float = 0.0  # when the last pass ended, epoch seconds
     last_pass_seconds: float = 0.0
     last_pass_packets: int = 0
+    compressed: int = 0  # captures compressed by tier passes
+    archived: int = 0  # captures archived
+    archived_bytes: int = 0  # bytes uploaded to the archive
+    archive_expired: int = 0  # archived captures deleted past PAR_ARCHIVE_MAX_AGE
+    archive_errors: int = 0  # captures that could not be archived (retried by the next pass)
+    archive_backlog: int = 0  # captures old enough to archive still local, after the last tier pass
 
 
 def read_stats(data_dir: Path) -> FilerStats:
@@ -58,11 +65,28 @@ def record_pass(data_dir: Path, summary) -> FilerStats:
     stats.last_pass = time.time()
     stats.last_pass_seconds = summary.seconds
     stats.last_pass_packets = summary.packets
+    _write(data_dir, stats)
+    return stats
+
+
+def record_tiers(data_dir: Path, summary) -> FilerStats:
+    """Add one tier pass (a node.tiers.TierSummary) to the counts; the caller holds the tree lock."""
+    stats = read_stats(data_dir)
+    stats.compressed += summary.compressed
+    stats.archived += summary.archived
+    stats.archived_bytes += summary.archived_bytes
+    stats.archive_expired += summary.expired
+    stats.archive_errors += len(summary.errors)
+    if summary.archive_pass:
+        stats.archive_backlog = summary.backlog
+    _write(data_dir, stats)
+    return stats
+
+
+def _write(data_dir: Path, stats: FilerStats) -> None:
     path = Path(data_dir) / STATS_FILE
-    tmp = path.with_name(f".{STATS_FILE}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(asdict(stats)))
-        os.replace(tmp, path)
+        with atomic_write(path, mode=0o600) as out:  # 0600 whatever the umask, as every data file
+            out.write(json.dumps(asdict(stats)).encode())
     except OSError as exc:
         log.warning("cannot keep the filer's counts in %s: %s", path, exc.strerror)
-    return stats

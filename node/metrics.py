@@ -12,13 +12,23 @@ import time
 from pathlib import Path
 
 from django.conf import settings
+from prometheus_client import Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from api.metrics import metrics_response
+from api.metrics import LOCAL, metrics_response
 from node import status
 from node.filerstats import FilerStats, read_stats
 from node.store import capture_dir_files, name_epoch
 
+ARCHIVE_FETCHED = Counter(
+    "par_archive_fetched_bytes", "Bytes fetched from the archive to answer queries", registry=LOCAL
+)
+ARCHIVE_REQUESTS = Counter(
+    "par_archive_requests",
+    "Ranged GETs to the archive to answer queries, by outcome",
+    ["outcome"],
+    registry=LOCAL,
+)
 WALK_EVERY = 60.0
 _walk_lock = threading.Lock()
 _walk_cache: dict[tuple, tuple[float, float, status.TreeFacts]] = {}
@@ -72,12 +82,34 @@ class NodeCollector:
                 stats.failed,
             ),
             ("par_filer_deleted_hours", "Hour directories deleted by retention", stats.deleted_dirs),
+            ("par_tier_compressed_files", "Filed captures compressed by tier passes", stats.compressed),
+            (
+                "par_archive_uploaded_files",
+                "Captures archived (uploaded, verified, removed locally)",
+                stats.archived,
+            ),
+            ("par_archive_uploaded_bytes", "Bytes uploaded to the archive", stats.archived_bytes),
+            (
+                "par_archive_errors",
+                "Captures an archive pass could not archive (retried next pass)",
+                stats.archive_errors,
+            ),
+            (
+                "par_archive_expired_files",
+                "Archived captures deleted past PAR_ARCHIVE_MAX_AGE",
+                stats.archive_expired,
+            ),
         ):
             yield CounterMetricFamily(name, doc, value=value)
         yield GaugeMetricFamily(
             "par_filer_last_pass_timestamp_seconds",
             "When the last filing pass ended (0: never)",
             value=stats.last_pass,
+        )
+        yield GaugeMetricFamily(
+            "par_archive_backlog_files",
+            "Captures old enough to archive still local, after the last archive pass",
+            value=stats.archive_backlog,
         )
         rate = stats.last_pass_packets / stats.last_pass_seconds if stats.last_pass_seconds > 0 else 0.0
         yield GaugeMetricFamily(
@@ -123,6 +155,29 @@ class NodeCollector:
             "Epoch of the oldest filed capture (0: none)",
             value=facts.oldest or 0,
         )
+        families = [
+            GaugeMetricFamily("par_tier_files", "Filed captures by storage tier", labels=["tier"]),
+            GaugeMetricFamily(
+                "par_tier_bytes",
+                "Bytes of the filed captures by tier (archived: the objects')",
+                labels=["tier"],
+            ),
+            GaugeMetricFamily(
+                "par_tier_oldest_timestamp_seconds",
+                "Epoch of the oldest capture of a tier (0: none)",
+                labels=["tier"],
+            ),
+            GaugeMetricFamily(
+                "par_tier_newest_timestamp_seconds",
+                "Epoch of the newest capture of a tier (0: none)",
+                labels=["tier"],
+            ),
+        ]
+        for tier, tier_facts in facts.tiers.items():
+            values = (tier_facts.files, tier_facts.bytes, tier_facts.oldest or 0, tier_facts.newest or 0)
+            for family, value in zip(families, values, strict=True):
+                family.add_metric([tier], value)
+        yield from families
 
     def _disks(self):
         free = GaugeMetricFamily(

@@ -1,5 +1,8 @@
 """Rebuilding indexes: ``manage.py reindex`` builds the missing or outdated index of filed captures.
 
+Each directory's summary (``engine.index.summary``) is brought up to date after it, made anew
+where an index was rebuilt.
+
 It writes into the filer tree under the same tree lock as a filing pass (node/filer.py), and removes
 the temporary files a crash left in every directory it visits. Each index is written atomically, its
 directory fsynced (engine/durable.py), so a kill at any moment leaves the old index or the new.
@@ -17,7 +20,7 @@ from pathlib import Path
 
 from engine.index import index_is_current, index_path
 from node import store
-from node.filer import build_outcome, index_into, remove_stale_temps, tree_lock
+from node.filer import build_outcome, index_into, remove_stale_temps, summarise, tree_lock
 from node.jobs import Workers
 
 log = logging.getLogger("node.filer")
@@ -76,7 +79,10 @@ def reindex(
                 continue
             with tree_lock(data_dir):
                 remove_stale_temps(directory, prefix)
+                built = summary.built
                 _reindex_dir(captures, summary, force, workers)
+                # The summary of an hour whose indexes were rebuilt is made anew from them.
+                summarise(directory, prefix, rebuild=summary.built > built)
     return summary
 
 

@@ -61,6 +61,10 @@ class FilesSerializer(serializers.Serializer):
     )
     complete = serializers.BooleanField(help_text="false when a walk stopped at its bound")
     errors = serializers.ListField(child=serializers.CharField())  # type: ignore[assignment]  # a field: DRF moves it off the class, Serializer.errors stays
+    damaged_indexes = serializers.IntegerField(
+        help_text="index files found damaged while serving (each worker counts a file once): scanned "
+        "around; `manage.py reindex` rebuilds them"
+    )
 
 
 class StatusSerializer(serializers.Serializer):

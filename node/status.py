@@ -8,12 +8,42 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from engine.formats.archived import ArchiveRecord
+from engine.formats.source import capture_name, tier_of
 from engine.index import INDEX_SUFFIX, capture_span
+from node.indexdamage import damaged_index_count
 from node.store import capture_dir_files, name_epoch
 
 CAPTURE_TOOLS = ("daemonlogger", "tcpdump", "dumpcap", "netsniff-ng")
 # Walking a filer tree is cheap (one stat per entry) but must stay bounded.
 MAX_WALK_ENTRIES = 2_000_000
+
+
+@dataclass
+class TierFacts:
+    """The captures of one storage tier (raw, compressed, archived): how many, their bytes, their epochs."""
+
+    files: int = 0
+    bytes: int = 0  # on disk (raw, compressed), or of the objects in the archive (archived)
+    oldest: int | None = None
+    newest: int | None = None
+
+    def add(self, epoch: int, size: int) -> None:
+        self.files += 1
+        self.bytes += size
+        self.oldest = epoch if self.oldest is None else min(self.oldest, epoch)
+        self.newest = epoch if self.newest is None else max(self.newest, epoch)
+
+    def as_json(self) -> dict:
+        return {
+            "files": self.files,
+            "bytes": self.bytes,
+            "oldest": _iso(self.oldest),
+            "newest": _iso(self.newest),
+        }
+
+
+TIERS = ("raw", "compressed", "archived")
 
 
 @dataclass
@@ -29,6 +59,7 @@ class TreeFacts:
     newest_path: str | None = None
     complete: bool = True  # False when the walk stopped at MAX_WALK_ENTRIES
     errors: list[str] = field(default_factory=list)
+    tiers: dict[str, TierFacts] = field(default_factory=lambda: {tier: TierFacts() for tier in TIERS})
 
 
 def walk_tree(root: Path, prefix: str, *, limit: int = MAX_WALK_ENTRIES) -> TreeFacts:
@@ -70,8 +101,16 @@ def walk_tree(root: Path, prefix: str, *, limit: int = MAX_WALK_ENTRIES) -> Tree
 
 def _count_file(facts: TreeFacts, entry: os.DirEntry, prefix: str, used: int) -> None:
     # The names the filer and the store take for captures and indexes, no others.
-    epoch = name_epoch(entry.name, prefix)
+    epoch = name_epoch(capture_name(entry.name), prefix)
     if epoch is not None:
+        tier = tier_of(entry.name)
+        size = used
+        if tier == "archived":
+            try:
+                size = ArchiveRecord.load(entry.path).size
+            except (OSError, ValueError):
+                size = 0
+        facts.tiers[tier].add(epoch, size)
         facts.captures += 1
         if facts.oldest is None or epoch < facts.oldest:
             facts.oldest = epoch
@@ -179,7 +218,31 @@ def node_status(capture_dir: Path, filer_dir: Path, prefix: str) -> dict:
             "future": [path.name for path in waiting.future][:10],
             "complete": filed.complete and capture.complete,
             "errors": (capture.errors + filed.errors)[:10],
+            "damaged_indexes": damaged_index_count(),
+        },
+        "tiers": {
+            **{tier: facts.as_json() for tier, facts in filed.tiers.items()},
+            "archive": archive_status(),
         },
         "system_date": now.astimezone().isoformat(timespec="seconds"),
         "utc_datetime": now.isoformat(timespec="seconds"),
+    }
+
+
+def archive_status() -> dict:
+    """The archive tier's settings and the archiver's counts (node/filerstats.py): no archive request."""
+    from django.conf import settings
+
+    from node.filerstats import read_stats
+
+    stats = read_stats(settings.PAR_DATA_DIR)
+    return {
+        "url": settings.PAR_ARCHIVE_URL or None,
+        "after_hours": settings.PAR_ARCHIVE_AFTER,
+        "max_age_hours": settings.PAR_ARCHIVE_MAX_AGE or None,
+        "archived": stats.archived,
+        "archived_bytes": stats.archived_bytes,
+        "backlog": stats.archive_backlog,
+        "errors": stats.archive_errors,
+        "expired": stats.archive_expired,
     }

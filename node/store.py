@@ -2,7 +2,9 @@
 
 The capture tool writes ``CAPTURE_DIR/<prefix>.<epoch>`` and starts a new file now and then; the
 filer moves every finished file to ``FILER_DIR/YYYY/MM/DD/HH/<prefix>.<epoch>``, the hour of the
-epoch in its name (UTC or local time), with its index ``<prefix>.<epoch>.idx`` beside it.
+epoch in its name (UTC or local time), with its index ``<prefix>.<epoch>.idx`` beside it. A filed
+capture may be compressed there (``<prefix>.<epoch>.zst``) or archived (``<prefix>.<epoch>.archived``,
+a record of its object), its index unchanged (docs/storage.md).
 
 Rotation assumption: a capture file holds at most ``MAX_ROTATION_S`` (one hour) of packets after
 the epoch in its name; daemonlogger ``-t`` and tcpdump ``-G`` are normally set to minutes. To find
@@ -10,7 +12,10 @@ the files that can overlap a window, ``files_for_window()`` looks into the hour 
 rotation before the window's start to its end. A filed file that ran longer than that is still found
 by every window that starts within an hour of its epoch, but not by a window that starts later and
 only touches its tail: rotate at least hourly. The live file in the capture directory is always
-considered, however long it runs.
+considered, however long it runs. A file is named when it is opened, but packets captured shortly
+before that (libpcap's last batch before a rotation) land in it: files named up to ``NAME_LAG_S``
+after a window's end are looked at too, and what they hold decides (their index's span, else their
+first record's time).
 
 The store is the one owner of "which files answer a window": ``captures_for_window()`` hands the
 engine ``CaptureFile(path, epoch, span, index)`` records, and ``start_answer()`` starts an answer
@@ -30,11 +35,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from engine.flow import LATEST_EPOCH
-from engine.index import open_index
+from engine.flow import LATEST_EPOCH, Selection
+from engine.formats import PCAP_HEADER_SIZE, CaptureError, PcapCapture, open_capture
+from engine.formats.source import TIER_SUFFIXES, capture_name, tier_of
+from engine.index import IndexUnusable, open_index
+from engine.index.summary import HourSummary, index_keys, merged, read_summary, summary_path, write_summary
 from engine.query import CaptureFile
 
 MAX_ROTATION_S = 3600
+# A capture tool names a file by the wall clock when it opens it, but libpcap hands packets over in
+# batches: packets captured up to about a second before a file's name land in it. Files named up to
+# this long after a window's end are looked at, and kept only when what they hold starts in time.
+NAME_LAG_S = 60
 # A capture file named later than this after now is not the live one (clocks differ a little).
 FUTURE_TOLERANCE_S = 3600
 _EPOCH = re.compile(r"[0-9]{1,12}")
@@ -67,56 +79,89 @@ def capture_epoch(path: str | os.PathLike, prefix: str) -> int | None:
     return epoch if stat.S_ISREG(mode) else None
 
 
-def _captures_in(directory: Path, prefix: str) -> list[tuple[int, Path]]:
-    """(epoch, path) of the capture files directly in ``directory``, sorted; [] if it is missing."""
+def _captures_in(directory: Path, prefix: str, tiers: bool = False) -> list[tuple[int, Path]]:
+    """(epoch, path) of the capture files directly in ``directory``, sorted; [] if it is missing.
+
+    ``tiers`` (a filed hour directory): compressed (``<name>.zst``) and archived (``<name>.archived``)
+    captures count too, each capture once (``_one_per_capture``).
+    """
     found = []
     try:
         with os.scandir(directory) as entries:
             for entry in entries:
-                epoch = name_epoch(entry.name, prefix)
+                epoch = name_epoch(capture_name(entry.name) if tiers else entry.name, prefix)
                 if epoch is not None and entry.is_file(follow_symlinks=False):
                     found.append((epoch, Path(entry.path)))
     except (FileNotFoundError, NotADirectoryError):
         return []
+    if tiers:
+        found = _one_per_capture(found)
     found.sort(key=lambda item: (item[0], item[1].name))
     return found
+
+
+def _one_per_capture(found: list[tuple[int, Path]]) -> list[tuple[int, Path]]:
+    """One place per capture: a capture met in two tiers (a move between them was cut short) is read
+    from the nearer one, the raw file, else the compressed one; both hold the same bytes."""
+    rank = {"raw": 0, "compressed": 1, "archived": 2}
+    best: dict[str, tuple[int, Path]] = {}
+    for epoch, path in found:
+        name = capture_name(path.name)
+        kept = best.get(name)
+        if kept is None or rank[tier_of(path)] < rank[tier_of(kept[1])]:
+            best[name] = (epoch, path)
+    return list(best.values())
+
+
+def stored_capture(directory: Path, name: str) -> Path | None:
+    """The capture ``name`` in ``directory`` in whichever tier it is (raw, compressed, archived); None if in none."""
+    for path in (directory / name, *(directory / (name + suffix) for suffix in TIER_SUFFIXES)):
+        if path.is_file():
+            return path
+    return None
 
 
 # Hour directories' listings, kept while the directory's mtime stays (a file filed into it, or
 # removed by retention, changes it). A listing taken less than RACY_NS after the directory last
 # changed is not kept: a change in the same clock tick could leave the mtime as it was.
-_LISTINGS: dict[tuple[str, str], tuple[int, list[tuple[int, Path]]]] = {}
+_LISTINGS: dict[tuple[str, str], tuple[int, list[tuple[int, Path]], HourSummary | None]] = {}
 _LISTINGS_LOCK = threading.Lock()
 LISTINGS_KEPT = 20_000
 RACY_NS = 2_000_000_000
 
 
-def _hour_captures(directory: Path, prefix: str, mtime_ns: int | None = None) -> list[tuple[int, Path]]:
-    """``_captures_in`` for a filed hour directory, answered from the kept listing while it is current.
+def _hour_captures(
+    directory: Path, prefix: str, mtime_ns: int | None = None
+) -> tuple[list[tuple[int, Path]], HourSummary | None]:
+    """``_captures_in`` for a filed hour directory and its summary, kept while the directory is unchanged.
 
-    ``mtime_ns`` is the directory's, when the caller has just looked (``_filed_hour``).
+    ``mtime_ns`` is the directory's, when the caller has just looked (``_filed_hour``). Writing a
+    summary renames it into the directory, which changes its mtime: a kept summary is current.
     """
     key = (os.fspath(directory), prefix)
     if mtime_ns is None:
         try:
             mtime_ns = os.stat(directory).st_mtime_ns
         except (FileNotFoundError, NotADirectoryError):
-            return []
+            return [], None
     with _LISTINGS_LOCK:
         kept = _LISTINGS.get(key)
     if kept is not None and kept[0] == mtime_ns:
-        return kept[1]
-    found = _captures_in(directory, prefix)
+        return kept[1], kept[2]
+    found = _captures_in(directory, prefix, tiers=True)
+    summary = read_summary(summary_path(directory, prefix)) if found else None
     if time.time_ns() - mtime_ns >= RACY_NS:
         with _LISTINGS_LOCK:
             if len(_LISTINGS) >= LISTINGS_KEPT:
                 _LISTINGS.clear()
-            _LISTINGS[key] = (mtime_ns, found)
-    return found
+            _LISTINGS[key] = (mtime_ns, found, summary)
+    return found, summary
 
 
-def _filed_hour(filer_dir: str, parts: tuple[str, ...], links: dict[str, bool], prefix: str):
-    """The capture files of the hour directory ``filer_dir/<parts>``; [] when it is missing or linked.
+def _filed_hour(
+    filer_dir: str, parts: tuple[str, ...], links: dict[str, bool], prefix: str
+) -> tuple[list[tuple[int, Path]], HourSummary | None]:
+    """The capture files of the hour directory ``filer_dir/<parts>`` and its summary; [] when missing or linked.
 
     The rule of ``linked_in_tree``, with what one window's listing shares looked at once:
     ``links`` keeps, for this listing, whether each directory on the way is missing or a link.
@@ -132,14 +177,14 @@ def _filed_hour(filer_dir: str, parts: tuple[str, ...], links: dict[str, bool], 
             except (FileNotFoundError, NotADirectoryError):
                 blocked = links[path] = True  # missing: nothing below it
         if blocked:
-            return []
+            return [], None
     directory = f"{path}/{parts[-1]}"
     try:
         found = os.lstat(directory)
     except (FileNotFoundError, NotADirectoryError):
-        return []
+        return [], None
     if not stat.S_ISDIR(found.st_mode):  # a link, or not a directory
-        return []
+        return [], None
     return _hour_captures(_hour_path(filer_dir, parts), prefix, found.st_mtime_ns)
 
 
@@ -224,7 +269,12 @@ def hours_between(first_s: int, last_s: int, utc: bool) -> list[tuple[str, str, 
 
 
 def capture_file(path: Path, epoch: int) -> CaptureFile | None:
-    """``path`` with its span and current index (span from the index, else [epoch, mtime]); None if gone."""
+    """``path`` with its span and current index; None if gone.
+
+    The span is the index's; a file without one spans from its first record (or the epoch in its
+    name, whichever is earlier) to its mtime: a name alone says when the file was opened, not when
+    its first packets were captured.
+    """
     try:
         found = os.stat(path)
     except FileNotFoundError:
@@ -232,8 +282,26 @@ def capture_file(path: Path, epoch: int) -> CaptureFile | None:
     index = open_index(path, capture_stat=found)
     if index is not None and index.span is not None:
         return CaptureFile(path, epoch, index.span, index)
-    span = (epoch * 1_000_000_000, max(found.st_mtime_ns, epoch * 1_000_000_000))
+    first = epoch * 1_000_000_000
+    held = first_record_ns(path)
+    if held is not None:
+        first = min(first, held)
+    span = (first, max(found.st_mtime_ns, epoch * 1_000_000_000))
     return CaptureFile(path, epoch, span, index)
+
+
+def first_record_ns(path: Path) -> int | None:
+    """The time of the first record of the capture at ``path``; None without one or when unreadable."""
+    try:
+        with open_capture(path) as capture:
+            if isinstance(capture, PcapCapture):  # one record read, not a chunk of the file
+                record = capture.record_at(PCAP_HEADER_SIZE)
+                return record.ts_ns if record is not None else None
+            for record in capture:
+                return record.ts_ns
+    except (OSError, CaptureError):
+        return None
+    return None
 
 
 def captures_for_window(
@@ -245,12 +313,17 @@ def captures_for_window(
     prefix: str,
     utc: bool,
     rotation_s: int = MAX_ROTATION_S,
+    selection: Selection | None = None,
 ) -> list[CaptureFile]:
     """The capture files, filed or not, whose span overlaps ``[start_ns, end_ns]``, by epoch.
 
-    Never reads packets: a span comes from the index header or the file's name and mtime. Hour
+    A span comes from the index header, else from the file's first record and its mtime: files
+    named up to NAME_LAG_S after the window's end are kept when they hold packets from before it. Hour
     directories are listed once per change of their mtime (``_hour_captures``); the capture
-    directory, where the live file is, every time. The hour
+    directory, where the live file is, every time. With a ``selection``, a filed file its hour's
+    summary names is passed over without opening its index when its span (kept in the summary)
+    misses the window or when no flow of the hour can be selected; if that leaves no file, one
+    such file is returned marked ``excluded`` (the window holds data, none of it selected). The hour
     directories of both clocks are looked at (``utc`` first), so files filed before PAR_UTC changed,
     or by a filer run with the other of --utc/--localtime, are found too.
     """
@@ -258,14 +331,35 @@ def captures_for_window(
     # its hour directory (listed after), never missed by both listings.
     live = _captures_in(Path(capture_dir), prefix)
     start_s, end_s = start_ns // 1_000_000_000, end_ns // 1_000_000_000
-    candidates: dict[str, tuple[int, Path]] = {path.name: (epoch, path) for epoch, path in live}
-    hours = hours_between(start_s - rotation_s, end_s, utc)
-    hours += hours_between(start_s - rotation_s, end_s, not utc)
+    candidates: dict[str, tuple[int, Path]] = {capture_name(path.name): (epoch, path) for epoch, path in live}
+    # A file named shortly after the window's end may hold its last packets: its span decides.
+    last_s = min(end_s + NAME_LAG_S, LATEST_EPOCH)
+    hours = hours_between(start_s - rotation_s, last_s, utc)
+    hours += hours_between(start_s - rotation_s, last_s, not utc)
     root, links = os.fspath(filer_dir), dict[str, bool]()
+    narrow = selection is not None and not selection.any_flow
+    excluded: list[CaptureFile] = []
     for parts in dict.fromkeys(hours):
-        for epoch, path in _filed_hour(root, parts, links, prefix):
-            if epoch <= end_s:
-                candidates[path.name] = (epoch, path)
+        listed, summary = _filed_hour(root, parts, links, prefix)
+        matches: bool | None = None
+        for epoch, path in listed:
+            name = capture_name(path.name)
+            if epoch > last_s:
+                continue
+            span = summary.span_of(name) if summary is not None else None
+            if span is not None:
+                if span[1] < start_ns or span[0] > end_ns:
+                    candidates.pop(name, None)
+                    continue
+                if narrow:
+                    if matches is None:
+                        matches = summary.may_match(selection)  # type: ignore[arg-type,union-attr]
+                    if not matches:
+                        candidates.pop(name, None)
+                        if not excluded:
+                            excluded.append(CaptureFile(path, epoch, span, None, excluded=True))
+                        continue
+            candidates[name] = (epoch, path)
     found = []
     for epoch, path in candidates.values():
         file = capture_file(path, epoch)
@@ -274,12 +368,47 @@ def captures_for_window(
                 filed = hour_dir(filer_dir, epoch, clock)
                 if linked_in_tree(filer_dir, filed) is not None:
                     continue
-                if (file := capture_file(filed / path.name, epoch)) is not None:
+                stored = stored_capture(filed, path.name)
+                if stored is not None and (file := capture_file(stored, epoch)) is not None:
                     break
         if file is not None and file.span is not None and file.span[0] <= end_ns and file.span[1] >= start_ns:
             found.append(file)
     found.sort(key=lambda file: (file.epoch, file.path.name))
-    return found
+    return found or excluded
+
+
+def refresh_summary(directory: Path, prefix: str, *, rebuild: bool = False) -> int | None:
+    """Bring the summary of the hour directory ``directory`` up to its indexed captures (hold the tree lock).
+
+    The current summary is kept and the keys of captures it does not name are added (a pass of the
+    filer files a few); ``rebuild`` (``reindex`` rebuilt indexes here), a capture gone from it, or a
+    summary that cannot be read makes it anew from every index. Captures without a current index
+    are left out: they are searched file by file. Returns the summary's size (None: none written).
+    """
+    names = {capture_name(path.name): path for _, path in _captures_in(directory, prefix, tiers=True)}
+    where = summary_path(directory, prefix)
+    old = None if rebuild else read_summary(where)
+    if old is not None and not set(old.names) <= names.keys():
+        old = None
+    parts = [("", old)] if old is not None else []
+    covered = set(old.names) if old is not None else set()
+    added = 0
+    for name, path in names.items():
+        if name in covered:
+            continue
+        index = open_index(path)
+        if index is not None and index.usable_for_queries:
+            try:
+                parts.append((name, index_keys(index)))
+            except IndexUnusable:  # damaged: searched file by file, rebuilt by reindex
+                continue
+            added += 1
+    if old is not None and not added:
+        return None
+    if not parts:
+        where.unlink(missing_ok=True)
+        return None
+    return write_summary(where, merged(parts))
 
 
 def start_answer(

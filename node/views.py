@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 import api.docs
-from api.errors import ApiError, error_response, too_large_message
+from api.errors import ApiError, error_response, refusal_response, too_large_message
 from api.flowlisting import CSV_TYPE, columns_csv, flows_json
 from api.flowparams import (
     FLOWS_PARAMS,
@@ -30,8 +30,19 @@ from api.flowparams import (
     parse_selection,
     window_text,
 )
+from api.parameters import (
+    ANSWER_PARAMETERS,
+    FLOWS_HEADERS,
+    LISTING_PARAMETERS,
+    PCAP_HEADERS,
+    RECORD_BODY,
+    RECORD_DESCRIPTION,
+    RECORD_HEADERS,
+    RECORD_WINDOW_PARAMETERS,
+)
 from api.ping import ping_payload
 from api.plugins import plugin_metadata
+from api.recordpost import RecordPost
 from api.routes import list_routes
 from api.serializers import ErrorSerializer, FlowsSerializer, PingSerializer
 from api.streamgate import GATE
@@ -42,7 +53,7 @@ from engine.flows import list_flows
 from engine.formats import CaptureError
 from engine.query import CaptureFile, DamageReport, Estimate, estimate, query_captures
 from node import status
-from node.acl import AllowedCaller, caller_allowed
+from node.acl import AllowedCaller, refused
 from node.serializers import (
     FLOW_PARAMETERS,
     FLOWS_PARAMETERS,
@@ -110,35 +121,36 @@ PCAP_DESCRIPTION = (
     "[start_time, end_time], byte-identical to how they were captured, in time order across files. Capture "
     "files still being written are searched too. Every answer carries `X-PAR-Window: <start>/<end>` (ISO "
     "8601, UTC, ns), the window searched; a 200 carries `X-PAR-Estimate-Packets` and `X-PAR-Estimate-Bytes`, "
-    "upper bounds of the answer taken from the indexes before the first byte."
+    "upper bounds of the answer taken from the indexes before the first byte (within limit_packets and "
+    "limit_bytes), and `X-PAR-Estimate-Unindexed` naming the files without an index counted whole."
 )
 
 
-class DataPcapView(NodeView):
+_PCAP_RESPONSES: dict = {
+    (200, PCAP_TYPE): OpenApiResponse(OpenApiTypes.BINARY, description="pcap (header only if no match)"),
+    (200, PCAPNG_TYPE): OpenApiResponse(OpenApiTypes.BINARY, description="pcapng, with format=pcapng"),
+    400: OpenApiResponse(
+        ErrorSerializer, description="a parameter is missing, unknown or invalid; it is named"
+    ),
+    **_REFUSED,
+    404: OpenApiResponse(ErrorSerializer, description=NO_DATA),
+    413: OpenApiResponse(
+        ErrorSerializer,
+        description="the estimate, within limit_packets, exceeds PAR_MAX_ANSWER_BYTES and no "
+        "limit_bytes is set",
+    ),
+    503: OpenApiResponse(ErrorSerializer, description="a capture file could not be read"),
+}
+
+
+class DataPcapView(RecordPost, NodeView):
     query_params = PCAP_PARAMS
 
     @extend_schema(
         parameters=FLOW_PARAMETERS,
         summary="The packets the selectors name in a time window, as a pcap stream",
         description=PCAP_DESCRIPTION,
-        responses={
-            (200, PCAP_TYPE): OpenApiResponse(
-                OpenApiTypes.BINARY, description="pcap (header only if no match)"
-            ),
-            (200, PCAPNG_TYPE): OpenApiResponse(
-                OpenApiTypes.BINARY, description="pcapng, with format=pcapng"
-            ),
-            400: OpenApiResponse(
-                ErrorSerializer, description="a parameter is missing, unknown or invalid; it is named"
-            ),
-            **_REFUSED,
-            404: OpenApiResponse(ErrorSerializer, description=NO_DATA),
-            413: OpenApiResponse(
-                ErrorSerializer,
-                description="the estimate exceeds PAR_MAX_ANSWER_BYTES and no limit_bytes is set",
-            ),
-            503: OpenApiResponse(ErrorSerializer, description="a capture file could not be read"),
-        },
+        responses=_PCAP_RESPONSES,
     )
     def get(self, request):
         selection, options = _parsed(request, PCAP_PARAMS, parse_answer_options)
@@ -147,10 +159,10 @@ class DataPcapView(NodeView):
     def head(self, request):
         """The headers the GET would answer, without running the query (no record is read)."""
         selection, options = _parsed(request, PCAP_PARAMS, parse_answer_options)
-        files = captures_for_window(selection.start_ns, selection.end_ns, **_tree())
+        files = captures_for_window(selection.start_ns, selection.end_ns, selection=selection, **_tree())
         if not files:
             raise NoData(selection)
-        e = estimate(files, selection, pcapng=options.format == "pcapng")
+        e = estimate(files, selection, pcapng=options.format == "pcapng").within(answer_limits(options))
         if _over_the_maximum(e, options):
             raise _too_large(e, selection)
         # Streaming, as the GET: no Content-Length of an empty body is claimed for the download.
@@ -165,6 +177,16 @@ class DataPcapView(NodeView):
         if names:
             response["X-PAR-Damaged"] = ", ".join(dict.fromkeys(names))
         return response
+
+    @extend_schema(
+        request=RECORD_BODY,
+        parameters=RECORD_WINDOW_PARAMETERS + ANSWER_PARAMETERS + PCAP_HEADERS + RECORD_HEADERS,
+        summary="The packets of the flow a Suricata or Zeek record names, as a pcap stream",
+        description=RECORD_DESCRIPTION,
+        responses=_PCAP_RESPONSES,
+    )
+    def post(self, request):
+        return self.answer_record(request)
 
 
 def _parsed(request, known, read_options):
@@ -185,7 +207,16 @@ def _tree() -> dict:
     }
 
 
-class FlowsView(NodeView):
+_FLOWS_RESPONSES: dict = {
+    200: FlowsSerializer,
+    (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="the rows as CSV"),
+    400: OpenApiResponse(ErrorSerializer, description="a parameter is missing, unknown or invalid"),
+    **_REFUSED,
+    404: OpenApiResponse(ErrorSerializer, description=NO_DATA),
+}
+
+
+class FlowsView(RecordPost, NodeView):
     query_params = FLOWS_PARAMS
 
     @extend_schema(
@@ -198,17 +229,11 @@ class FlowsView(NodeView):
             "`src_*` is the end that sent the flow's first packet. `output=csv` gives the same rows "
             "as CSV (RFC 4180) with a header row."
         ),
-        responses={
-            200: FlowsSerializer,
-            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="the rows as CSV"),
-            400: OpenApiResponse(ErrorSerializer, description="a parameter is missing, unknown or invalid"),
-            **_REFUSED,
-            404: OpenApiResponse(ErrorSerializer, description=NO_DATA),
-        },
+        responses=_FLOWS_RESPONSES,
     )
     def get(self, request):
         selection, options = _parsed(request, FLOWS_PARAMS, parse_listing_options)
-        files = captures_for_window(selection.start_ns, selection.end_ns, **_tree())
+        files = captures_for_window(selection.start_ns, selection.end_ns, selection=selection, **_tree())
         if not files:
             raise NoData(selection)
         listing = list_flows(files, selection, sort=options.sort, limit=options.limit)
@@ -224,6 +249,16 @@ class FlowsView(NodeView):
             response["X-PAR-Damaged"] = ", ".join(listing.damaged_names)
         return _with_window(response, selection)
 
+    @extend_schema(
+        request=RECORD_BODY,
+        parameters=RECORD_WINDOW_PARAMETERS + LISTING_PARAMETERS + FLOWS_HEADERS + RECORD_HEADERS,
+        summary="The flows of the flow a Suricata or Zeek record names, from the indexes",
+        description=RECORD_DESCRIPTION,
+        responses=_FLOWS_RESPONSES,
+    )
+    def post(self, request):
+        return self.answer_record(request)
+
 
 class AnswerTooLarge(Exception):
     """The estimate of an answer exceeds PAR_MAX_ANSWER_BYTES and the request sets no limit_bytes."""
@@ -236,6 +271,17 @@ class AnswerTooLarge(Exception):
 def _with_window(response: HttpResponseBase, query: Selection) -> HttpResponseBase:
     response["X-PAR-Window"] = window_text(query.start_ns, query.end_ns)
     return response
+
+
+def answer_limits(options: AnswerOptions) -> Limits:
+    """Where the answer ends: ``limit_packets``, and ``limit_bytes`` cut at PAR_MAX_ANSWER_BYTES.
+
+    No request gets more than the maximum: without ``limit_bytes`` an estimate over it is a 413.
+    """
+    size = options.limit_bytes
+    if size is not None:
+        size = min(size, settings.PAR_MAX_ANSWER_BYTES)
+    return Limits(options.limit_packets, size)
 
 
 def _over_the_maximum(e: Estimate, options: AnswerOptions) -> bool:
@@ -255,7 +301,7 @@ class NoData(ApiError):
 
 def _too_large(e: Estimate, query: Selection) -> ApiError:
     message = too_large_message(e.bytes, e.packets, settings.PAR_MAX_ANSWER_BYTES)
-    return ApiError(message, 413, _window_header(query))
+    return ApiError(message, 413, _window_header(query), code="answer_too_large")
 
 
 def pcap_response(query: Selection, options: AnswerOptions | None = None) -> HttpResponseBase:
@@ -268,12 +314,13 @@ def pcap_response(query: Selection, options: AnswerOptions | None = None) -> Htt
     found: list[Estimate] = []
     reports: list[DamageReport] = []  # one per start (the store lists the window again, once)
 
+    limits = answer_limits(options)
+
     def answer(files: list[CaptureFile]) -> Generator[bytes, None, None]:
-        e = estimate(files, query, pcapng=pcapng)
+        e = estimate(files, query, pcapng=pcapng).within(limits)
         found[:] = [e]
         if _over_the_maximum(e, options):
             raise AnswerTooLarge(e)
-        limits = Limits(options.limit_packets, options.limit_bytes)
         reports.append(DamageReport())
         name = node_name() if pcapng else None
         return query_captures(files, query, limits=limits, pcapng_name=name, damage=reports[-1])
@@ -283,6 +330,7 @@ def pcap_response(query: Selection, options: AnswerOptions | None = None) -> Htt
             query.start_ns,
             query.end_ns,
             answer,
+            selection=query,
             **_tree(),
         )
     except AnswerTooLarge as exc:
@@ -315,6 +363,8 @@ def pcap_headers(response: StreamingHttpResponse, query: Selection, e: Estimate,
     response["Cache-Control"] = "no-store"
     response["X-PAR-Estimate-Packets"] = str(e.packets)
     response["X-PAR-Estimate-Bytes"] = str(e.bytes)
+    if e.unindexed:  # counted whole: the estimate is a loose bound until they are indexed
+        response["X-PAR-Estimate-Unindexed"] = ", ".join(e.unindexed)
     _with_window(response, query)
 
 
@@ -411,13 +461,15 @@ class NodeDocsView(_JsonErrors, SpectacularSwaggerView):
 
 def docs_asset(request, path: str):
     """Swagger UI's files, shipped with drf-spectacular-sidecar: /docs works with no internet."""
-    if not caller_allowed(request):
-        return error_response(AllowedCaller.message, 403)
+    said = refused(request)
+    if said is not None:
+        return refusal_response(said, 403, "caller_refused")
     return api.docs.docs_asset(request, path)
 
 
 def not_found(request, exception=None):
     """404 for an unknown path, but only to allowed callers: others learn nothing of the routes."""
-    if not caller_allowed(request):
-        return error_response(AllowedCaller.message, 403)
+    said = refused(request)
+    if said is not None:
+        return refusal_response(said, 403, "caller_refused")
     return error_response("not found", 404)

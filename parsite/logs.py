@@ -2,7 +2,9 @@
 
 ``PAR_LOG_FORMAT=json`` makes every line (Django's, the project's, gunicorn's error and access
 logs) a JSON object with an ISO 8601 UTC ``time``; the default is one plain line, with the same
-time first. Whatever the format, an API key or the node secret never reaches a log: the
+time first, and no control character of a message (newline, CR, ESC, BEL) reaches it raw: each
+is escaped as JSON escapes it, so no value a caller sent can forge a line or drive a terminal; a
+traceback's lines follow, indented. Whatever the format, an API key or the node secret never reaches a log: the
 ``ScrubSecrets`` filter sits on every handler (gunicorn's through ``parsite.gunicorn_logging``).
 """
 
@@ -77,14 +79,36 @@ def iso_time(created: float) -> str:
     return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# C0 and C1 controls, DEL, and the two Unicode line breaks: what a terminal or a log reader acts on.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with each control character written as JSON writes it (``\\n``, ``\\u001b``)."""
+    return _CONTROL.sub(lambda m: _SHORT_ESCAPES.get(m[0]) or f"\\u{ord(m[0]):04x}", text)
+
+
 class PlainFormatter(logging.Formatter):
-    """``<ISO time> <LEVEL> <logger>: <message>``."""
+    """``<ISO time> <LEVEL> <logger>: <message>``, control characters escaped; a traceback indented below."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         return iso_time(record.created)
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.getMessage())
+        record.asctime = self.formatTime(record)
+        line = escape_controls(self.formatMessage(record))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        for block in (record.exc_text, record.stack_info):
+            if block:
+                # Every line of it indented: none can pass for a line of its own, whatever it quotes.
+                line += "".join(f"\n  {escape_controls(part)}" for part in block.split("\n"))
+        return line
 
 
 # Attributes a record may carry beyond the standard ones that belong in a JSON line.
@@ -132,6 +156,14 @@ def formatter_for(fmt: str) -> logging.Formatter:
     return JsonFormatter() if fmt == "json" else PlainFormatter()
 
 
+def configure(config: dict) -> None:
+    """Django's LOGGING_CONFIG: ``config``, and Python's warnings through it (a JSON line too)."""
+    import logging.config
+
+    logging.config.dictConfig(config)
+    logging.captureWarnings(True)
+
+
 def logging_config(fmt: str, level: str) -> dict:
     """Django's LOGGING: one scrubbed line per event on stderr, in the chosen format."""
     return {
@@ -154,5 +186,7 @@ def logging_config(fmt: str, level: str) -> dict:
             # Its 4xx warnings repeat the access log (and the ACL's own line): 5xx still show.
             "django.request": {"level": "ERROR"},
             "django.security.DisallowedHost": {"filters": ["one_line_host"]},
+            # Python's warnings (logging.captureWarnings): to the root's handler, not Django's own.
+            "py.warnings": {"handlers": [], "propagate": True},
         },
     }

@@ -28,7 +28,8 @@ def prepare_metrics_dir() -> Path:
     """Empty (or create) this role's metrics directory and name it to the workers to come."""
     path = metrics_dir()
     shutil.rmtree(path, ignore_errors=True)  # the counts of a previous run start again from zero
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)  # whatever the umask: the workers' files in it count who asked what
     os.environ[ENV] = str(path)
     return path
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import sys
 from datetime import timedelta
@@ -17,6 +18,7 @@ from engine.durable import atomic_write
 from parsite.envconf import (
     env_bool,
     env_choice,
+    env_float,
     env_int,
     env_list,
     env_networks,
@@ -70,6 +72,16 @@ PAR_KEY_STREAMS = env_int("PAR_KEY_STREAMS", 4, minimum=1)
 # A node worker's downloads producing their next chunk at once (api/streamgate.py): more lets a
 # worker read several cold captures from disk at once, at the cost of small calls' latency.
 PAR_STREAM_PRODUCERS = env_int("PAR_STREAM_PRODUCERS", 1, minimum=1)
+# Storage tiers (SPEC.md "Storage tiers", docs/storage.md): captures compressed at filing (zstd
+# seekable) and archived to S3-compatible object storage after PAR_ARCHIVE_AFTER hours.
+PAR_COMPRESS = env_choice("PAR_COMPRESS", "zstd", ("zstd", "none"))
+PAR_COMPRESS_LEVEL = env_int("PAR_COMPRESS_LEVEL", 3, minimum=1)
+PAR_ARCHIVE_URL = env_str("PAR_ARCHIVE_URL", "").strip()
+if PAR_ARCHIVE_URL and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?", PAR_ARCHIVE_URL):
+    raise ImproperlyConfigured(f"PAR_ARCHIVE_URL must be s3://bucket/prefix, not {PAR_ARCHIVE_URL!r}")
+PAR_ARCHIVE_ENDPOINT = env_str("PAR_ARCHIVE_ENDPOINT", "").strip()
+PAR_ARCHIVE_AFTER = env_float("PAR_ARCHIVE_AFTER", 24.0, minimum=0.0)
+PAR_ARCHIVE_MAX_AGE = env_float("PAR_ARCHIVE_MAX_AGE", 0.0, minimum=0.0)
 # Plugins are enabled explicitly: a name is a folder under plugins/, a dotted
 # name a full module path. Each is imported and validated now, so a bad one
 # stops the start with its name (parsite/plugins.py); PAR_PLUGINS_CONFIG is
@@ -111,6 +123,35 @@ def _read_secret(path: Path, if_replaced: str) -> str:
     return value
 
 
+# --- Exports: long answers as jobs (collector/jobs/, docs/exports.md) --------------------------
+
+PAR_EXPORT_DIR = env_path("PAR_EXPORT_DIR", PAR_DATA_DIR / "exports")
+PAR_EXPORT_TTL = env_float("PAR_EXPORT_TTL", 24.0, minimum=0.0)  # hours a finished file is kept
+PAR_KEY_EXPORTS = env_int("PAR_KEY_EXPORTS", 2, minimum=1)  # jobs per key queued or running at once
+PAR_EXPORT_MAX_BYTES = env_int("PAR_EXPORT_MAX_BYTES", 64 << 30, minimum=0)
+PAR_EXPORT_ATTEMPTS = env_int("PAR_EXPORT_ATTEMPTS", 3, minimum=1)
+# A running job's worker writes its progress every second; one silent this long has died.
+PAR_EXPORT_LEASE = env_float("PAR_EXPORT_LEASE", 30.0, minimum=1.0)
+# Finished files are deleted, oldest first, while the export directory's disk has less free.
+PAR_EXPORT_MIN_FREE = env_int("PAR_EXPORT_MIN_FREE", 2 << 30, minimum=0)
+# Jobs run on Django's task API (the django-tasks backport): on the collector's database by
+# default, on Redis through RQ when PAR_TASKS_URL is redis://... (several collectors).
+PAR_TASKS_URL = env_str("PAR_TASKS_URL", "").strip()
+EXPORT_QUEUE = "par-exports"
+# Both backends' apps are installed whichever is used, so the schema (`manage.py migrate`) is the
+# same, and a collector can move from one to the other by PAR_TASKS_URL alone.
+_TASK_APPS = ["django_tasks", "django_tasks_db", "django_rq"]
+if PAR_TASKS_URL and not PAR_TASKS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured("PAR_TASKS_URL must be empty (the database) or redis://HOST:PORT/DB")
+if PAR_TASKS_URL:
+    TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": [EXPORT_QUEUE]}}
+else:
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": [EXPORT_QUEUE]}}
+# No RQ timeout of its own: a job ends when its merge does, or when it is cancelled.
+# django-rq's admin dashboard (and the unauthenticated-by-session stats URLs it mounts) stays off.
+RQ_SHOW_ADMIN_LINK = False
+RQ_QUEUES = {EXPORT_QUEUE: {"URL": PAR_TASKS_URL or "redis://127.0.0.1:6379/0", "DEFAULT_TIMEOUT": -1}}
+
 # --- Django ----------------------------------------------------------------
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
@@ -142,6 +183,7 @@ if PAR_ROLE == "collector":
         "django.contrib.messages",
         *_SHARED_APPS,
         "collector.apps.CollectorConfig",
+        *_TASK_APPS,  # the export jobs' task backend (above, "Exports")
         "axes",
     ]
 else:
@@ -153,6 +195,7 @@ INSTALLED_APPS += _plugins.apps  # the plugins that apply to this role
 
 MIDDLEWARE = [
     "api.metrics.RequestMetricsMiddleware",  # first: it times every answer, static files too
+    "api.headers.AnswerHeaders",  # security headers, CSP and no-store on every answer; TRACE refused
     *(["api.streamgate.CallsFirstMiddleware"] if PAR_ROLE == "node" else []),  # downloads wait for calls
     # Then, on a node, nobody outside its ACL goes further, whatever else the request holds.
     *(["node.acl.RefuseOtherCallers"] if PAR_ROLE == "node" else []),
@@ -321,6 +364,9 @@ SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
 if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+# A sensor's API answers collectors, never a browser: the HSTS preload list is no place for it,
+# and `check --deploy` need not say so on every node.
+SILENCED_SYSTEM_CHECKS = ["security.W021"] if PAR_ROLE == "node" else []
 
 # --- REST framework -----------------------------------------------------------
 
@@ -353,4 +399,5 @@ SPECTACULAR_SETTINGS = {
 # --- Logging: one line per event on stderr, scrubbed of secrets (parsite/logs.py) -----------
 
 PAR_LOG_FORMAT = log_format()  # plain, or json: one object per line for a SIEM
+LOGGING_CONFIG = "parsite.logs.configure"
 LOGGING = logging_config(PAR_LOG_FORMAT, os.environ.get("PAR_LOG_LEVEL", "INFO").upper())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -14,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -49,7 +51,7 @@ def _wait_until_gone(directory: str, timeout: float = 40) -> list[int]:
 
 @contextmanager
 def running_demo(
-    demo_dir: Path, ports: tuple[int, int], timeout: float = 180
+    demo_dir: Path, ports: tuple[int, int], timeout: float = 180, **extra: str
 ) -> Iterator[tuple[subprocess.Popen, str]]:
     """The demo, started and serving on ``ports`` (collector, node), with its output so far.
 
@@ -62,6 +64,7 @@ def running_demo(
     }
     env["PAR_DEMO_DIR"] = str(demo_dir)
     env["DEMO_PORTS"] = "{},{}".format(*ports)
+    env |= extra
     demo = subprocess.Popen(
         [sys.executable, "-m", "demo"],
         cwd=ROOT,
@@ -177,3 +180,71 @@ def test_a_busy_demo_port_is_refused_by_number():
         port = busy.getsockname()[1]
         with pytest.raises(SystemExit, match=f"port {port} on 127.0.0.1 is not free"):
             demo_ports(f"{port},{free_port()}")
+
+
+def _demo_env(demo_dir: Path, ports: tuple[int, int]) -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PAR_", "DJANGO_")) and k != "DATABASE_URL"
+    }
+    return env | {"PAR_DEMO_DIR": str(demo_dir), "DEMO_PORTS": "{},{}".format(*ports)}
+
+
+@pytest.mark.slow
+def test_the_demo_captures_on_refuses_a_second_demo_and_says_where_its_password_is(tmp_path):
+    demo_dir = tmp_path / "demo"
+    started = int(time.time())
+    # Live files of 10 s, a filer pass every 2 s: what a minute and half a minute are in `make demo`.
+    with running_demo(
+        demo_dir, (free_port(), free_port()), PAR_DEMO_LIVE_SECONDS="10", PAR_DEMO_FILER_EVERY="2"
+    ) as (
+        demo,
+        output,
+    ):
+        for line in (
+            "Page:     http://127.0.0.1:",
+            "Admin:    http://127.0.0.1:",
+            "API docs: http://127.0.0.1:",
+        ):
+            assert line in output
+        credentials = json.loads((tmp_path / "demo-credentials.json").read_text())
+        assert f"(admin / {credentials['password']})" in output
+        assert f"kept in {tmp_path / 'demo-credentials.json'}" in output
+        assert (tmp_path / "demo-credentials.json").stat().st_mode & 0o077 == 0
+        assert f"Api-Key {credentials['api_key']}'" in output
+
+        second = subprocess.run(
+            [sys.executable, "-m", "demo"], cwd=ROOT, env=_demo_env(demo_dir, (free_port(), free_port())),
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert second.returncode != 0
+        assert f"another `make demo` is running (pid {demo.pid})" in second.stderr
+        assert (demo_dir / "flow.pcap").exists(), "the first demo's files are where they were"
+
+        # The live capture grows, and the filer's loop files each finished file in the node's tree.
+        collector = re.search(r"Page:\s+(http://127.0.0.1:\d+)/ui/", output).group(1)
+        deadline = time.monotonic() + 90
+        while True:
+            filed = [p for p in (demo_dir / "filed").rglob("pcap.*") if int(p.name.split(".")[1]) >= started]
+            if filed:
+                break
+            assert time.monotonic() < deadline, sorted(p.name for p in (demo_dir / "capture").iterdir())
+            time.sleep(0.5)
+        recent = requests.get(
+            f"{collector}/flows", params={"start_time": "-2m", "node_id": "1"},
+            headers={"Authorization": f"Api-Key {credentials['api_key']}"}, timeout=60,
+        )  # fmt: skip
+        assert recent.status_code == 200, recent.text
+        assert any(
+            row["first"] >= datetime.fromtimestamp(started, UTC).isoformat()[:19]
+            for row in recent.json()["flows"]
+        )
+
+
+def test_the_demo_keeps_its_password_and_key_across_runs(tmp_path, monkeypatch):
+    import demo.__main__ as demo_main
+
+    monkeypatch.setattr(demo_main, "CREDENTIALS", tmp_path / "demo-credentials.json")
+    password, key, kept = demo_main.demo_credentials()
+    assert not kept and key.startswith("par_")
+    assert demo_main.demo_credentials() == (password, key, True)
+    assert (tmp_path / "demo-credentials.json").stat().st_mode & 0o777 == 0o600

@@ -107,8 +107,10 @@ def test_a_bad_proto_is_named(value):
     assert refusal(proto=value).param == "proto"
 
 
-def test_an_empty_proto_means_any_port_protocol():
-    assert query(proto="").proto is None
+@pytest.mark.parametrize("name", ["proto", "community_id", "format", "limit_packets", "node_id"])
+def test_a_parameter_given_empty_is_named_not_ignored(name):
+    error = refusal(**{name: ""})
+    assert error.param == name and str(error) == f"empty parameter: {name} (leave out a parameter not wanted)"
 
 
 @pytest.mark.parametrize(

@@ -180,6 +180,9 @@ def test_both_roles_answer_ping_under_gunicorn(tmp_path):
         answer = requests.get(f"{node.url}/ping", timeout=5)
         assert answer.status_code == 200
         assert answer.json()["role"] == "node"
+    from tests.collector.live import manage
+
+    manage(env, "migrate", "--noinput")  # a collector refuses to start on a database that lacks one
     with gunicorn("collector", env) as collector:
         answer = requests.get(f"{collector.url}/ping", timeout=5)
         assert answer.status_code in (200, 401)  # a valid key is required once keys exist

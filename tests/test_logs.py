@@ -137,7 +137,7 @@ def test_a_refused_caller_with_a_bad_host_gets_403_and_one_log_line(tmp_path):
         before = node.log()
         answer = requests.get(f"{node.url}/ping", headers={"Host": "evil.example"}, timeout=10)
         assert answer.status_code == 403
-        assert answer.json() == {"error": "this node does not answer this caller"}
+        assert answer.json()["error"].startswith("this node does not answer this caller: address ")
         added = [line for line in lines_added(node, before) if "gunicorn.access" not in line]
     assert len(added) == 1, added
     assert "127.0.0.1" in added[0] and "not allowed" in added[0]
@@ -187,3 +187,30 @@ def test_json_lines_on_both_logs_with_times_and_no_query(tmp_path):
     assert "secret-query" not in "".join(added)
     served = [o["message"] for o in objects if "served" in o["message"]]
     assert len(served) == 1 and "[2001-01-01T17:01:00Z, 2001-01-01T17:05:00Z]" in served[0], served
+
+
+FORGED = "2026-01-01T00:00:00.000Z INFO par.audit: audit data.pcap by par_forged"
+
+
+@pytest.mark.slow
+def test_no_value_a_caller_sends_can_forge_a_plain_log_line(tmp_path, dying):
+    """A newline, CR, ESC or BEL in a login name or a query value is escaped, not written raw."""
+    hostile = f"x\n{FORGED}\r\x1b]0;owned\x07"
+    plain_http = {"DJANGO_SECURE_COOKIES": "false"}  # the login form's CSRF cookie, over plain HTTP
+    with live_collector(tmp_path, {"1": dying.address}, {ANALYST: ["1"]}, **plain_http) as (collector, _, _):
+        session = requests.Session()
+        session.get(f"{collector.url}/admin/login/", timeout=10)
+        login = {
+            "username": hostile,
+            "password": "wrong",
+            "csrfmiddlewaretoken": session.cookies["csrftoken"],
+        }
+        refused = session.post(f"{collector.url}/admin/login/", login, timeout=10)
+        assert refused.status_code == 200 and "Please enter the correct" in refused.text
+        query = {"node_id": "1", "src_addr": hostile, "api_key": ANALYST}
+        assert requests.get(f"{collector.url}/flows", query, timeout=10).status_code == 400
+        assert wait_for(lambda: "audit flows" in collector.log() and "login failure by" in collector.log())
+        log = collector.log()
+    assert not any(line.startswith(FORGED) for line in log.splitlines())
+    assert "\x1b" not in log and "\x07" not in log and "\r" not in log
+    assert log.count(f"x\\n{FORGED}\\r\\u001b]0;owned\\u0007") == 2  # the login's, the audit's

@@ -86,3 +86,40 @@ def test_the_services_create_their_files_private():
     assert units
     for unit in units:
         assert re.search(r"^UMask=0077$", unit.read_text(), re.MULTILINE), f"{unit.name} has no UMask=0077"
+
+
+def test_the_filers_counts_and_a_reindex_run_by_cron_are_private(tmp_path):
+    """filer-stats.json and the indexes reindex writes are 0600, whatever the umask of who runs them."""
+    from engine.index import index_path
+    from pcapgen import ether, tcp, write_pcap
+
+    capture_dir, filed = tmp_path / "pcap", tmp_path / "filed"
+    capture_dir.mkdir()
+    filed.mkdir()
+    capture = filed / "pcap.1700000000"  # a filed capture: reindex's default
+    write_pcap(capture, [(1_700_000_000 * 10**9, ether(tcp("10.0.0.1", 1, "10.0.0.2", 2, b"x")))])
+    manage(tmp_path, "node", "reindex")
+    assert mode(index_path(capture)) == 0o600
+    manage(tmp_path, "node", "runfiler")
+    assert mode(tmp_path / "var" / "filer-stats.json") == 0o600
+
+
+def test_the_metrics_directory_is_private_whatever_the_data_directory_was(tmp_path):
+    """A data directory made by hand (0755), a metrics directory left by an older run (0755): 0700 at start."""
+    from tests.servers import gunicorn
+
+    data = tmp_path / "var"
+    (data / "metrics-node").mkdir(parents=True)
+    data.chmod(0o755)
+    (data / "metrics-node").chmod(0o755)
+    env = {"PAR_DATA_DIR": str(data), "DATABASE_URL": f"sqlite:///{data / 'db.sqlite3'}"}
+    for variable, name in (("PAR_CAPTURE_DIR", "capture"), ("PAR_FILER_DIR", "filed")):
+        env[variable] = str(tmp_path / name)
+        (tmp_path / name).mkdir()
+    old = os.umask(WORLD_READABLE_UMASK)
+    try:
+        with gunicorn("node", env):
+            metrics = data / "metrics-node"
+            assert mode(metrics) == 0o700  # the workers' files in it are reachable by its owner only
+    finally:
+        os.umask(old)

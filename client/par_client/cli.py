@@ -8,9 +8,10 @@ import re
 import sys
 from collections.abc import Sequence
 
-from par_client import __version__, commands
+from par_client import __version__, commands, exports, extcap
 from par_client.config import ENV_CONFIG, ENV_KEY, ENV_URL, resolve
-from par_client.errors import BROKEN_PIPE, INTERRUPTED, USAGE, ParError, UsageError
+from par_client.errors import BROKEN_PIPE, INTERRUPTED, OK, USAGE, ParError, UsageError
+from par_client.terminal import printable
 
 # The API's selectors (docs/SPEC.md "Selecting packets"), each an option spelt --src-addr or --src_addr.
 SELECTORS = (
@@ -33,6 +34,7 @@ FLOWS_OPTIONS = (
     ("limit", "N", "at most N flows (API default 1000)"),
     ("sort", "ORDER", "first (default), last, -bytes or -packets"),
 )
+MAX_RECORD_BYTES = 1 << 20  # the collector's bound on a record
 TERM = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)=(.*)", re.S)
 
 EPILOG = f"""\
@@ -148,6 +150,36 @@ def build_parser() -> argparse.ArgumentParser:
     pcap.add_argument(
         "--strict", action="store_true", help="exit 3 when any node asked was left out of the answer"
     )
+    pcap.add_argument(
+        "--event",
+        metavar="FILE",
+        help="a file holding one Suricata EVE or Zeek conn.log record ('-': stdin): its flow and window "
+        "are asked (--start-time/--end-time override the window)",
+    )
+    export = sub.add_parser(
+        "export",
+        parents=[common],
+        help="export the packets matched as a job (POST /exports), then download it, resuming",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    query_arguments(export)
+    add_params(export, PCAP_OPTIONS, "answer")
+    export.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: export-<id>.pcap)")
+    export.add_argument("--no-wait", action="store_true", help="start the job, print its id, do not wait")
+
+    listing = sub.add_parser("exports", parents=[common], help="this key's export jobs (GET /exports)")
+    listing.add_argument("--json", action="store_true", help="the API's JSON answer")
+    extcap = sub.add_parser(
+        "extcap",
+        parents=[common],
+        help="make the collector a capture source in Wireshark and tshark (an extcap), or remove it",
+    )
+    extcap.add_argument(
+        "action",
+        choices=("install", "uninstall"),
+        help="install into ~/.config/wireshark/extcap/ (reads url and api_key from the config file) or remove",
+    )
     return parser
 
 
@@ -191,7 +223,7 @@ def glue_values(argv: Sequence[str]) -> list[str]:
         "--" + name.replace("_", "-") for name, _, _ in (*SELECTORS, *PCAP_OPTIONS, *FLOWS_OPTIONS)
     }
     takes_value |= {"--" + name for name, _, _ in (*SELECTORS, *PCAP_OPTIONS, *FLOWS_OPTIONS)}
-    takes_value |= {"--last"}
+    takes_value |= {"--last", "--event"}
     glued: list[str] = []
     tokens = iter(argv)
     for token in tokens:
@@ -223,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except ParError as exc:
-        print(f"par: {exc}", file=sys.stderr)
+        print(f"par: {printable(exc)}", file=sys.stderr)
         return exc.status
     except KeyboardInterrupt:
         print("par: interrupted", file=sys.stderr)
@@ -236,6 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.command == "extcap":
+        return extcap_command(args.action, args.config)
     settings = resolve(
         url=args.url,
         api_key=args.api_key,
@@ -251,8 +285,49 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "flows":
         params = query_params(args, FLOWS_OPTIONS, settings.node_id)
         return commands.flows(settings, params, args.output)
+    if args.command == "exports":
+        return exports.exports(settings, as_json=args.json)
     params = query_params(args, PCAP_OPTIONS, settings.node_id)
-    return commands.pcap(settings, params, args.output, quiet=bool(args.quiet), strict=args.strict)
+    if args.command == "export":
+        return exports.export(settings, params, args.output, quiet=bool(args.quiet), wait=not args.no_wait)
+    record = None
+    if args.event is not None:
+        named = [name for name, _, _ in SELECTORS[:6] if name in params]
+        if named:
+            raise UsageError(f"--event names the flow: drop {', '.join(named)}")
+        record = read_record(args.event)
+    return commands.pcap(
+        settings, params, args.output, quiet=bool(args.quiet), strict=args.strict, record=record
+    )
+
+
+def extcap_command(action: str, config: str | None) -> int:
+    if action == "install":
+        launcher = extcap.install(config)
+        print(f"installed {launcher}: restart Wireshark; its interfaces are par-<node> and par-all")
+    else:
+        removed = extcap.uninstall()
+        print(f"removed {removed}" if removed else "par's extcap was not installed")
+    return OK
+
+
+def read_record(name: str) -> bytes:
+    """The record ``--event`` names (``-``: stdin), at most MAX_RECORD_BYTES; the collector reads it."""
+    try:
+        if name == "-":
+            data = sys.stdin.buffer.read(MAX_RECORD_BYTES + 1)
+        else:
+            with open(name, "rb") as file:
+                data = file.read(MAX_RECORD_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read {name}: {exc.strerror or exc}")
+    if len(data) > MAX_RECORD_BYTES:
+        raise UsageError(
+            f"{name}: a record is at most {MAX_RECORD_BYTES} bytes (one Suricata or Zeek record)"
+        )
+    if not data.strip():
+        raise UsageError(f"{name} is empty: one Suricata EVE or Zeek conn.log record (JSON) is required")
+    return data
 
 
 if __name__ == "__main__":

@@ -15,13 +15,14 @@ from par_client.errors import OK, SERVER_ERROR, OutputError, UsageError
 from par_client.http import Collector, iter_body
 from par_client.pcapcount import PacketCounter
 from par_client.progress import Progress, size
+from par_client.terminal import printable, printable_lines
 
 PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6", 132: "sctp"}
 FLOW_COLUMNS = ("node", "proto", "source", "destination", "first", "last", "packets", "bytes", "community_id")
 
 
 def warn(message: str) -> None:
-    print(f"par: {message}", file=sys.stderr)
+    print(f"par: {printable(message)}", file=sys.stderr)
 
 
 def print_json(data: Any) -> None:
@@ -38,8 +39,10 @@ def ping(settings: Settings, *, as_json: bool) -> int:
     days, rest = divmod(uptime, 86400)
     up = (f"{days}d " if days else "") + f"{rest // 3600}h {rest % 3600 // 60:02d}m"
     print(
-        f"{settings.url}: {answer.get('role', '?')} {answer.get('version', '?')} "
-        f"(API {answer.get('api_version', '?')}), up {up}, clock {answer.get('date', '?')}"
+        printable(
+            f"{settings.url}: {answer.get('role', '?')} {answer.get('version', '?')} "
+            f"(API {answer.get('api_version', '?')}), up {up}, clock {answer.get('date', '?')}"
+        )
     )
     return OK
 
@@ -56,7 +59,7 @@ def nodes(settings: Settings, node: str | None, command: str, *, as_json: bool) 
         print_json(answer)
         return OK
     for node_id, address in sorted(answer.items(), key=lambda item: int(item[0]) if item[0].isdigit() else 0):
-        print(f"{node_id}\t{address}")
+        print(f"{printable(node_id)}\t{printable(address)}")
     return OK
 
 
@@ -106,15 +109,16 @@ def print_table(rows: list[list[str]], header: tuple[str, ...]) -> None:
             cell.rjust(widths[i]) if header[i] in numeric else cell.ljust(widths[i])
             for i, cell in enumerate(line)
         ]
-        print("  ".join(cells).rstrip())
+        print(printable("  ".join(cells).rstrip()))
 
 
 def flows(settings: Settings, params: dict[str, str], output: str) -> int:
     collector = Collector(settings)
     if output == "csv":
+        terminal = sys.stdout.isatty()
         with collector.request("flows", {**params, "output": "csv"}) as response:
             for chunk in iter_body(response):
-                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.write(printable_lines(chunk) if terminal else chunk)
             report_failed_nodes(response.headers)
         sys.stdout.flush()
         return OK
@@ -140,16 +144,30 @@ def report_failed_nodes(headers) -> bool:
     return bool(failed)
 
 
-def pcap(settings: Settings, params: dict[str, str], output: str | None, *, quiet: bool, strict: bool) -> int:
+def pcap(
+    settings: Settings,
+    params: dict[str, str],
+    output: str | None,
+    *,
+    quiet: bool,
+    strict: bool,
+    record: bytes | None = None,
+) -> int:
     if output is None:
         if sys.stdout.isatty():
             raise UsageError(
                 "not writing a pcap to the terminal: use -o FILE, or pipe it (| wireshark -k -i -)"
             )
         output = "-"
+    else:
+        check_writable(Path(output))  # before the collector is asked, not after the download started
     started = time.monotonic()
     collector = Collector(settings)
-    with collector.request("data.pcap", params) as response:
+    with collector.request("data.pcap", params, record) as response:
+        if record is not None and not quiet:
+            warn(f"asked: {response.headers.get('X-PAR-Query', '?')}")
+            if response.headers.get("X-PAR-Query-Note"):
+                warn(response.headers["X-PAR-Query-Note"])
         left_out = report_failed_nodes(response.headers)
         damaged = response.headers.get("X-PAR-Damaged")
         if damaged:
@@ -189,6 +207,15 @@ def copy(response, out: IO[bytes], counter: PacketCounter, progress: Progress | 
             progress.update(len(chunk))
     out.flush()
     return written
+
+
+def check_writable(path: Path) -> None:
+    """OutputError unless a file can be made in ``path``'s directory."""
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise OutputError(f"cannot write {path}: no such directory {directory}")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {path}: the directory {directory} is not writable")
 
 
 def download_to(path: Path, response, counter: PacketCounter, progress: Progress | None) -> int:

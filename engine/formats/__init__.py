@@ -3,12 +3,12 @@
 ``open_capture`` reads the magic number and picks the reader from ``READERS``:
 ``engine.formats.pcap`` or ``engine.formats.pcapng``; what a read yields and how it fails is in
 ``engine.formats.capture``, reading at known offsets in ``engine.formats.access``, writing an
-answer in ``engine.formats.writer``.
+answer in ``engine.formats.writer``. Every read goes through a byte source (``engine.formats.source``:
+a local file, a zstd seekable file, an archived object).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from . import pcap, pcapng
@@ -28,6 +28,7 @@ from .capture import (
 from .pcap import FILE_HEADER_SIZE as PCAP_HEADER_SIZE
 from .pcap import RECORD_HEADER_SIZE, PcapCapture
 from .pcapng import PcapngCapture
+from .source import ByteSource, LocalFile, capture_name, open_source, tier_of
 from .writer import CaptureWriter, pcap_file_header, pcap_record_bytes
 
 READERS: dict[bytes, type[Capture]] = {magic: PcapCapture for magic in pcap.MAGICS}
@@ -36,18 +37,18 @@ READERS[pcapng.MAGIC] = PcapngCapture
 
 def open_capture(path: str | Path) -> Capture:
     """Open a capture file; use it as a context manager and iterate it for records."""
-    file = open(path, "rb", buffering=0)  # noqa: SIM115 - handed to the Capture, which closes it
+    source = open_source(path)  # handed to the Capture, which closes it
     try:
-        magic = os.pread(file.fileno(), 4, 0)
+        magic = source.read(0, 4)
         if len(magic) < 4:
             raise IncompleteHeader(path, 0, "no file header yet")
         reader = READERS.get(magic)
         if reader is None:
             raise CaptureError(path, 0, f"not a pcap or pcapng file (magic {magic.hex()})")
     except BaseException:
-        file.close()
+        source.close()
         raise
-    return reader(path, file)
+    return reader(path, source)
 
 
 __all__ = [
@@ -56,19 +57,24 @@ __all__ = [
     "PCAP_HEADER_SIZE",
     "READERS",
     "RECORD_HEADER_SIZE",
+    "ByteSource",
     "Capture",
     "CaptureError",
     "CaptureTruncated",
     "CaptureWriter",
     "IncompleteHeader",
+    "LocalFile",
     "PcapCapture",
     "PcapngCapture",
     "Record",
+    "capture_name",
     "check_caplen",
     "check_caplens",
     "check_time",
     "check_times",
     "open_capture",
+    "open_source",
     "pcap_file_header",
     "pcap_record_bytes",
+    "tier_of",
 ]

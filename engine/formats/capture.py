@@ -9,12 +9,13 @@ hold: before 1970 or from 2106 on) raises ``CaptureError`` naming the file and t
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
+
+from .source import ByteSource, open_source
 
 MAX_CAPLEN = 262144  # libpcap's largest snapshot length for the link types we read
 MAX_TS_NS = (1 << 32) * 1_000_000_000  # a classic pcap (the answer) holds u32 seconds since 1970
@@ -84,14 +85,14 @@ class Capture:
 
     kind = ""
 
-    def __init__(self, path: str | Path, file: IO[bytes] | None = None):
+    def __init__(self, path: str | Path, source: ByteSource | None = None):
         self.path = path if isinstance(path, Path) else Path(path)
-        self._file = file if file is not None else open(self.path, "rb", buffering=0)  # noqa: SIM115
+        self.source = source if source is not None else open_source(self.path)
         try:
             self.opened_size = self.size()  # what a reader may count on; a live file may grow past it
             self._open()
         except BaseException:
-            self._file.close()
+            self.source.close()
             raise
 
     def _open(self) -> None:
@@ -127,7 +128,7 @@ class Capture:
         return records_at(self, offsets)
 
     def close(self) -> None:
-        self._file.close()
+        self.source.close()
 
     def __enter__(self) -> Capture:
         return self
@@ -135,15 +136,21 @@ class Capture:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def fileno(self) -> int:
-        return self._file.fileno()
+    @property
+    def _file(self) -> ByteSource:
+        """The byte source, by its former name (a file object: ``closed`` tells whether it is)."""
+        return self.source
+
+    def fileno(self) -> int | None:
+        """The local file's descriptor (a fast path's ``preadv``, ``mmap``); None when not a local file."""
+        return self.source.fileno()
 
     def size(self) -> int:
-        return os.fstat(self._file.fileno()).st_size
+        return self.source.size()
 
     def read(self, offset: int, size: int) -> bytes:
         """``size`` bytes at ``offset`` (fewer at the end of the file; see ``ends_at``)."""
-        data = os.pread(self._file.fileno(), size, offset)
+        data = self.source.read(offset, size)
         if len(data) < size:
             self.ends_at(offset + len(data))
         return data

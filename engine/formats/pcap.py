@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -75,11 +74,11 @@ class PcapCapture(Capture):
     def __iter__(self) -> Iterator[Record]:
         unpack = self.record_header.unpack_from
         scale, linktype = self.scale, self.linktype
-        fd = self._file.fileno()
+        read = self.source.read
         base, buf, i = FILE_HEADER_SIZE, b"", 0
         while True:
             if len(buf) - i < RECORD_HEADER_SIZE:
-                more = os.pread(fd, READ_CHUNK, base + len(buf))
+                more = read(base + len(buf), READ_CHUNK)
                 if not more:
                     self.ends_at(base + len(buf))
                     return  # end of file, possibly inside a record header: a file still being written
@@ -89,7 +88,7 @@ class PcapCapture(Capture):
             check_caplen(self.path, base + i, caplen)
             end = i + RECORD_HEADER_SIZE + caplen
             if end > len(buf):
-                more = os.pread(fd, max(READ_CHUNK, end - len(buf)), base + len(buf))
+                more = read(base + len(buf), max(READ_CHUNK, end - len(buf)))
                 if not more:
                     self.ends_at(base + len(buf))
                     return  # a record cut short by the end of the file

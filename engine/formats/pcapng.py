@@ -241,6 +241,38 @@ class PcapngCapture(Capture):
             raise CaptureError(self.path, offset, "no timestamped packet block here")
         return self._packet(offset, block, section)
 
+    def learn_interfaces(self, step: int = 1 << 20) -> None:
+        """Read every section header and interface block of the file as opened, walking the block heads.
+
+        An interface may be declared after the first packet (a capture tool adding one, a section
+        appended): an answer written before the scan meets it must know its precision and link type.
+        Stops at anything that is not a block: damage is the scan's to find and report.
+        """
+        offset, end = self.read_to, self.opened_size
+        order = self.section_for(offset).order if self.sections else "<"
+        buf, buf_at = b"", 0
+        try:
+            while offset + 12 <= end:
+                if offset + 12 > buf_at + len(buf):
+                    buf, buf_at = self.read(offset, min(step, end - offset)), offset
+                head = buf[offset - buf_at : offset - buf_at + 12]
+                if head[:4] == MAGIC:
+                    found = BYTE_ORDERS.get(head[8:12])
+                    if found is None:
+                        return
+                    order = found
+                kind, length = struct.unpack(order + BLOCK_HEAD_FIELDS, head[:8])
+                if length < 12 or length % 4 or length > MAX_BLOCK:
+                    return
+                if kind in (SHB, IDB):
+                    block = self.block_at(offset, order)
+                    if block is None:
+                        return
+                    self._meta_block(offset, block)
+                offset += length
+        except CaptureError:
+            return
+
     def learn_blocks(self, offsets: Iterable[int]) -> None:
         """Read the section headers and interface blocks at ``offsets`` (from an index) before ``record_at``."""
         for offset in sorted(offsets):

@@ -14,6 +14,7 @@ from .format import (
     INDEX_SUFFIX,
     INDEX_VERSION,
     TEMP_INDEX_PATTERN,
+    IndexDamaged,
     IndexHeader,
     IndexUnusable,
     decode_header,
@@ -27,6 +28,7 @@ from .read import (
     capture_span,
     forget_open_indexes,
     index_is_current,
+    on_damaged_index,
     open_index,
 )
 
@@ -39,6 +41,7 @@ __all__ = [
     "CaptureError",
     "FlowIndex",
     "IncompleteHeader",
+    "IndexDamaged",
     "IndexHeader",
     "IndexStats",
     "IndexUnusable",
@@ -51,6 +54,7 @@ __all__ = [
     "index_in_memory",
     "index_is_current",
     "index_path",
+    "on_damaged_index",
     "open_index",
     "temp_index_path",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from .format import (
     IndexHeader,
     encode_column,
     encode_header,
+    header_checksum,
     index_path,
     temp_index_path,
 )
@@ -59,7 +61,8 @@ def build_index(capture: str | os.PathLike, out: str | os.PathLike | None = None
     header, columns, damage = _index_of(capture)
     if damage is not None:
         header = header._replace(flags=header.flags | FLAG_DAMAGED, damaged_at=damage.offset)
-    with atomic_write(out, temp=temp_index_path(out)) as f:
+    # 0600 whatever the umask (a reindex run by cron has the cron's): an index lists who talked to whom.
+    with atomic_write(out, mode=0o600, temp=temp_index_path(out)) as f:
         index_bytes = 0
         for chunk in _encoded(header, columns):
             f.write(chunk)
@@ -80,12 +83,14 @@ def index_in_memory(capture: str | os.PathLike) -> FlowIndex:
     """The index ``build_index`` would write for ``capture``, built in memory and opened.
 
     For a file without a current index (the live file): the same flow table, lookups and offsets,
-    so it answers as an indexed file does. Raises CaptureError when the capture cannot be parsed (a
-    last record cut short is a file still being written, not damage).
+    so it answers as an indexed file does. A capture damaged part-way is indexed up to its damage,
+    which the index records (``damaged_at``) as ``build_index`` does; a last record cut short is a
+    file still being written, not damage. Raises CaptureError when not even its file header can
+    be read.
     """
     header, columns, damage = _index_of(Path(capture))
     if damage is not None and not isinstance(damage, CutShort):
-        raise damage
+        header = header._replace(flags=header.flags | FLAG_DAMAGED, damaged_at=damage.offset)
     return FlowIndex(os.fspath(capture) + " (in memory)", data=b"".join(_encoded(header, columns)))
 
 
@@ -115,15 +120,18 @@ def _index_of(capture: Path) -> tuple[IndexHeader, dict[str, np.ndarray], Captur
 
 def _encoded(header: IndexHeader, columns: dict[str, np.ndarray]) -> Iterator[bytes]:
     """The index file's bytes, in pieces: header, column directory, the columns 8-byte aligned."""
-    directory = b"".join(encode_column(name, column) for name, column in columns.items())
-    yield encode_header(header) + directory + b"\0" * (-(HEADER_SIZE + len(directory)) % 8)
+    columns = {name: np.ascontiguousarray(column) for name, column in columns.items()}
+    directory = b"".join(encode_column(name, column, zlib.crc32(column)) for name, column in columns.items())
+    head = encode_header(header._replace(checksum=0))
+    head = encode_header(header._replace(checksum=header_checksum(head, directory)))
+    yield head + directory + b"\0" * (-(HEADER_SIZE + len(directory)) % 8)
     for column in columns.values():
         data = column.tobytes()
         yield data + b"\0" * (-len(data) % 8)
 
 
 class _mapped:
-    """The capture memory-mapped read-only (an empty mapping for an empty file)."""
+    """The capture memory-mapped read-only (an empty mapping for an empty file; bytes read for another source)."""
 
     def __init__(self, cap: Capture):
         self.cap = cap
@@ -131,8 +139,12 @@ class _mapped:
     def __enter__(self) -> mmap.mmap | bytes:
         size = self.cap.size()
         self.mm: mmap.mmap | bytes = b""
-        if size:
-            self.mm = mapping = mmap.mmap(self.cap.fileno(), size, access=mmap.ACCESS_READ)
+        fd = self.cap.fileno()
+        if size and fd is None:
+            # Not a local file (a compressed capture, reindexed): its bytes read whole.
+            self.mm = self.cap.read(0, size)
+        elif size:
+            self.mm = mapping = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
             mapping.madvise(mmap.MADV_SEQUENTIAL)
         return self.mm
 

@@ -3,11 +3,11 @@
 It names its capture by content (size and a digest of the first and last 4 KiB), not by path or
 time, so it can be built in one directory and the capture moved next to it afterwards.
 
-Format, version 2 (all integers little-endian)::
+Format, version 3 (all integers little-endian)::
 
     header, 128 bytes (IndexHeader, HEADER)
       magic          8s   b"PARINDEX"
-      version        u32  2
+      version        u32  3
       flags          u32  2 = pcapng capture, 4 = pcapng Simple Packet Blocks present (queries scan
                           such a file instead), 8 = the capture is damaged at damaged_at
       capture_size   u64  bytes of the capture when indexed
@@ -22,9 +22,17 @@ Format, version 2 (all integers little-endian)::
       damaged_at     u64  with flag 8: the byte offset where the capture's damage begins (a record
                           that cannot be right, or the end of the file inside a record); the index
                           holds the records before it, and readers read no further (0 otherwise)
+      checksum       u32  CRC-32 of the header (this field as 0) and the column directory
       reserved       to 128 bytes
-    column directory, 24 bytes per column (COLUMN): name 8s, numpy dtype 4s ("<u4"), reserved u32,
-      count u64 (entries); the columns follow in directory order, each starting on an 8-byte boundary
+    column directory, 24 bytes per column (COLUMN): name 8s, numpy dtype 4s ("<u4"), crc u32 (CRC-32
+      of the column's bytes), count u64 (entries); the columns follow in directory order, each
+      starting on an 8-byte boundary
+
+Checksums, per section: opening an index checks the header's (header and directory: 0.1 ms for a
+few thousand bytes), and a column's is checked the first time the column is read (``FlowIndex``),
+so a lookup pays for the columns it reads, once per open index. A mismatch is ``IndexDamaged``:
+the file is scanned instead, the damage reported (``engine.index.read.on_damaged_index``), and
+``reindex`` rebuilds it (its check reads every column).
 
     columns (F = flows, F4 = v4_flows, F6 = F - F4; "u2|u4" = the narrowest that holds the file):
       linktype  u4     link types of the records
@@ -72,8 +80,8 @@ and a port entry of 4 bytes for each end) and 0.25 of ``offsetat``. Measured (be
 of 6 packets of 207 bytes), against 1.2% and 13.8% for version 1.
 
 One rule decides whether an index answers for its capture (``decode_header`` and
-``FlowIndex.describes``): its magic and version, columns that fit the file, and the capture's
-size and digest. A reader meeting any other index (version 1 included) gets None from
+``FlowIndex.describes``): its magic and version, its checksums, columns that fit the file, and the
+capture's size and digest. A reader meeting any other index (versions 1 and 2 included) gets None from
 ``open_index`` and scans the capture instead; ``reindex`` and the filer rebuild it. The index is
 written with ``engine.durable.atomic_write`` (``temp_index_path``; ``TEMP_INDEX_PATTERN`` matches
 what follows the capture's dot-name) and renamed into place.
@@ -85,14 +93,16 @@ import mmap
 import os
 import re
 import struct
+import zlib
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from .. import durable
+from ..formats.source import capture_name
 
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 MAGIC = b"PARINDEX"
 INDEX_SUFFIX = ".idx"
 HEADER_SIZE = 128
@@ -107,6 +117,10 @@ TEMP_INDEX_PATTERN = re.escape(INDEX_SUFFIX) + r"\.[0-9]+" + re.escape(durable.T
 
 class IndexUnusable(ValueError):
     """An index that cannot be used (missing, damaged, another version, another capture)."""
+
+
+class IndexDamaged(IndexUnusable):
+    """An index of this version whose bytes are not what was written: a checksum does not match."""
 
 
 class IndexHeader(NamedTuple):
@@ -124,11 +138,13 @@ class IndexHeader(NamedTuple):
     v4_flows: int
     time_unit: int
     columns: int
-    damaged_at: int = 0  # with FLAG_DAMAGED; older indexes of this version hold 0 here (undamaged)
+    damaged_at: int = 0  # with FLAG_DAMAGED
+    checksum: int = 0  # CRC-32 of the header (this field 0) and the column directory
 
 
-HEADER = struct.Struct("<8sIIQ20sQqqIIIIQ")
-COLUMN = struct.Struct("<8s4sIQ")  # name, dtype, reserved, count
+HEADER = struct.Struct("<8sIIQ20sQqqIIIIQI")
+COLUMN = struct.Struct("<8s4sIQ")  # name, dtype, crc32 of the column's bytes, count
+
 COLUMN_TYPES = {np.dtype(t).str.encode(): np.dtype(t) for t in ("<u1", "<u2", "<u4", "<u8")}
 
 
@@ -138,6 +154,7 @@ class Column(NamedTuple):
     name: str
     dtype: np.dtype
     entries: int
+    crc: int
 
 
 def encode_header(header: IndexHeader) -> bytes:
@@ -156,18 +173,24 @@ def decode_header(data: bytes, path: str = "index") -> IndexHeader:
     return header
 
 
-def encode_column(name: str, column: np.ndarray) -> bytes:
-    """The directory entry of ``column``."""
-    return COLUMN.pack(name.encode(), column.dtype.str.encode(), 0, len(column))
+def encode_column(name: str, column: np.ndarray, crc: int) -> bytes:
+    """The directory entry of ``column`` whose bytes have the CRC-32 ``crc``."""
+    return COLUMN.pack(name.encode(), column.dtype.str.encode(), crc, len(column))
+
+
+def header_checksum(header: bytes, directory: bytes | memoryview) -> int:
+    """The header's checksum: CRC-32 of its bytes with the checksum field as 0, then the directory."""
+    at = HEADER.size - 4
+    return zlib.crc32(directory, zlib.crc32(bytes(header[:at]) + b"\0\0\0\0" + bytes(header[at + 4 :])))
 
 
 def decode_column(data: bytes | mmap.mmap, at: int, path: str) -> Column:
     """The directory entry at ``at``; IndexUnusable for one that names no integer column."""
-    name, dtype, _, count = COLUMN.unpack_from(data, at)
+    name, dtype, crc, count = COLUMN.unpack_from(data, at)
     found = COLUMN_TYPES.get(dtype.rstrip(b"\0"))
     if found is None:
         raise IndexUnusable(f"{path}: a column of an unknown type")
-    return Column(name.rstrip(b"\0").decode("ascii", "replace"), found, count)
+    return Column(name.rstrip(b"\0").decode("ascii", "replace"), found, count, crc)
 
 
 def narrowest(values: np.ndarray, smallest: str = "<u1") -> np.ndarray:
@@ -203,8 +226,9 @@ def decode_varints(data: np.ndarray) -> np.ndarray:
 
 
 def index_path(capture: str | os.PathLike) -> Path:
-    """Where the index of ``capture`` lives: beside it, ``<capture name>.idx``."""
-    return Path(os.fspath(capture) + INDEX_SUFFIX)
+    """Where the index of ``capture`` lives: beside it, ``<capture name>.idx`` (in every tier: a
+    compressed ``<name>.zst`` or archived ``<name>.archived`` capture keeps ``<name>.idx``)."""
+    return Path(capture_name(capture) + INDEX_SUFFIX)
 
 
 def temp_index_path(out: str | os.PathLike) -> Path:

@@ -11,15 +11,18 @@ import os
 import struct
 import sys
 import threading
+import zlib
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 import numpy as np
 
 from ..communityid import community_digests, parse_community_id
 from ..flowfields import address_halves
+from ..formats.archived import ArchiveRecord
+from ..formats.source import ARCHIVED_SUFFIX, capture_name, open_source
 from ..select import is_icmp
 from .flows import ICMP_PROTOCOLS
 from .format import (
@@ -31,10 +34,12 @@ from .format import (
     HEADER_SIZE,
     INDEX_SUFFIX,
     OFFSET_GROUP,
+    IndexDamaged,
     IndexUnusable,
     decode_column,
     decode_header,
     decode_varints,
+    header_checksum,
 )
 
 # A flow row as the readers see it (the table's columns widened, addresses as 16 bytes in halves).
@@ -82,6 +87,48 @@ _VARINT_LAST_BYTES = bytes(b"e"[0] if byte < 0x80 else b"."[0] for byte in range
 _VIEW_CODES = {"<u2": "H", "<u4": "I", "<u8": "Q", "|u1": "B"}
 _OPEN: OrderedDict[str, tuple[tuple, FlowIndex]] = OrderedDict()
 _OPEN_LOCK = threading.Lock()
+# Indexes found damaged (capture path -> the files' signature then): not opened again, nor reported
+# again, until one of the files changes (``reindex`` rebuilds it).
+_DAMAGED: dict[str, tuple] = {}
+DAMAGED_KEPT = 4096
+_DAMAGE_LISTENERS: list[Callable[[str, str], None]] = []
+
+
+def on_damaged_index(listener: Callable[[str, str], None]) -> None:
+    """Call ``listener(index path, problem)`` once per damaged index found (a checksum that fails).
+
+    The node logs and counts them (``node.apps``); the query scans the capture instead.
+    """
+    if listener not in _DAMAGE_LISTENERS:
+        _DAMAGE_LISTENERS.append(listener)
+
+
+def _report_damage(path: str, problem: str) -> None:
+    for listener in list(_DAMAGE_LISTENERS):
+        listener(path, problem)
+
+
+class _CheckedColumns:
+    """An index's columns by name, each checked against its CRC-32 the first time it is read."""
+
+    def __init__(self, owner: FlowIndex, columns: dict[str, np.ndarray], crcs: dict[str, int]):
+        self._owner, self._columns, self._crcs = owner, columns, crcs
+        self._checked: set[str] = set()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._columns
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        column = self._columns[name]
+        if name not in self._checked:
+            if zlib.crc32(column) != self._crcs[name]:
+                self._owner.damaged(f"column {name} does not match its checksum")
+            self._checked.add(name)
+        return column
+
+    def check_all(self) -> None:
+        for name in self._columns:
+            self[name]
 
 
 def content_digest(read: Callable[[int, int], bytes], size: int) -> bytes:
@@ -92,12 +139,30 @@ def content_digest(read: Callable[[int, int], bytes], size: int) -> bytes:
 
 
 def capture_digest(capture: str | os.PathLike, size: int) -> bytes:
-    """The content fingerprint of the capture file at ``capture``."""
-    fd = os.open(capture, os.O_RDONLY)
+    """The content fingerprint of the capture at ``capture`` (in any tier: its decompressed bytes)."""
+    source = open_source(capture)
     try:
-        return content_digest(lambda offset, n: os.pread(fd, n, offset), size)
+        return content_digest(source.read, size)
     finally:
-        os.close(fd)
+        source.close()
+
+
+def capture_fingerprint(capture: str | os.PathLike) -> tuple[int, bytes]:
+    """(size, content digest) of the capture at ``capture``, as its index keeps them.
+
+    An archived capture's come from its record (``engine.formats.archived``): no byte of the
+    archive is read.
+    """
+    path = os.fspath(capture)
+    if path.endswith(ARCHIVED_SUFFIX):
+        record = ArchiveRecord.load(path)
+        return record.capture_size, bytes.fromhex(record.capture_digest)
+    source = open_source(path)
+    try:
+        size = source.size()
+        return size, content_digest(source.read, size)
+    finally:
+        source.close()
 
 
 class FlowIndex:
@@ -125,6 +190,15 @@ class FlowIndex:
             finally:
                 os.close(fd)
         self.header = header = decode_header(self._map[:HEADER_SIZE], self.path)
+        self.signature: tuple | None = None  # the files' (open_index), while this index is kept open
+        self._reported = False
+        directory_end = HEADER_SIZE + COLUMN.size * header.columns
+        if (
+            directory_end > size
+            or header_checksum(self._map[:HEADER_SIZE], memoryview(self._map)[HEADER_SIZE:directory_end])
+            != header.checksum
+        ):
+            self.damaged("its header or column directory does not match its checksum")
         self.flags, self.capture_size, self.digest = header.flags, header.capture_size, header.digest
         self.records, self.first_ns, self.last_ns = header.records, header.first_ns, header.last_ns
         self.n_flows, self.n_v4 = header.flows, header.v4_flows
@@ -144,7 +218,19 @@ class FlowIndex:
         if self.damaged_at is not None and self.damaged_at > self.capture_size:
             raise IndexUnusable(f"{self.path}: the damage it records lies past the capture")
 
-    def _read_columns(self, size: int) -> dict[str, np.ndarray]:
+    def damaged(self, problem: str) -> NoReturn:
+        """Raise IndexDamaged for ``problem``, reported once and the index no longer kept open."""
+        if not self._reported:
+            self._reported = True
+            _forget_damaged(self.path, self.signature)
+            _report_damage(self.path, problem)
+        raise IndexDamaged(f"{self.path}: {problem}")
+
+    def check(self) -> None:
+        """Check every column against its checksum now (IndexDamaged), not when first read."""
+        self.columns.check_all()
+
+    def _read_columns(self, size: int) -> _CheckedColumns:
         n, n4 = self.n_flows, self.n_v4
         at = HEADER_SIZE + COLUMN.size * self.header.columns
         if at > size:
@@ -153,6 +239,7 @@ class FlowIndex:
             decode_column(self._map, HEADER_SIZE + COLUMN.size * i, self.path)
             for i in range(self.header.columns)
         ]
+        crcs = {column.name: column.crc for column in directory}
         at += -at % 8
         columns = {}
         for column in directory:
@@ -186,7 +273,7 @@ class FlowIndex:
         for name, count in expected.items():
             if name not in columns or (count is not None and len(columns[name]) != count):
                 raise IndexUnusable(f"{self.path}: column {name} is missing or of another length")
-        return columns
+        return _CheckedColumns(self, columns, crcs)
 
     @property
     def pcapng(self) -> bool:
@@ -204,8 +291,7 @@ class FlowIndex:
 
     def describes(self, capture: str | os.PathLike) -> bool:
         """True when this index was built from ``capture`` as it is now (size and content digest)."""
-        size = os.stat(capture).st_size
-        return size == self.capture_size and capture_digest(capture, size) == self.digest
+        return capture_fingerprint(capture) == (self.capture_size, self.digest)
 
     # ------------------------------------------------------------ rows
 
@@ -715,15 +801,34 @@ def _side(rows: np.ndarray, side: str, address: bytes | None, port: int | None) 
 # ---------------------------------------------------------------- opening, with the one validity rule
 
 
-def _current_index(capture: str) -> FlowIndex | None:
-    """The index of ``capture`` when it opens cleanly and was built from this very content."""
+def _current_index(capture: str, signature: tuple | None = None, whole: bool = False) -> FlowIndex | None:
+    """The index of ``capture`` when it opens cleanly and was built from this very content.
+
+    ``whole``: every column's checksum is checked now, not when the column is first read.
+    """
     try:
-        index = FlowIndex(capture + INDEX_SUFFIX)
+        index = FlowIndex(capture_name(capture) + INDEX_SUFFIX)
+        index.signature = signature
         if index.describes(capture):
+            if whole:
+                index.check()
             return index
     except (OSError, IndexUnusable, ValueError):
         pass
     return None
+
+
+def _forget_damaged(path: str, signature: tuple | None) -> None:
+    """The index at ``path`` is damaged: dropped from the open ones, remembered as damaged."""
+    capture = path.removesuffix(INDEX_SUFFIX)
+    with _OPEN_LOCK:
+        kept = _OPEN.get(capture)
+        if kept is not None and kept[1].path == path:
+            del _OPEN[capture]
+        if signature is not None:
+            if len(_DAMAGED) >= DAMAGED_KEPT:
+                _DAMAGED.clear()
+            _DAMAGED[capture] = signature
 
 
 def open_index(capture: str | os.PathLike, *, capture_stat: os.stat_result | None = None) -> FlowIndex | None:
@@ -738,7 +843,7 @@ def open_index(capture: str | os.PathLike, *, capture_stat: os.stat_result | Non
     try:
         if capture_stat is None:
             capture_stat = os.stat(capture)
-        index_stat = os.stat(capture + INDEX_SUFFIX)
+        index_stat = os.stat(capture_name(capture) + INDEX_SUFFIX)
     except OSError:
         return None
     signature = tuple((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) for st in (capture_stat, index_stat))
@@ -747,7 +852,9 @@ def open_index(capture: str | os.PathLike, *, capture_stat: os.stat_result | Non
         if cached is not None and cached[0] == signature:
             _OPEN.move_to_end(capture)
             return cached[1]
-    index = _current_index(capture)
+        if _DAMAGED.get(capture) == signature:
+            return None  # found damaged before, unchanged since
+    index = _current_index(capture, signature)
     if index is None:
         return None
     with _OPEN_LOCK:
@@ -761,11 +868,15 @@ def forget_open_indexes() -> None:
     """Drop the indexes kept open (benchmarks measuring a cold open, tests)."""
     with _OPEN_LOCK:
         _OPEN.clear()
+        _DAMAGED.clear()
 
 
 def index_is_current(capture: str | os.PathLike) -> bool:
-    """True when ``capture`` has an index of this version that was built from it as it is now."""
-    return _current_index(os.fspath(capture)) is not None
+    """True when ``capture`` has an undamaged index of this version built from it as it is now.
+
+    Every checksum is checked (``reindex`` asks this to find what to rebuild).
+    """
+    return _current_index(os.fspath(capture), whole=True) is not None
 
 
 def capture_span(capture: str | os.PathLike) -> tuple[int, int] | None:

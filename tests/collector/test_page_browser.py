@@ -23,6 +23,7 @@ import requests
 
 from pcapgen import Flow, pcap_bytes, write_pcap
 from tests.collector.live import live_database, manage, rows
+from tests.collector.test_exports_live import worker as export_worker
 from tests.servers import Server, gunicorn
 
 selenium = pytest.importorskip("selenium", reason="selenium is not installed")
@@ -133,7 +134,7 @@ def live(tmp_path_factory) -> Iterator[Live]:
                 f"u = User.objects.create_user({USER!r}, password={PASSWORD!r});"
                 "UserGrant.objects.create(user=u).nodes.set([1])",
             )  # fmt: skip
-            with gunicorn("collector", env) as collector:
+            with gunicorn("collector", env) as collector, export_worker(env):
                 yield Live(collector, node, url, traffic)
 
 
@@ -314,10 +315,19 @@ def test_everything_matched_downloads_the_whole_query(browser, live, downloads):
     wait(browser, lambda d: "node_id=1" in d.current_url and len(flow_rows(d)) == 6)
     browser.find_element(By.CSS_SELECTOR, "input[name=format][value=pcapng]").click()
     browser.find_element(By.ID, "download-all").click()
-    wait(browser, lambda d: "Saved matched-" in d.find_element(By.ID, "download-status").text)
-    name = browser.find_element(By.ID, "download-status").text.split()[1]
-    assert name.endswith(".pcapng")
-    body = downloaded(downloads, name)
+    # It runs as an export job: listed with its progress, then a link to its file.
+    wait(browser, lambda d: "Export " in d.find_element(By.ID, "download-status").text)
+    link = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#export-jobs tr[data-state=done] a"))[0]
+    job_id = link.get_attribute("href").rsplit("/", 2)[1]
+    assert (
+        browser.find_element(By.CSS_SELECTOR, f"#export-jobs tr[data-id='{job_id}'] progress").get_attribute(
+            "value"
+        )
+        == "1"
+    )
+    screenshot(browser, "exports")
+    link.click()
+    body = downloaded(downloads, f"export-{job_id}.pcapng")
     assert body[:4] == b"\x0a\x0d\x0d\x0a"  # a pcapng section
     frames = {frame for _, frame in live.traffic.records}
     assert sum(body.count(frame) for frame in list(frames)[:20]) >= 20  # the packets are in it
@@ -367,3 +377,57 @@ def test_the_page_works_from_the_keyboard(browser, live):
     start.clear()
     start.send_keys("-1h", Keys.ENTER)  # Enter in any field asks
     wait(browser, lambda d: len(flow_rows(d)) >= 1)
+
+
+def ask(browser, **fields: str) -> None:
+    """Fill the form's ``fields`` (others emptied but node_id) and ask."""
+    for name in ("src_addr", "src_port", "dst_addr", "dst_port", "proto", "community_id", "limit"):
+        browser.find_element(By.NAME, name).clear()
+    for name, value in fields.items():
+        field = browser.find_element(By.NAME, name)
+        field.clear()
+        field.send_keys(value)
+    browser.find_element(By.CSS_SELECTOR, "#query button[type=submit]").click()
+
+
+def test_the_field_an_error_names_is_marked(browser, live):
+    browser.get(f"{live.collector.url}/ui/")
+    ask(browser, dst_port="99999", start_time="-15m", end_time="now")
+    wait(browser, lambda d: d.find_element(By.ID, "message").is_displayed())
+    assert browser.find_element(By.NAME, "dst_port").get_attribute("aria-invalid") == "true"
+    assert browser.find_element(By.NAME, "src_port").get_attribute("aria-invalid") is None
+    ask(browser, start_time="-15m", end_time="now")
+    wait(browser, lambda d: len(flow_rows(d)) == 6)
+    assert browser.find_element(By.NAME, "dst_port").get_attribute("aria-invalid") is None
+
+
+def test_the_page_shows_what_the_nodes_hold_and_offers_it_on_a_miss(browser, live):
+    browser.get(f"{live.collector.url}/ui/")
+    held = wait(browser, lambda d: d.find_element(By.ID, "holdings").text)
+    assert held.startswith("Captures held: node 1: ")
+    ask(browser, start_time="2001-01-01 5:01pm", end_time="2001-01-01 5:05pm")
+    message = wait(
+        browser,
+        lambda d: d.find_element(By.ID, "message").is_displayed() and d.find_element(By.ID, "message"),
+    )
+    assert message.text.startswith("no capture data for that timeframe The nodes hold captures from ")
+    browser.find_element(By.ID, "use-holdings").click()
+    wait(browser, lambda d: len(flow_rows(d)) == 6)
+    assert not browser.find_element(By.ID, "message").is_displayed()
+
+
+def test_a_timeline_of_some_flows_says_it_is_partial_and_a_zoom_keeps_the_form_in_view(browser, live):
+    browser.get(f"{live.collector.url}/ui/")
+    ask(browser, start_time="-15m", end_time="now", limit="2")
+    wait(browser, lambda d: len(flow_rows(d)) == 2)
+    note = browser.find_element(By.ID, "timeline-partial")
+    assert note.is_displayed() and note.text == "Partial: only the 2 flows listed, not all that matched."
+    ask(browser, start_time="-15m", end_time="now")
+    wait(browser, lambda d: len(flow_rows(d)) == 6)
+    assert not browser.find_element(By.ID, "timeline-partial").is_displayed()
+
+    browser.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+    browser.find_element(By.CSS_SELECTOR, "#timeline rect.bar").click()
+    wait(browser, lambda d: "Z" in d.find_element(By.NAME, "start_time").get_attribute("value"))
+    top = browser.execute_script("return document.getElementById('query').getBoundingClientRect().top")
+    assert 0 <= top < browser.execute_script("return window.innerHeight")

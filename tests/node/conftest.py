@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.s3 import weed_s3  # noqa: F401 - the S3 server of the archive tests (session-scoped)
+
 
 @pytest.fixture
 def dirs(tmp_path: Path, settings) -> tuple[Path, Path]:

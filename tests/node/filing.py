@@ -47,7 +47,7 @@ def filed_files(filer_dir: Path) -> dict[str, list[Path]]:
     """name -> every path under ``filer_dir`` holding a capture of that name (to see duplicates)."""
     found: dict[str, list[Path]] = {}
     for path in sorted(filer_dir.rglob("pcap.*")):
-        if path.is_file() and not path.name.endswith(".idx"):
+        if path.is_file() and not path.name.endswith((".idx", ".summary")):
             found.setdefault(path.name, []).append(path)
     return found
 

@@ -15,7 +15,12 @@ from parsite.envconf import plain_network
 from tests.servers import run
 
 NODE = {"ROOT_URLCONF": "parsite.urls_node", "PAR_ROLE": "node"}
-REFUSED = {"error": "this node does not answer this caller"}
+REFUSED = "this node does not answer this caller"
+
+
+def refused(reason: str) -> dict[str, str]:
+    """A node's 403 answer: the refusal, and why, in what the caller may know."""
+    return {"error": f"{REFUSED}: {reason}"}
 
 
 def nets(*cidrs: str) -> list:
@@ -46,7 +51,7 @@ def test_loopback_is_allowed_by_default():
 def test_every_route_refuses_a_caller_outside_the_allow_list(path):
     response = get(path, remote="192.0.2.7")
     assert response.status_code == 403
-    assert response.json() == REFUSED
+    assert response.json() == refused("address 192.0.2.7 is not allowed")
 
 
 @override_settings(**NODE)
@@ -140,7 +145,7 @@ def test_a_trusted_proxy_forwarding_for_nobody_is_refused_with_the_reason_logged
     headers = {} if forwarded is None else {"HTTP_X_FORWARDED_FOR": forwarded}
     response = get(remote="127.0.0.1", **headers)
     assert response.status_code == 403
-    assert response.json() == REFUSED
+    assert response.json() == refused("caller unknown: trusted proxy 127.0.0.1 sent no X-Forwarded-For")
     assert "trusted proxy 127.0.0.1 sent no X-Forwarded-For" in caplog.text
 
 

@@ -97,7 +97,7 @@ def test_routes_list_the_node_routes_with_their_parameters(node):
         "node_id",
         "api_key",
     ]
-    assert routes["/data.pcap"]["methods"] == ["GET"]
+    assert routes["/data.pcap"]["methods"] == ["GET", "POST"]  # POST: one Suricata or Zeek record
     assert not any(path.startswith("/keys") or path.startswith("/nodes") for path in routes)
 
 

@@ -37,7 +37,9 @@ def test_forged_forwarding_headers_from_a_denied_address_are_refused(tmp_path):
         for path in ("/ping", "/status", "/data.pcap", "/schema", "/nothing-here"):
             answer = requests.get(f"{node.url}{path}", headers=FORGED, timeout=10)
             assert answer.status_code == 403, path
-            assert answer.json() == {"error": "this node does not answer this caller"}
+            assert answer.json() == {
+                "error": "this node does not answer this caller: address 127.0.0.1 is not allowed"
+            }
         log = node.log()
     assert "refused GET '/ping': address 127.0.0.1 not allowed" in log
 

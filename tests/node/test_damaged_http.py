@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import struct
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,8 @@ QUERY = {
     "start_time": str(T0_S),
     "end_time": str(T0_S + 60),
 }
+LIVE_S = T0_S + 300  # the live file's epoch, alone in its window
+LIVE_NG_S = T0_S + 400  # a live pcapng's, alone in its window
 DAMAGED = {  # file name -> (bytes, offset of the damage)
     f"pcap.{T0_S + 1}": damaged_pcap("corrupted record header"),
     f"pcap.{T0_S + 2}": damaged_pcapng(),
@@ -49,6 +53,19 @@ def damaged_node_env(base: Path) -> dict[str, str]:
     data[24 + 8 : 24 + 12] = b"\xff\xff\xff\x7f"
     unreadable.write_bytes(bytes(data))
     build_index(unreadable)
+    # Alone in a later window, without an index (the live file): damaged after GOOD records.
+    data, _ = damaged_pcap("corrupted record header")
+    live = capture / f"pcap.{LIVE_S}"
+    live.write_bytes(_shifted(data, LIVE_S - T0_S))
+    os.utime(live, (LIVE_S + 1, LIVE_S + 1))  # its span ends there: later windows do not list it
+    # The same in pcapng, damaged after GOOD packet blocks.
+    blocks = [(0, ts + (LIVE_NG_S - T0_S) * 10**9, frame) for ts, frame in records(100)]
+    at = len(g.pcapng_bytes([1], blocks[:GOOD]))
+    data = bytearray(g.pcapng_bytes([1], blocks))
+    data[at + 4 : at + 8] = struct.pack("<I", 7)
+    live_ng = capture / f"pcap.{LIVE_NG_S}"
+    live_ng.write_bytes(bytes(data))
+    os.utime(live_ng, (LIVE_NG_S + 1, LIVE_NG_S + 1))
     return {
         "PAR_DATA_DIR": str(base),
         "PAR_CAPTURE_DIR": str(capture),
@@ -56,6 +73,18 @@ def damaged_node_env(base: Path) -> dict[str, str]:
         "PAR_MAX_WINDOW": "3600",
         "DATABASE_URL": f"sqlite:///{base / 'db.sqlite3'}",
     }
+
+
+def _shifted(data: bytes, seconds: int) -> bytes:
+    """A classic pcap's records ``seconds`` later (walked up to its damage; the rest left as it is)."""
+    out, at = bytearray(data), 24
+    while at + 16 <= len(out):
+        secs, _, caplen, _ = struct.unpack_from("<IIII", out, at)
+        if caplen > len(out):
+            break
+        struct.pack_into("<I", out, at, secs + seconds)
+        at += 16 + caplen
+    return bytes(out)
 
 
 def expected_times() -> list[int]:
@@ -113,3 +142,18 @@ def test_head_names_the_damage_the_indexes_record(node):
     assert head.headers["X-PAR-Damaged"] == get.headers["X-PAR-Damaged"]
     clean = requests.head(f"{node.url}/data.pcap", params={**QUERY, "end_time": str(T0_S)}, timeout=30)
     assert clean.status_code == 200 and "X-PAR-Damaged" not in clean.headers
+
+
+@pytest.mark.parametrize("epoch", [LIVE_S, LIVE_NG_S])
+def test_flows_list_what_a_damaged_file_without_an_index_holds_before_its_damage(node, epoch):
+    window = {"start_time": str(epoch), "end_time": str(epoch + 60)}
+    listing = requests.get(f"{node.url}/flows", window, timeout=30)
+    pcap = requests.get(f"{node.url}/data.pcap", {**QUERY, **window}, timeout=30)
+    assert listing.status_code == pcap.status_code == 200
+    assert listing.headers["X-PAR-Damaged"] == pcap.headers["X-PAR-Damaged"] == f"pcap.{epoch}"
+    rows = {(r["src_addr"], r["src_port"], r["dst_addr"], r["dst_port"]): r for r in listing.json()["flows"]}
+    # The records before the damage, every other one the flow's: as /data.pcap serves them.
+    assert set(rows) == {("10.0.0.1", 1000, "10.0.0.2", 53), ("10.9.9.9", 7, "10.9.9.8", 7)}
+    assert rows["10.0.0.1", 1000, "10.0.0.2", 53]["packets"] == len(answer_times(pcap.content)) == 3
+    assert rows["10.9.9.9", 7, "10.9.9.8", 7]["packets"] == 2
+    assert f"pcap.{epoch}" in node.log() and "damage" in node.log()

@@ -45,7 +45,7 @@ def tree(tmp_path: Path, settings) -> Path:
 
 
 def captures(tree: Path) -> list[Path]:
-    return sorted(p for p in tree.rglob("pcap.*") if not p.name.endswith(".idx"))
+    return sorted(p for p in tree.rglob("pcap.*") if not p.name.endswith((".idx", ".summary")))
 
 
 def test_it_builds_every_missing_index_of_the_filer_tree(tree):

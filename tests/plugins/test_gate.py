@@ -51,7 +51,9 @@ def node_guarded(view):
 def test_a_node_plugin_view_refuses_an_address_outside_the_allow_list(view):
     response = node_guarded(view)(RequestFactory().get("/plugins/x/", REMOTE_ADDR="198.51.100.7"))
     assert response.status_code == 403
-    assert body(response) == {"error": "this node does not answer this caller"}
+    assert body(response) == {
+        "error": "this node does not answer this caller: address 198.51.100.7 is not allowed"
+    }
 
 
 @override_settings(PAR_NODE_ALLOW=NETS, PAR_NODE_DENY=[], PAR_NODE_SECRET="s3cret")

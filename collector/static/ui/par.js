@@ -61,11 +61,14 @@
   function showError(text) {
     message.textContent = text;
     message.hidden = false;
+    markField(text);
+    if (text.startsWith("no capture data")) suggestHoldings();
   }
 
   function clearError() {
     message.hidden = true;
     message.textContent = "";
+    markField("");
   }
 
   async function findFlows() {
@@ -97,6 +100,7 @@
       `from ${shortTime(state.window.start)} to ${shortTime(state.window.end)} UTC.`;
     if (answer.truncated) text += ` More flows matched than listed: narrow the query or raise limit.`;
     status.textContent = text;
+    markPartial(answer);
     const failed = Object.entries(answer.failed || {});
     if (failed.length) showError("Left out: " + failed.map(([node, why]) => `node ${node}: ${why}`).join("; "));
     results.hidden = false;
@@ -286,6 +290,7 @@
   function zoomTo(from, to) {
     form.elements.start_time.value = new Date(Math.floor(from)).toISOString();
     form.elements.end_time.value = new Date(Math.ceil(to)).toISOString();
+    form.scrollIntoView({ block: "start" });  // the window asked and the status stay in view
     findFlows();
   }
 
@@ -400,20 +405,10 @@
     }
   }
 
-  async function downloadAll() {
-    clearError();
-    const format = chosenFormat();
-    try {
-      const part = await fetchPcap(windowParams(state.asked), "everything matched");
-      const name = `matched-${state.window.start.replace(/[:.]/g, "")}.${format}`;
-      save(new Blob([part.bytes], { type: "application/vnd.tcpdump.pcap" }), name);
-      downloadStatus.textContent = `Saved ${name} (${size(part.bytes.byteLength)}).`;
-      reportFailed([part]);
-    } catch (e) {
-      downloadStatus.textContent = "";
-      showError(e.message);
-    }
-  }
+  // "Download everything matched" runs as an export job (exports.js): the window as the table shows it.
+  window.parPage = {
+    exportParams: () => (state.window ? { ...windowParams(state.asked), format: chosenFormat() } : null),
+  };
 
   function reportFailed(parts) {
     const failed = parts.map((part) => part.failed).filter(Boolean);
@@ -430,6 +425,63 @@
     if (chosenFormat() !== "pcap") words.push("--format", chosenFormat());
     words.push("-o", "out." + chosenFormat());
     return words.join(" ");
+  }
+
+  // ------------------------------------------------------------ what the answer leaves out
+
+  // The field an error names ("invalid dst_port: ...", "missing parameter: node_id"), marked.
+  function markField(text) {
+    for (const name of QUERY) form.elements[name].removeAttribute("aria-invalid");
+    const named = QUERY.find((name) => new RegExp(`(^|[^a-z_])${name}([^a-z_]|$)`).test(text));
+    if (named) form.elements[named].setAttribute("aria-invalid", "true");
+  }
+
+  // The timeline is drawn from the flows listed: say so when they are not all that matched.
+  function markPartial(answer) {
+    const note = $("#timeline-partial");
+    const failed = Object.keys(answer.failed || {});
+    const why = [];
+    if (answer.truncated) why.push(`only the ${state.flows.length} flows listed, not all that matched`);
+    if (failed.length) why.push(`without node${failed.length === 1 ? "" : "s"} ${failed.join(", ")}`);
+    note.textContent = why.length ? `Partial: ${why.join("; ")}.` : "";
+    note.hidden = !why.length;
+    results.classList.toggle("partial", why.length > 0);
+  }
+
+  // The time each granted node holds (its /status), shown under the form and offered on a miss.
+  const holdings = {};
+
+  async function loadHoldings() {
+    const ids = [...document.querySelectorAll("#nodes option")].map((o) => o.value).filter((v) => v !== "all");
+    await Promise.all(ids.map(async (id) => {
+      try {
+        const answer = await (await get(`/nodes/${id}/status`, {})).json();
+        const files = answer.files || {};
+        // The file being written holds from its start to its last write.
+        const live = (answer.capture && answer.capture.live_file) || null;
+        const start = files.oldest || (live && live.started), end = (live && live.modified) || files.newest;
+        const iso = (t) => new Date(t).toISOString();
+        if (start && end) holdings[id] = { start: iso(start), end: iso(end) };
+      } catch (e) { /* a node down: its range is not shown */ }
+    }));
+    const shown = Object.entries(holdings).map(([id, r]) => `node ${id}: ${shortTime(r.start)} to ${shortTime(r.end)} UTC`);
+    $("#holdings").textContent = shown.length ? `Captures held: ${shown.join("; ")}.` : "";
+  }
+
+  function suggestHoldings() {
+    const ranges = Object.values(holdings);
+    if (!ranges.length) return;
+    const start = ranges.map((r) => r.start).sort()[0], end = ranges.map((r) => r.end).sort().at(-1);
+    const use = document.createElement("button");
+    use.type = "button";
+    use.id = "use-holdings";
+    use.textContent = `Ask ${shortTime(start)} to ${shortTime(end)} UTC instead`;
+    use.addEventListener("click", () => {
+      form.elements.start_time.value = start;
+      form.elements.end_time.value = end;
+      findFlows();
+    });
+    message.append(" The nodes hold captures from ", shortTime(start), " to ", shortTime(end), " UTC. ", use);
   }
 
   // ------------------------------------------------------------ wiring
@@ -457,7 +509,6 @@
   $("#download-selection").addEventListener("click", () => {
     downloadFlows(state.flows.filter((f) => state.selected.has(f._id)));
   });
-  $("#download-all").addEventListener("click", downloadAll);
   for (const radio of document.querySelectorAll("input[name=format]")) {
     radio.addEventListener("change", () => { if (state.window) $("#cli").textContent = cliLine(windowParams(state.asked)); });
   }
@@ -471,6 +522,7 @@
   // A query in the address (a bookmark, a shared link) fills the form and is asked at once.
   const given = new URLSearchParams(location.search);
   for (const name of QUERY) if (given.has(name)) form.elements[name].value = given.get(name);
+  loadHoldings();
   if (given.has("start_time")) findFlows();
   else form.elements.start_time.focus();
 })();

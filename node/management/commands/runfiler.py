@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from node.filer import FilerBusy, FilerOptions, check_dirs, run_loop, run_pass, runner_lock
 from node.jobs import cores_available, jobs_count
+from node.tiers import archive_options
 
 
 def _percent(text: str) -> float:
@@ -60,6 +61,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--max-age", type=_positive, metavar="HOURS", help="delete hours older than this")
         parser.add_argument(
+            "--compress",
+            choices=("zstd", "none"),
+            default=settings.PAR_COMPRESS,
+            help="store filed captures zstd-compressed (seekable), or as captured (default: PAR_COMPRESS)",
+        )
+        parser.add_argument(
             "--jobs",
             type=jobs_count,
             default=cores_available(),
@@ -81,6 +88,9 @@ class Command(BaseCommand):
             keep_free=opts["keep_free"],
             max_age_hours=opts["max_age"],
             jobs=opts["jobs"],
+            compress=opts["compress"],
+            level=settings.PAR_COMPRESS_LEVEL,
+            archive=archive_options(),
         )
         try:
             check_dirs(options)

@@ -1,0 +1,218 @@
+"""Archived captures: the record left in the hour directory, and the object read back with ranged GETs.
+
+When a capture moves to object storage, ``<name>.archived`` stays beside its index: a small JSON
+record of the object (bucket, key, size, sha256) and of the capture it holds (its length and
+content digest, as the index keeps them), so listing a window and ``/flows`` read nothing from the
+archive. ``ObjectSource`` is the ``ByteSource`` of the object: each read is one ranged GET (the
+object's last ``TAIL_BYTES``, where a seekable file keeps its seek table, fetched once). An
+archived ``.zst`` object is read through ``engine.formats.seekable.SeekableZstd`` above it, which
+asks for the frames an answer needs, nearby ones in one request.
+
+The S3 client (boto3, imported only when an archive is read or written) is made once per process
+for an endpoint; credentials come from the usual AWS variables and never appear in a message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .capture import CaptureError
+from .source import ARCHIVED_SUFFIX, ByteSource, register_opener
+
+TAIL_BYTES = 1 << 16  # the object's end, fetched once: the seek table of most captures fits
+
+
+class ArchiveUnavailable(OSError):
+    """The archive cannot be reached (or refuses us): the message names the archive, never a credential."""
+
+
+@dataclass(frozen=True)
+class ArchiveRecord:
+    """Where an archived capture lives, and what it holds."""
+
+    bucket: str
+    key: str
+    size: int  # of the object
+    sha256: str  # of the object, hex
+    capture_size: int  # of the capture (decompressed)
+    capture_digest: str  # the content digest its index keeps, hex
+    compressed: bool  # the object is a zstd seekable file
+    archived_at: int  # seconds since the epoch
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ArchiveRecord:
+        """The record at ``path``; CaptureError when it cannot be read as one."""
+        try:
+            with open(path, "rb") as f:
+                fields = json.loads(f.read())
+            return cls(**{name: fields[name] for name in cls.__dataclass_fields__})
+        except OSError:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CaptureError(path, 0, f"not an archive record ({exc})") from None
+
+    def dumps(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode() + b"\n"
+
+
+# ---------------------------------------------------------------- the client
+
+
+@dataclass(frozen=True)
+class ArchiveConfig:
+    endpoint: str = ""  # empty: AWS's own
+    region: str = ""
+
+
+_CONFIG = ArchiveConfig()
+_CLIENTS: dict[ArchiveConfig, Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+# Told of every archive request a read makes: (bytes fetched, True) or (0, False) for a failure.
+_ON_FETCH: Callable[[int, bool], None] | None = None
+
+
+def configure(
+    endpoint: str = "", region: str = "", on_fetch: Callable[[int, bool], None] | None = None
+) -> None:
+    """Read archived captures from the S3 endpoint ``endpoint`` (and register their opener).
+
+    ``on_fetch(bytes, ok)`` is called after each request a read makes (the node's metrics).
+    """
+    global _CONFIG, _ON_FETCH
+    _CONFIG = ArchiveConfig(endpoint, region)
+    if on_fetch is not None:
+        _ON_FETCH = on_fetch
+    register_opener(ARCHIVED_SUFFIX, open_archived)
+
+
+def s3_client(config: ArchiveConfig | None = None) -> Any:
+    """The process's S3 client for ``config`` (the configured one by default), made once."""
+    config = config or _CONFIG
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(config)
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            # botocore's and urllib3's debug lines carry request headers (the access key's id):
+            # never more than warnings from them, whatever the root logger's level.
+            for name in ("boto3", "botocore", "s3transfer", "urllib3.connectionpool"):
+                logging.getLogger(name).setLevel(logging.WARNING)
+
+            client = boto3.session.Session().client(
+                "s3",
+                endpoint_url=config.endpoint or None,
+                region_name=config.region or os.environ.get("AWS_REGION") or "us-east-1",
+                config=Config(
+                    retries={"max_attempts": 2, "mode": "standard"},
+                    connect_timeout=5,
+                    read_timeout=30,
+                    max_pool_connections=32,
+                    s3={"addressing_style": "path"},
+                    request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required",
+                ),
+            )
+            _CLIENTS[config] = client
+        return client
+
+
+def unavailable(exc: BaseException, where: str) -> ArchiveUnavailable:
+    """The error a failed archive request becomes: the archive named, the cause's class, no secret."""
+    return ArchiveUnavailable(f"the archive {where} cannot be reached ({type(exc).__name__})")
+
+
+def is_missing(exc: BaseException) -> bool:
+    """True for an S3 error saying the object (or range) is not there."""
+    response = getattr(exc, "response", None)
+    code = str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+    return code in ("NoSuchKey", "404", "NotFound", "InvalidRange", "416")
+
+
+class ObjectSource:
+    """An archived object, read with ranged GETs (a ``ByteSource``)."""
+
+    def __init__(self, record: ArchiveRecord, name: str, client: Any = None):
+        self.record, self.path = record, name
+        self.client = client if client is not None else s3_client()
+        self._tail: bytes | None = None
+        self._closed = False
+        self.requests = 0
+        self.bytes_fetched = 0
+
+    @property
+    def name(self) -> str:
+        return self.path
+
+    def size(self) -> int:
+        return self.record.size
+
+    def identity(self) -> tuple:
+        return (self.record.bucket, self.record.key, self.record.size, self.record.sha256)
+
+    def fileno(self) -> int | None:
+        return None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        self._tail, self._closed = None, True
+
+    def read(self, offset: int, size: int) -> bytes:
+        total = self.record.size
+        end = min(offset + size, total)
+        if offset >= end:
+            return b""
+        tail_start = max(0, total - TAIL_BYTES)
+        if offset >= tail_start:
+            if self._tail is None:
+                self._tail = self._get(tail_start, total)
+            return self._tail[offset - tail_start : end - tail_start]
+        return self._get(offset, end)
+
+    def _get(self, start: int, end: int) -> bytes:
+        """Bytes [start, end) of the object: one ranged GET; a shorter object is damage."""
+        record = self.record
+        self.requests += 1
+        try:
+            answer = self.client.get_object(
+                Bucket=record.bucket, Key=record.key, Range=f"bytes={start}-{end - 1}"
+            )
+            data = answer["Body"].read()
+        except Exception as exc:
+            if _ON_FETCH is not None:
+                _ON_FETCH(0, False)
+            if is_missing(exc):
+                raise CaptureError(
+                    self.path, start, f"the archived object {record.url} is missing or cut short"
+                ) from None
+            raise unavailable(exc, record.url) from None
+        self.bytes_fetched += len(data)
+        if _ON_FETCH is not None:
+            _ON_FETCH(len(data), True)
+        if len(data) != end - start:
+            raise CaptureError(self.path, start + len(data), f"the archived object {record.url} is cut short")
+        return data
+
+
+def open_archived(path: str) -> ByteSource:
+    """The byte source of the archived capture whose record is at ``path``."""
+    record = ArchiveRecord.load(path)
+    source = ObjectSource(record, path)
+    if not record.compressed:
+        return source
+    from .seekable import SeekableZstd
+
+    return SeekableZstd(source)

@@ -1,0 +1,267 @@
+"""zstd seekable captures: independent frames of whole records, the seek table in a skippable frame at the end.
+
+The layout is zstd's seekable format (zstd's ``contrib/seekable_format``), so ``zstd -dc`` gives the
+capture back byte for byte: frames one after another, then a skippable frame (magic 0x184D2A5E)
+holding one entry per frame (its compressed and decompressed size, u32 little-endian) and a footer
+(the number of frames u32, a descriptor byte, the seekable magic 0x8F92EAB1 u32). Each frame holds
+whole records (``record_cuts``) and its own content checksum, so a damaged frame is found when read.
+
+``SeekableZstd`` is a ``ByteSource`` over another (a local file, an archived object): its offsets
+are the decompressed capture's, so an index's offsets are unchanged. The seek table is read once
+per open source; each frame a read touches is decompressed once and kept in a small cache
+(``FRAMES_KEPT``). ``plan(offsets)`` tells it which records an answer will read and fetches the first
+of their frames at once (so a damaged frame, or an archive out of reach, is met before the answer's
+first byte); a frame missed later is fetched with the planned frames after it, nearby ones in one
+read of the source below (one ranged request for an archived object).
+"""
+
+from __future__ import annotations
+
+import struct
+from bisect import bisect_right
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+
+from .capture import CaptureError
+from .source import ByteSource
+
+SKIPPABLE_MAGIC = 0x184D2A5E
+SEEKABLE_MAGIC = 0x8F92EAB1
+FOOTER = struct.Struct("<IBI")  # number of frames, descriptor, seekable magic
+ENTRY = struct.Struct("<II")  # compressed size, decompressed size
+CHECKSUM_FLAG = 0x80
+MAX_FRAME = 1 << 30  # a decompressed frame larger than this is damage, not ours
+
+FRAME_BYTES = (
+    1 << 18
+)  # decompressed bytes a frame holds (whole records: a little more), chosen by bench/compression.py
+LEVEL = 3  # zstd level, chosen by bench/compression.py
+FRAMES_KEPT = 16  # frames an open source keeps decompressed
+FETCH_BYTES = 8 << 20  # compressed bytes one planned fetch brings, at most
+MERGE_GAP = 1 << 16  # planned frames this near (compressed bytes between them) are fetched in one read
+
+
+class CompressedDamage(CaptureError):
+    """A compressed capture whose frames or seek table cannot be right (cut short, corrupted)."""
+
+
+@dataclass(frozen=True)
+class SeekTable:
+    """Where each frame is: its start in the compressed file and in the capture, and its sizes."""
+
+    c_start: np.ndarray  # int64
+    c_size: np.ndarray
+    d_start: np.ndarray
+    d_size: np.ndarray
+    total: int  # the capture's length
+
+    def frame_of(self, offset: int) -> int:
+        return bisect_right(self._starts, offset) - 1
+
+    @property
+    def _starts(self) -> list[int]:
+        starts = self.__dict__.get("_starts_list")
+        if starts is None:
+            starts = self.d_start.tolist()
+            object.__setattr__(self, "_starts_list", starts)
+        return starts
+
+
+def read_seek_table(source: ByteSource, name: str) -> SeekTable:
+    """The seek table at the end of ``source``; CompressedDamage when it is missing or disagrees with the file."""
+    size = source.size()
+    footer = source.read(size - FOOTER.size, FOOTER.size) if size >= FOOTER.size + 8 else b""
+    if len(footer) < FOOTER.size:
+        raise CompressedDamage(name, max(0, size), "no zstd seek table (the file is cut short)")
+    frames, descriptor, magic = FOOTER.unpack(footer)
+    if magic != SEEKABLE_MAGIC:
+        raise CompressedDamage(name, size - FOOTER.size, "no zstd seek table (the file is cut short?)")
+    width = ENTRY.size + (4 if descriptor & CHECKSUM_FLAG else 0)
+    table_size = 8 + frames * width + FOOTER.size
+    if table_size > size:
+        raise CompressedDamage(name, 0, "a zstd seek table longer than its file")
+    raw = source.read(size - table_size, table_size)
+    skip_magic, frame_size = struct.unpack_from("<II", raw)
+    if skip_magic != SKIPPABLE_MAGIC or frame_size != table_size - 8:
+        raise CompressedDamage(name, size - table_size, "a zstd seek table without its skippable frame")
+    entries = np.frombuffer(raw, dtype="<u4", count=frames * width // 4, offset=8).reshape(frames, width // 4)
+    c_size = entries[:, 0].astype(np.int64)
+    d_size = entries[:, 1].astype(np.int64)
+    c_start = np.cumsum(c_size) - c_size
+    d_start = np.cumsum(d_size) - d_size
+    if int(c_size.sum()) + table_size != size:
+        raise CompressedDamage(name, 0, "the zstd seek table disagrees with the file's size")
+    if np.any(d_size > MAX_FRAME):
+        raise CompressedDamage(name, 0, "a zstd seek table naming an impossible frame")
+    return SeekTable(c_start, c_size, d_start, d_size, int(d_size.sum()))
+
+
+class SeekableZstd:
+    """A zstd seekable capture read at offsets of the decompressed capture (a ``ByteSource``)."""
+
+    def __init__(self, inner: ByteSource, table: SeekTable | None = None):
+        import zstandard
+
+        self.inner = inner
+        try:
+            self.table = table if table is not None else read_seek_table(inner, inner.name)
+        except BaseException:
+            inner.close()
+            raise
+        self._dctx = zstandard.ZstdDecompressor()
+        self._error = zstandard.ZstdError
+        self._frames: OrderedDict[int, bytes] = OrderedDict()
+        self._planned: list[int] = []  # frames an answer will read, ascending
+        self.frames_read = 0  # frames fetched from the source below and decompressed
+        self.bytes_fetched = 0
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def size(self) -> int:
+        return self.table.total
+
+    def identity(self) -> tuple:
+        return self.inner.identity()
+
+    def fileno(self) -> int | None:
+        return None
+
+    @property
+    def closed(self) -> bool:
+        return self.inner.closed
+
+    def close(self) -> None:
+        self._frames.clear()
+        self.inner.close()
+
+    def plan(self, offsets: Iterable[int] | np.ndarray) -> None:
+        """The records an answer will read (ascending offsets): their frames are fetched together."""
+        at = np.asarray(offsets, dtype=np.int64)
+        if not len(at):
+            return
+        frames = np.searchsorted(self.table.d_start, at, side="right") - 1
+        self._planned = planned = np.unique(frames[frames >= 0]).tolist()
+        # The first frames now, as many as are kept: a damaged one is met before the answer begins.
+        for frame in planned[:FRAMES_KEPT]:
+            self._frame(frame)
+
+    def read(self, offset: int, size: int) -> bytes:
+        table = self.table
+        end = min(offset + size, table.total)
+        if offset >= end:
+            return b""
+        first, last = table.frame_of(offset), table.frame_of(end - 1)
+        parts = []
+        for i in range(first, last + 1):
+            data = self._frame(i)
+            start = int(table.d_start[i])
+            parts.append(data[max(0, offset - start) : end - start])
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _frame(self, i: int) -> bytes:
+        data = self._frames.get(i)
+        if data is not None:
+            self._frames.move_to_end(i)
+            return data
+        for group in self._fetch_groups(i):
+            self._fetch(group)
+        return self._frames[i]
+
+    def _fetch_groups(self, i: int) -> list[list[int]]:
+        """The frames to fetch with ``i``: the planned ones from it on, up to FETCH_BYTES, nearby ones grouped."""
+        planned = self._planned
+        k = bisect_right(planned, i) if planned else 0
+        c_start, c_size = self.table.c_start, self.table.c_size
+        groups, budget = [[i]], int(c_size[i])
+        limit = max(FRAMES_KEPT - 1, 1)
+        for frame in planned[k : k + limit]:
+            if frame in self._frames:
+                continue
+            budget += int(c_size[frame])
+            if budget > FETCH_BYTES:
+                break
+            last = groups[-1][-1]
+            if int(c_start[frame]) - int(c_start[last] + c_size[last]) <= MERGE_GAP:
+                groups[-1].append(frame)
+            else:
+                groups.append([frame])
+        return groups
+
+    def _fetch(self, frames: list[int]) -> None:
+        """Read frames ``frames`` (ascending) from the source below, in one read, and decompress each."""
+        table = self.table
+        first, last = frames[0], frames[-1]
+        base = int(table.c_start[first])
+        length = int(table.c_start[last] + table.c_size[last]) - base
+        raw = self.inner.read(base, length)
+        self.bytes_fetched += len(raw)
+        for i in frames:
+            at, size, want = int(table.c_start[i]) - base, int(table.c_size[i]), int(table.d_size[i])
+            chunk = raw[at : at + size]
+            offset = int(table.d_start[i])
+            if len(chunk) < size:
+                raise CompressedDamage(self.name, offset, f"compressed frame {i} is cut short")
+            try:
+                data = self._dctx.decompress(chunk, max_output_size=want)
+            except self._error as exc:
+                raise CompressedDamage(
+                    self.name, offset, f"compressed frame {i} is damaged ({exc})"
+                ) from None
+            if len(data) != want:
+                raise CompressedDamage(
+                    self.name, offset, f"compressed frame {i} holds other than its table says"
+                )
+            self.frames_read += 1
+            self._frames[i] = data
+            while len(self._frames) > FRAMES_KEPT:
+                self._frames.popitem(last=False)
+
+
+# ---------------------------------------------------------------- writing
+
+
+def record_cuts(record_offsets: np.ndarray, size: int, frame_bytes: int = FRAME_BYTES) -> list[int]:
+    """Frame boundaries (ascending, 0 first, ``size`` last): at record starts, about ``frame_bytes`` apart."""
+    starts = np.asarray(record_offsets, dtype=np.int64)
+    cuts = [0]
+    if len(starts):
+        marks = np.arange(frame_bytes, size, frame_bytes, dtype=np.int64)
+        found = np.searchsorted(starts, marks)
+        at = starts[np.minimum(found, len(starts) - 1)]
+        # past the last record (a damaged tail): cut by size alone
+        past = (found == len(starts)) & (marks > starts[-1] + frame_bytes)
+        at = np.unique(np.where(past, marks, at))
+        cuts += [int(c) for c in at.tolist() if 0 < c < size]
+    else:
+        cuts += list(range(frame_bytes, size, frame_bytes))
+    cuts = sorted(set(cuts))
+    cuts.append(size)
+    return [c for n, c in enumerate(cuts) if n == 0 or c > cuts[n - 1]]
+
+
+def write_seekable(read: ByteSource, out: BinaryIO, cuts: list[int], level: int = LEVEL) -> int:
+    """Write the capture ``read`` (frames between ``cuts``) to ``out`` in the seekable format; bytes written."""
+    import zstandard
+
+    cctx = zstandard.ZstdCompressor(level=level, write_checksum=True, write_content_size=True)
+    entries = bytearray()
+    written = 0
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        data = read.read(a, b - a)
+        if len(data) != b - a:
+            raise CaptureError(read.name, a + len(data), "the capture shrank while it was compressed")
+        frame = cctx.compress(data)
+        out.write(frame)
+        written += len(frame)
+        entries += ENTRY.pack(len(frame), b - a)
+    frames = len(cuts) - 1
+    table = struct.pack("<II", SKIPPABLE_MAGIC, len(entries) + FOOTER.size) + entries
+    table += FOOTER.pack(frames, 0, SEEKABLE_MAGIC)
+    out.write(table)
+    return written + len(table)

@@ -1,0 +1,155 @@
+"""Hour summaries: a query passes over the hours whose summary says they cannot match, without opening an index."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import requests
+
+from engine.flow import Selection
+from engine.index import build_index, forget_open_indexes
+from engine.index import read as index_read
+from engine.index.summary import read_summary, summary_path
+from node import filer, store
+from tests.node.filing import NS, filer_env, manage, write_capture
+from tests.node.test_api_http import env_for
+from tests.servers import gunicorn
+
+T = 1432321200  # an hour's first second (2015-05-22 19:00 UTC)
+HOST = "10.200.0.7"
+
+
+def filed_hours(root, hours: int = 3, per_hour: int = 4) -> tuple[dict, list]:
+    """``hours`` hours of filed, indexed captures (``per_hour`` each), summarised as the filer does."""
+    capture_dir, filer_dir = root / "pcap", root / "filed"
+    capture_dir.mkdir()
+    files = []
+    for h in range(hours):
+        for n in range(per_hour):
+            epoch = T + h * 3600 + n * 60
+            directory = store.hour_dir(filer_dir, epoch, True)
+            directory.mkdir(parents=True, exist_ok=True)
+            files.append(write_capture(directory, epoch, seconds=2, pps=20))
+            build_index(files[-1])
+        filer.summarise(store.hour_dir(filer_dir, T + h * 3600, True), "pcap")
+    settled = time.time() - 3600
+    for path in files:
+        os.utime(path.parent, (settled, settled))  # listings and summaries kept
+    tree = {"filer_dir": filer_dir, "capture_dir": capture_dir, "prefix": "pcap", "utc": True}
+    return tree, files
+
+
+def opened_indexes(monkeypatch) -> list[str]:
+    opened: list[str] = []
+    real = index_read.FlowIndex.__init__
+
+    def counting(self, path, data=None):
+        opened.append(os.fspath(path))
+        real(self, path, data)
+
+    monkeypatch.setattr(index_read.FlowIndex, "__init__", counting)
+    forget_open_indexes()
+    return opened
+
+
+def test_a_host_in_one_hour_opens_only_that_hours_indexes(tmp_path, monkeypatch):
+    tree, files = filed_hours(tmp_path)
+    flows = list(read_summary(summary_path(files[0].parent, "pcap")).v4[:1])
+    assert flows, "the summary holds the hour's addresses"
+    first_host = ".".join(str(b) for b in int(flows[0]).to_bytes(4, "big"))
+    opened = opened_indexes(monkeypatch)
+    window = (T * NS, (T + 3 * 3600) * NS)
+
+    found = store.captures_for_window(*window, selection=Selection(*window, src=first_host), **tree)
+    in_first_hour = [f for f in found if not f.excluded]
+    assert {f.path.parent for f in in_first_hour} <= {files[0].parent}
+    assert all(path.startswith(str(files[0].parent)) for path in opened)
+
+    # A host never seen: no index opened, one file handed back as excluded (the window has data).
+    opened.clear()
+    none = store.captures_for_window(*window, selection=Selection(*window, src=HOST), **tree)
+    assert opened == [] and len(none) == 1 and none[0].excluded
+
+
+def test_without_a_summary_every_file_is_searched(tmp_path):
+    tree, files = filed_hours(tmp_path, hours=2)
+    for hour in {f.parent for f in files}:
+        summary_path(hour, "pcap").unlink()
+        os.utime(hour, (time.time() - 3600,) * 2)
+    window = (T * NS, (T + 2 * 3600) * NS)
+    found = store.captures_for_window(*window, selection=Selection(*window, src=HOST), **tree)
+    assert [f.path for f in found] == files and not any(f.excluded for f in found)
+
+
+@pytest.mark.parametrize("damage", ["flip", "version"])
+def test_a_damaged_or_other_version_summary_is_not_used(tmp_path, damage):
+    tree, files = filed_hours(tmp_path, hours=1)
+    where = summary_path(files[0].parent, "pcap")
+    data = bytearray(where.read_bytes())
+    if damage == "flip":
+        data[-3] ^= 0xFF
+    else:
+        data[8] = 99
+    where.write_bytes(bytes(data))
+    assert read_summary(where) is None
+    window = (T * NS, (T + 3600) * NS)
+    found = store.captures_for_window(*window, selection=Selection(*window, src=HOST), **tree)
+    assert [f.path for f in found] == files
+
+
+def test_the_filer_and_reindex_keep_the_summary_current(tmp_path):
+    capture_dir, filer_dir = tmp_path / "pcap", tmp_path / "filed"
+    capture_dir.mkdir()
+    filer_dir.mkdir()
+    now = int(time.time()) // 3600 * 3600 - 7200
+    for n in range(3):
+        write_capture(capture_dir, now + n * 60, seconds=2, pps=20)
+    env = filer_env(tmp_path, capture_dir, filer_dir)
+    run = manage(env, "runfiler")
+    assert run.returncode == 0, run.stderr
+    hour = store.hour_dir(filer_dir, now, True)
+    summary = read_summary(summary_path(hour, "pcap"))
+    assert summary is not None and list(summary.names) == [f"pcap.{now}", f"pcap.{now + 60}"]
+
+    # reindex makes it anew where it rebuilds an index
+    summary_path(hour, "pcap").write_bytes(b"junk")
+    (hour / f"pcap.{now}.idx").unlink()
+    run = manage(env, "reindex", str(filer_dir))
+    assert run.returncode == 0, run.stderr
+    again = read_summary(summary_path(hour, "pcap"))
+    assert again is not None and again.names == summary.names
+
+
+@pytest.mark.slow
+def test_the_node_answers_the_same_with_and_without_summaries(tmp_path):
+    tree, files = filed_hours(tmp_path)
+    window = {"start_time": str(T), "end_time": str(T + 3 * 3600 - 1)}
+    summary = read_summary(summary_path(files[-1].parent, "pcap"))
+    last_hour_host = ".".join(str(b) for b in int(summary.v4[0]).to_bytes(4, "big"))
+    asks = [
+        ("/data.pcap", {"src_addr": HOST}),
+        ("/data.pcap", {"src_addr": last_hour_host}),
+        ("/flows", {"src_addr": HOST}),
+        ("/flows", {"src_addr": last_hour_host}),
+    ]
+    env = env_for(tmp_path, tree["capture_dir"], tree["filer_dir"], PAR_MAX_WINDOW=str(4 * 3600))
+
+    def answers() -> list[tuple[int, bytes]]:
+        with gunicorn("node", env) as node:
+            return [
+                (r.status_code, r.content)
+                for r in (
+                    requests.get(f"{node.url}{path}", params={**params, **window}, timeout=30)
+                    for path, params in asks
+                )
+            ]
+
+    summarised = answers()
+    for hour in {f.parent for f in files}:
+        summary_path(hour, "pcap").unlink()
+    assert answers() == summarised
+    assert summarised[0][0] == 200 and len(summarised[0][1]) == 24  # data in the window, none selected
+    assert summarised[1][0] == 200 and len(summarised[1][1]) > 24
+    assert b'"flows":[]' in summarised[2][1].replace(b" ", b"")

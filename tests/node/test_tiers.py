@@ -1,0 +1,495 @@
+"""Storage tiers: captures compressed at rest (zstd seekable) and archived to a real S3 server, every answer exact.
+
+Each tier is checked the way a user would: the same /data.pcap and /flows answers, byte for byte,
+as from the raw capture; ``zstd -dc`` gives the capture back; a kill at any moment of compress or
+archive, then a rerun, leaves every capture in exactly one place; an unreachable archive is a 503
+naming it; a corrupt object is damage named in X-PAR-Damaged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import shutil
+import signal
+import subprocess
+import time
+from ipaddress import ip_address
+from pathlib import Path
+
+import pytest
+from django.test import Client, override_settings
+
+from engine.compress import compress_capture
+from engine.flow import FlowQuery
+from engine.formats import archived, open_capture
+from engine.formats.seekable import SeekableZstd, read_seek_table
+from engine.formats.source import LocalFile
+from engine.index import build_index, index_is_current, open_index
+from engine.query import query_captures
+from node import store, tiers
+from node.filer import FilerOptions, run_pass, tier_pass
+from pcapgen import ether, pcap_bytes, udp, write_pcap
+from tests.node.captures import A_PORT, B_PORT, FILE_SECONDS, T0, A, B, make_tree, window
+from tests.node.filing import filer_env, manage, start_manage, write_captures
+from tests.s3 import S3Server, s3_env
+
+NS = 1_000_000_000
+BASE = 1432321101
+
+
+def body(response) -> bytes:
+    return b"".join(response.streaming_content)
+
+
+def node_client(tree, **extra):
+    return override_settings(
+        ROOT_URLCONF="parsite.urls_node",
+        PAR_ROLE="node",
+        PAR_CAPTURE_DIR=tree.capture_dir,
+        PAR_FILER_DIR=tree.filer_dir,
+        PAR_UTC=True,
+        **extra,
+    )
+
+
+QUERIES = [
+    window(T0, T0 + 3 * FILE_SECONDS),
+    window(T0 + 10, T0 + 70),
+    {**window(T0, T0 + 3 * FILE_SECONDS), "proto": "17"},
+    {"src_addr": "10.0.0.3", "start_time": str(T0), "end_time": str(T0 + 200)},
+    {"dst_port": "80", "start_time": str(T0), "end_time": str(T0 + 200), "format": "pcapng"},
+]
+FLOWS = [
+    {"start_time": str(T0), "end_time": str(T0 + 200)},
+    {"src_addr": "10.0.0.1", "start_time": str(T0 + 5), "end_time": str(T0 + 100)},
+]
+
+
+def answers(tree) -> tuple[list[tuple[int, bytes, str | None]], list[tuple[int, bytes]]]:
+    with node_client(tree):
+        client = Client()
+        pcaps = []
+        for params in QUERIES:
+            response = client.get("/data.pcap", params)
+            content = body(response) if response.status_code == 200 else response.content
+            pcaps.append((response.status_code, content, response.get("X-PAR-Damaged")))
+        flows = [(r.status_code, r.content) for r in (client.get("/flows", params) for params in FLOWS)]
+    return pcaps, flows
+
+
+def filed_captures(filer_dir: Path) -> dict[str, list[Path]]:
+    """capture name -> every path under ``filer_dir`` holding it (raw, .zst, .archived)."""
+    found: dict[str, list[Path]] = {}
+    for path in sorted(filer_dir.rglob("pcap.*")):
+        if path.is_file() and not path.name.endswith((".idx", ".summary")):
+            name = path.name.removesuffix(".zst").removesuffix(".archived")
+            found.setdefault(name, []).append(path)
+    return found
+
+
+def hidden_files(*dirs: Path) -> list[Path]:
+    return [p for d in dirs for p in d.rglob(".*") if p.is_file()]
+
+
+def decompressed(path: Path) -> bytes:
+    source = SeekableZstd(LocalFile(path))
+    try:
+        return source.read(0, source.size())
+    finally:
+        source.close()
+
+
+# ---------------------------------------------------------------- the seekable format
+
+
+def test_zstd_gives_the_capture_back_byte_for_byte(tmp_path):
+    if shutil.which("zstd") is None:
+        pytest.skip("the zstd command is not installed")
+    (path,) = [tmp_path / name for name in write_captures(tmp_path, [BASE], seconds=20, pps=400)]
+    done = compress_capture(path, frame_bytes=1 << 14)
+    zst = Path(f"{path}.zst")
+    assert done.frames > 5 and zst.stat().st_size == done.compressed_bytes < path.stat().st_size
+    out = subprocess.run(["zstd", "-dc", str(zst)], capture_output=True, check=True).stdout
+    assert out == path.read_bytes()
+    # every frame holds whole records: each frame starts where a record starts
+    table = read_seek_table(LocalFile(zst), str(zst))
+    with open_capture(path) as capture:
+        starts = {record.offset for record in capture} | {0}
+    assert set(table.d_start.tolist()) <= starts
+
+
+def test_a_compressed_capture_answers_what_the_raw_one_does(tmp_path):
+    tree = make_tree(tmp_path, files=4, packets=2000)
+    before = answers(tree)
+    summary = tiers.compress_tree(tree.filer_dir, "pcap")
+    assert summary.compressed == 3 and summary.compressed_bytes < summary.raw_bytes
+    for name, paths in filed_captures(tree.filer_dir).items():
+        assert [p.suffix for p in paths] == [".zst"], name
+        assert index_is_current(paths[0]) and open_index(paths[0]) is not None
+    assert answers(tree) == before
+    # the engine's per-record path (the reference) agrees with its fast paths over compressed files
+    files = store.captures_for_window(T0 * NS, (T0 + 200) * NS, **tree_of(tree), utc=True)
+    assert [f.path.name.endswith(".zst") for f in files] == [True, True, True, False]  # and the live one
+    q = FlowQuery(ip_address(A), A_PORT, ip_address(B), B_PORT, T0 * NS, (T0 + 200) * NS, None)
+    reference = b"".join(query_captures(files, q, bulk=False))
+    assert len(reference) > 10_000 and b"".join(query_captures(files, q)) == reference
+
+
+def tree_of(tree) -> dict:
+    return {"filer_dir": tree.filer_dir, "capture_dir": tree.capture_dir, "prefix": "pcap"}
+
+
+def test_a_damaged_frame_is_damage_named_in_the_answer(tmp_path):
+    tree = make_tree(tmp_path, files=3, packets=3000)
+    tiers.compress_tree(tree.filer_dir, "pcap")
+    zst = sorted(tree.filer_dir.rglob("pcap.*.zst"))[0]
+    table = read_seek_table(LocalFile(zst), str(zst))
+    data = bytearray(zst.read_bytes())
+    middle = int(table.c_start[len(table.c_start) // 2]) + 20
+    data[middle : middle + 8] = b"\xff" * 8
+    zst.write_bytes(bytes(data))
+    pcaps, _ = answers(tree)
+    status, content, damaged = pcaps[0]
+    assert status == 200 and damaged == zst.name
+    assert content[:4] == b"\xd4\xc3\xb2\xa1"
+
+
+def test_a_truncated_compressed_capture_is_damage(tmp_path):
+    tree = make_tree(tmp_path, files=3, packets=1000)
+    tiers.compress_tree(tree.filer_dir, "pcap")
+    zst = sorted(tree.filer_dir.rglob("pcap.*.zst"))[0]
+    with open(zst, "r+b") as f:
+        f.truncate(zst.stat().st_size // 2)
+    status, content, damaged = answers(tree)[0][0]
+    assert status == 200 and damaged == zst.name
+
+
+# ---------------------------------------------------------------- filing and compress, with kills
+
+
+def test_the_filer_files_captures_compressed(tmp_path, settings):
+    capture_dir, filer_dir = tmp_path / "pcap", tmp_path / "filed"
+    capture_dir.mkdir()
+    filer_dir.mkdir()
+    settings.PAR_DATA_DIR = tmp_path / "data"
+    settings.PAR_DATA_DIR.mkdir()
+    expected = write_captures(capture_dir, [BASE + 60 * n for n in range(4)])
+    del expected[f"pcap.{BASE + 180}"]
+    options = FilerOptions(capture_dir, filer_dir, settings.PAR_DATA_DIR, compress="zstd")
+    summary = run_pass(options)
+    assert summary.files == 3 and not summary.failed
+    filed = filed_captures(filer_dir)
+    assert sorted(filed) == sorted(expected)
+    for name, (path,) in filed.items():
+        assert path.name == name + ".zst"
+        assert decompressed(path) == expected[name]
+        assert index_is_current(path)
+    assert hidden_files(filer_dir) == []
+
+
+def assert_in_one_place(filer_dir: Path, expected: dict[str, bytes], reader=decompressed) -> None:
+    filed = filed_captures(filer_dir)
+    assert sorted(filed) == sorted(expected)
+    for name, paths in filed.items():
+        assert len(paths) == 1, f"{name} is in two places: {paths}"
+        (path,) = paths
+        data = path.read_bytes() if path.name == name else reader(path)
+        assert data == expected[name], f"{name} changed"
+        assert index_is_current(path), f"{name} has no current index"
+
+
+@pytest.mark.parametrize("step", ["compressing:2", "moved"])
+def test_a_compressing_filer_killed_at_a_step_files_everything_once(tmp_path, step):
+    capture_dir, filer_dir = tmp_path / "pcap", tmp_path / "filed"
+    capture_dir.mkdir()
+    filer_dir.mkdir()
+    expected = write_captures(capture_dir, [BASE + 60 * n for n in range(4)])
+    del expected[f"pcap.{BASE + 180}"]
+    env = filer_env(tmp_path, capture_dir, filer_dir, PAR_COMPRESS="zstd")
+    crashed = manage({**env, "PAR_FILER_CRASH_AT": step}, "runfiler", "--jobs", "1")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    rerun = manage(env, "runfiler", "--jobs", "1")
+    assert rerun.returncode == 0, rerun.stderr
+    assert_in_one_place(filer_dir, expected)
+    assert [p.name for p in capture_dir.iterdir()] == [f"pcap.{BASE + 180}"]
+    assert hidden_files(capture_dir, filer_dir) == []
+
+
+def raw_tree(tmp_path: Path, files: int = 6) -> tuple[Path, dict[str, bytes]]:
+    """Filed raw captures with their indexes (as a filer with PAR_COMPRESS=none leaves them)."""
+    filer_dir = tmp_path / "filed"
+    expected = {}
+    for n in range(files):
+        epoch = BASE + 60 * n
+        directory = store.hour_dir(filer_dir, epoch, utc=True)
+        directory.mkdir(parents=True, exist_ok=True)
+        expected.update(write_captures(directory, [epoch], seconds=6, pps=400))
+        build_index(directory / f"pcap.{epoch}")
+    return filer_dir, expected
+
+
+@pytest.mark.parametrize("step", ["compressed:3"])
+def test_compress_killed_at_a_step_leaves_each_capture_once_when_rerun(tmp_path, step):
+    filer_dir, expected = raw_tree(tmp_path)
+    env = filer_env(tmp_path, tmp_path, filer_dir)
+    crashed = manage({**env, "PAR_FILER_CRASH_AT": step}, "compress")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    rerun = manage(env, "compress")
+    assert rerun.returncode == 0, rerun.stderr
+    assert_in_one_place(filer_dir, expected)
+    assert all(p.name.endswith(".zst") for paths in filed_captures(filer_dir).values() for p in paths)
+    assert hidden_files(filer_dir) == []
+
+
+def test_compress_killed_at_random_moments_leaves_each_capture_once(tmp_path):
+    filer_dir, expected = raw_tree(tmp_path, files=10)
+    env = filer_env(tmp_path, tmp_path, filer_dir)
+    rng = random.Random(20261207)
+    kills = 0
+    for attempt in range(12):
+        log = tmp_path / f"compress-{attempt}.log"
+        process = start_manage(env, "compress", log=log)
+        # strike once it is at work (a capture compressed or on the way), a random moment later
+        deadline = time.monotonic() + 60
+        while process.poll() is None and "Compressed" not in log.read_text():
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, 0.05))
+        if process.poll() is None:
+            process.kill()
+            kills += 1
+        process.wait()
+        assert_in_one_place_or_raw(filer_dir, expected)
+        if all(p.name.endswith(".zst") for paths in filed_captures(filer_dir).values() for p in paths):
+            break
+    final = manage(env, "compress")
+    assert final.returncode == 0, final.stderr
+    assert kills >= 1
+    assert_in_one_place(filer_dir, expected)
+    assert hidden_files(filer_dir) == [] or all(".zst." in p.name for p in hidden_files(filer_dir)) is False
+
+
+def assert_in_one_place_or_raw(filer_dir: Path, expected: dict[str, bytes]) -> None:
+    """Between runs: every capture readable (raw, or compressed whole), maybe in both (finished by a rerun)."""
+    filed = filed_captures(filer_dir)
+    assert sorted(filed) == sorted(expected)
+    for name, paths in filed.items():
+        for path in paths:
+            data = path.read_bytes() if path.name == name else decompressed(path)
+            assert data == expected[name]
+
+
+# ---------------------------------------------------------------- the archive (a real S3 server)
+
+
+@pytest.fixture
+def archive(weed_s3: S3Server, monkeypatch):
+    """A fresh bucket on the S3 server, the engine reading archived captures from it."""
+    bucket = weed_s3.new_bucket()
+    for name, value in s3_env(weed_s3).items():
+        if name.startswith(("AWS_", "PAR_ARCHIVE")):
+            monkeypatch.setenv(name, value)
+    archived.configure(weed_s3.endpoint)
+    return bucket, tiers.ArchiveOptions(bucket, "sensor1/", weed_s3.endpoint, 0.0, 0.0)
+
+
+def test_archived_captures_answer_exactly_and_flows_touch_no_archive(tmp_path, archive, weed_s3):
+    bucket, options = archive
+    tree = make_tree(tmp_path, files=4, packets=2000)
+    before = answers(tree)
+    tiers.compress_tree(tree.filer_dir, "pcap")
+    summary = tiers.archive_tree(tree.filer_dir, "pcap", options)
+    assert summary.archived == 3 and summary.backlog == 0 and not summary.errors
+    filed = filed_captures(tree.filer_dir)
+    assert all([p.suffix for p in paths] == [".archived"] for paths in filed.values())
+    keys = weed_s3.keys(bucket)
+    assert len(keys) == 3 and all(k.startswith("sensor1/") and k.endswith(".zst") for k in keys)
+    record = json.loads(next(tree.filer_dir.rglob("*.archived")).read_text())
+    assert record["size"] == weed_s3.client().head_object(Bucket=bucket, Key=record["key"])["ContentLength"]
+    assert answers(tree) == before
+    # /flows over archived hours needs nothing of the archive: the same rows with it unreachable
+    archived.configure("http://127.0.0.1:9")
+    try:
+        with node_client(tree):
+            client = Client()
+            assert [
+                (r.status_code, r.content) for r in (client.get("/flows", p) for p in FLOWS[:1])
+            ] == before[1][:1]
+    finally:
+        archived.configure(weed_s3.endpoint)
+
+
+def test_an_unreachable_archive_is_a_503_naming_it_and_local_windows_still_answer(tmp_path, archive):
+    bucket, options = archive
+    tree = make_tree(tmp_path, files=3, packets=500)
+    local_before = answers(tree)[0][-1]
+    tiers.archive_tree(tree.filer_dir, "pcap", options)
+    archived.configure("http://127.0.0.1:9")  # nothing listens there
+    try:
+        with node_client(tree):
+            client = Client()
+            response = client.get("/data.pcap", window(T0, T0 + 200))
+            assert response.status_code == 503
+            assert f"s3://{bucket}/" in response.json()["error"]
+            assert "secret" not in response.json()["error"]
+            # the live file's window needs no archived capture
+            live = client.get("/data.pcap", window(T0 + 2 * FILE_SECONDS + 1, T0 + 3 * FILE_SECONDS))
+            assert live.status_code == 200 and len(body(live)) > 24, live.content
+    finally:
+        archived.configure(options.endpoint)
+    assert local_before[0] == 200
+
+
+def test_a_corrupt_archived_object_is_damage(tmp_path, archive, weed_s3):
+    bucket, options = archive
+    tree = make_tree(tmp_path, files=3, packets=3000)
+    tiers.compress_tree(tree.filer_dir, "pcap")
+    tiers.archive_tree(tree.filer_dir, "pcap", options)
+    record_path = sorted(tree.filer_dir.rglob("*.archived"))[0]
+    record = json.loads(record_path.read_text())
+    client = weed_s3.client()
+    data = bytearray(client.get_object(Bucket=bucket, Key=record["key"])["Body"].read())
+    data[200:216] = b"\x00" * 16
+    client.put_object(Bucket=bucket, Key=record["key"], Body=bytes(data))
+    status, content, damaged = answers(tree)[0][0]
+    assert status == 200 and damaged == record_path.name
+
+
+def test_a_small_query_fetches_only_the_frames_of_its_records(tmp_path, archive):
+    bucket, options = archive
+    filer_dir = tmp_path / "filed"
+    directory = store.hour_dir(filer_dir, BASE, utc=True)
+    directory.mkdir(parents=True)
+    rng = random.Random(7)
+    one = [(BASE * NS + 5000, ether(udp("10.9.9.9", 5353, "10.8.8.8", 53, b"lone query")))]
+    noise = [
+        (BASE * NS + i * 1000, ether(udp("10.0.0.1", 1000 + i % 50, "10.0.0.2", 80, rng.randbytes(1000))))
+        for i in range(10, 6000)
+    ]
+    path = directory / f"pcap.{BASE}"
+    write_pcap(path, one + noise)
+    build_index(path)
+    tiers.compress_tree(filer_dir, "pcap")
+    tiers.archive_tree(filer_dir, "pcap", options)
+    (record_path,) = filer_dir.rglob("*.archived")
+    q = FlowQuery(ip_address("10.9.9.9"), 5353, ip_address("10.8.8.8"), 53, BASE * NS, (BASE + 60) * NS, None)
+    opened = []
+    real_open = archived.open_archived
+
+    def watched(p):
+        opened.append(real_open(p))
+        return opened[-1]
+
+    archived.register_opener(".archived", watched)
+    try:
+        answer = b"".join(query_captures([record_path], q))
+    finally:
+        archived.configure(options.endpoint)
+    assert answer == pcap_bytes(one)
+    (source,) = opened
+    assert isinstance(source, SeekableZstd) and len(source.table.c_size) > 10
+    fetched = source.inner.bytes_fetched
+    # the seek table (the object's tail) and the frame holding the record: not the object
+    assert fetched <= archived.TAIL_BYTES + 2 * int(source.table.c_size.max())
+    assert fetched < int(source.table.c_size.sum()) // 3
+    assert source.inner.requests <= 3
+
+
+def test_archive_retention_deletes_objects_and_records_past_their_age(tmp_path, archive, weed_s3):
+    bucket, options = archive
+    tree = make_tree(tmp_path, files=3, packets=200)
+    tiers.archive_tree(tree.filer_dir, "pcap", options)
+    assert len(weed_s3.keys(bucket)) == 2
+    old = tiers.ArchiveOptions(bucket, options.prefix, options.endpoint, 0.0, max_age_hours=1.0)
+    summary = tiers.archive_tree(tree.filer_dir, "pcap", old)
+    assert summary.expired == 2
+    assert weed_s3.keys(bucket) == []
+    assert filed_captures(tree.filer_dir) == {}
+    assert list(tree.filer_dir.rglob("*.idx")) == []
+
+
+@pytest.mark.parametrize("step", ["uploaded:2", "recorded", "removing:2"])
+def test_archive_killed_at_a_step_leaves_each_capture_in_one_place(tmp_path, archive, weed_s3, step):
+    bucket, options = archive
+    filer_dir, expected = raw_tree(tmp_path, files=4)
+    env = {
+        **filer_env(tmp_path, tmp_path, filer_dir),
+        **{k: v for k, v in s3_env(weed_s3).items() if k.startswith(("AWS_", "PAR_ARCHIVE"))},
+        "PAR_ARCHIVE_URL": f"s3://{bucket}/sensor1",
+        "PAR_ARCHIVE_AFTER": "0",
+    }
+    manage(env, "compress")
+    crashed = manage({**env, "PAR_FILER_CRASH_AT": step}, "archive")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    rerun = manage(env, "archive")
+    assert rerun.returncode == 0, rerun.stderr
+    assert "secret" not in rerun.stderr + crashed.stderr
+    filed = filed_captures(filer_dir)
+    assert sorted(filed) == sorted(expected)
+    assert all([p.suffix for p in paths] == [".archived"] for paths in filed.values())
+    keys = weed_s3.keys(bucket)
+    assert len(keys) == len(expected)  # nothing orphaned, nothing twice
+    for name, (path,) in filed.items():
+        with open_capture(path) as capture:
+            assert capture.read(0, capture.size()) == expected[name]
+        assert index_is_current(path)
+    assert hidden_files(filer_dir) == []
+
+
+def test_the_loop_compresses_and_archives_and_status_shows_each_tier(tmp_path, archive, weed_s3, settings):
+    bucket, options = archive
+    filer_dir, expected = raw_tree(tmp_path, files=4)
+    settings.PAR_DATA_DIR = tmp_path / "data"
+    settings.PAR_DATA_DIR.mkdir()
+    (tmp_path / "capture").mkdir()
+    opts = FilerOptions(tmp_path / "capture", filer_dir, settings.PAR_DATA_DIR, compress="zstd")
+    assert tier_pass(opts).compressed == 4
+    # one capture goes back to the raw tier, as a node with PAR_COMPRESS=none would have filed it
+    first = sorted(filer_dir.rglob("*.zst"))[0]
+    Path(str(first)[:-4]).write_bytes(decompressed(first))
+    first.unlink()
+    later = tiers.ArchiveOptions(bucket, options.prefix, options.endpoint, after_hours=0.0)
+    only_old = BASE + 150  # the first three captures are "older" than this moment
+    summary = tiers.archive_tree(filer_dir, "pcap", later, now=only_old)
+    assert summary.archived == 3 and len(weed_s3.keys(bucket)) == 3
+    with override_settings(
+        ROOT_URLCONF="parsite.urls_node",
+        PAR_ROLE="node",
+        PAR_CAPTURE_DIR=tmp_path / "capture",
+        PAR_FILER_DIR=filer_dir,
+    ):
+        client = Client()
+        status = client.get("/status").json()
+        metrics = client.get("/metrics").content.decode()
+    tiers_seen = status["tiers"]
+    assert tiers_seen["archived"]["files"] == 3 and tiers_seen["compressed"]["files"] == 1
+    assert tiers_seen["raw"]["files"] == 0
+    assert tiers_seen["archived"]["bytes"] == sum(
+        weed_s3.client().head_object(Bucket=bucket, Key=k)["ContentLength"] for k in weed_s3.keys(bucket)
+    )
+    assert status["files"]["count"] == 4
+    assert 'par_tier_files{tier="archived"} 3.0' in metrics
+    assert 'par_tier_files{tier="compressed"} 1.0' in metrics
+    opts = FilerOptions(
+        tmp_path / "capture", filer_dir, settings.PAR_DATA_DIR, compress="zstd", archive=later
+    )
+    assert tier_pass(opts).archived == 1
+    assert len(weed_s3.keys(bucket)) == 4
+    assert_in_one_place(filer_dir, expected, reader=lambda p: open_capture(p).read(0, 1 << 30))
+
+
+def test_credentials_never_reach_a_log_line(tmp_path, archive, caplog):
+    bucket, options = archive
+    filer_dir, _ = raw_tree(tmp_path, files=2)
+    bad = tiers.ArchiveOptions(bucket, "x/", "http://127.0.0.1:9", 0.0, 0.0)
+    with caplog.at_level(logging.DEBUG):
+        summary = tiers.archive_tree(filer_dir, "pcap", bad)
+    assert summary.errors and summary.backlog == 2
+    text = caplog.text
+    assert "s3://" in text
+    assert "par-test-secret" not in text and "par-test-access" not in text
+    assert hashlib.sha256(b"").hexdigest() not in text
