@@ -77,10 +77,10 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     response.data = {"error": _message(detail)}
     if response.status_code == status.HTTP_403_FORBIDDEN and isinstance(exc, exceptions.NotAuthenticated):
         response.status_code = status.HTTP_401_UNAUTHORIZED
-    for name, value in getattr(exc, "headers", {}).items():
-        response[name] = value
     if isinstance(exc, exceptions.APIException):
         response.par_refusal = exc.default_code  # type: ignore[attr-defined]  # counted by api.metrics
+    for name, value in getattr(exc, "headers", {}).items():
+        response[name] = value
     return response
 
 

@@ -74,6 +74,7 @@ class FlowsAnswer(TypedDict):
     flows: list[FlowDict]
     truncated: bool
     failed: dict[str, str]
+    histogram: list[int]  # bytes of every flow matched in 60 equal slices of the window
 
 
 def flow_dict(row: FlowRow, node: str | None = None) -> FlowDict:
@@ -105,6 +106,7 @@ def flows_answer(start_ns: int, end_ns: int, listing: FlowListing, node: str | N
         flows=flow_dicts(listing.columns, node),
         truncated=listing.truncated,
         failed={},
+        histogram=listing.histogram,
     )
 
 
@@ -155,7 +157,11 @@ def flows_json(start_ns: int, end_ns: int, listing: FlowListing, node: str | Non
     ]
     head = json.dumps({"start": format_iso(start_ns), "end": format_iso(end_ns)})
     tail = json.dumps(listing.truncated)
-    return f'{{"window": {head}, "flows": [{", ".join(rows)}], "truncated": {tail}, "failed": {{}}}}'.encode()
+    histogram = json.dumps(listing.histogram)
+    return (
+        f'{{"window": {head}, "flows": [{", ".join(rows)}], "truncated": {tail}, "failed": {{}},'
+        f' "histogram": {histogram}}}'
+    ).encode()
 
 
 def columns_csv(columns: FlowColumns, node: str | None = None) -> str:

@@ -51,3 +51,9 @@ class FlowsSerializer(serializers.Serializer):
     flows = FlowRowSerializer(many=True)
     truncated = serializers.BooleanField(help_text="true when more flows matched than limit")
     failed = serializers.DictField(child=serializers.CharField(), help_text="node id -> why it failed")
+    histogram = serializers.ListField(
+        child=serializers.IntegerField(),
+        required=False,
+        help_text="bytes of every flow matched (listed or not) in 60 equal slices of the window, each"
+        " flow's spread over its first..last; absent when a node answering sent none",
+    )

@@ -152,7 +152,7 @@ def queries(url: str, start: int, seen: int, files: int, runs: int) -> dict[str,
     checks = get("/data.pcap", src_addr=SEEN_ONCE, **week)()
     assert checks.status_code == 200 and len(checks.content) > 24 + 5 * 100, len(checks.content)
     daily = get("/flows", src_addr=DAILY, **week)().json()
-    assert len(daily["flows"]) >= files // 1440, daily
+    assert sum(row["packets"] for row in daily["flows"]) == -(-(files - 700) // 1440), daily
     return {
         "host seen once, week": timed(get("/data.pcap", src_addr=SEEN_ONCE, **week), runs),
         "host seen once, its hour": timed(get("/data.pcap", src_addr=SEEN_ONCE, **its_hour), runs),
@@ -291,6 +291,8 @@ def main() -> None:
     args = parser.parse_args()
     args.root.mkdir(parents=True, exist_ok=True)
     start, seen = build(args.root, args.files)
+    store.bump_tree_stamp(args.root / "filed")  # as the filer leaves it after a pass
+    set_summaries_aside(args.root / "filed", False)  # as a run stopped half-way may have left them
     captures, indexes, summaries = tree_bytes(args.root / "filed")
     print(
         f"{args.files} one-minute files: captures {captures:,} bytes, indexes {indexes:,}, "

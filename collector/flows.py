@@ -98,9 +98,12 @@ def valid_rows(rows: list) -> bool:
         column = columns[name]
         if set(map(type, column)) != {int} or min(column) < 0 or max(column) > top:
             return False
-    texts = {name: _text_column(columns[name], *rule) for name, rule in _TEXTS.items()}
-    if None in texts.values():
-        return False
+    texts: dict[str, bytes] = {}
+    for name, rule in _TEXTS.items():
+        text = _text_column(columns[name], *rule)
+        if text is None:
+            return False
+        texts[name] = text
     for name in ("first", "last"):
         if not all(map(_TIME_SHAPE.fullmatch, set(texts[name].translate(_ZERO_DIGITS).split(b"\n")))):
             return False
@@ -205,7 +208,26 @@ def merge_flows(answers: list[NodeFlows], *, sort: str, limit: int) -> dict[str,
     if len(rows) > limit:
         rows, truncated = rows[:limit], True
     failed = {str(a.node.id): str(a.failure.reason) for a in answers if a.failure is not None}
-    return {"window": window, "flows": rows, "truncated": truncated, "failed": failed}
+    merged: dict[str, Any] = {"window": window, "flows": rows, "truncated": truncated, "failed": failed}
+    histogram = merged_histogram(answers)
+    if histogram is not None:
+        merged["histogram"] = histogram
+    return merged
+
+
+def merged_histogram(answers: list[NodeFlows]) -> list[int] | None:
+    """The nodes' bytes over time added slice by slice; None unless every node that answered sent one
+    of the same slices (a node of an older version sends none: the page then draws the rows)."""
+    lists: list[list] = []
+    for answer in answers:
+        if answer.failure is None:
+            histogram = answer.body.get("histogram")
+            if not isinstance(histogram, list) or not all(isinstance(v, int) for v in histogram):
+                return None
+            lists.append(histogram)
+    if not lists or len({len(h) for h in lists}) != 1 or not lists[0]:
+        return None
+    return [sum(column) for column in zip(*lists, strict=True)]
 
 
 def as_csv(answer: dict[str, Any]) -> str:

@@ -119,12 +119,15 @@ class _Buffer:
             self.data = bytearray(max(total, MAX_READ + MAX_READ // 8))  # a step's read, whatever its tail
         view = memoryview(self.data)
         fd, base = capture.fileno(), 0  # a local file is read straight into the buffer
+        readinto = getattr(capture.source, "readinto", None)
         got = np.empty(len(offsets), dtype=np.int64)
         for n, (offset, size) in enumerate(zip(offsets.tolist(), sizes.tolist(), strict=True)):
             if fd is not None:
                 count = os.preadv(fd, [view[base : base + size]], offset)
                 if count < size:
                     capture.ends_at(offset + count)  # the file shrank while being read: CaptureTruncated
+            elif readinto is not None:  # a compressed source: its frames copied straight in
+                count = readinto(view[base : base + size], offset)
             else:
                 data = capture.read(offset, size)  # any other byte source (checks the end the same way)
                 count = len(data)

@@ -38,7 +38,7 @@ def compressed_path(capture: str | os.PathLike) -> Path:
 def record_offsets(capture: str | os.PathLike) -> np.ndarray:
     """Where the records of ``capture`` start (those before any damage); empty when it cannot be read."""
     try:
-        cap = open_capture(capture)
+        cap = open_capture(os.fspath(capture))
     except (CaptureError, OSError):
         return np.zeros(0, dtype=np.int64)
     with cap:

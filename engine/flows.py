@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -122,6 +122,8 @@ class FlowListing:
     columns: FlowColumns
     truncated: bool
     damaged: list[FileDamage]  # in the order met
+    # Bytes over time of every flow matched, listed or not: HISTOGRAM_BINS equal slices of the window.
+    histogram: list[int] = field(default_factory=list)
 
     @property
     def damaged_names(self) -> list[str]:
@@ -169,7 +171,33 @@ def list_flows(
     field, descending = SORTS[sort]
     keys = rows[field].astype(np.int64)
     order = np.lexsort((rows["b_lo"], rows["a_lo"], rows["first_ns"], -keys if descending else keys))
-    return FlowListing(_columns(rows[order[:limit]]), truncated=len(rows) > limit, damaged=damaged)
+    histogram = bytes_over_time(rows["first_ns"], rows["last_ns"], rows["bytes"], m.start_ns, m.end_ns)
+    return FlowListing(
+        _columns(rows[order[:limit]]), truncated=len(rows) > limit, damaged=damaged, histogram=histogram
+    )
+
+
+HISTOGRAM_BINS = 60
+
+
+def bytes_over_time(
+    first_ns: np.ndarray, last_ns: np.ndarray, nbytes: np.ndarray, start_ns: int, end_ns: int
+) -> list[int]:
+    """Each flow's bytes spread evenly over its first..last packet within start..end, summed in
+    HISTOGRAM_BINS equal slices of the window (as the page draws listed flows); a flow of one
+    instant counts whole in its slice. The slices add up to every flow's bytes.
+
+    Computed as the bytes carried up to each slice's edge: one pass over the flows per edge.
+    """
+    span = max(end_ns - start_ns, 1)
+    first = np.clip(first_ns.astype(np.float64), start_ns, end_ns)
+    last = np.clip(last_ns.astype(np.float64), first, end_ns)
+    duration = np.maximum(last - first, 1.0)
+    weight = nbytes.astype(np.float64)
+    edges = [start_ns + span * i / HISTOGRAM_BINS for i in range(1, HISTOGRAM_BINS)]
+    carried = [0.0] + [float(np.sum(weight * np.clip((e - first) / duration, 0.0, 1.0))) for e in edges]
+    carried.append(float(np.sum(weight)))
+    return [int(b) for b in np.diff(np.rint(carried).astype(np.int64))]  # whole bytes, adding up
 
 
 def _file_rows(file: CaptureFile, m: SelectionMatcher) -> tuple[np.ndarray, FlowIndex | None]:

@@ -427,6 +427,8 @@ def run_pass(options: FilerOptions, stop: threading.Event | None = None) -> Pass
     with tree_lock(options.data_dir):
         crash_point("locked")
         summary = _pass(options, stop)
+        if summary.files or summary.deleted.dirs:
+            store.bump_tree_stamp(options.filer_dir)
         filerstats.record_pass(options.data_dir, summary)
         return summary
 

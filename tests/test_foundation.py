@@ -106,7 +106,7 @@ def test_the_defaults_of_the_spec(tmp_path):
         True,
         ["127.0.0.0/8", "::1/128"],
         [],
-        86400,
+        31 * 86400,
         str(tmp_path / "par.sqlite3"),
         "parsite.urls_collector",
     ]

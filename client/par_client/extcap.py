@@ -200,11 +200,13 @@ def capture(interface: str | None, fifo: str | None, params: dict[str, str]) -> 
             opened = True
             for chunk in iter_body(response):
                 out.write(chunk)
-    except ParError:
-        if not opened:  # the reader waits for the fifo to open: open and close it, so it ends and shows why
+    except ParError as exc:
+        # Said before the fifo closes: Wireshark shows what the extcap wrote by then.
+        print(f"par extcap: {exc}", file=sys.stderr, flush=True)
+        if not opened:  # the reader waits for the fifo to open: open and close it, so it ends
             with open(fifo, "wb"):
                 pass
-        raise
+        raise SystemExit(exc.status) from None
 
 
 def run(argv: Sequence[str]) -> None:

@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TypedDict
 
-from api.flowparams import answer_params, parse_answer_options, selection_params
+from api.flowparams import AnswerOptions, parse_answer_options, selection_params
 from collector.models import Node
 from engine.flow import Selection
 
@@ -20,6 +20,16 @@ class ExportRequest(TypedDict):
     nodes: list[int]
     params: dict[str, str]  # the selection and answer options, in the nodes' exact forms
     pcapng: bool
+
+
+def answer_params(options: AnswerOptions) -> dict[str, str]:
+    """The answer options that differ from the defaults, as the nodes are sent them."""
+    params = {"format": options.format} if options.format != "pcap" else {}
+    for name in ("limit_packets", "limit_bytes"):
+        value = getattr(options, name)
+        if value is not None:
+            params[name] = str(value)
+    return params
 
 
 def parsed_request(nodes: Sequence[Node], flow: Selection, params: Mapping[str, str]) -> ExportRequest:

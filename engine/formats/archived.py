@@ -3,8 +3,9 @@
 When a capture moves to object storage, ``<name>.archived`` stays beside its index: a small JSON
 record of the object (bucket, key, size, sha256) and of the capture it holds (its length and
 content digest, as the index keeps them), so listing a window and ``/flows`` read nothing from the
-archive. ``ObjectSource`` is the ``ByteSource`` of the object: each read is one ranged GET (the
-object's last ``TAIL_BYTES``, where a seekable file keeps its seek table, fetched once). An
+archive. ``ObjectSource`` is the ``ByteSource`` of the object: each read is one ranged GET. The
+record also keeps the object's end (its seek table) and the capture's first bytes (its file
+header), so a small query's only request is for the frames holding its records. An
 archived ``.zst`` object is read through ``engine.formats.seekable.SeekableZstd`` above it, which
 asks for the frames an answer needs, nearby ones in one request.
 
@@ -14,6 +15,7 @@ for an endpoint; credentials come from the usual AWS variables and never appear 
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -44,6 +46,8 @@ class ArchiveRecord:
     capture_digest: str  # the content digest its index keeps, hex
     compressed: bool  # the object is a zstd seekable file
     archived_at: int  # seconds since the epoch
+    tail: str = ""  # base64: the object's end holding its seek table (compressed objects), read locally
+    head: str = ""  # base64: the capture's first bytes (its file header), read locally
 
     @property
     def url(self) -> str:
@@ -55,11 +59,18 @@ class ArchiveRecord:
         try:
             with open(path, "rb") as f:
                 fields = json.loads(f.read())
-            return cls(**{name: fields[name] for name in cls.__dataclass_fields__})
+            optional = {"tail", "head"}
+            return cls(
+                **{
+                    name: fields[name]
+                    for name in cls.__dataclass_fields__
+                    if name in fields or name not in optional
+                }
+            )
         except OSError:
             raise
         except (ValueError, KeyError, TypeError) as exc:
-            raise CaptureError(path, 0, f"not an archive record ({exc})") from None
+            raise CaptureError(os.fspath(path), 0, f"not an archive record ({exc})") from None
 
     def dumps(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode() + b"\n"
@@ -146,6 +157,10 @@ class ObjectSource:
         self.record, self.path = record, name
         self.client = client if client is not None else s3_client()
         self._tail: bytes | None = None
+        self._tail_start = max(0, record.size - TAIL_BYTES)
+        if record.tail:
+            self._tail = base64.b64decode(record.tail)
+            self._tail_start = record.size - len(self._tail)
         self._closed = False
         self.requests = 0
         self.bytes_fetched = 0
@@ -175,7 +190,7 @@ class ObjectSource:
         end = min(offset + size, total)
         if offset >= end:
             return b""
-        tail_start = max(0, total - TAIL_BYTES)
+        tail_start = self._tail_start
         if offset >= tail_start:
             if self._tail is None:
                 self._tail = self._get(tail_start, total)
@@ -215,4 +230,4 @@ def open_archived(path: str) -> ByteSource:
         return source
     from .seekable import SeekableZstd
 
-    return SeekableZstd(source)
+    return SeekableZstd(source, head=base64.b64decode(record.head))

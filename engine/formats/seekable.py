@@ -18,6 +18,7 @@ read of the source below (one ranged request for an archived object).
 from __future__ import annotations
 
 import struct
+import threading
 from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -100,18 +101,49 @@ def read_seek_table(source: ByteSource, name: str) -> SeekTable:
     return SeekTable(c_start, c_size, d_start, d_size, int(d_size.sum()))
 
 
-class SeekableZstd:
-    """A zstd seekable capture read at offsets of the decompressed capture (a ``ByteSource``)."""
+_TABLES: OrderedDict[tuple, SeekTable] = OrderedDict()
+_TABLES_LOCK = threading.Lock()
+TABLES_KEPT = 4096  # seek tables (and heads) kept by the process, keyed by their file's identity
+HEAD_BYTES = 4096  # the capture's first bytes kept with its seek table: a pcap header, pcapng's first blocks
+_HEADS: OrderedDict[tuple, bytes] = OrderedDict()
 
-    def __init__(self, inner: ByteSource, table: SeekTable | None = None):
+
+def cached_seek_table(source: ByteSource) -> SeekTable:
+    """``read_seek_table``, kept while the file is the same (its identity): opening a file again reads nothing."""
+    key = (source.name, *source.identity())
+    with _TABLES_LOCK:
+        table = _TABLES.get(key)
+        if table is not None:
+            _TABLES.move_to_end(key)
+            return table
+    table = read_seek_table(source, source.name)
+    with _TABLES_LOCK:
+        _TABLES[key] = table
+        while len(_TABLES) > TABLES_KEPT:
+            _TABLES.popitem(last=False)
+    return table
+
+
+class SeekableZstd:
+    """A zstd seekable capture read at offsets of the decompressed capture (a ``ByteSource``).
+
+    ``head``: the capture's first bytes when known already (an archive record keeps them), read
+    without fetching the first frame.
+    """
+
+    def __init__(self, inner: ByteSource, table: SeekTable | None = None, head: bytes = b""):
         import zstandard
 
         self.inner = inner
         try:
-            self.table = table if table is not None else read_seek_table(inner, inner.name)
+            self._key = (inner.name, *inner.identity())
+            self.table = table if table is not None else cached_seek_table(inner)
         except BaseException:
             inner.close()
             raise
+        # the capture's first bytes (its file header), kept by the process: reading the header of a
+        # file opened again decompresses nothing
+        self.head = head or _HEADS.get(self._key, b"")
         self._dctx = zstandard.ZstdDecompressor()
         self._error = zstandard.ZstdError
         self._frames: OrderedDict[int, bytes] = OrderedDict()
@@ -156,13 +188,34 @@ class SeekableZstd:
         end = min(offset + size, table.total)
         if offset >= end:
             return b""
+        if end <= len(self.head):
+            return self.head[offset:end]
         first, last = table.frame_of(offset), table.frame_of(end - 1)
+        if first == last:
+            start = int(table.d_start[first])
+            return self._frame(first)[offset - start : end - start]
         parts = []
         for i in range(first, last + 1):
-            data = self._frame(i)
             start = int(table.d_start[i])
-            parts.append(data[max(0, offset - start) : end - start])
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+            parts.append(memoryview(self._frame(i))[max(0, offset - start) : end - start])
+        return b"".join(parts)
+
+    def readinto(self, view: memoryview, offset: int) -> int:
+        """Fill ``view`` with the bytes at ``offset`` (fewer at the end): ``read`` without its copies."""
+        table = self.table
+        end = min(offset + len(view), table.total)
+        if end <= len(self.head):
+            view[: end - offset] = self.head[offset:end]
+            return max(0, end - offset)
+        at = offset
+        while at < end:
+            i = table.frame_of(at)
+            start = int(table.d_start[i])
+            data = self._frame(i)
+            stop = min(end, start + len(data))
+            view[at - offset : stop - offset] = memoryview(data)[at - start : stop - start]
+            at = stop
+        return max(0, end - offset)
 
     def _frame(self, i: int) -> bytes:
         data = self._frames.get(i)
@@ -199,7 +252,7 @@ class SeekableZstd:
         first, last = frames[0], frames[-1]
         base = int(table.c_start[first])
         length = int(table.c_start[last] + table.c_size[last]) - base
-        raw = self.inner.read(base, length)
+        raw = memoryview(self.inner.read(base, length))  # frames sliced without copies
         self.bytes_fetched += len(raw)
         for i in frames:
             at, size, want = int(table.c_start[i]) - base, int(table.c_size[i]), int(table.d_size[i])
@@ -219,6 +272,12 @@ class SeekableZstd:
                 )
             self.frames_read += 1
             self._frames[i] = data
+            if i == 0 and not self.head:
+                self.head = data[:HEAD_BYTES]
+                with _TABLES_LOCK:
+                    _HEADS[self._key] = self.head
+                    while len(_HEADS) > TABLES_KEPT:
+                        _HEADS.popitem(last=False)
             while len(self._frames) > FRAMES_KEPT:
                 self._frames.popitem(last=False)
 

@@ -121,7 +121,9 @@ def _index_of(capture: Path) -> tuple[IndexHeader, dict[str, np.ndarray], Captur
 def _encoded(header: IndexHeader, columns: dict[str, np.ndarray]) -> Iterator[bytes]:
     """The index file's bytes, in pieces: header, column directory, the columns 8-byte aligned."""
     columns = {name: np.ascontiguousarray(column) for name, column in columns.items()}
-    directory = b"".join(encode_column(name, column, zlib.crc32(column)) for name, column in columns.items())
+    directory = b"".join(
+        encode_column(name, column, zlib.crc32(column.data)) for name, column in columns.items()
+    )
     head = encode_header(header._replace(checksum=0))
     head = encode_header(header._replace(checksum=header_checksum(head, directory)))
     yield head + directory + b"\0" * (-(HEADER_SIZE + len(directory)) % 8)
@@ -143,7 +145,7 @@ class _mapped:
         if size and fd is None:
             # Not a local file (a compressed capture, reindexed): its bytes read whole.
             self.mm = self.cap.read(0, size)
-        elif size:
+        elif size and fd is not None:
             self.mm = mapping = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
             mapping.madvise(mmap.MADV_SEQUENTIAL)
         return self.mm

@@ -26,6 +26,7 @@ summary of another version, or one whose checksum fails, is not used.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import zlib
@@ -33,6 +34,7 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -74,26 +76,19 @@ class HourSummary:
 
     def may_match(self, s: Selection) -> bool:
         """False when no flow of its files can be selected by ``s`` (its window aside)."""
-        protocols = s.protocols
-        if protocols is not None and not self.protocols.intersection(protocols):
+        p = _probe(s)
+        if p.protocols is not None and not self.protocols.intersection(p.protocols):
             return False
-        icmp_only = protocols is not None and set(protocols) <= set(ICMP_PROTOCOLS)
-        has_icmp = bool(self.protocols.intersection(ICMP_PROTOCOLS))
-        if not icmp_only:  # ICMP's ports are per packet: the index holds none
-            for port in (s.src_port, s.dst_port):
-                if port is not None and not _has(self.ports, port):
+        if not p.icmp_only:  # ICMP's ports are per packet: the index holds none
+            for port in p.ports:
+                if not _has(self.ports, port):
                     return False
-        for bounds in (s.src_range, s.dst_range):
-            if bounds is not None and not self._has_address(*bounds):
+        for low, high in p.ranges:
+            if not self._has_address(low, high):
                 return False
-        if s.community_id is not None and not has_icmp:
-            digest = parse_community_id(s.community_id)
-            if not _has(self.cids, int.from_bytes(digest[:2], "big")):
-                return False
-        return True
+        return p.cid is None or bool(self.protocols.intersection(ICMP_PROTOCOLS)) or _has(self.cids, p.cid)
 
-    def _has_address(self, first: bytes, last: bytes) -> bool:
-        low, high = int.from_bytes(first, "big"), int.from_bytes(last, "big")
+    def _has_address(self, low: int, high: int) -> bool:
         v4_low, v4_high = (0xFFFF << 32), (0xFFFF << 32) | 0xFFFFFFFF
         if low <= v4_high and high >= v4_low and len(self.v4):
             a, b = max(low, v4_low) - v4_low, min(high, v4_high) - v4_low
@@ -114,6 +109,35 @@ class HourSummary:
             keys = [hi << 64 | lo for hi, lo in self.v6.tolist()]
             object.__setattr__(self, "_keys6", keys)
         return keys
+
+
+class _Probe(NamedTuple):
+    """What a summary checks of a selection, worked out once per selection."""
+
+    protocols: tuple[int, ...] | None
+    icmp_only: bool
+    ports: tuple[int, ...]
+    ranges: tuple[tuple[int, int], ...]  # each end's addresses as 128-bit ints
+    cid: int | None  # the Community ID's lookup value
+
+
+@functools.lru_cache(maxsize=256)
+def _probe(s: Selection) -> _Probe:
+    protocols = s.protocols
+    cid = None
+    if s.community_id is not None:
+        cid = int.from_bytes(parse_community_id(s.community_id)[:2], "big")
+    return _Probe(
+        protocols,
+        protocols is not None and set(protocols) <= set(ICMP_PROTOCOLS),
+        tuple(port for port in (s.src_port, s.dst_port) if port is not None),
+        tuple(
+            (int.from_bytes(bounds[0], "big"), int.from_bytes(bounds[1], "big"))
+            for bounds in (s.src_range, s.dst_range)
+            if bounds is not None
+        ),
+        cid,
+    )
 
 
 def _has(values: np.ndarray, value: int) -> bool:

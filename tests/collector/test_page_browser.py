@@ -416,16 +416,37 @@ def test_the_page_shows_what_the_nodes_hold_and_offers_it_on_a_miss(browser, liv
     assert not browser.find_element(By.ID, "message").is_displayed()
 
 
-def test_a_timeline_of_some_flows_says_it_is_partial_and_a_zoom_keeps_the_form_in_view(browser, live):
+def timeline_bars(browser) -> list[tuple[str, str]]:
+    return [
+        (bar.get_attribute("data-bin"), bar.get_attribute("height"))
+        for bar in browser.find_elements(By.CSS_SELECTOR, "#timeline rect.bar:not(.picked)")
+    ]
+
+
+def test_the_timeline_shows_everything_matched_not_only_the_flows_listed(browser, live):
     browser.get(f"{live.collector.url}/ui/")
-    ask(browser, start_time="-15m", end_time="now", limit="2")
+    records = live.traffic.records
+    window = {"start_time": iso(records[0][0] - 60 * 10**9), "end_time": iso(records[-1][0] + 60 * 10**9)}
+    ask(browser, **window)
+    wait(browser, lambda d: len(flow_rows(d)) == 6)
+    everything = timeline_bars(browser)
+    ask(browser, **window, limit="2")
     wait(browser, lambda d: len(flow_rows(d)) == 2)
-    note = browser.find_element(By.ID, "timeline-partial")
-    assert note.is_displayed() and note.text == "Partial: only the 2 flows listed, not all that matched."
+    # The nodes' bytes over time of all six flows: the same bars, the rows cut at 2.
+    assert timeline_bars(browser) == everything
+    assert not browser.find_element(By.ID, "timeline-partial").is_displayed()
+    total = sum(len(frame) for _, frame in live.traffic.records)
+    status = browser.find_element(By.ID, "status").text
+    assert "More flows matched than listed" in status and "matched in all (the timeline)" in status, (
+        status,
+        total,
+    )
+
+
+def test_a_zoom_keeps_the_form_in_view(browser, live):
+    browser.get(f"{live.collector.url}/ui/")
     ask(browser, start_time="-15m", end_time="now")
     wait(browser, lambda d: len(flow_rows(d)) == 6)
-    assert not browser.find_element(By.ID, "timeline-partial").is_displayed()
-
     browser.execute_script("window.scrollTo(0, document.body.scrollHeight)")
     browser.find_element(By.CSS_SELECTOR, "#timeline rect.bar").click()
     wait(browser, lambda d: "Z" in d.find_element(By.NAME, "start_time").get_attribute("value"))

@@ -12,6 +12,7 @@ import requests
 
 from api.times import format_iso
 from engine.communityid import community_id
+from tests.collector.live import log_count, newest_log_row
 from tests.collector.test_live import ADMIN, live_collector, node_env
 from tests.node.captures import A_PORT, B_PORT, NS, T0, A, B, Tree, make_tree
 from tests.servers import Server, gunicorn
@@ -49,18 +50,15 @@ ZEEK = {
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Iterator[tuple[Server, Server, Tree]]:
+def site(tmp_path_factory) -> Iterator[tuple[Server, Server, Tree, str]]:
     base = tmp_path_factory.mktemp("records")
     env = node_env(base, "n1")
     tree = make_tree(base / "tree")
     with gunicorn("node", {**env, **tree.env(), "PAR_MAX_WINDOW": "86400"}) as node:
         (base / "collector").mkdir()
-        with live_collector(base / "collector", {"1": node.url.removeprefix("http://")}, {ADMIN: ["0"]}) as (
-            collector,
-            _,
-            _,
-        ):
-            yield node, collector, tree
+        nodes = {"1": node.url.removeprefix("http://")}
+        with live_collector(base / "collector", nodes, {ADMIN: ["0"]}) as (collector, database, _):
+            yield node, collector, tree, database
 
 
 def post(server: Server, path: str, record: object, **params: str) -> requests.Response:
@@ -69,7 +67,7 @@ def post(server: Server, path: str, record: object, **params: str) -> requests.R
 
 
 def both(site, path: str, record: object, **params: str) -> tuple[requests.Response, requests.Response]:
-    node, collector, _ = site
+    node, collector, _, _ = site
     return post(node, path, record, **params), post(
         collector, path, record, node_id="1", api_key=ADMIN, **params
     )
@@ -82,7 +80,7 @@ def the_get(server: Server, path: str, answer: requests.Response, **extra: str) 
 
 
 def test_an_eve_flow_record_answers_its_flow_in_its_window_alike_on_both_roles(site):
-    node, collector, tree = site
+    node, collector, tree, _ = site
     direct, through = both(site, "/data.pcap", EVE)
     assert direct.status_code == through.status_code == 200, direct.text + through.text
     expected = tree.expected(FLOW_START - NS, FLOW_END + NS, proto=6)
@@ -105,7 +103,7 @@ def test_an_eve_flow_record_answers_its_flow_in_its_window_alike_on_both_roles(s
 
 
 def test_a_community_id_selects_the_flow_whatever_the_protocol(site):
-    _, _, tree = site
+    _, _, tree, _ = site
     direct, through = both(site, "/data.pcap", {**EVE, "community_id": CID})
     assert direct.status_code == through.status_code == 200
     assert dict(parse_qsl(direct.headers["X-PAR-Query"]))["community_id"] == CID
@@ -113,7 +111,7 @@ def test_a_community_id_selects_the_flow_whatever_the_protocol(site):
 
 
 def test_a_zeek_record_answers_as_the_eve_record_of_the_same_flow(site):
-    _, _, tree = site
+    _, _, tree, _ = site
     body = json.dumps(ZEEK).replace(f'"{ZEEK["ts"]}"', ZEEK["ts"]).encode()  # ts as a JSON number
     direct, through = both(site, "/data.pcap", body)
     assert direct.status_code == through.status_code == 200, direct.text
@@ -121,7 +119,7 @@ def test_a_zeek_record_answers_as_the_eve_record_of_the_same_flow(site):
 
 
 def test_the_query_string_overrides_the_window_and_adds_limits(site):
-    _, _, tree = site
+    _, _, tree, _ = site
     start, end = (T0 + 80) * NS, (T0 + 90) * NS
     direct, through = both(
         site, "/data.pcap", EVE, start_time=str(start // NS), end_time=str(end // NS), limit_packets="3"
@@ -179,6 +177,32 @@ def test_a_body_over_the_bound_is_a_413_before_it_is_read(site):
 
 
 def test_a_record_without_a_key_is_refused_before_it_is_read(site):
-    _, collector, _ = site
+    _, collector, _, _ = site
     answer = requests.post(f"{collector.url}/data.pcap", params={"node_id": "1"}, data=b"{", timeout=10)
     assert answer.status_code == 401
+
+
+def test_the_request_log_keeps_the_query_the_record_stood_for(site):
+    _, _, _, database = site
+    before = log_count(database)
+    _, through = both(site, "/data.pcap", {**EVE, "community_id": CID})
+    assert through.status_code == 200
+    method, query = newest_log_row(database, "method, query", before)
+    assert method == "POST"
+    assert query.startswith(f"node_id=1&community_id={CID}&start_time=") and ADMIN not in query
+
+
+def test_a_record_sent_as_curl_d_sends_it_with_a_form_content_type_is_read_alike(site):
+    node, collector, tree, _ = site
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    body = json.dumps({**EVE, "community_id": CID}).encode()
+    direct = requests.post(f"{node.url}/data.pcap", data=body, headers=form, timeout=60)
+    through = requests.post(
+        f"{collector.url}/data.pcap",
+        params={"node_id": "1"},
+        data=body,
+        headers={**form, "X-Api-Key": ADMIN},
+        timeout=60,
+    )
+    assert direct.status_code == through.status_code == 200, direct.text + through.text
+    assert direct.content == through.content == tree.expected(FLOW_START - NS, FLOW_END + NS, proto=6)

@@ -142,7 +142,7 @@ def _documented_names() -> set[str]:
     return {name for row in rows for name in row if name}
 
 
-def test_the_readme_lists_every_metric_and_only_those(tmp_path, db):
+def test_the_readme_lists_every_metric_and_only_those(tmp_path, db):  # db: the export jobs' figures
     with override_settings(PAR_CAPTURE_DIR=tmp_path, PAR_FILER_DIR=tmp_path, PAR_DATA_DIR=tmp_path):
         exposed = _exposed_names()
     assert _documented_names() == exposed

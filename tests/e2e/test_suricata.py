@@ -15,6 +15,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -168,7 +169,7 @@ def run(tmp_path_factory) -> Iterator[Run]:
     node_env |= {"PAR_FILER_DIR": str(filer_dir), "PAR_ROLE": "node"}
     manage(node_env, "runfiler")
     files = sorted([*filer_dir.rglob("pcap.*"), *capture_dir.glob("pcap.*")], key=lambda p: p.name)
-    files = [path for path in files if not path.name.endswith((".idx", ".zst"))]
+    files = [path for path in files if re.fullmatch(r"pcap\.[0-9]+", path.name)]  # no index, no summary
     assert len(files) >= 3, files
     merged = base / "all.pcap"
     subprocess.run(["mergecap", "-F", "pcap", "-w", str(merged), *map(str, files)], check=True, timeout=60)

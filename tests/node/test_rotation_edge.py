@@ -20,6 +20,10 @@ A, A_PORT, B, B_PORT = "10.0.0.1", 40000, "10.0.0.2", 80
 FLOW = {"src_addr": A, "src_port": str(A_PORT), "dst_addr": B, "dst_port": str(B_PORT)}
 
 
+def paths(start_ns: int, end_ns: int, **tree) -> list:
+    return [file.path for file in store.captures_for_window(start_ns, end_ns, **tree)]
+
+
 def frames(first_ns: int, count: int, step_ns: int, seq: int = 0) -> list[tuple[int, bytes]]:
     return [
         (first_ns + i * step_ns, ether(tcp(A, A_PORT, B, B_PORT, b"x" * 40, seq=seq + i)))
@@ -46,11 +50,6 @@ def rotated(
     return gap
 
 
-def files_for_window(start_ns: int, end_ns: int, **tree) -> list[Path]:
-    """The paths ``store.captures_for_window()`` chooses."""
-    return [file.path for file in store.captures_for_window(start_ns, end_ns, **tree)]
-
-
 @pytest.mark.parametrize("index", [True, False], ids=["indexed", "unindexed"])
 def test_a_window_ending_before_a_files_name_finds_the_packets_it_holds(tmp_path, index):
     capture_dir, filer_dir = tmp_path / "pcap", tmp_path / "filed"
@@ -60,12 +59,12 @@ def test_a_window_ending_before_a_files_name_finds_the_packets_it_holds(tmp_path
     second = store.hour_dir(filer_dir, T, True) / f"pcap.{T}"
 
     # The window ends 0.05 s before the name of the file holding its packets.
-    found = files_for_window(T * NS - 450_000_000, T * NS - 50_000_000, **tree)
+    found = paths(T * NS - 450_000_000, T * NS - 50_000_000, **tree)
     assert found == [second]
     # A window that starts in the gap, too.
-    assert second in files_for_window(T * NS - 200_000_000, (T + 2) * NS, **tree)
+    assert second in paths(T * NS - 200_000_000, (T + 2) * NS, **tree)
     # A window between the two files' packets lists neither.
-    assert files_for_window((T - 10) * NS, (T - 1) * NS, **tree) == []
+    assert paths((T - 10) * NS, (T - 1) * NS, **tree) == []
 
 
 def test_the_node_answers_and_lists_packets_from_just_before_a_rotation(tmp_path):

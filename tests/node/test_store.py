@@ -279,7 +279,7 @@ def test_an_hour_directory_is_listed_once_while_it_does_not_change(dirs, monkeyp
     os.utime(filed.parent, (an_hour_ago, an_hour_ago))  # settled: its listing can be kept
     listed = []
     real = store._captures_in
-    monkeypatch.setattr(store, "_captures_in", lambda d, p, **kw: listed.append(d) or real(d, p, **kw))
+    monkeypatch.setattr(store, "_captures_in", lambda d, p, **k: listed.append(d) or real(d, p, **k))
     window = (SEED_FIRST * NS, (SEED_FIRST + 60) * NS)
     tree = {"filer_dir": filer_dir, "capture_dir": capture_dir, "prefix": "pcap", "utc": True}
     for _ in range(3):

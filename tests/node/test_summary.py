@@ -21,6 +21,10 @@ T = 1432321200  # an hour's first second (2015-05-22 19:00 UTC)
 HOST = "10.200.0.7"
 
 
+def paths(start_ns: int, end_ns: int, **tree) -> list:
+    return [file.path for file in store.captures_for_window(start_ns, end_ns, **tree)]
+
+
 def filed_hours(root, hours: int = 3, per_hour: int = 4) -> tuple[dict, list]:
     """``hours`` hours of filed, indexed captures (``per_hour`` each), summarised as the filer does."""
     capture_dir, filer_dir = root / "pcap", root / "filed"
@@ -153,3 +157,24 @@ def test_the_node_answers_the_same_with_and_without_summaries(tmp_path):
     assert summarised[0][0] == 200 and len(summarised[0][1]) == 24  # data in the window, none selected
     assert summarised[1][0] == 200 and len(summarised[1][1]) > 24
     assert b'"flows":[]' in summarised[2][1].replace(b" ", b"")
+
+
+def test_with_the_trees_stamp_a_week_is_listed_from_memory_until_the_tree_changes(tmp_path, monkeypatch):
+    tree, files = filed_hours(tmp_path, hours=3, per_hour=2)
+    store.bump_tree_stamp(tree["filer_dir"])
+    window = (T * NS, (T + 3 * 3600) * NS)
+    paths(*window, **tree)
+    looked: list[str] = []
+    real = os.lstat
+    monkeypatch.setattr(
+        os, "lstat", lambda path, *a, **k: looked.append(os.fspath(path)) or real(path, *a, **k)
+    )
+    assert paths(*window, **tree) == files
+    assert not [p for p in looked if p.startswith(str(tree["filer_dir"]))]
+
+    # A file filed by the filer (which rewrites the stamp) is seen at once.
+    hour = files[0].parent
+    added = write_capture(hour, T + 30 * 60, seconds=2, pps=20)
+    build_index(added)
+    store.bump_tree_stamp(tree["filer_dir"])
+    assert added in paths(*window, **tree)

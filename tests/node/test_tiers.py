@@ -84,8 +84,8 @@ def filed_captures(filer_dir: Path) -> dict[str, list[Path]]:
     """capture name -> every path under ``filer_dir`` holding it (raw, .zst, .archived)."""
     found: dict[str, list[Path]] = {}
     for path in sorted(filer_dir.rglob("pcap.*")):
-        if path.is_file() and not path.name.endswith((".idx", ".summary")):
-            name = path.name.removesuffix(".zst").removesuffix(".archived")
+        name = path.name.removesuffix(".zst").removesuffix(".archived")
+        if path.is_file() and store.name_epoch(name, "pcap") is not None:
             found.setdefault(name, []).append(path)
     return found
 
@@ -244,6 +244,7 @@ def test_compress_killed_at_a_step_leaves_each_capture_once_when_rerun(tmp_path,
     assert hidden_files(filer_dir) == []
 
 
+@pytest.mark.slow
 def test_compress_killed_at_random_moments_leaves_each_capture_once(tmp_path):
     filer_dir, expected = raw_tree(tmp_path, files=10)
     env = filer_env(tmp_path, tmp_path, filer_dir)
@@ -465,7 +466,7 @@ def test_the_loop_compresses_and_archives_and_status_shows_each_tier(tmp_path, a
         client = Client()
         status = client.get("/status").json()
         metrics = client.get("/metrics").content.decode()
-    tiers_seen = status["tiers"]
+    tiers_seen = status["files"]["tiers"]
     assert tiers_seen["archived"]["files"] == 3 and tiers_seen["compressed"]["files"] == 1
     assert tiers_seen["raw"]["files"] == 0
     assert tiers_seen["archived"]["bytes"] == sum(
@@ -493,3 +494,43 @@ def test_credentials_never_reach_a_log_line(tmp_path, archive, caplog):
     assert "s3://" in text
     assert "par-test-secret" not in text and "par-test-access" not in text
     assert hashlib.sha256(b"").hexdigest() not in text
+
+
+@pytest.mark.slow
+def test_archive_killed_at_random_moments_leaves_each_capture_in_one_place(tmp_path, archive, weed_s3):
+    bucket, options = archive
+    filer_dir, expected = raw_tree(tmp_path, files=8)
+    env = {
+        **filer_env(tmp_path, tmp_path, filer_dir),
+        **{k: v for k, v in s3_env(weed_s3).items() if k.startswith(("AWS_", "PAR_ARCHIVE"))},
+        "PAR_ARCHIVE_URL": f"s3://{bucket}/sensor1",
+        "PAR_ARCHIVE_AFTER": "0",
+    }
+    rng = random.Random(20261208)
+    kills = 0
+    for attempt in range(10):
+        log = tmp_path / f"archive-{attempt}.log"
+        process = start_manage(env, "archive", log=log)
+        deadline = time.monotonic() + 60
+        while process.poll() is None and "Archived" not in log.read_text():
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, 0.2))
+        if process.poll() is None:
+            process.kill()
+            kills += 1
+        process.wait()
+        if all(p.name.endswith(".archived") for paths in filed_captures(filer_dir).values() for p in paths):
+            break
+    final = manage(env, "archive")
+    assert final.returncode == 0, final.stderr
+    assert kills >= 1
+    filed = filed_captures(filer_dir)
+    assert sorted(filed) == sorted(expected)
+    assert all([p.suffix for p in paths] == [".archived"] for paths in filed.values())
+    assert len(weed_s3.keys(bucket)) == len(expected)  # nothing orphaned, nothing twice
+    for name, (path,) in filed.items():
+        with open_capture(path) as capture:
+            assert capture.read(0, capture.size()) == expected[name]
+    assert hidden_files(filer_dir) == []

@@ -82,6 +82,8 @@
       state.asked = params;
       state.window = answer.window;
       state.flows = (answer.flows || []).map((flow, i) => ({ ...flow, _id: i }));
+      // Bytes over time of everything matched, from the nodes' indexes (not only the rows listed).
+      state.histogram = Array.isArray(answer.histogram) && answer.histogram.length === BINS ? answer.histogram : null;
       state.selected.clear();
       render(answer);
     } catch (e) {
@@ -99,6 +101,9 @@
     let text = `${flows.length} flow${flows.length === 1 ? "" : "s"}, ${size(total)}, ` +
       `from ${shortTime(state.window.start)} to ${shortTime(state.window.end)} UTC.`;
     if (answer.truncated) text += ` More flows matched than listed: narrow the query or raise limit.`;
+    if (answer.truncated && state.histogram) {
+      text += ` ${size(state.histogram.reduce((sum, b) => sum + b, 0))} matched in all (the timeline).`;
+    }
     status.textContent = text;
     markPartial(answer);
     const failed = Object.entries(answer.failed || {});
@@ -255,7 +260,9 @@
     svg.setAttribute("preserveAspectRatio", "xMinYMin meet");
     const t0 = Date.parse(state.window.start), t1 = Date.parse(state.window.end);
     const span = Math.max(t1 - t0, 1);
-    const { bins, counts, width } = binBytes(state.flows, t0, span);
+    const listed = binBytes(state.flows, t0, span);
+    const { counts, width } = listed;
+    const bins = state.histogram || listed.bins;
     const chosen = state.flows.filter((f) => state.selected.has(f._id));
     const picked = binBytes(chosen, t0, span).bins;
     const max = Math.max(...bins, 1);
@@ -275,7 +282,8 @@
         "data-bin": i,
       });
       const from = t0 + i * width;
-      bar.append(svgElement("title", {}, `${clock(from)}–${clock(from + width)} UTC: ${size(Math.round(bytes))} in ${counts[i]} flow${counts[i] === 1 ? "" : "s"}`));
+      const among = state.histogram ? `, ${counts[i]} of the flows listed` : ` in ${counts[i]} flow${counts[i] === 1 ? "" : "s"}`;
+      bar.append(svgElement("title", {}, `${clock(from)}–${clock(from + width)} UTC: ${size(Math.round(bytes))}${among}`));
       bar.addEventListener("click", () => zoomTo(from, from + width));
       svg.append(bar);
       if (picked[i]) {
@@ -441,7 +449,7 @@
     const note = $("#timeline-partial");
     const failed = Object.keys(answer.failed || {});
     const why = [];
-    if (answer.truncated) why.push(`only the ${state.flows.length} flows listed, not all that matched`);
+    if (answer.truncated && !state.histogram) why.push(`only the ${state.flows.length} flows listed, not all that matched`);
     if (failed.length) why.push(`without node${failed.length === 1 ? "" : "s"} ${failed.join(", ")}`);
     note.textContent = why.length ? `Partial: ${why.join("; ")}.` : "";
     note.hidden = !why.length;

@@ -41,6 +41,7 @@ class Command(BaseCommand):
                 skip_dir=settings.PAR_CAPTURE_DIR,
                 force=opts["force"],
                 jobs=opts["jobs"],
+                filer_dir=settings.PAR_FILER_DIR,
             )
         except OSError as exc:  # a path that is no capture, a lock PAR_DATA_DIR will not give, ...
             raise CommandError(str(exc))
