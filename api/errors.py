@@ -24,10 +24,13 @@ log = logging.getLogger("parsite")
 class ApiError(exceptions.APIException):
     """An error answer: its message, its status, and the headers it carries (e.g. ``X-PAR-Window``)."""
 
-    def __init__(self, message: str, status_code: int, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, message: str, status_code: int, headers: Mapping[str, str] | None = None, code: str = "error"
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.headers = dict(headers or {})
+        self.default_code = code  # the reason /metrics counts a refusal by
 
 
 def error_response(message: str, status_code: int) -> HttpResponse:

@@ -301,7 +301,7 @@ class NoData(ApiError):
 
 def _too_large(e: Estimate, query: Selection) -> ApiError:
     message = too_large_message(e.bytes, e.packets, settings.PAR_MAX_ANSWER_BYTES)
-    return ApiError(message, 413, _window_header(query))
+    return ApiError(message, 413, _window_header(query), code="answer_too_large")
 
 
 def pcap_response(query: Selection, options: AnswerOptions | None = None) -> HttpResponseBase:
