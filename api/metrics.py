@@ -25,7 +25,6 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from api.client import caller, in_any, plain_address
-from api.errors import refusal_response
 
 # No *_created series: multiprocess mode has none, so a single process shows none either.
 disable_created_metrics()
@@ -135,6 +134,9 @@ def metrics_response(request: HttpRequest, *collectors) -> HttpResponse:
     """The Prometheus text answer: every worker's counts and ``collectors`` read now; 403 for others."""
     said = scrape_refused(request)
     if said is not None:
+        # Imported here: the filer counts its work in this module, and must not load DRF to start.
+        from api.errors import refusal_response
+
         return refusal_response(said, 403, "scraper_refused")
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

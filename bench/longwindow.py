@@ -212,15 +212,16 @@ def filer_cost(root: Path, start: int) -> None:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     startup_cpu = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1000
     # The summary's update alone: the hour's 59 files summarised, one more added.
-    (hour / f"pcap.{epoch + 59 * 60}").exists() or sys.exit("the pass did not file the new file")
+    filed = store.stored_capture(hour, f"pcap.{epoch + 59 * 60}")  # compressed when filed, by default
+    filed is not None or sys.exit("the pass did not file the new file")
     updates = []
     for _ in range(10):
         summary = store.summary_path(hour, "pcap")
         data = summary.read_bytes()
         index_read.forget_open_indexes()
-        os.replace(hour / f"pcap.{epoch + 59 * 60}", root / "held")
+        os.replace(filed, root / "held")
         store.refresh_summary(hour, "pcap", rebuild=True)
-        os.replace(root / "held", hour / f"pcap.{epoch + 59 * 60}")
+        os.replace(root / "held", filed)
         before = time.process_time()
         store.refresh_summary(hour, "pcap")
         updates.append(time.process_time() - before)
@@ -288,8 +289,13 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path("/tmp/par-longwindow"))
     parser.add_argument("--files", type=int, default=10_080)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--costs-only", action="store_true", help="the filer's and the checksums' costs only")
     args = parser.parse_args()
     args.root.mkdir(parents=True, exist_ok=True)
+    if args.costs_only:
+        filer_cost(args.root, week_start(args.files))
+        checksum_cost(args.root)
+        return
     start, seen = build(args.root, args.files)
     store.bump_tree_stamp(args.root / "filed")  # as the filer leaves it after a pass
     set_summaries_aside(args.root / "filed", False)  # as a run stopped half-way may have left them

@@ -192,10 +192,7 @@ def node_json(node: Node, path: str, params: Mapping[str, str] | None = None) ->
     """The node's JSON answer to ``path``, with its status."""
     answer = node_get(node, path, params)
     if answer.status_code >= 300:  # a redirect is not followed: a 502 saying so
-        failure = node_error(node, answer)
-        if isinstance(failure, NodeSaid):
-            return Response({"error": failure.reason}, status=failure.status_code)
-        raise failure
+        raise node_error(node, answer)  # a node's own refusal passes on with its status and message
     return Response(_read_json(node, answer), status=answer.status_code)
 
 

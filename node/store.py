@@ -177,7 +177,7 @@ def _hour_captures(directory: Path, prefix: str, mtime_ns: int | None = None) ->
 # are taken from memory without looking at their directories, for at most TREE_KEPT_S: a week's
 # query looks at one file, not 168 hour directories. A change made by hand is seen within
 # TREE_KEPT_S; without a stamp (a tree no filer of this version wrote), every hour is looked at.
-TREE_STAMP = ".par-tree"
+TREE_STAMP = "par-tree.stamp"
 TREE_KEPT_S = 60.0
 _TREE: dict[tuple[str, str, tuple[str, ...]], tuple[tuple, float, Hour]] = {}
 

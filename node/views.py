@@ -19,13 +19,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 import api.docs
-from api.errors import error_response, refusal_response, too_large_message
+from api.errors import ApiError, error_response, refusal_response, too_large_message
 from api.flowlisting import CSV_TYPE, columns_csv, flows_json
 from api.flowparams import (
     FLOWS_PARAMS,
     PCAP_PARAMS,
     AnswerOptions,
-    FlowParamError,
     parse_answer_options,
     parse_listing_options,
     parse_selection,
@@ -154,24 +153,18 @@ class DataPcapView(RecordPost, NodeView):
         responses=_PCAP_RESPONSES,
     )
     def get(self, request):
-        try:
-            selection, options = _parsed(request, PCAP_PARAMS, parse_answer_options)
-        except FlowParamError as exc:
-            return error_response(str(exc), 400)
+        selection, options = _parsed(request, PCAP_PARAMS, parse_answer_options)
         return pcap_response(selection, options)
 
     def head(self, request):
         """The headers the GET would answer, without running the query (no record is read)."""
-        try:
-            selection, options = _parsed(request, PCAP_PARAMS, parse_answer_options)
-        except FlowParamError as exc:
-            return error_response(str(exc), 400)
+        selection, options = _parsed(request, PCAP_PARAMS, parse_answer_options)
         files = captures_for_window(selection.start_ns, selection.end_ns, selection=selection, **_tree())
         if not files:
-            return _with_window(error_response(NO_DATA, 404), selection)
+            raise NoData(selection)
         e = estimate(files, selection, pcapng=options.format == "pcapng").within(answer_limits(options))
         if _over_the_maximum(e, options):
-            return _with_window(_too_large(e), selection)
+            raise _too_large(e, selection)
         # Streaming, as the GET: no Content-Length of an empty body is claimed for the download.
         # The content type is the GET's unless mixed link types make its pcap a pcapng.
         content_type = PCAPNG_TYPE if options.format == "pcapng" else PCAP_TYPE
@@ -239,13 +232,10 @@ class FlowsView(RecordPost, NodeView):
         responses=_FLOWS_RESPONSES,
     )
     def get(self, request):
-        try:
-            selection, options = _parsed(request, FLOWS_PARAMS, parse_listing_options)
-        except FlowParamError as exc:
-            return error_response(str(exc), 400)
+        selection, options = _parsed(request, FLOWS_PARAMS, parse_listing_options)
         files = captures_for_window(selection.start_ns, selection.end_ns, selection=selection, **_tree())
         if not files:
-            return _with_window(error_response(NO_DATA, 404), selection)
+            raise NoData(selection)
         listing = list_flows(files, selection, sort=options.sort, limit=options.limit)
         for problem in listing.damaged:
             log.warning("flows %s: damaged capture data: %s", describe(selection), problem)
@@ -298,8 +288,20 @@ def _over_the_maximum(e: Estimate, options: AnswerOptions) -> bool:
     return e.bytes > settings.PAR_MAX_ANSWER_BYTES and options.limit_bytes is None
 
 
-def _too_large(e: Estimate) -> HttpResponse:
-    return error_response(too_large_message(e.bytes, e.packets, settings.PAR_MAX_ANSWER_BYTES), 413)
+def _window_header(query: Selection) -> dict[str, str]:
+    return {"X-PAR-Window": window_text(query.start_ns, query.end_ns)}
+
+
+class NoData(ApiError):
+    """The 404 of a window no capture file covers."""
+
+    def __init__(self, query: Selection) -> None:
+        super().__init__(NO_DATA, 404, _window_header(query))
+
+
+def _too_large(e: Estimate, query: Selection) -> ApiError:
+    message = too_large_message(e.bytes, e.packets, settings.PAR_MAX_ANSWER_BYTES)
+    return ApiError(message, 413, _window_header(query), code="answer_too_large")
 
 
 def pcap_response(query: Selection, options: AnswerOptions | None = None) -> HttpResponseBase:
@@ -332,13 +334,13 @@ def pcap_response(query: Selection, options: AnswerOptions | None = None) -> Htt
             **_tree(),
         )
     except AnswerTooLarge as exc:
-        return _with_window(_too_large(exc.estimate), query)
+        raise _too_large(exc.estimate, query) from None
     except (OSError, CaptureError) as exc:
         log.error("cannot read capture data for %s: %s", describe(query), exc)
         why = "a capture file is damaged" if isinstance(exc, CaptureError) else exc.strerror or str(exc)
-        return _with_window(error_response(f"cannot read capture data: {why}", 503), query)
+        raise ApiError(f"cannot read capture data: {why}", 503, _window_header(query)) from None
     if started is None:
-        return _with_window(error_response(NO_DATA, 404), query)
+        raise NoData(query)
     first, chunks = started
     content_type = PCAPNG_TYPE if first[:4] == b"\x0a\x0d\x0d\x0a" else PCAP_TYPE
     response = StreamingHttpResponse(stream(query, first, chunks), content_type=content_type)

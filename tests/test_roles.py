@@ -19,7 +19,8 @@ django.setup()
 if {web!r}:
     from django.urls import get_resolver
     get_resolver().url_patterns
-    import parsite.wsgi
+    from django.core.wsgi import get_wsgi_application
+    get_wsgi_application()
 if {filer!r}:
     from django.core.management import call_command
     call_command("runfiler", "--jobs", "1")

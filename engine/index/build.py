@@ -121,7 +121,9 @@ def _index_of(capture: Path) -> tuple[IndexHeader, dict[str, np.ndarray], Captur
 def _encoded(header: IndexHeader, columns: dict[str, np.ndarray]) -> Iterator[bytes]:
     """The index file's bytes, in pieces: header, column directory, the columns 8-byte aligned."""
     columns = {name: np.ascontiguousarray(column) for name, column in columns.items()}
-    directory = b"".join(encode_column(name, column, zlib.crc32(column)) for name, column in columns.items())
+    directory = b"".join(
+        encode_column(name, column, zlib.crc32(column.data)) for name, column in columns.items()
+    )
     head = encode_header(header._replace(checksum=0))
     head = encode_header(header._replace(checksum=header_checksum(head, directory)))
     yield head + directory + b"\0" * (-(HEADER_SIZE + len(directory)) % 8)

@@ -121,7 +121,7 @@ class _CheckedColumns:
     def __getitem__(self, name: str) -> np.ndarray:
         column = self._columns[name]
         if name not in self._checked:
-            if zlib.crc32(column) != self._crcs[name]:
+            if zlib.crc32(column.data) != self._crcs[name]:
                 self._owner.damaged(f"column {name} does not match its checksum")
             self._checked.add(name)
         return column
