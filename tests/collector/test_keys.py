@@ -65,7 +65,8 @@ def test_the_database_holds_no_key_in_clear(api, admin_key, node1_key, nogrant_k
     api.get("/data.pcap", {"api_key": nogrant_key.key, "node_id": "1"})
     everything = []
     for model in apps.get_models():
-        everything += [repr(row) for row in model.objects.values_list()]
+        if model._meta.managed:  # django-rq's dashboard "model" has no table
+            everything += [repr(row) for row in model.objects.values_list()]
     with connection.cursor() as cursor:
         for table in connection.introspection.table_names():
             cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")
