@@ -17,7 +17,7 @@ from django.db import DatabaseError
 
 from collector.models import RequestLog
 from pcapgen import ether, tcp, write_pcap
-from tests.collector.live import live_database, manage
+from tests.collector.live import import_config, live_database
 from tests.servers import free_port, gunicorn, run
 from tests.test_metrics import scrape, value
 
@@ -38,18 +38,9 @@ def test_a_collector_reports_each_nodes_reachability_refusals_and_downloads(tmp_
     node_env |= {"PAR_FILER_DIR": str(node_dir / "filed"), "PAR_LOG_FORMAT": "json"}
     with gunicorn("node", node_env) as node:
         nodes = {"1": node.url.removeprefix("http://"), "2": f"127.0.0.1:{free_port()}"}  # 2: nobody there
-        (tmp_path / "nodes.conf").write_text(json.dumps(nodes))
-        (tmp_path / "api.conf").write_text(json.dumps({ADMIN: ["0"]}))
         with live_database(tmp_path) as url:
             env = {"DATABASE_URL": url, "PAR_DATA_DIR": str(tmp_path), "PAR_KEY_PEPPER": "fleet"}
-            manage(
-                env,
-                "importconfig",
-                "--api-file",
-                str(tmp_path / "api.conf"),
-                "--node-file",
-                str(tmp_path / "nodes.conf"),
-            )
+            import_config(env, tmp_path, nodes, {ADMIN: ["0"]})
             with gunicorn("collector", env, workers=2) as collector:
                 before = time.time()
                 query = {"src_addr": "10.0.0.1", "src_port": "1234", "dst_addr": "10.0.0.2", "dst_port": "80"}

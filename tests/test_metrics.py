@@ -6,7 +6,6 @@ restart starts the counts again from zero.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from django.test import Client, override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
 from pcapgen import ether, tcp, write_pcap
-from tests.collector.live import live_database, manage
+from tests.collector.live import import_config, live_database, manage
 from tests.servers import free_port, gunicorn
 
 pytestmark = pytest.mark.slow
@@ -114,18 +113,9 @@ def test_a_node_reports_its_filer_disks_and_requests_summed_over_workers(node_en
 
 def test_a_collector_counts_requests_and_each_nodes_errors(tmp_path):
     admin = "54b22f56-9a84-4893-bc70-332e3b5ded66"
-    (tmp_path / "nodes.conf").write_text(json.dumps({"1": f"127.0.0.1:{free_port()}"}))
-    (tmp_path / "api.conf").write_text(json.dumps({admin: ["0"]}))
     with live_database(tmp_path) as url:
         env = {"DATABASE_URL": url, "PAR_DATA_DIR": str(tmp_path), "PAR_KEY_PEPPER": "metrics-test"}
-        manage(
-            env,
-            "importconfig",
-            "--api-file",
-            str(tmp_path / "api.conf"),
-            "--node-file",
-            str(tmp_path / "nodes.conf"),
-        )
+        import_config(env, tmp_path, {"1": f"127.0.0.1:{free_port()}"}, {admin: ["0"]})
         with gunicorn("collector", env, workers=2) as collector:
             query = {"src_addr": A, "src_port": "40000", "dst_addr": B, "dst_port": "80"}
             query |= {

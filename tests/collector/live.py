@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
 import socket
 import sqlite3
@@ -106,6 +107,20 @@ def manage(env: dict[str, str], *args: str) -> str:
     )
     assert result.returncode == 0, f"manage.py {args[0]} failed:\n{result.stderr}"
     return result.stdout
+
+
+def import_config(env: dict[str, str], directory: Path, nodes: dict, grants: dict) -> None:
+    """The seed's files (``nodes.conf``, ``api.conf``) written in ``directory`` and imported."""
+    (directory / "nodes.conf").write_text(json.dumps(nodes))
+    (directory / "api.conf").write_text(json.dumps(grants))
+    manage(
+        env,
+        "importconfig",
+        "--api-file",
+        str(directory / "api.conf"),
+        "--node-file",
+        str(directory / "nodes.conf"),
+    )
 
 
 def rows(url: str, sql: str) -> list[tuple]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -16,6 +15,7 @@ import requests
 from pcapgen import ether, pcap_bytes, tcp, udp, write_pcap
 from tests.collector.live import (
     HungNode,
+    import_config,
     live_database,
     log_count,
     manage,
@@ -93,8 +93,6 @@ def hung() -> Iterator[HungNode]:
 @contextmanager
 def live_collector(base: Path, nodes: dict[str, str], api: dict[str, list[str]], **extra_env: str):
     """A migrated database, the seed's config files imported, and gunicorn serving the collector."""
-    (base / "nodes.conf").write_text(json.dumps(nodes))
-    (base / "api.conf").write_text(json.dumps(api))
     with live_database(base) as url:
         env = {
             "DATABASE_URL": url,
@@ -104,9 +102,7 @@ def live_collector(base: Path, nodes: dict[str, str], api: dict[str, list[str]],
             "PAR_NODE_CONNECT_TIMEOUT": "2",
             **extra_env,
         }
-        manage(
-            env, "importconfig", "--api-file", str(base / "api.conf"), "--node-file", str(base / "nodes.conf")
-        )
+        import_config(env, base, nodes, api)
         with gunicorn("collector", env) as collector:
             yield collector, url, env
 

@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from ipaddress import ip_address
 from pathlib import Path
 
@@ -249,30 +250,57 @@ def test_compress_killed_at_a_step_leaves_each_capture_once_when_rerun(tmp_path,
 def test_compress_killed_at_random_moments_leaves_each_capture_once(tmp_path):
     filer_dir, expected = raw_tree(tmp_path, files=10)
     env = filer_env(tmp_path, tmp_path, filer_dir)
-    rng = random.Random(20261207)
-    kills = 0
-    for attempt in range(12):
-        log = tmp_path / f"compress-{attempt}.log"
-        process = start_manage(env, "compress", log=log)
-        # strike once it is at work (a capture compressed or on the way), a random moment later
-        deadline = time.monotonic() + 60
-        while process.poll() is None and "Compressed" not in log.read_text():
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.002)
-        time.sleep(rng.uniform(0, 0.05))
-        if process.poll() is None:
-            process.kill()
-            kills += 1
-        process.wait()
-        assert_in_one_place_or_raw(filer_dir, expected)
-        if all(p.name.endswith(".zst") for paths in filed_captures(filer_dir).values() for p in paths):
-            break
+    kills = kill_at_random_moments(
+        tmp_path,
+        env,
+        "compress",
+        "Compressed",
+        random.Random(20261207),
+        attempts=12,
+        longest=0.05,
+        between=lambda: assert_in_one_place_or_raw(filer_dir, expected),
+        done=lambda: all(p.name.endswith(".zst") for ps in filed_captures(filer_dir).values() for p in ps),
+    )
     final = manage(env, "compress")
     assert final.returncode == 0, final.stderr
     assert kills >= 1
     assert_in_one_place(filer_dir, expected)
     assert hidden_files(filer_dir) == [] or all(".zst." in p.name for p in hidden_files(filer_dir)) is False
+
+
+def kill_at_random_moments(
+    tmp_path: Path,
+    env: dict[str, str],
+    command: str,
+    at_work: str,
+    rng: random.Random,
+    attempts: int,
+    longest: float,
+    done: Callable[[], bool],
+    between: Callable[[], None] = lambda: None,
+) -> int:
+    """Run ``manage.py command`` again and again, each run killed a random moment (up to ``longest``
+    seconds) after its log shows ``at_work``, until ``done()``; ``between()`` checks the tree after
+    each run. The number of runs killed."""
+    kills = 0
+    for attempt in range(attempts):
+        log = tmp_path / f"{command}-{attempt}.log"
+        process = start_manage(env, command, log=log)
+        # strike once it is at work (a capture moved or on the way), a random moment later
+        deadline = time.monotonic() + 60
+        while process.poll() is None and at_work not in log.read_text():
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, longest))
+        if process.poll() is None:
+            process.kill()
+            kills += 1
+        process.wait()
+        between()
+        if done():
+            break
+    return kills
 
 
 def assert_in_one_place_or_raw(filer_dir: Path, expected: dict[str, bytes]) -> None:
@@ -507,23 +535,18 @@ def test_archive_killed_at_random_moments_leaves_each_capture_in_one_place(tmp_p
         "PAR_ARCHIVE_URL": f"s3://{bucket}/sensor1",
         "PAR_ARCHIVE_AFTER": "0",
     }
-    rng = random.Random(20261208)
-    kills = 0
-    for attempt in range(10):
-        log = tmp_path / f"archive-{attempt}.log"
-        process = start_manage(env, "archive", log=log)
-        deadline = time.monotonic() + 60
-        while process.poll() is None and "Archived" not in log.read_text():
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.002)
-        time.sleep(rng.uniform(0, 0.2))
-        if process.poll() is None:
-            process.kill()
-            kills += 1
-        process.wait()
-        if all(p.name.endswith(".archived") for paths in filed_captures(filer_dir).values() for p in paths):
-            break
+    kills = kill_at_random_moments(
+        tmp_path,
+        env,
+        "archive",
+        "Archived",
+        random.Random(20261208),
+        attempts=10,
+        longest=0.2,
+        done=lambda: all(
+            p.name.endswith(".archived") for ps in filed_captures(filer_dir).values() for p in ps
+        ),
+    )
     final = manage(env, "archive")
     assert final.returncode == 0, final.stderr
     assert kills >= 1
