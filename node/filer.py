@@ -56,7 +56,7 @@ from engine.compress import compress_capture, compressed_path
 from engine.durable import fsync_dir, make_dirs
 from engine.formats import CaptureError
 from engine.formats.seekable import LEVEL
-from engine.formats.source import ZSTD_SUFFIX
+from engine.formats.source import ARCHIVED_SUFFIX, ZSTD_SUFFIX
 from engine.index import TEMP_INDEX_PATTERN, FlowIndex, IndexUnusable, build_index, index_path, open_index
 from engine.index.read import capture_fingerprint
 from engine.index.summary import SUMMARY_SUFFIX
@@ -144,11 +144,15 @@ def _filer_lock(path: Path, *, wait: bool) -> Iterator[None]:
 
 
 def _temp_name(prefix: str) -> re.Pattern[str]:
-    """Names of the temporary files written into the tree: our copies, the index builder's, the compressor's."""
+    """Names of the temporary files written into the tree: our copies, the index builder's, the compressor's,
+    the archiver's records and the hour summaries."""
     capture = rf"\.{re.escape(prefix)}\.[0-9]+"
     summary = rf"\.{re.escape(prefix + SUMMARY_SUFFIX)}\.[0-9]+{re.escape(durable.TEMP_SUFFIX)}"
     compressing = re.escape(ZSTD_SUFFIX) + r"\.[0-9]+" + re.escape(durable.TEMP_SUFFIX)
-    return re.compile(rf"{capture}(?:{re.escape(COPY_SUFFIX)}|{TEMP_INDEX_PATTERN}|{compressing})|{summary}")
+    recording = re.escape(ARCHIVED_SUFFIX) + r"\.[0-9]+" + re.escape(durable.TEMP_SUFFIX)
+    return re.compile(
+        rf"{capture}(?:{re.escape(COPY_SUFFIX)}|{TEMP_INDEX_PATTERN}|{compressing}|{recording})|{summary}"
+    )
 
 
 def remove_stale_temps(directory: Path, prefix: str) -> list[Path]:

@@ -240,11 +240,16 @@ def archive_tree(
     client = client if client is not None else s3_client(_config(options))
     hours = options.after_hours if older_than_hours is None else older_than_hours
     cutoff = _cutoff(hours, now)
+    from node.filer import remove_stale_temps
+
     found = _filed_captures(filer_dir, prefix)
     by_name: dict[str, list[Path]] = {}
     for epoch, path in found:
         if epoch <= cutoff:
             by_name.setdefault(capture_name(path.name), []).append(path)
+    # A record being written when a run was killed is left as its temporary name: the rerun's.
+    for directory in {path.parent for paths in by_name.values() for path in paths}:
+        remove_stale_temps(directory, prefix)
     unreachable = False
     for paths in by_name.values():
         local = [p for p in paths if tier_of(p) != "archived"]

@@ -353,6 +353,19 @@ def test_archived_captures_answer_exactly_and_flows_touch_no_archive(tmp_path, a
         archived.configure(weed_s3.endpoint)
 
 
+def test_a_record_left_half_written_by_a_killed_archiver_is_cleaned_by_the_rerun(tmp_path, archive):
+    bucket, options = archive
+    tree = make_tree(tmp_path, files=3, packets=200)
+    before = answers(tree)
+    capture = next(p for p in sorted(tree.filer_dir.rglob("pcap.*")) if store.name_epoch(p.name, "pcap"))
+    half = capture.parent / f".{capture.name}.archived.4242.tmp"  # as durable.atomic_write names it
+    half.write_text('{"bucket": ')
+    summary = tiers.archive_tree(tree.filer_dir, "pcap", options)
+    assert not summary.errors
+    assert hidden_files(tree.filer_dir) == []
+    assert answers(tree) == before
+
+
 def test_an_unreachable_archive_is_a_503_naming_it_and_local_windows_still_answer(tmp_path, archive):
     bucket, options = archive
     tree = make_tree(tmp_path, files=3, packets=500)
