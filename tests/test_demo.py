@@ -182,6 +182,12 @@ def test_a_busy_demo_port_is_refused_by_number():
             demo_ports(f"{port},{free_port()}")
 
 
+def _epoch_of(name: str) -> int:
+    """The epoch of a filed capture's or index's name (``pcap.<epoch>[.zst|.idx]``); -1 for the hour's summary."""
+    found = re.match(r"pcap\.([0-9]+)", name)
+    return int(found.group(1)) if found else -1
+
+
 def _demo_env(demo_dir: Path, ports: tuple[int, int]) -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("PAR_", "DJANGO_")) and k != "DATABASE_URL"
@@ -224,7 +230,7 @@ def test_the_demo_captures_on_refuses_a_second_demo_and_says_where_its_password_
         collector = re.search(r"Page:\s+(http://127.0.0.1:\d+)/ui/", output).group(1)
         deadline = time.monotonic() + 90
         while True:
-            filed = [p for p in (demo_dir / "filed").rglob("pcap.*") if int(p.name.split(".")[1]) >= started]
+            filed = [p for p in (demo_dir / "filed").rglob("pcap.*") if _epoch_of(p.name) >= started]
             if filed:
                 break
             assert time.monotonic() < deadline, sorted(p.name for p in (demo_dir / "capture").iterdir())
