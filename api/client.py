@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from django.conf import settings
 from ipware import get_client_ip
 
-from engine.flow import IPAddress
+from engine.selection.selectors import IPAddress
 
 # A forwarded chain longer than this is not a real deployment's.
 _MAX_HOPS = 16

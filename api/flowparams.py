@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 
 from api.times import NS, TimeError, format_epoch, parse_time, window_text
-from engine.communityid import parse_community_id
-from engine.flow import LATEST_EPOCH, PROTO_NAMES, FlowQuery, IPNetwork, Selection
+from engine.dissection.communityid import parse_community_id
+from engine.selection.selectors import LATEST_EPOCH, PROTO_NAMES, FlowQuery, IPNetwork, Selection
 
 SELECTORS = ("src_addr", "src_port", "dst_addr", "dst_port", "proto", "community_id")
 TIME_PARAMS = ("start_time", "end_time")

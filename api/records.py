@@ -25,8 +25,8 @@ from decimal import Decimal, InvalidOperation
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from api.times import NS, TimeError, format_iso, parse_time
-from engine.communityid import community_id, parse_community_id
-from engine.flow import PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP
+from engine.dissection.communityid import community_id, parse_community_id
+from engine.dissection.packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP
 
 MAX_RECORD_BYTES = 1 << 20  # an EVE record with its payload and packet fields stays far below
 FLOW_MARGIN = 1 * NS

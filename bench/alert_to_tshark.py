@@ -41,7 +41,7 @@ from harness import collector_env, load_average, server, set_up_collector  # noq
 
 import pcapgen as g  # noqa: E402
 from api.times import format_iso  # noqa: E402
-from engine.communityid import community_id  # noqa: E402
+from engine.dissection.communityid import community_id  # noqa: E402
 from engine.index import build_index  # noqa: E402
 
 T0 = 1_700_000_000

@@ -11,7 +11,7 @@ Writes under bench/out/ (git-ignored). Generates minute files of mixed traffic (
 SCTP, 802.1Q/802.1ad, thousands of flows, new flows every minute plus a few long-lived ones and one
 elephant), indexes them, then times flow queries over the whole capture both ways:
 
-    ours:  engine.query.query_captures(files, flow)       (in-process, as the node serves it)
+    ours:  engine.query.plan.query_captures(files, flow)       (in-process, as the node serves it)
     seed:  printf '<file list>' | tcpdump -V - -w - "host A and host B and port X and port Y"
 
 and prints the index build rate, index size as a share of the capture, the median query times and
@@ -39,9 +39,9 @@ sys.path.insert(0, str(ROOT))
 
 import pcapgen as g  # noqa: E402
 from engine import index as index_module  # noqa: E402
-from engine.flow import FlowQuery  # noqa: E402
 from engine.index import build_index, index_path  # noqa: E402
-from engine.query import query_captures  # noqa: E402
+from engine.query.plan import query_captures  # noqa: E402
+from engine.selection.selectors import FlowQuery  # noqa: E402
 from node.jobs import Workers  # noqa: E402
 
 T0 = 1_700_000_000  # epoch seconds of the first file
@@ -138,7 +138,7 @@ def generate_dns(folder: Path, files: int, flows: int) -> list[Path]:
 def load_compiled() -> None:
     """Load the index build's compiled code (numba) before any build is timed, and say what it cost."""
     wall, cpu = time.perf_counter(), time.process_time()
-    from engine import native  # numba itself is imported here: its import is part of the cost
+    from engine.index import native  # numba itself is imported here: its import is part of the cost
 
     native.load()
     print(
@@ -226,8 +226,8 @@ def peak_memory_of_streaming(files: list[Path], f: g.Flow) -> tuple[int, int]:
     """(answer bytes, peak RSS in bytes) of a separate process streaming the flow's answer to /dev/null."""
     code = (
         "import sys, ipaddress; sys.path.insert(0, sys.argv[1]);"
-        "from pathlib import Path; from engine.flow import FlowQuery;"
-        "from engine.query import query_captures;"
+        "from pathlib import Path; from engine.selection.selectors import FlowQuery;"
+        "from engine.query.plan import query_captures;"
         "files = [Path(p) for p in sys.argv[8:]];"
         "q = FlowQuery(ipaddress.ip_address(sys.argv[2]), int(sys.argv[3]), ipaddress.ip_address(sys.argv[4]),"
         " int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]));"

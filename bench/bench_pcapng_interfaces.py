@@ -18,9 +18,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pcapgen as g  # noqa: E402
-from engine.flow import Selection  # noqa: E402
 from engine.formats import open_capture  # noqa: E402
-from engine.query import query_captures  # noqa: E402
+from engine.query.plan import query_captures  # noqa: E402
+from engine.selection.selectors import Selection  # noqa: E402
 
 NS = 1_000_000_000
 T0 = 1_700_000_000

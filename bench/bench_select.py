@@ -7,10 +7,10 @@ Writes under bench/out/select/ (git-ignored) with the generator of ``bench/bench
 IPv4/IPv6, TCP/UDP/SCTP, VLANs, new flows every minute, a few long-lived ones, an elephant), indexes
 the files, then times, in one run:
 
-    /data.pcap src_addr=<host>           engine.query.query_captures   vs  tcpdump -V - -w - "host H"
-    /data.pcap src_addr=10.0.0.0/12      engine.query.query_captures   vs  tcpdump -V - -w - "net N"
-    /flows (all flows, one hour)         engine.flows.list_flows
-    /flows src_addr=<host>               engine.flows.list_flows
+    /data.pcap src_addr=<host>           engine.query.plan.query_captures   vs  tcpdump -V - -w - "host H"
+    /data.pcap src_addr=10.0.0.0/12      engine.query.plan.query_captures   vs  tcpdump -V - -w - "net N"
+    /flows (all flows, one hour)         engine.flows.listing.list_flows
+    /flows src_addr=<host>               engine.flows.listing.list_flows
 
 checking that both sides of each /data.pcap comparison hold the same records. Prints median
 wall times over ``--repeat`` runs and the rows listed.
@@ -44,10 +44,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 import harness  # noqa: E402
 
 import bench as base  # noqa: E402
-from engine.flow import Selection  # noqa: E402
-from engine.flows import list_flows  # noqa: E402
+from engine.flows.listing import list_flows  # noqa: E402
 from engine.index import build_index, index_is_current  # noqa: E402
-from engine.query import estimate, query_captures  # noqa: E402
+from engine.query.plan import estimate, query_captures  # noqa: E402
+from engine.selection.selectors import Selection  # noqa: E402
 
 HTTP_KEY = "5d1c9e2b-7a4f-4b3e-8c6d-0f1e2a3b4c5d"
 

@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench_stream.py --size-mb 64    # a quick check
 
 Writes under bench/out/stream/ (git-ignored), indexes the files, then for each question reads the
-whole answer in-process (``engine.query.query_captures``, as the node serves it) with the bulk
+whole answer in-process (``engine.query.plan.query_captures``, as the node serves it) with the bulk
 path and with ``bulk=False`` (record by record), and prints MB/s of answer, CPU ms per MB, and
 the same bytes read by ``cat`` (the page cache's ceiling for them). Every pair of answers is
 compared byte for byte. The shapes:
@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import pcapgen as g  # noqa: E402
 from bench import ELEPHANT, FILE_SECONDS, T0, generate  # noqa: E402
-from engine.flow import FlowQuery, Selection  # noqa: E402
 from engine.index import build_index, index_is_current  # noqa: E402
-from engine.query import CaptureFile, query_captures  # noqa: E402
+from engine.query.plan import CaptureFile, query_captures  # noqa: E402
+from engine.selection.selectors import FlowQuery, Selection  # noqa: E402
 
 FLOW = g.Flow(6, "10.0.0.1", 1234, "10.0.0.2", 80)
 

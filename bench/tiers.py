@@ -10,7 +10,7 @@ the seekable file (frames of FRAME sizes at zstd levels 1 and 3) against the who
 compressible, so the slowest to read back): filing (index build + compression) MB/s on one core;
 a small flow's answer and a large flow's stream from the raw file and from the compressed one;
 with a SeaweedFS server on loopback, the small flow from the archived object (time, bytes fetched,
-requests) and ``/flows`` (engine.flows.list_flows) over the archived capture against the raw one.
+requests) and ``/flows`` (engine.flows.listing.list_flows) over the archived capture against the raw one.
 Every answer is compared byte for byte with the raw file's. Mixes:
 
     bench:  bench/bench.py's mixed link (its frames repeat: it compresses far better than a real link)
@@ -43,12 +43,12 @@ import zstandard  # noqa: E402
 import pcapgen as g  # noqa: E402
 from bench import T0, generate, generate_dns  # noqa: E402
 from engine.compress import compress_capture  # noqa: E402
-from engine.flow import FlowQuery, Selection  # noqa: E402
-from engine.flows import list_flows  # noqa: E402
+from engine.flows.listing import list_flows  # noqa: E402
 from engine.formats import archived  # noqa: E402
 from engine.formats.seekable import FRAME_BYTES, LEVEL  # noqa: E402
 from engine.index import build_index, forget_open_indexes  # noqa: E402
-from engine.query import CaptureFile, query_captures  # noqa: E402
+from engine.query.plan import CaptureFile, query_captures  # noqa: E402
+from engine.selection.selectors import FlowQuery, Selection  # noqa: E402
 
 FRAMES = (1 << 16, 1 << 18, 1 << 20)
 TLS_FLOW = g.Flow(6, "10.1.0.7", 50123, "203.0.113.9", 443)

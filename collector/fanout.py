@@ -8,7 +8,7 @@ Limits hold for the answer as a whole (docs/SPEC.md "Selecting packets"): the no
 before their bodies, carry their estimates, and their sum over PAR_MAX_ANSWER_BYTES without
 ``limit_bytes`` is a 413 before any byte is sent (a node's own 413 is the whole answer's too);
 ``limit_packets``/``limit_bytes`` end a merged answer at a record boundary in time order
-(``engine.merge.Merger``), each node asked for no more than the merge can use.
+(``engine.merge.merger.Merger``), each node asked for no more than the merge can use.
 """
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ from collector.proxy import (
     passthrough,
 )
 from collector.requestlog import RequestLog
-from engine.answer import Limits
-from engine.merge import Merger, SourceFailed, StreamReader
+from engine.formats.stream import StreamReader
+from engine.merge.merger import Merger, SourceFailed
+from engine.query.answer import Limits
 
 log = logging.getLogger("collector.fanout")
 

@@ -149,7 +149,7 @@ class RequestLog(models.Model):
             self.user = user
 
     def describe(self, flow: Any) -> None:
-        """The selectors and window of a validated query (an ``engine.flow.Selection``): those it has.
+        """The selectors and window of a validated query (an ``engine.selection.selectors.Selection``): those it has.
 
         An address is kept when the selector is a single host; a network, a Community ID and the
         rest are in ``query``.

@@ -24,7 +24,7 @@ from collector.models import (
     UserGrant,
     parse_node_selection,
 )
-from engine.flow import Selection
+from engine.selection.selectors import Selection
 
 # Parameters beyond the seed's flow passed on to the nodes as given (docs/SPEC.md "Selecting packets").
 PASSED_PARAMS = ("community_id", "format", "limit_packets", "limit_bytes")

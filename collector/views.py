@@ -55,7 +55,7 @@ from collector.serializers import (
     RECORD_FLOWS_PARAMS,
     RECORD_PCAP_PARAMS,
 )
-from engine.flow import Selection
+from engine.selection.selectors import Selection
 
 NODE_COMMANDS = ("ping", "status", "plugins", "routes")
 

@@ -43,14 +43,14 @@ def record_offsets(capture: str | os.PathLike) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     with cap:
         if isinstance(cap, PcapngCapture):
-            from .recordtable import walk_pcapng
+            from .dissection.recordtable import walk_pcapng
 
             return walk_pcapng(cap).offset
         assert isinstance(cap, PcapCapture)
         size, fd = cap.size(), cap.fileno()
         if size <= 24 or fd is None:
             return np.zeros(0, dtype=np.int64)
-        from . import native
+        from .dissection import native
 
         with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as mm:
             buf = np.frombuffer(mm, dtype=np.uint8, count=size)

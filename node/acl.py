@@ -11,7 +11,7 @@ from rest_framework.permissions import BasePermission
 from api.client import caller, in_any, plain_address
 from api.errors import refusal_response
 from api.metrics import scrape_refused
-from engine.flow import IPAddress
+from engine.selection.selectors import IPAddress
 
 log = logging.getLogger("node.acl")
 

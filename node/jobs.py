@@ -91,7 +91,7 @@ def worker_pool(jobs: int) -> Executor:
     """An executor of ``jobs`` worker processes (forked, so tests' patches reach them), or inline."""
     if jobs <= 1:
         return InlineExecutor()
-    from engine import native  # numba: loaded by processes that build indexes only
+    from engine.index import native  # numba: loaded by processes that build indexes only
 
     native.load()  # the build's compiled code made ready once here, not once in every worker
     return ProcessPoolExecutor(

@@ -37,12 +37,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 from engine.durable import atomic_write
-from engine.flow import LATEST_EPOCH, Selection
 from engine.formats import PCAP_HEADER_SIZE, CaptureError, PcapCapture, open_capture
 from engine.formats.source import TIER_SUFFIXES, capture_name, tier_of
 from engine.index import IndexUnusable, open_index
 from engine.index.summary import HourSummary, index_keys, merged, read_summary, summary_path, write_summary
-from engine.query import CaptureFile
+from engine.query.plan import CaptureFile
+from engine.selection.selectors import LATEST_EPOCH, Selection
 
 MAX_ROTATION_S = 3600
 # A capture tool names a file by the wall clock when it opens it, but libpcap hands packets over in

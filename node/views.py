@@ -47,11 +47,11 @@ from api.routes import list_routes
 from api.serializers import ErrorSerializer, FlowsSerializer, PingSerializer
 from api.streamgate import GATE
 from api.times import format_iso
-from engine.answer import Limits
-from engine.flow import Selection
-from engine.flows import list_flows
+from engine.flows.listing import list_flows
 from engine.formats import CaptureError
-from engine.query import CaptureFile, DamageReport, Estimate, estimate, query_captures
+from engine.query.answer import Limits
+from engine.query.plan import CaptureFile, DamageReport, Estimate, estimate, query_captures
+from engine.selection.selectors import Selection
 from node import status
 from node.acl import AllowedCaller, refused
 from node.serializers import (

@@ -94,9 +94,10 @@ PAR_PLUGINS_CONFIG = _plugins.settings
 
 # Private: it holds the secrets below and, on a collector, the database (docs/operator.md "Deployment").
 PAR_DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
-# The index build's compiled code (engine/native.py) is cached beside it; a read-only code tree
-# keeps it in PAR_DATA_DIR instead, so each process loads it rather than compiling it again.
-_compiled_cache = BASE_DIR / "engine" / "__pycache__"
+# The index build's compiled code (engine/dissection/native.py, engine/index/native.py) is cached
+# beside it; a read-only code tree keeps it in PAR_DATA_DIR instead, so each process loads it rather
+# than compiling it again.
+_compiled_cache = BASE_DIR / "engine" / "index" / "__pycache__"
 if not os.access(_compiled_cache if _compiled_cache.exists() else _compiled_cache.parent, os.W_OK):
     os.environ.setdefault("NUMBA_CACHE_DIR", str(PAR_DATA_DIR / "numba-cache"))
 

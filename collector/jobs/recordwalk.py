@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 
 from engine.formats import MAX_CAPLEN, pcap, pcapng
-from engine.merge import StreamError
+from engine.formats.stream import StreamError
 
 PCAP_HEADER = pcap.FILE_HEADER_SIZE
 PCAP_RECORD = pcap.RECORD_HEADER_SIZE

@@ -13,7 +13,7 @@ from typing import TypedDict
 
 from api.flowparams import AnswerOptions, parse_answer_options, selection_params
 from collector.models import Node
-from engine.flow import Selection
+from engine.selection.selectors import Selection
 
 
 class ExportRequest(TypedDict):

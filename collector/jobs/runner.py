@@ -30,9 +30,10 @@ from collector.jobs.model import Export
 from collector.jobs.recordwalk import RecordWalk
 from collector.models import ApiKey, Node, NodeGrants, UserGrant
 from collector.proxy import NodeAnswer, NodeUnreachable
-from engine.answer import Limits
 from engine.durable import atomic_write, make_dirs
-from engine.merge import Merger, SourceFailed, StreamReader
+from engine.formats.stream import StreamReader
+from engine.merge.merger import Merger, SourceFailed
+from engine.query.answer import Limits
 
 log = logging.getLogger("collector.jobs")
 

@@ -2,9 +2,11 @@
 
 ``open_capture`` reads the magic number and picks the reader from ``READERS``:
 ``engine.formats.pcap`` or ``engine.formats.pcapng``; what a read yields and how it fails is in
-``engine.formats.capture``, reading at known offsets in ``engine.formats.access``, writing an
-answer in ``engine.formats.writer``. Every read goes through a byte source (``engine.formats.source``:
-a local file, a zstd seekable file, an archived object).
+``engine.formats.capture``, reading at known offsets in ``engine.formats.access``, writing
+in ``engine.formats.writer`` (every pcap and pcapng structure the project packs), reading a
+stream fed chunk by chunk in ``engine.formats.stream`` (the merge's). Every read of a file goes
+through a byte source (``engine.formats.source``: a local file, a zstd seekable file
+(``engine.formats.seekable``), an archived object (``engine.formats.archived``)).
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ class PcapCapture(Capture):
             ts = secs * 1_000_000_000 + frac * scale
             if ts >= MAX_TS_NS:  # only a fraction of a second or more can get it there
                 check_time(self.path, base + i, ts)
-            yield Record(base + i, ts, linktype, buf[i + 16 : end], orig_len)
+            yield Record(base + i, ts, linktype, buf[i + RECORD_HEADER_SIZE : end], orig_len)
             i = end
 
     def record_at(self, offset: int) -> Record | None:

@@ -24,8 +24,11 @@ MAGIC = b"\x0a\x0d\x0d\x0a"
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 BYTE_ORDERS = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
 MAX_BLOCK = 16 << 20  # a block longer than this is damage, not a packet
-OPTION_TSRESOL = 9
-OPTION_TSOFFSET = 14
+# Option codes, one name each (an interface's options; code 0 ends a block's options).
+OPTION_END = 0  # opt_endofopt
+OPTION_NAME = 2  # if_name
+OPTION_TSRESOL = 9  # if_tsresol
+OPTION_TSOFFSET = 14  # if_tsoffset
 
 # Block layouts (after the 8-byte type and length), without byte order: a section sets its own.
 BLOCK_HEAD_FIELDS = "II"  # block type, total length
@@ -65,8 +68,17 @@ class Block(NamedTuple):
     order: str  # the byte order of its section
 
 
-def _tsresol(value: int) -> int:
+def tsresol_units(value: int) -> int:
+    """Timestamp units per second of an if_tsresol byte (0x80 | n: 2**n, else 10**n)."""
     return 1 << (value & 0x7F) if value & 0x80 else 10 ** (value & 0x7F)
+
+
+def tsresol_code(units: int) -> int:
+    """The if_tsresol byte for ``units`` per second (a power of ten or of two)."""
+    exponent = len(str(units)) - 1
+    if 10**exponent == units:
+        return exponent
+    return 0x80 | (units.bit_length() - 1)
 
 
 def options(data: bytes, order: str) -> Iterator[tuple[int, bytes]]:
@@ -74,7 +86,7 @@ def options(data: bytes, order: str) -> Iterator[tuple[int, bytes]]:
     i = 0
     while i + 4 <= len(data):
         code, length = struct.unpack_from(order + OPTION_FIELDS, data, i)
-        if code == 0:
+        if code == OPTION_END:
             return
         yield code, data[i + 4 : i + 4 + length]
         i += 4 + length + (-length % 4)
@@ -200,7 +212,7 @@ class PcapngCapture(Capture):
         units, shift = 1_000_000, 0
         for code, value in options(body[8:], order):
             if code == OPTION_TSRESOL and value:
-                units = _tsresol(value[0])
+                units = tsresol_units(value[0])
             elif code == OPTION_TSOFFSET and len(value) == 8:
                 (shift,) = struct.unpack(order + "q", value)
         section.interfaces.append(Interface(linktype, snaplen, units, shift))

@@ -10,7 +10,7 @@ offsets decoded), ``summary`` (an hour's indexes in one file).
 
 from __future__ import annotations
 
-from ..communityid import community_id
+from ..dissection.communityid import community_id
 from ..formats import CaptureError, IncompleteHeader
 from .build import IndexStats, build_index, index_in_memory
 from .format import (

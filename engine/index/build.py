@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..dissection.fields import FlowColumns, compiled_flow_columns, fill_slow_rows
+from ..dissection.recordtable import RecordTable, walk_pcap, walk_pcapng
 from ..durable import atomic_write
-from ..flowfields import FlowColumns, compiled_flow_columns, fill_slow_rows
 from ..formats import Capture, CaptureError, PcapCapture, PcapngCapture, open_capture
-from ..recordtable import RecordTable, walk_pcap, walk_pcapng
 from .flows import flow_table
 from .format import (
     FLAG_DAMAGED,

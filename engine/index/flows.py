@@ -1,17 +1,17 @@
 """The flow table of one capture file: packets grouped into direction-folded flows, with lookups.
 
-Built from the per-record flow columns of ``engine.flowfields``, as the columns of
+Built from the per-record flow columns of ``engine.dissection.fields``, as the columns of
 ``engine.index.format`` (which describes them): numpy over whole columns, and the loops that
 would need a dozen temporaries a row in numpy (fold, grouping keys, Community ID digests,
-varints) compiled (``engine.native``).
+varints) compiled (``engine.index.native``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..flowfields import FlowColumns
-from ..recordtable import RecordTable
+from ..dissection.fields import FlowColumns
+from ..dissection.recordtable import RecordTable
 from .format import OFFSET_GROUP, narrowest
 
 ICMP_PROTOCOLS = (1, 58)  # their Community ID needs each packet's type and code
@@ -19,8 +19,8 @@ V4_MAPPED = np.uint64(0xFFFF)
 
 
 def native():
-    """The compiled loops (``engine.native``), imported by an index build when it first needs them."""
-    from .. import native
+    """The compiled loops (``engine.index.native``), imported by an index build when it first needs them."""
+    from . import native
 
     return native
 

@@ -65,10 +65,10 @@ the file is scanned instead, the damage reported (``engine.index.opening.on_dama
 
 A flow is folded so that (a, a_port) <= (b, b_port), addresses compared as 16 bytes (IPv4 as
 ``::ffff:a.b.c.d``); a flow is IPv4 when both ends are. Later fragments are in the flow the
-fragment rule of ``engine.dissect`` gives them. Every selector is a binary search: an address or
+fragment rule of ``engine.dissection.packet`` gives them. Every selector is a binary search: an address or
 network is a range of ``byaddr4``/``byaddr6`` (searched through the flow table's addresses), a
 port a run of ``byport``, a Community ID a range of the sorted ``cid`` of each family, confirmed by
-recomputing the digest from the row (``engine.communityid``). Packet timestamps are not stored:
+recomputing the digest from the row (``engine.dissection.communityid``). Packet timestamps are not stored:
 the query reads each record's header to clip time anyway.
 
 Size: per packet, its varint: 1 byte for a distance to the flow's previous packet under 128

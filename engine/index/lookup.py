@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..communityid import community_digests, parse_community_id
-from ..flowfields import address_halves
-from ..select import is_icmp
+from ..dissection.communityid import community_digests, parse_community_id
+from ..dissection.fields import address_halves
+from ..selection.match import is_icmp
 from .columns import FEW_ROWS, IndexColumns, IntColumn
 from .flows import ICMP_PROTOCOLS
 from .format import IndexUnusable
@@ -193,7 +193,7 @@ class FlowLookups(IndexColumns):
         return ids[(last >= start_ns) & (first <= end_ns)]
 
     def candidates(self, selection) -> np.ndarray:
-        """Ids of the flows that may hold packets of ``selection`` (an ``engine.flow.Selection``).
+        """Ids of the flows that may hold packets of ``selection`` (an ``engine.selection.selectors.Selection``).
 
         The narrowest lookup the selection allows (a Community ID, the smaller of its address
         ranges, the smaller of its ports, its protocol) gives the candidates, then their times are
@@ -227,7 +227,7 @@ class FlowLookups(IndexColumns):
 
         ``confirm`` takes the candidates' rows (ROW_DTYPE, with Community ID digests when the
         selection names one) and returns a boolean mask of those that match: the selection's own
-        rules (``engine.select``), applied to a few rows instead of the whole table.
+        rules (``engine.selection.match``), applied to a few rows instead of the whole table.
 
         The answer is kept for the index's last few selections (an estimate and the answer it
         precedes ask the same), when ``confirm`` is a method of an object hashed by what it decides

@@ -38,9 +38,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..communityid import parse_community_id
+from ..dissection.communityid import parse_community_id
 from ..durable import atomic_write
-from ..flow import Selection
+from ..selection.selectors import Selection
 from .flows import ICMP_PROTOCOLS
 from .opening import FlowIndex
 

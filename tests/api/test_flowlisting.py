@@ -11,9 +11,9 @@ import pytest
 import pcapgen as g
 from api.flowlisting import columns_csv, flow_dict, flows_answer, flows_csv, flows_json
 from api.times import format_iso, format_iso_many
-from engine.flow import Selection
-from engine.flows import list_flows
+from engine.flows.listing import list_flows
 from engine.index import build_index
+from engine.selection.selectors import Selection
 
 T0 = 1_700_000_000 * 10**9
 S = 10**9

@@ -12,7 +12,7 @@ import pytest
 
 from api.records import MAX_RECORD_BYTES, RecordError, record_query
 from api.times import parse_time
-from engine.communityid import community_id
+from engine.dissection.communityid import community_id
 
 ALERT = {
     "timestamp": "2026-12-01T05:40:02.500000+0000",

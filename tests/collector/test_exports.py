@@ -297,7 +297,7 @@ def test_the_record_walk_counts_whole_records_however_the_bytes_are_cut(piece):
 
 def test_the_record_walk_counts_a_pcapng_s_packets_and_refuses_what_is_no_capture():
     from collector.jobs.recordwalk import RecordWalk
-    from engine.merge import StreamError
+    from engine.formats.stream import StreamError
     from pcapgen import pcapng_bytes
 
     for big_endian in (False, True):

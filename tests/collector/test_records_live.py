@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from api.times import format_iso
-from engine.communityid import community_id
+from engine.dissection.communityid import community_id
 from tests.collector.live import log_count, newest_log_row
 from tests.collector.test_live import ADMIN, live_collector, node_env
 from tests.node.captures import A_PORT, B_PORT, NS, T0, A, B, Tree, make_tree

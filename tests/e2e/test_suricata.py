@@ -32,7 +32,7 @@ import pytest
 import requests
 
 from api.times import parse_time
-from engine.communityid import community_id
+from engine.dissection.communityid import community_id
 from tests.e2e.loopback import ALERT_MARK, LoopbackTraffic
 from tests.servers import ROOT, Server, gunicorn
 

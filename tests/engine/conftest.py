@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.flow import FlowQuery
-from engine.query import query_captures
+from engine.query.plan import query_captures
+from engine.selection.selectors import FlowQuery
 
 T0 = 1_700_000_000_000_000_000  # a whole second, in ns
 END_OF_TIME = 2**63 - 1

@@ -7,11 +7,13 @@ import struct
 import pytest
 
 import pcapgen as g
-from engine import bulk, bulkscan, pieces
-from engine.answer import Limits
-from engine.flow import Selection
 from engine.index import build_index
-from engine.query import query_captures
+from engine.query import many_candidates as bulk
+from engine.query import pieces
+from engine.query import unindexed as bulkscan
+from engine.query.answer import Limits
+from engine.query.plan import query_captures
+from engine.selection.selectors import Selection
 from tests.engine.conftest import T0, flow, pcap_records
 from tests.engine.test_select import CASES, _traffic, selection_of
 
@@ -126,7 +128,7 @@ def both(paths, selection, **options) -> tuple[bytes, bytes]:
 @pytest.fixture(params=["default", "tiny", "few"], ids=["default reads", "tiny reads", "few records"])
 def reads(request, monkeypatch):
     """The default read sizes, or tiny ones (steps cut after a few records, runs after a few bytes),
-    or every indexed file read the way of a file with few candidates (``engine.fewrecords``)."""
+    or every indexed file read the way of a file with few candidates (``engine.query.few_candidates``)."""
     if request.param == "tiny":
         monkeypatch.setattr(bulk, "MAX_READ", 6000)
         monkeypatch.setattr(bulk, "GAP", 300)
@@ -154,7 +156,7 @@ def test_the_bulk_path_is_taken_for_many_candidates_and_copies_runs_whole(files,
         taken.append(len(args[1]))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("engine.query.indexed_pieces", spy)
+    monkeypatch.setattr("engine.query.plan.indexed_pieces", spy)
     fast, slow = both([files["ether"]], Selection(0, 2**62))
     assert fast == slow and taken == [len(pcap_records(fast)[1])]
     # Every record is selected: the file's records come out as they are in the file.
@@ -247,7 +249,7 @@ def test_a_file_without_fragments_is_scanned_in_bulk_to_its_end(unindexed, monke
         return real(records, writer, *args)
 
     monkeypatch.setattr(pieces, "encoded_pieces", spy)
-    monkeypatch.setattr("engine.query.encoded_pieces", spy)
+    monkeypatch.setattr("engine.query.plan.encoded_pieces", spy)
     selection = selection_of(CASES["a v4 network"])
     fast = b"".join(query_captures([unindexed["plain"]], selection))
     assert len(pcap_records(fast)[1]) > 1000

@@ -10,9 +10,9 @@ import subprocess
 import pytest
 
 import pcapgen as g
-from engine.communityid import community_id, flow_ports, parse_community_id
-from engine.dissect import dissect
-from engine.flow import address16
+from engine.dissection.communityid import community_id, flow_ports, parse_community_id
+from engine.dissection.packet import dissect
+from engine.selection.selectors import address16
 
 communityid = pytest.importorskip("communityid", reason="the reference Community ID package is the oracle")
 

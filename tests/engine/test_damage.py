@@ -9,7 +9,7 @@ import pytest
 import pcapgen as g
 from engine.formats import CaptureError
 from engine.index import build_index, forget_open_indexes, index_path, open_index
-from engine.query import DamageReport, query_captures
+from engine.query.plan import DamageReport, query_captures
 from tests.engine.conftest import T0, flow, pcap_records
 
 A, B = "10.0.0.1", "10.0.0.2"

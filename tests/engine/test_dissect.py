@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import pcapgen as g
-from engine.dissect import dissect
+from engine.dissection.packet import dissect
 from engine.index import FlowIndex, build_index, index_path
 from tests.engine.conftest import T0
 

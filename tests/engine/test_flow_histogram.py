@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.flows import HISTOGRAM_BINS, bytes_over_time
+from engine.flows.listing import HISTOGRAM_BINS, bytes_over_time
 
 
 def test_each_flows_bytes_are_spread_over_its_time_and_add_up():

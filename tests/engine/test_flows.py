@@ -9,9 +9,9 @@ from collections import defaultdict
 import pytest
 
 import pcapgen as g
-from engine.flow import Selection, address16
-from engine.flows import list_flows
+from engine.flows.listing import list_flows
 from engine.index import build_index, index_path
+from engine.selection.selectors import Selection, address16
 from tests.engine.conftest import T0
 from tests.engine.test_select import Truth, _traffic, wanted
 

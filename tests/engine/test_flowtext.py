@@ -7,9 +7,9 @@ from ipaddress import IPv4Address, IPv6Address
 
 import numpy as np
 
-from engine.communityid import community_digest, community_digests, render, render_many
-from engine.flow import V4_PREFIX
-from engine.flowtext import address_texts
+from engine.dissection.communityid import community_digest, community_digests, render, render_many
+from engine.dissection.packet import V4_PREFIX
+from engine.flows.text import address_texts
 
 
 def _halves(packed: bytes) -> tuple[int, int]:

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 import pcapgen as g
-from engine.flow import address_range
 from engine.formats import CaptureError
 from engine.index import (
     INDEX_VERSION,
@@ -25,6 +24,7 @@ from engine.index import (
     open_index,
 )
 from engine.index import format as index_format
+from engine.selection.selectors import address_range
 from tests.engine.conftest import T0, answer, pcap_records
 from tests.engine.test_dissect import a16
 
@@ -216,7 +216,7 @@ def test_the_header_format_is_documented():
 
 
 def selection(**given):
-    from engine.flow import Selection
+    from engine.selection.selectors import Selection
 
     return Selection(start_ns=0, end_ns=2**63 - 1, **given)
 
@@ -408,7 +408,7 @@ def test_a_few_candidates_checked_one_by_one_find_and_estimate_what_the_table_ch
 
 @pytest.mark.parametrize("mapped", [True, False], ids=["a v4-mapped IPv6 end", "no v4-mapped end"])
 def test_an_ipv4_query_finds_ipv6_packets_whose_address_is_v4_mapped(tmp_path, mapped):
-    from engine.query import query_captures
+    from engine.query.plan import query_captures
 
     path = tmp_path / f"pcap.{T0 // 10**9}"
     v6_end = "::ffff:10.9.8.7" if mapped else "2001:db8::7"

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.answer import Limits
 from engine.formats import open_capture
-from engine.merge import Merger, SourceFailed, StreamError, StreamReader
+from engine.formats.stream import StreamError, StreamReader
+from engine.merge.merger import Merger, SourceFailed
+from engine.query.answer import Limits
 from pcapgen import Interface, ether, pcap_bytes, pcapng_bytes, raw, sll, tcp, udp
 
 T0 = 1_700_000_000 * 10**9

@@ -16,11 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pcapgen as g
-from engine import native
-from engine.flowfields import FlowColumns, compiled_flow_columns, flow_columns
+from engine.dissection import native
+from engine.dissection.fields import FlowColumns, compiled_flow_columns, flow_columns
+from engine.dissection.recordtable import walk_pcap, walk_pcapng
 from engine.formats import PcapngCapture, open_capture
 from engine.index import build_index, index_path
-from engine.recordtable import walk_pcap, walk_pcapng
+from engine.index import native as index_native
 from tests.engine.conftest import T0
 from tests.engine.test_index_bytes import CAPTURES, odd_packets
 
@@ -42,7 +43,7 @@ def test_community_id_heads_are_the_first_bytes_of_the_sha1_of_each_flows_messag
     a_port, b_port = (rng.integers(0, 65536, n).astype(np.uint64) for _ in range(2))
     ports = a_port << np.uint64(24) | b_port << np.uint64(8) | protos
     v4 = rng.random(n) < 0.5
-    heads = native.community_id_heads(a_hi, a_lo, b_hi, b_lo, ports, v4)
+    heads = index_native.community_id_heads(a_hi, a_lo, b_hi, b_lo, ports, v4)
     for k in range(n):
         proto = int(protos[k])
         if proto in (1, 58):

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 import pcapgen as g
 from engine import formats
-from engine.dissect import dissect
+from engine.dissection.packet import dissect
 from engine.index import FlowIndex, build_index, index_path, open_index
-from engine.query import CaptureFile, query_captures
+from engine.query.plan import CaptureFile, query_captures
 from tests.engine.conftest import T0, answer, flow, fragment6, pcap_records, record_bytes
 
 A, B = "10.0.0.1", "10.0.0.2"

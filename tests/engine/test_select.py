@@ -18,12 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pcapgen as g
-from engine.communityid import community_digest, community_id
-from engine.flow import Selection, address16
+from engine.dissection.communityid import community_digest, community_id
 from engine.index import build_index, index_path
 from engine.index.lookup import ROW_DTYPE
-from engine.query import estimate, query_captures
-from engine.select import FEW_ROWS, SelectionMatcher
+from engine.query.plan import estimate, query_captures
+from engine.selection.match import FEW_ROWS, SelectionMatcher
+from engine.selection.selectors import Selection, address16
 from tests.engine.conftest import T0, fragment6, pcap_records
 from tests.engine.test_query import captures
 

@@ -6,7 +6,7 @@ from ipaddress import ip_address, ip_network
 
 import pytest
 
-from engine.flow import FlowQuery, Selection, address16, address_range
+from engine.selection.selectors import FlowQuery, Selection, address16, address_range
 
 A, B, C = (address16(ip_address(x)) for x in ("10.1.2.3", "192.0.2.7", "10.9.9.9"))
 V6 = address16(ip_address("2001:db8::5"))

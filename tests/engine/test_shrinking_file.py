@@ -8,9 +8,9 @@ from ipaddress import ip_address
 import pytest
 
 import pcapgen as g
-from engine.flow import FlowQuery
 from engine.formats import CaptureTruncated, open_capture
-from engine.query import query_captures
+from engine.query.plan import query_captures
+from engine.selection.selectors import FlowQuery
 
 FRAME = g.ether(g.tcp("10.0.0.1", 1234, "10.0.0.2", 80, b"x" * 1000))
 NS = 1_000_000_000

@@ -10,8 +10,8 @@ from django.core.signals import request_finished
 from django.db import close_old_connections
 from django.test import Client, RequestFactory, override_settings
 
-from engine.flow import FlowQuery
-from engine.query import query_captures
+from engine.query.plan import query_captures
+from engine.selection.selectors import FlowQuery
 from node import store, views
 from pcapgen import ether, pcap_bytes, tcp, write_pcap
 from tests.node.captures import A_PORT, B_PORT, FILE_SECONDS, NS, T0, A, B, make_tree, window

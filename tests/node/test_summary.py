@@ -8,10 +8,10 @@ import time
 import pytest
 import requests
 
-from engine.flow import Selection
 from engine.index import build_index, forget_open_indexes
 from engine.index import opening as index_read
 from engine.index.summary import read_summary, summary_path
+from engine.selection.selectors import Selection
 from node import filer, store
 from tests.node.filing import NS, filer_env, manage, write_capture
 from tests.node.test_api_http import env_for

@@ -24,12 +24,12 @@ import pytest
 from django.test import Client, override_settings
 
 from engine.compress import compress_capture
-from engine.flow import FlowQuery
 from engine.formats import archived, open_capture
 from engine.formats.seekable import SeekableZstd, read_seek_table
 from engine.formats.source import LocalFile
 from engine.index import build_index, index_is_current, open_index
-from engine.query import query_captures
+from engine.query.plan import query_captures
+from engine.selection.selectors import FlowQuery
 from node import store, tiers
 from node.filer import FilerOptions, run_pass, tier_pass
 from pcapgen import ether, pcap_bytes, udp, write_pcap

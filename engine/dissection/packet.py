@@ -1,14 +1,14 @@
 """Link layer -> IP -> ports: the flow fields of one frame.
 
-This is the per-packet reference the scan path and the tests use; ``engine.flowfields`` computes
+This is the per-packet reference the scan path and the tests use; ``engine.dissection.fields`` computes
 the same fields for whole files at once with numpy and falls back to this module for rare packets.
 
 Rules both share:
 - addresses are 16 bytes, IPv4 as IPv4-mapped IPv6 (``::ffff:a.b.c.d``);
 - TCP, UDP and SCTP carry ports (a packet too short to hold them has no flow fields); other IP
   protocols get ports 0;
-- the fragment rule, which the index build (``engine.flowfields.fill_slow_rows``) and the scan
-  (``engine.query.scanned_records``) both apply: an IPv4 datagram in fragments (MF set or
+- the fragment rule, which the index build (``engine.dissection.fields.fill_slow_rows``) and the scan
+  (``engine.query.per_record.scanned_records``) both apply: an IPv4 datagram in fragments (MF set or
   offset > 0), or an IPv6 packet with a fragment header, has ``frag_key`` set, its reassembly
   key: (src, dst, protocol, identification) for IPv4, (src, dst, -1, identification) for IPv6; a
   non-first fragment (``later_fragment``) has no ports: it belongs to the flow of a first
@@ -38,7 +38,13 @@ ETH_IPV6 = 0x86DD
 VLAN_TPIDS = (0x8100, 0x88A8, 0x9100)
 AF_INET = 2
 AF_INET6 = (10, 24, 28, 30)  # Linux, NetBSD/OpenBSD, FreeBSD, Darwin
-PORT_PROTOCOLS = (6, 17, 132)
+PROTO_ICMP = 1
+PROTO_TCP = 6
+PROTO_UDP = 17
+PROTO_ICMPV6 = 58
+PROTO_SCTP = 132
+# Protocols whose packets carry ports, matched when a query names a port and no protocol.
+PORT_PROTOCOLS = (PROTO_TCP, PROTO_UDP, PROTO_SCTP)
 IPV6_EXTENSIONS = (0, 43, 60)  # hop-by-hop, routing, destination options: (len + 1) * 8 bytes
 IPV6_FRAGMENT = 44
 IPV6_AH = 51  # authentication header: (len + 2) * 4 bytes

@@ -11,11 +11,11 @@ fewer than the window holds.
 a flow seen in several files, in the earliest of them.
 
 The rows are merged, sorted and cut at the limit as numpy rows; only the rows returned get their
-text (addresses, ``engine.flowtext``) and their Community ID (``community_digests``), all at once,
+text (addresses, ``engine.flows.text``) and their Community ID (``community_digests``), all at once,
 as columns (``FlowColumns``) that an answer is written from.
 
 ICMP and ICMPv6 rows of the flow table hold every message between two hosts (ports 0); they are
-split by message type and code as Community ID maps them (see ``engine.select``) by reading those
+split by message type and code as Community ID maps them (see ``engine.selection.match``) by reading those
 flows' records only, so each ICMP row has its ports and its Community ID.
 """
 
@@ -27,15 +27,15 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from . import dissect as d
-from .communityid import DIGEST_SIZE, community_digest, community_digests, flow_ports, render_many
-from .flow import Selection
-from .flowtext import address_texts
-from .formats import CaptureError, IncompleteHeader, PcapngCapture, open_capture
-from .index import FlowIndex, IndexUnusable
-from .index.build import index_in_memory
-from .query import CaptureFile
-from .select import SelectionMatcher, icmp_type_code, is_icmp
+from ..dissection import packet as d
+from ..dissection.communityid import DIGEST_SIZE, community_digest, community_digests, flow_ports, render_many
+from ..formats import CaptureError, IncompleteHeader, PcapngCapture, open_capture
+from ..index import FlowIndex, IndexUnusable
+from ..index.build import index_in_memory
+from ..query.plan import CaptureFile
+from ..selection.match import SelectionMatcher, icmp_type_code, is_icmp
+from ..selection.selectors import Selection
+from .text import address_texts
 
 SORTS = {"first": ("first_ns", False), "last": ("last_ns", False), "-bytes": ("bytes", True)}
 SORTS["-packets"] = ("packets", True)

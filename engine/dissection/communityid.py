@@ -16,7 +16,7 @@ are one flow. Any other type keeps its code as the destination port and is one-w
 as sent, never reordered (Zeek's mapping, which the reference implementation mirrors).
 
 Addresses are taken as the engine holds them, 16 bytes with IPv4 as ``::ffff:a.b.c.d``
-(``engine.flow.address16``); a flow between two such addresses is hashed as IPv4.
+(``engine.selection.selectors.address16``); a flow between two such addresses is hashed as IPv4.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import struct
 
 import numpy as np
 
-from .flow import PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP, V4_PREFIX
+from .packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP, V4_PREFIX
 
 # Protocols whose ports (or ICMP port equivalents) are part of the hashed message.
 HASHED_PORT_PROTOCOLS = (PROTO_ICMP, PROTO_TCP, PROTO_UDP, PROTO_ICMPV6, PROTO_SCTP)

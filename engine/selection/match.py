@@ -1,7 +1,7 @@
 """Which packets and flows a Selection takes: the per-packet test of a scan, the per-flow test of an index.
 
-Both apply the rules of ``engine.flow.Selection`` (either end in either order; a port without a
-protocol means TCP, UDP or SCTP) and the same Community ID (``engine.communityid``), so an
+Both apply the rules of ``engine.selection.selectors.Selection`` (either end in either order; a port without a
+protocol means TCP, UDP or SCTP) and the same Community ID (``engine.dissection.communityid``), so an
 indexed file and a scanned one give the same answer.
 
 ICMP and ICMPv6 carry no ports; the dissector gives their packets ports 0, so all ICMP between
@@ -17,9 +17,10 @@ import dataclasses
 
 import numpy as np
 
-from . import dissect as d
-from .communityid import community_digest, flow_ports, parse_community_id
-from .flow import PROTO_ICMP, PROTO_ICMPV6, Selection
+from ..dissection import packet as d
+from ..dissection.communityid import community_digest, flow_ports, parse_community_id
+from ..dissection.packet import PROTO_ICMP, PROTO_ICMPV6
+from .selectors import Selection
 
 ICMP_PROTOCOLS = (PROTO_ICMP, PROTO_ICMPV6)
 
@@ -150,7 +151,7 @@ class SelectionMatcher:
         return tuple(found)
 
     def columns_match(self, c) -> np.ndarray | None:
-        """``flow`` over many records' fields at once (``engine.flowfields.FlowColumns``); None when
+        """``flow`` over many records' fields at once (``engine.dissection.fields.FlowColumns``); None when
         the selection is decided per packet (a Community ID, ICMP type or code)."""
         if self.digest is not None or self._icmp_per_packet:
             return None

@@ -6,7 +6,7 @@ parsing names or headers again. A file with a current index is answered from it:
 looked up, only its records are read, and each one is checked against the query (fields and time)
 before it is kept. A file without one (the file still being written, an index of another version,
 a damaged index) is scanned record by record with the same rules, so both give the same answer;
-later fragments follow the fragment rule of ``engine.dissect`` either way.
+later fragments follow the fragment rule of ``engine.dissection.packet`` either way.
 
 A damaged file (a crash or a full disk cut or corrupted it part-way) is read up to its damage:
 the index says where it is (``FlowIndex.damaged_at``), a scan meets it. Each damage is noted in
@@ -26,15 +26,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .answer import PCAP_RECORD_OVERHEAD, PCAPNG_RECORD_OVERHEAD, Limits, PcapngWriter
-from .bulk import bulk_readable, indexed_pieces
-from .bulkscan import scannable, scanned_pieces
-from .damage import DamageReport, UpToDamage
-from .dissect import PORT_PROTOCOLS, V4_PREFIX, FlowFields, dissect
-from .fewrecords import few_record_pieces
-from .flow import FlowQuery, Selection
-from .flowfields import FlowColumns, address_halves
-from .formats import (
+from ..formats import (
+    PCAP_HEADER_SIZE,
+    RECORD_HEADER_SIZE,
     Capture,
     CaptureError,
     CaptureWriter,
@@ -44,10 +38,19 @@ from .formats import (
     Record,
     open_capture,
 )
-from .formats.source import capture_length
-from .index import FlowIndex, IndexUnusable, open_index
+from ..formats.source import capture_length
+from ..formats.writer import PcapngWriter
+from ..index import FlowIndex, IndexUnusable, open_index
+from ..selection.exact import Matcher
+from ..selection.match import SelectionMatcher
+from ..selection.selectors import Selection
+from .answer import PCAP_RECORD_OVERHEAD, PCAPNG_RECORD_OVERHEAD, Limits
+from .damage import DamageReport, UpToDamage
+from .few_candidates import few_record_pieces
+from .many_candidates import bulk_readable, indexed_pieces
+from .per_record import in_slices, indexed_records, scanned_records
 from .pieces import PIECE_BYTES, Piece, answered, encoded_pieces, merged
-from .select import SelectionMatcher
+from .unindexed import scannable, scanned_pieces
 
 
 class CaptureFile(NamedTuple):
@@ -64,63 +67,6 @@ class CaptureFile(NamedTuple):
     def at(cls, path: str | os.PathLike) -> CaptureFile:
         """A file known by its path only: its index is looked up, its span is not known."""
         return cls(Path(path), index=open_index(path))
-
-
-def address16(address) -> bytes:
-    """An address as the 16 bytes the engine compares (IPv4 as ``::ffff:a.b.c.d``)."""
-    if address.version == 4:
-        return V4_PREFIX + address.packed
-    return address.packed
-
-
-@dataclass(frozen=True)
-class Matcher:
-    """Decides whether a dissected packet belongs to the query's flow."""
-
-    a: bytes
-    a_port: int
-    b: bytes
-    b_port: int
-    protocols: tuple[int, ...]
-    start_ns: int
-    end_ns: int
-
-    @classmethod
-    def of(cls, q: Selection) -> Matcher | SelectionMatcher:
-        """The seed's exact flow matched by tuple; any other selection by ``engine.select``."""
-        if not isinstance(q, FlowQuery) or q.community_id is not None:
-            return SelectionMatcher(q)
-        protocols = PORT_PROTOCOLS if q.proto is None else (q.proto,)
-        return cls(address16(q.a), q.a_port, address16(q.b), q.b_port, protocols, q.start_ns, q.end_ns)
-
-    def flow(self, f: FlowFields, linktype: int | None = None, data: bytes | None = None) -> bool:
-        """True when ``f`` (not a later fragment) is a packet of the flow, either way."""
-        if f.proto not in self.protocols:
-            return False
-        forward = (f.src, f.sport, f.dst, f.dport) == (self.a, self.a_port, self.b, self.b_port)
-        return forward or (f.src, f.sport, f.dst, f.dport) == (self.b, self.b_port, self.a, self.a_port)
-
-    def endpoints(self, f: FlowFields) -> bool:
-        """True when ``f`` travels between the flow's two addresses (all a later fragment can show)."""
-        return (f.src, f.dst) in ((self.a, self.b), (self.b, self.a))
-
-    def columns_match(self, c: FlowColumns) -> np.ndarray:
-        """``flow`` over many records' fields at once (rows of the vectorised dissection)."""
-        (a_hi, a_lo), (b_hi, b_lo) = address_halves(self.a), address_halves(self.b)
-
-        def end(hi, lo, port, a_hi, a_lo, a_port):
-            return (hi == np.uint64(a_hi)) & (lo == np.uint64(a_lo)) & (port == a_port)
-
-        forward = end(c.src_hi, c.src_lo, c.sport, a_hi, a_lo, self.a_port)
-        forward &= end(c.dst_hi, c.dst_lo, c.dport, b_hi, b_lo, self.b_port)
-        reverse = end(c.src_hi, c.src_lo, c.sport, b_hi, b_lo, self.b_port)
-        reverse &= end(c.dst_hi, c.dst_lo, c.dport, a_hi, a_lo, self.a_port)
-        return c.has_flow & np.isin(c.proto, self.protocols) & (forward | reverse)
-
-    def needles(self) -> tuple[bytes, bytes]:
-        """Bytes every matching frame contains (its addresses), for a cheap first test in a scan."""
-        a, b = (x[12:] if x[:12] == V4_PREFIX else x for x in (self.a, self.b))
-        return a, b
 
 
 @dataclass
@@ -181,7 +127,7 @@ class FilePlan:
     ) -> Iterator[Record]:
         """The indexed records after ``last``; when an offset proves not to be a record, the rest by a scan."""
         try:
-            for record in indexed_records(self.capture, _in_slices(offsets), m):
+            for record in indexed_records(self.capture, in_slices(offsets), m):
                 last = record.offset
                 yield record
             return
@@ -221,19 +167,36 @@ def plan_file(
     if file.index is not None and damaged_at is not None and report is not None:
         problem = "damaged (the index holds the records before it)"
         report.damaged(CaptureError(file.path, damaged_at, problem), readable=file.index.records > 0)
-    index, offsets = file.index, None
-    if index is not None and index.usable_for_queries:
-        try:
-            offsets = _indexed_offsets(index, m)
-        except IndexUnusable:
-            index = None  # damaged inside: read like a file without an index
-        else:
-            if not len(offsets):
-                return None
-    else:
-        index = None
+    index, offsets = _from_index(file.index, m)
+    if offsets is not None and not len(offsets):
+        return None
+    capture = _opened(file, report)
+    if capture is None:
+        return None
+    if offsets is not None:
+        damaged_at = _fetch_planned(capture, offsets, report, damaged_at)
+    readable = UpToDamage(capture, damaged_at, report) if report is not None else None
+    if not _learned(capture, index):
+        return FilePlan(capture, readable=readable)
+    return FilePlan(capture, index, offsets, readable)
+
+
+def _from_index(
+    index: FlowIndex | None, m: Matcher | SelectionMatcher
+) -> tuple[FlowIndex | None, np.ndarray | None]:
+    """(the index, its candidate offsets) when the index can answer; (None, None) to read without it."""
+    if index is None or not index.usable_for_queries:
+        return None, None
     try:
-        capture = open_capture(file.path)
+        return index, _indexed_offsets(index, m)
+    except IndexUnusable:
+        return None, None  # damaged inside: read like a file without an index
+
+
+def _opened(file: CaptureFile, report: DamageReport | None) -> Capture | None:
+    """The capture opened; None for a file with nothing in it yet, or (noted in ``report``) damaged."""
+    try:
+        return open_capture(file.path)
     except IncompleteHeader:
         return None  # a file just created: nothing in it yet
     except CaptureError as exc:
@@ -241,106 +204,50 @@ def plan_file(
             raise
         report.damaged(exc, readable=False)
         return None
+
+
+def _fetch_planned(
+    capture: Capture, offsets: np.ndarray, report: DamageReport | None, damaged_at: int | None
+) -> int | None:
+    """A compressed or archived capture's frames of these records fetched together, the first ones now.
+
+    A damaged frame among them is named before the answer's first byte; returns where the
+    capture's damage begins, so far as known.
+    """
     plan = getattr(capture.source, "plan", None)
-    if plan is not None and offsets is not None:
-        # A compressed or archived capture: the frames of these records are fetched together, the
-        # first ones now (a damaged frame among them is named before the answer's first byte).
-        try:
-            plan(offsets)
-        except CaptureError as exc:
-            if report is None:
-                capture.close()
-                raise
-            report.damaged(exc, readable=exc.offset > int(offsets[0]))
-            damaged_at = exc.offset if damaged_at is None else min(damaged_at, exc.offset)
-        except BaseException:
+    if plan is None:
+        return damaged_at
+    try:
+        plan(offsets)
+    except CaptureError as exc:
+        if report is None:
             capture.close()
             raise
-    readable = UpToDamage(capture, damaged_at, report) if report is not None else None
+        report.damaged(exc, readable=exc.offset > int(offsets[0]))
+        return exc.offset if damaged_at is None else min(damaged_at, exc.offset)
+    except BaseException:
+        capture.close()
+        raise
+    return damaged_at
+
+
+def _learned(capture: Capture, index: FlowIndex | None) -> bool:
+    """A pcapng capture's interfaces learned before the answer is written; False when the index
+    names blocks that are not there (it is damaged, the capture may be fine: read it without)."""
     try:
         if index is not None and isinstance(capture, PcapngCapture):
             capture.learn_blocks(index.meta_offsets)
         elif isinstance(capture, PcapngCapture):
             capture.learn_interfaces()  # the answer's precision and link types, before it is written
     except CaptureError:
-        # The index names blocks that are not there: it is damaged, the capture may be fine. What
-        # was learned are real blocks, which the scan meets again.
+        # What was learned are real blocks, which the scan meets again.
         assert isinstance(capture, PcapngCapture)
         capture.learn_interfaces()
-        return FilePlan(capture, readable=readable)
+        return False
     except BaseException:
         capture.close()
         raise
-    return FilePlan(capture, index, offsets, readable)
-
-
-def _in_slices(offsets: np.ndarray, size: int = 4096) -> Iterator[int]:
-    """The offsets as Python ints, a slice at a time: a big answer never holds them all as objects."""
-    for start in range(0, len(offsets), size):
-        yield from offsets[start : start + size].tolist()
-
-
-def indexed_records(
-    capture: Capture, offsets: Iterable[int], m: Matcher | SelectionMatcher
-) -> Iterator[Record]:
-    """The records at ``offsets`` that really belong to the flow and the window."""
-    for record in capture.records_at(offsets):
-        if not m.start_ns <= record.ts_ns <= m.end_ns:
-            continue
-        f = dissect(record.linktype, record.data)
-        if f is None:
-            continue
-        # A later fragment shows no ports; the index tied it to its first fragment's flow.
-        if m.endpoints(f) if f.later_fragment else m.flow(f, record.linktype, record.data):
-            yield record
-
-
-def scanned_records(capture: Iterable[Record], m: Matcher | SelectionMatcher) -> Iterator[Record]:
-    """Every record of the file that belongs to the flow and the window, reading it all, in file order.
-
-    Later fragments follow the fragment rule of ``engine.dissect``; one met before any first
-    fragment of its key needs the earliest one after it, learned by one extra read of the file,
-    done only when such a fragment between the flow's addresses turns up.
-    """
-    needles = m.needles()
-    first_fragments: dict[tuple, bool] = {}  # reassembly key -> did the latest first fragment match
-    earliest: dict[tuple, bool] | None = None  # the same for the earliest one, once needed
-    for record in capture:
-        data = record.data
-        if any(needle not in data for needle in needles):
-            continue
-        f = dissect(record.linktype, data)
-        if f is None:
-            continue
-        if f.later_fragment:
-            assert f.frag_key is not None  # a later fragment always has its reassembly key
-            matched = first_fragments.get(f.frag_key)
-            if matched is None:
-                if not (m.endpoints(f) and m.start_ns <= record.ts_ns <= m.end_ns):
-                    continue
-                if earliest is None:
-                    earliest = _earliest_first_fragments(capture, m)
-                matched = earliest.get(f.frag_key, False)  # False: no first fragment in the file
-        else:
-            matched = m.flow(f, record.linktype, data)
-            if f.frag_key is not None:
-                first_fragments[f.frag_key] = matched
-        if matched and m.start_ns <= record.ts_ns <= m.end_ns:
-            yield record
-
-
-def _earliest_first_fragments(capture: Iterable[Record], m: Matcher | SelectionMatcher) -> dict[tuple, bool]:
-    """Reassembly key -> does the earliest first fragment with it match (fragments between the addresses)."""
-    needles = m.needles()
-    earliest: dict[tuple, bool] = {}
-    for record in capture:
-        data = record.data
-        if any(needle not in data for needle in needles):
-            continue
-        f = dissect(record.linktype, data)
-        if f is not None and f.frag_key is not None and not f.later_fragment and m.endpoints(f):
-            earliest.setdefault(f.frag_key, m.flow(f, record.linktype, data))
-    return earliest
+    return True
 
 
 def _output_format(files: Sequence[CaptureFile], plans: list[FilePlan]) -> tuple[list[int], bool]:
@@ -451,7 +358,7 @@ def estimate(
             size = capture_length(file.path)
         except (OSError, ValueError):
             continue
-        packets += max(0, size - 24) // 16
+        packets += max(0, size - PCAP_HEADER_SIZE) // RECORD_HEADER_SIZE
         frame_bytes += size
         linktypes.update((0, 1))  # unknown: count as mixed
         unindexed.append(file.path.name)

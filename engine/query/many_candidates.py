@@ -2,10 +2,10 @@
 
 A file with a current index and many candidates is read in bulk (``indexed_pieces``): candidate
 records close to each other are read with one ``preadv`` per run of them; their headers, times and
-flow fields are decided with numpy over the whole read (``engine.flowfields``, as the index build
+flow fields are decided with numpy over the whole read (``engine.dissection.fields``, as the index build
 does; the rare packets it leaves, fragments and IPv6 extension headers, are dissected one by one);
 and each run of consecutive selected records that needs no rewriting is copied as one byte range
-into a ``engine.pieces.Piece``. Records are rewritten only where the answer's format differs from
+into a ``engine.query.pieces.Piece``. Records are rewritten only where the answer's format differs from
 the file's (a pcapng answer, another byte order or precision, an unnormalised fraction), their
 headers built with numpy. Anything the bulk path does not expect (a record past the end of the
 file, an impossible length or time) hands the rest of the file to the per-record path, which
@@ -19,14 +19,14 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from .dissect import dissect
-from .flowfields import flow_columns
-from .formats import CaptureError, CaptureTruncated, CaptureWriter, PcapCapture, Record
-from .formats.capture import MAX_CAPLEN, MAX_TS_NS
-from .formats.pcap import RECORD_HEADER_SIZE
-from .formats.pcapng import EPB
+from ..dissection.fields import flow_columns
+from ..dissection.packet import dissect
+from ..dissection.recordtable import RecordTable, gather
+from ..formats import CaptureError, CaptureTruncated, CaptureWriter, PcapCapture, Record
+from ..formats.capture import MAX_CAPLEN, MAX_TS_NS
+from ..formats.pcap import RECORD_HEADER_SIZE
+from ..formats.pcapng import EPB
 from .pieces import Piece, encoded_pieces
-from .recordtable import RecordTable, gather
 
 BULK_MIN = 64  # fewer candidates in a file: the per-record path is cheaper
 GAP = 1 << 16  # candidates nearer than this share one read

@@ -1,7 +1,7 @@
 """Where every record of a capture file is, found in one pass; bytes gathered from many records at once.
 
 The walk over the classic pcap record headers follows each record's length to the next one, a
-loop compiled to machine code (``engine.native``); everything after it works on whole columns.
+loop compiled to machine code (``engine.dissection.native``); everything after it works on whole columns.
 """
 
 from __future__ import annotations
@@ -13,15 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .formats import (
-    PCAP_HEADER_SIZE,
-    RECORD_HEADER_SIZE,
-    CaptureError,
-    PcapCapture,
-    PcapngCapture,
-)
-from .formats.capture import MAX_CAPLEN, MAX_TS_NS
-from .formats.pcapng import BLOCK_HEAD_FIELDS, BODY_START, SPB
+from ..formats import PCAP_HEADER_SIZE, RECORD_HEADER_SIZE, CaptureError, PcapCapture, PcapngCapture
+from ..formats.capture import MAX_CAPLEN, MAX_TS_NS
+from ..formats.pcapng import BLOCK_HEAD_FIELDS, BODY_START, SPB
 
 BLOCK_HEAD_SIZE = struct.calcsize(BLOCK_HEAD_FIELDS)
 

@@ -1,9 +1,9 @@
 """Scanning a classic pcap file without an index (the live file) in bulk: every record checked with numpy.
 
 The file is read a step of MAX_READ bytes at a time; the record headers of the step are followed
-(the one per-record loop, a header read each), then every record is decided as ``engine.bulk``
+(the one per-record loop, a header read each), then every record is decided as ``engine.query.many_candidates``
 decides an index's candidates, and runs of selected records are copied whole. A later fragment
-belongs to a flow by records before it (the fragment rule of ``engine.dissect``), which the
+belongs to a flow by records before it (the fragment rule of ``engine.dissection.packet``), which the
 per-record scan keeps; meeting one, or anything the per-record scan would treat as damage, hands the
 file to that scan, which answers the records after the last one already answered. A last record
 cut short by the end of the file is a file still being written: the scan ends before it.
@@ -16,12 +16,13 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from . import bulk, pieces
-from .flowfields import FlowColumns
-from .formats import CaptureError, CaptureTruncated, CaptureWriter, PcapCapture, Record
-from .formats.capture import MAX_CAPLEN, MAX_TS_NS
-from .formats.pcap import FILE_HEADER_SIZE, RECORD_HEADER_SIZE
-from .recordtable import gather
+from ..dissection.fields import FlowColumns
+from ..dissection.recordtable import gather
+from ..formats import CaptureError, CaptureTruncated, CaptureWriter, PcapCapture, Record
+from ..formats.capture import MAX_CAPLEN, MAX_TS_NS
+from ..formats.pcap import FILE_HEADER_SIZE, RECORD_HEADER_SIZE
+from . import many_candidates as bulk
+from . import pieces
 
 SCAN_MIN = 1 << 20  # smaller files: the per-record scan is as quick
 

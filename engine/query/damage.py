@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from .formats import Capture, CaptureError, Record
+from ..formats import Capture, CaptureError, Record
 
 
 class DamageReport:

@@ -1,11 +1,11 @@
 """The flow fields of every record of a capture file at once, with numpy over the mapped file.
 
 Packets the vectorised path does not handle (IPv6 extension headers, fragments, deep VLAN stacks)
-go through ``engine.dissect`` one by one, in file order; they are rare on real links. Later
-fragments follow the fragment rule of ``engine.dissect``.
+go through ``engine.dissection.packet`` one by one, in file order; they are rare on real links. Later
+fragments follow the fragment rule of ``engine.dissection.packet``.
 
 Two passes give the same columns: ``flow_columns`` (numpy, what the streaming path uses: it stays
-light) and ``compiled_flow_columns`` (``engine.native``, what the index build uses: 5x faster,
+light) and ``compiled_flow_columns`` (``engine.dissection.native``, what the index build uses: 5x faster,
 at the price of loading numba, 0.5 s and 45 MB of a process). ``tests/engine/test_native.py``
 holds them equal, every column of every record, over the captures that pin the index bytes.
 """
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import dissect as d
+from . import packet as d
 from .recordtable import RecordTable, gather
 
 FAST_VLAN_TAGS = 3  # deeper VLAN stacks take the per-packet path
@@ -129,7 +129,7 @@ def flow_columns(mm: mmap.mmap | bytes, size: int, table: RecordTable) -> tuple[
 def compiled_flow_columns(
     mm: mmap.mmap | bytes, size: int, table: RecordTable
 ) -> tuple[FlowColumns, np.ndarray]:
-    """What ``flow_columns`` gives, by one compiled pass over the records (``engine.native.flow_fields``)."""
+    """What ``flow_columns`` gives, by one compiled pass over the records (``engine.dissection.native.flow_fields``)."""
     from . import native  # numba: loaded by index builds only
 
     f = _new_columns(len(table.offset))
@@ -192,7 +192,7 @@ def _batch_fields(mm, size, data, caplen, linktypes, f: FlowColumns, slow: np.nd
 
 def fill_slow_rows(mm: mmap.mmap, table: RecordTable, fields: FlowColumns, rows: np.ndarray) -> None:
     """Dissect the rows the vectorised path left, one by one, in file order, applying the fragment
-    rule of ``engine.dissect`` to later fragments (a later one may wait for its first fragment)."""
+    rule of ``engine.dissection.packet`` to later fragments (a later one may wait for its first fragment)."""
     first_fragments: dict[tuple, d.FlowFields] = {}
     waiting: dict[tuple, list[int]] = {}  # reassembly key -> later fragments with no first one yet
     for row in rows.tolist():

@@ -2,7 +2,7 @@
 
 An answer is built from ``Piece``s: the encoded bytes of some records, with each record's time and
 where it ends. Every file of a query gives a stream of pieces in file order (read in bulk,
-``engine.bulk``, or record by record, ``encoded_pieces``), and ``merged`` takes them in time order
+``engine.query.many_candidates``, or record by record, ``encoded_pieces``), and ``merged`` takes them in time order
 across files exactly as ``heapq.merge`` takes records (ties to the file listed first), but a run at
 a time: the records of one file that come before every other file's next record go out as one
 slice. ``answered`` ends the stream at the asked limits, at a record boundary.
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .formats import CaptureWriter, Record
+from ..formats import CaptureWriter, Record
 
 PIECE_BYTES = 1 << 16  # encoded bytes of a piece of the per-record path
 
@@ -120,7 +120,7 @@ def answered(
 ) -> Iterator[bytes]:
     """The header, then the runs' bytes in chunks of at least ``chunk_size``, stopping before a limit is passed.
 
-    ``limits`` (``engine.answer.Limits`` or None): after ``packets`` records, before the answer
+    ``limits`` (``engine.query.answer.Limits`` or None): after ``packets`` records, before the answer
     (header included) would pass ``bytes``.
     """
     packets = limits.packets if limits is not None else None

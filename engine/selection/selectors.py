@@ -14,6 +14,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 
+from ..dissection.packet import (
+    PORT_PROTOCOLS,
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_SCTP,
+    PROTO_TCP,
+    PROTO_UDP,
+    V4_PREFIX,
+)
+
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
 
@@ -22,13 +32,6 @@ IPNetwork = IPv4Network | IPv6Network
 # year 9999 in every zone.
 LATEST_EPOCH = int(datetime(9999, 1, 1, tzinfo=UTC).timestamp())
 
-PROTO_ICMP = 1
-PROTO_TCP = 6
-PROTO_UDP = 17
-PROTO_ICMPV6 = 58
-PROTO_SCTP = 132
-# Protocols whose packets carry ports, matched when a query names a port and no protocol.
-PORT_PROTOCOLS = (PROTO_TCP, PROTO_UDP, PROTO_SCTP)
 PROTO_NAMES = {
     "tcp": PROTO_TCP,
     "udp": PROTO_UDP,
@@ -36,7 +39,6 @@ PROTO_NAMES = {
     "icmp": PROTO_ICMP,
     "icmp6": PROTO_ICMPV6,
 }
-V4_PREFIX = b"\0" * 10 + b"\xff\xff"
 _ALL_ONES = b"\xff" * 16
 
 
@@ -147,7 +149,7 @@ class Selection:
         """True when the flow (a, a_port) <-> (b, b_port) of ``proto`` matches, Community ID aside.
 
         Addresses are 16 bytes (``address16``). The Community ID, when asked for, is a property of
-        the flow's fields the caller computes (``engine.communityid``) and compares with ``community_id``.
+        the flow's fields the caller computes (``engine.dissection.communityid``) and compares with ``community_id``.
         """
         protocols = self.protocols
         if protocols is not None and proto not in protocols:

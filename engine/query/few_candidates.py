@@ -1,11 +1,11 @@
 """A classic pcap file's few candidate records, read, decided and encoded in one loop.
 
-A file whose index names fewer candidates than the bulk path pays for (``engine.bulk.BULK_MIN``: a
+A file whose index names fewer candidates than the bulk path pays for (``engine.query.many_candidates.BULK_MIN``: a
 host's flow in a one-minute file, a small query over many files) is read record by record, as
 ``FilePlan.records`` reads any file: the same reads (``engine.formats.access``: one read serves the
 records near each other, a lone one costs about its own size), the same checks of each record's
 length and time (``RecordWindow``, which that path reads through too), the same decision
-(``engine.query.indexed_records``: the window, then the flow, or the endpoints for a later
+(``engine.query.per_record.indexed_records``: the window, then the flow, or the endpoints for a later
 fragment). Here the three are one loop and no ``Record`` is made: a
 record kept whose bytes are already the answer's (a little-endian file of the answer's precision
 with a normalised fraction, a classic pcap answer) is copied as it is, header and all; any other
@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from .dissect import dissect
-from .formats import CaptureError, CaptureWriter, PcapCapture, Record
-from .formats.access import RecordWindow
-from .formats.pcap import RECORD_HEADER_SIZE
+from ..dissection.packet import dissect
+from ..formats import CaptureError, CaptureWriter, PcapCapture, Record
+from ..formats.access import RecordWindow
+from ..formats.pcap import RECORD_HEADER_SIZE
 from .pieces import Piece, encoded_pieces
 
 
