@@ -9,7 +9,8 @@ Run by bench/startup.py in the tree measured (its working directory), as a node'
 hour summarised) below ``DIR/filed``, and writes the live file (minute 59) into ``DIR/capture``.
 ``next_capture`` writes the next new minute beside it. ``resident`` prepares, runs a first pass
 (which loads the compiled index code, once per process), then times ``RUNS`` passes as
-``runfiler --loop`` runs them (the filing pass, then the tier pass), each filing one new minute;
+``runfiler --loop`` runs them (the filing pass, and the tier pass when it is due), each filing one
+new minute;
 and, in the same process, the index build of such a capture alone and the hour summary's update
 for one more capture alone.
 """
@@ -72,8 +73,8 @@ def resident(root: Path, runs: int) -> dict[str, float]:
     from django.conf import settings
 
     from engine.index import build_index
-    from node import store
-    from node.filer import FilerOptions, run_pass, tier_pass
+    from node import filer, store
+    from node.filer import FilerOptions
     from node.jobs import cores_available
     from node.tiers import archive_options
 
@@ -88,10 +89,17 @@ def resident(root: Path, runs: int) -> dict[str, float]:
         archive=archive_options(),
     )
 
-    def one_pass() -> None:  # as node.filer.run_loop runs each
-        summary = run_pass(options)
+    # As node.filer.run_loop runs its passes: a tier pass after the first filing pass, and then after
+    # every one, or (where the tree has TIER_INTERVAL) after one every 10 minutes, so not in this run.
+    every_pass = not hasattr(filer, "TIER_INTERVAL")
+    passes_run = []
+
+    def one_pass() -> None:
+        summary = filer.run_pass(options)
         assert summary.files == 1 and not summary.failed, summary
-        tier_pass(options)
+        if every_pass or not passes_run:
+            filer.tier_pass(options)
+        passes_run.append(1)
 
     minute = FILED_BEFORE
     next_capture(root, minute)

@@ -43,8 +43,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import BrokenExecutor, Future
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -350,7 +349,7 @@ def _attempt(src: Path, summary: PassSummary, step: Callable[[], T]) -> T | None
             log.warning("%s disappeared before it was filed", src)
             return None
         log.error("Cannot file %s: a directory disappeared meanwhile", src)
-    except BrokenProcessPool:
+    except BrokenExecutor:  # a worker of the pool died (BrokenProcessPool)
         log.error("Cannot file %s: the worker process indexing it died; it is filed by the next pass", src)
     except (OSError, FilingConflict) as exc:
         log.error("Cannot file %s: %s", src, exc)

@@ -94,7 +94,7 @@ def test_the_filer_loads_no_web_framework(tmp_path):
     modules = loaded_modules("node", tmp_path, web=False, filer=True)
     assert "node.filer" in modules
     assert of(modules, *COLLECTOR_ONLY) == []
-    assert of(modules, *NOT_THE_FILERS, "numba", "llvmlite") == []
+    assert of(modules, *NOT_THE_FILERS, "numba", "llvmlite", "multiprocessing") == []  # no worker pool
 
 
 def test_a_filer_filing_a_capture_loads_only_the_index_build_besides(tmp_path):
