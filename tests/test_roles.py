@@ -99,9 +99,8 @@ def test_the_filer_loads_no_web_framework(tmp_path):
 
 def test_a_filer_filing_a_capture_loads_only_the_index_build_besides(tmp_path):
     modules = loaded_modules("node", tmp_path, web=False, filer=True, to_file=1)
-    assert (
-        "numba" in modules
-    )  # the index build's loops (engine/dissection/native.py, engine/index/native.py): the file was indexed
+    # the index build's loops (engine/dissection/native.py, engine/index/native.py): the file was indexed
+    assert "numba" in modules
     assert list((tmp_path / "filed").rglob("pcap.1700000000.idx"))
     assert of(modules, *COLLECTOR_ONLY) == []
     assert of(modules, *NOT_THE_FILERS) == []
