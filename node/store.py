@@ -407,14 +407,15 @@ def captures_for_window(
     excluded: list[CaptureFile] = []
     for parts in dict.fromkeys(hours):
         listed, summary, whole = _kept_hour(root, parts, links, prefix, stamp)
-        if narrow and whole and not summary.may_match(selection):  # type: ignore[arg-type,union-attr]
+        # The files of the hour its summary says may hold a selected flow (the rest are passed over).
+        matching = summary.matching_names(selection) if narrow and summary is not None else None  # type: ignore[arg-type]
+        if matching is not None and whole and not matching:
             # The whole hour passed over at once; one of its files stands for it if none is found.
             if not excluded:
                 excluded += _standing_in(listed, summary, start_ns, end_ns, last_s)  # type: ignore[arg-type]
             for name in [name for name in candidates if summary.span_of(name) is not None]:  # type: ignore[union-attr]
                 del candidates[name]
             continue
-        matches: bool | None = None
         for epoch, path in listed:
             name = capture_name(path.name)
             if epoch > last_s:
@@ -424,14 +425,11 @@ def captures_for_window(
                 if span[1] < start_ns or span[0] > end_ns:
                     candidates.pop(name, None)
                     continue
-                if narrow:
-                    if matches is None:
-                        matches = summary.may_match(selection)  # type: ignore[arg-type,union-attr]
-                    if not matches:
-                        candidates.pop(name, None)
-                        if not excluded:
-                            excluded.append(CaptureFile(path, epoch, span, None, excluded=True))
-                        continue
+                if matching is not None and name not in matching:
+                    candidates.pop(name, None)
+                    if not excluded:
+                        excluded.append(CaptureFile(path, epoch, span, None, excluded=True))
+                    continue
             candidates[name] = (epoch, path)
     found = []
     for epoch, path in candidates.values():
