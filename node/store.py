@@ -41,7 +41,15 @@ from engine.flow import LATEST_EPOCH, Selection
 from engine.formats import PCAP_HEADER_SIZE, CaptureError, PcapCapture, open_capture
 from engine.formats.source import TIER_SUFFIXES, capture_name, tier_of
 from engine.index import IndexUnusable, open_index
-from engine.index.summary import HourSummary, index_keys, merged, read_summary, summary_path, write_summary
+from engine.index.summary import (
+    HourSummary,
+    index_keys,
+    merged,
+    probe_of,
+    read_summary,
+    summary_path,
+    write_summary,
+)
 from engine.query import CaptureFile
 
 MAX_ROTATION_S = 3600
@@ -323,9 +331,22 @@ def hours_between(first_s: int, last_s: int, utc: bool) -> list[tuple[str, str, 
     zone = None if utc else (os.environ.get("TZ"), time.tzname, time.timezone)  # the process's zone now
     probe = first_s - first_s % _HOUR_PROBE_S
     while probe <= last_s:
+        if probe % _DAY_S == 0 and probe + _DAY_S - 1 <= last_s:  # a whole day's blocks at once
+            hours.update(_day_hours(probe, utc, zone))
+            probe += _DAY_S
+            continue
         hours[_block_hour(probe, utc, zone)] = None
         probe += _HOUR_PROBE_S
     return list(hours)
+
+
+_DAY_S = 86400
+
+
+@functools.lru_cache(maxsize=1024)
+def _day_hours(day: int, utc: bool, zone: tuple | None) -> dict[tuple[str, str, str, str], None]:
+    """``hours_between`` of the UTC day starting at ``day`` (its blocks' hours, in order)."""
+    return {_block_hour(probe, utc, zone): None for probe in range(day, day + _DAY_S, _HOUR_PROBE_S)}
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -404,11 +425,12 @@ def captures_for_window(
     root, links = os.fspath(filer_dir), dict[str, bool]()
     stamp = _tree_stamp(root)
     narrow = selection is not None and not selection.any_flow
+    probe = probe_of(selection) if narrow else None  # type: ignore[arg-type]
     excluded: list[CaptureFile] = []
     for parts in dict.fromkeys(hours):
         listed, summary, whole = _kept_hour(root, parts, links, prefix, stamp)
         # The files of the hour its summary says may hold a selected flow (the rest are passed over).
-        matching = summary.matching_names(selection) if narrow and summary is not None else None  # type: ignore[arg-type]
+        matching = summary.matching_names(probe) if probe is not None and summary is not None else None
         if matching is not None and whole and not matching:
             # The whole hour passed over at once; one of its files stands for it if none is found.
             if not excluded:

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from ...durable import atomic_write
 from .codec import SUMMARY_VERSION, SummaryUnusable, decode, encode
-from .keys import HourSummary, index_keys, merged
+from .keys import HourSummary, Probe, index_keys, merged, probe_of
 
 SUMMARY_SUFFIX = ".summary"
 
@@ -67,11 +67,13 @@ __all__ = [
     "SUMMARY_SUFFIX",
     "SUMMARY_VERSION",
     "HourSummary",
+    "Probe",
     "SummaryUnusable",
     "decode",
     "encode",
     "index_keys",
     "merged",
+    "probe_of",
     "read_summary",
     "summary_path",
     "write_summary",

@@ -52,20 +52,20 @@ class HourSummary:
         at = _find(self.names, name)
         return None if at is None else (int(self.spans[at, 0]), int(self.spans[at, 1]))
 
-    def may_match(self, s: Selection) -> bool:
+    def may_match(self, s: Selection | Probe) -> bool:
         """False when no flow of its files can be selected by ``s`` (its window aside)."""
         return bool(self._answer(s)[1])
 
-    def matching_names(self, s: Selection) -> frozenset[str]:
+    def matching_names(self, s: Selection | Probe) -> frozenset[str]:
         """The files it names that may hold a flow selected by ``s`` (its window aside)."""
         return self._answer(s)[1]
 
-    def matching(self, s: Selection) -> np.ndarray:
+    def matching(self, s: Selection | Probe) -> np.ndarray:
         """A bool per file (``names`` order): may a flow of it be selected by ``s``."""
         return self._answer(s)[0]
 
-    def _answer(self, s: Selection) -> tuple[np.ndarray, frozenset[str]]:
-        p = _probe(s)
+    def _answer(self, s: Selection | Probe) -> tuple[np.ndarray, frozenset[str]]:
+        p = s if isinstance(s, Probe) else probe_of(s)
         kept = self._kept.get(p)
         if kept is None:
             if len(self._kept) >= PROBES_KEPT:
@@ -74,7 +74,7 @@ class HourSummary:
             kept = self._kept[p] = (mask, frozenset(self.names[i] for i in np.flatnonzero(mask).tolist()))
         return kept
 
-    def _matching(self, p: _Probe) -> np.ndarray:
+    def _matching(self, p: Probe) -> np.ndarray:
         offsets = np.cumsum([0] + [len(keys) for keys in self.classes()])
         files = len(self.names)
         starts = self.__dict__.get("_starts")
@@ -128,8 +128,8 @@ class HourSummary:
         return keys
 
 
-class _Probe(NamedTuple):
-    """What a summary checks of a selection, worked out once per selection."""
+class Probe(NamedTuple):
+    """What a summary checks of a selection, worked out once per selection (``probe_of``)."""
 
     protocols: tuple[int, ...] | None
     icmp_only: bool
@@ -139,12 +139,12 @@ class _Probe(NamedTuple):
 
 
 @functools.lru_cache(maxsize=256)
-def _probe(s: Selection) -> _Probe:
+def probe_of(s: Selection) -> Probe:
     protocols = s.protocols
     cid = None
     if s.community_id is not None:
         cid = int.from_bytes(parse_community_id(s.community_id)[:2], "big")
-    return _Probe(
+    return Probe(
         protocols,
         protocols is not None and set(protocols) <= set(ICMP_PROTOCOLS),
         tuple(port for port in (s.src_port, s.dst_port) if port is not None),
