@@ -408,7 +408,8 @@ def captures_for_window(
     directories are listed once per change of their mtime (``_hour_captures``); the capture
     directory, where the live file is, every time. With a ``selection``, a filed file its hour's
     summary names is passed over without opening its index when its span (kept in the summary)
-    misses the window or when no flow of the hour can be selected; if that leaves no file, one
+    misses the window or when the summary says it holds no key the selection needs (an hour none
+    of whose files can match is passed over at once); if that leaves no file, one
     such file is returned marked ``excluded`` (the window holds data, none of it selected). The hour
     directories of both clocks are looked at (``utc`` first), so files filed before PAR_UTC changed,
     or by a filer run with the other of --utc/--localtime, are found too.
@@ -425,7 +426,7 @@ def captures_for_window(
     root, links = os.fspath(filer_dir), dict[str, bool]()
     stamp = _tree_stamp(root)
     narrow = selection is not None and not selection.any_flow
-    probe = probe_of(selection) if narrow else None  # type: ignore[arg-type]
+    probe = probe_of(selection) if selection is not None and narrow else None
     excluded: list[CaptureFile] = []
     for parts in dict.fromkeys(hours):
         listed, summary, whole = _kept_hour(root, parts, links, prefix, stamp)

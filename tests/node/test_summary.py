@@ -187,6 +187,8 @@ def test_a_damaged_or_other_version_summary_is_not_used(tmp_path, damage):
     window = (T * NS, (T + 3600) * NS)
     found = store.captures_for_window(*window, selection=Selection(*window, src=HOST), **tree)
     assert [f.path for f in found] == files
+    filer.summarise(files[0].parent, "pcap")  # the filer's next pass into the hour makes it anew
+    assert read_summary(where) is not None
 
 
 def test_the_filer_and_reindex_keep_the_summary_current(tmp_path):

@@ -111,12 +111,11 @@ class HourSummary:
         mask = np.zeros(len(self.names), dtype=bool)
         if low <= V4_HIGH and high >= V4_LOW and len(self.v4):
             a, b = max(low, V4_LOW) - V4_LOW, min(high, V4_HIGH) - V4_LOW
-            first, stop = np.searchsorted(self.v4, a), np.searchsorted(self.v4, b, side="right")
-            mask |= holding(int(first), int(stop))
+            found = np.searchsorted(self.v4, a), np.searchsorted(self.v4, b, side="right")
+            mask |= holding(int(found[0]), int(found[1]))
         if len(self.v6):
             keys = self._v6_keys()
-            first, stop = bisect_left(keys, low), bisect_left(keys, high + 1)
-            mask |= holding(offsets[1] + first, offsets[1] + stop)
+            mask |= holding(offsets[1] + bisect_left(keys, low), offsets[1] + bisect_left(keys, high + 1))
         return mask
 
     def _v6_keys(self) -> list[int]:
@@ -230,10 +229,15 @@ def merged(parts: Iterable[tuple[str, HourSummary]]) -> HourSummary:
     pair_keys = np.concatenate([np.zeros(0, np.int64), *keys]).astype(np.int64)
     pair_files = np.concatenate([np.zeros(0, np.int64), *files]).astype(np.int64)
     pairs = np.unique(np.stack([pair_keys, pair_files], axis=1), axis=0).reshape(-1, 2)
+    v4, v6, ports, cids, protos = unions
     return HourSummary(
         tuple(names[i] for i in order),
         np.array([spans[i] for i in order], dtype=np.int64).reshape(-1, 2),
-        *unions,
+        v4,
+        v6,
+        ports,
+        cids,
+        protos,
         pairs[:, 0].copy(),
         pairs[:, 1].copy(),
     )
