@@ -115,9 +115,10 @@ class Hour(NamedTuple):
     files: list[tuple[int, Path]]  # (epoch, path) of its captures, sorted
     summary: HourSummary | None  # its current summary, if any
     whole: bool  # the summary names every one of its files
+    by_name: dict[str, tuple[int, Path]]  # its files by capture name (``capture_name``)
 
 
-NO_HOUR = Hour([], None, False)
+NO_HOUR = Hour([], None, False, {})
 
 
 def _one_per_capture(found: list[tuple[int, Path]]) -> list[tuple[int, Path]]:
@@ -168,10 +169,9 @@ def _hour_captures(directory: Path, prefix: str, mtime_ns: int | None = None) ->
         return kept[1]
     found = _captures_in(directory, prefix)
     summary = read_summary(summary_path(directory, prefix)) if found else None
-    named = set(summary.names) if summary is not None else set()
-    hour = Hour(
-        found, summary, summary is not None and all(capture_name(path.name) in named for _, path in found)
-    )
+    by_name = {capture_name(path.name): (epoch, path) for epoch, path in found}
+    whole = summary is not None and by_name.keys() <= set(summary.names)
+    hour = Hour(found, summary, whole, by_name)
     if time.time_ns() - mtime_ns >= RACY_NS:
         with _LISTINGS_LOCK:
             if len(_LISTINGS) >= LISTINGS_KEPT:
@@ -428,16 +428,25 @@ def captures_for_window(
     narrow = selection is not None and not selection.any_flow
     probe = probe_of(selection) if selection is not None and narrow else None
     excluded: list[CaptureFile] = []
+    live_names = list(candidates)
     for parts in dict.fromkeys(hours):
-        listed, summary, whole = _kept_hour(root, parts, links, prefix, stamp)
+        listed, summary, whole, by_name = _kept_hour(root, parts, links, prefix, stamp)
         # The files of the hour its summary says may hold a selected flow (the rest are passed over).
         matching = summary.matching_names(probe) if probe is not None and summary is not None else None
-        if matching is not None and whole and not matching:
-            # The whole hour passed over at once; one of its files stands for it if none is found.
-            if not excluded:
-                excluded += _standing_in(listed, summary, start_ns, end_ns, last_s)  # type: ignore[arg-type]
-            for name in [name for name in candidates if summary.span_of(name) is not None]:  # type: ignore[union-attr]
+        if matching is not None and whole:
+            # Every file of the hour is named: only the matching ones are looked at. A live file
+            # the summary names was filed since it was listed: its filed place decides.
+            for name in [name for name in live_names if name in candidates and name in by_name]:
                 del candidates[name]
+            added = False
+            for name in matching:
+                epoch, path = by_name.get(name, (last_s + 1, Path()))
+                span = summary.span_of(name)  # type: ignore[union-attr]
+                if epoch <= last_s and span is not None and span[1] >= start_ns and span[0] <= end_ns:
+                    candidates[name] = (epoch, path)
+                    added = True
+            if not added and not excluded:  # one of its files stands for it if none is found
+                excluded += _standing_in(listed, summary, start_ns, end_ns, last_s)  # type: ignore[arg-type]
             continue
         for epoch, path in listed:
             name = capture_name(path.name)
