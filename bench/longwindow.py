@@ -9,6 +9,12 @@ before summaries: every file's index opened). Then the summaries' size, the file
 new file against the index build alone, and an index's checksum cost on open.
 
     .venv/bin/python bench/longwindow.py [--root /tmp/par-longwindow] [--files 10080] [--runs 5]
+        [--skip-without] [--queries-only]
+
+A week already built under --root (by this script of any version) is reused, its summaries
+rewritten where the code running the script cannot read them. Each week query and its hour's are
+called in turn, so that both meet the same load on a shared machine. The summaries' size is also
+measured on one hour of a busier sensor.
 """
 
 from __future__ import annotations
