@@ -8,7 +8,7 @@ import zlib
 import numpy as np
 
 from ..format import decode_varints
-from .keys import HourSummary
+from .keys import HourSummary, compact_files, key_starts
 
 SUMMARY_VERSION = 2
 MAGIC = b"PARHOURS"
@@ -96,7 +96,7 @@ def encode(summary: HourSummary) -> bytes:
     position = np.empty(len(order), dtype=np.int64)
     position[order] = np.arange(len(order))
     head = prefix.encode()
-    keys, files = summary.pair_keys, position[summary.pair_files]
+    keys, files = summary.pair_keys, position[summary.pair_files.astype(np.int64)]
     by_key = np.lexsort((files, keys))  # each key's files in epoch order
     keys, files = keys[by_key], files[by_key]
     total = sum(len(keys_of) for keys_of in summary.classes())
@@ -201,6 +201,6 @@ def _decode_body(raw: bytes) -> HourSummary:
         ports,
         cids,
         protos,
-        pair_keys[by_key],
-        rank[file_of][by_key],
+        key_starts(pair_keys[by_key], total),
+        compact_files(rank[file_of][by_key], files),
     )

@@ -25,8 +25,8 @@ class HourSummary:
     """The keys of an hour's indexed files, and for each key the files that hold it.
 
     Keys are numbered in one sequence, class after class: ``v4``, ``v6``, ``ports``, ``cids``,
-    ``protos``; ``pair_keys``/``pair_files`` list every (key, file) held, sorted by key then file
-    (files numbered in ``names`` order).
+    ``protos``; the files holding key ``k`` are ``pair_files[key_starts[k]:key_starts[k + 1]]``,
+    sorted (files numbered in ``names`` order). Kept compact: a process keeps a month's hours.
     """
 
     names: tuple[str, ...]  # sorted
@@ -36,13 +36,18 @@ class HourSummary:
     ports: np.ndarray  # uint16, sorted, unique
     cids: np.ndarray  # uint16, sorted, unique
     protos: np.ndarray  # uint8, sorted, unique
-    pair_keys: np.ndarray  # int64 [pairs]
-    pair_files: np.ndarray  # int64 [pairs]
+    key_starts: np.ndarray  # int32 [keys + 1]
+    pair_files: np.ndarray  # uint16 (int32 past 65,535 files) [pairs]
     _kept: dict = field(default_factory=dict, repr=False)
 
     @property
     def protocols(self) -> frozenset[int]:
         return frozenset(self.protos.tolist())
+
+    @property
+    def pair_keys(self) -> np.ndarray:
+        """The key of each entry of ``pair_files``."""
+        return np.repeat(np.arange(len(self.key_starts) - 1, dtype=np.int64), np.diff(self.key_starts))
 
     def classes(self) -> tuple[np.ndarray, ...]:
         return (self.v4, self.v6, self.ports, self.cids, self.protos)
@@ -77,10 +82,7 @@ class HourSummary:
     def _matching(self, p: Probe) -> np.ndarray:
         offsets = np.cumsum([0] + [len(keys) for keys in self.classes()])
         files = len(self.names)
-        starts = self.__dict__.get("_starts")
-        if starts is None:
-            starts = np.searchsorted(self.pair_keys, np.arange(offsets[-1] + 1))
-            object.__setattr__(self, "_starts", starts)
+        starts = self.key_starts
 
         def holding(first: int, stop: int) -> np.ndarray:
             """The files holding any key numbered in [first, stop)."""
@@ -176,10 +178,28 @@ def index_keys(index: FlowIndex) -> HourSummary:
     protos = np.unique(np.asarray(c["proto"]).astype(np.uint8))
     span = index.span or (0, -1)
     count = len(v4) + len(v6) + len(ports) + len(cids) + len(protos)
-    keys = np.arange(count, dtype=np.int64)
+    starts = np.arange(count + 1, dtype=np.int32)
     return HourSummary(
-        ("",), np.array([span], dtype=np.int64), v4, v6, ports, cids, protos, keys, np.zeros(count, np.int64)
+        ("",),
+        np.array([span], dtype=np.int64),
+        v4,
+        v6,
+        ports,
+        cids,
+        protos,
+        starts,
+        compact_files(np.zeros(count), 1),
     )
+
+
+def key_starts(pair_keys: np.ndarray, keys: int) -> np.ndarray:
+    """``HourSummary.key_starts`` of (key, file) pairs sorted by key."""
+    return np.searchsorted(pair_keys, np.arange(keys + 1)).astype(np.int32)
+
+
+def compact_files(files: np.ndarray, count: int) -> np.ndarray:
+    """``HourSummary.pair_files`` in the smallest type that numbers ``count`` files."""
+    return files.astype(np.uint16 if count <= 1 << 16 else np.int32)
 
 
 def merged(parts: Iterable[tuple[str, HourSummary]]) -> HourSummary:
@@ -224,7 +244,7 @@ def merged(parts: Iterable[tuple[str, HourSummary]]) -> HourSummary:
         for cls, v in enumerate(part.classes()):
             seen[cls] += len(v)
         keys.append(renumber[part.pair_keys])
-        files.append(rank[first_file + part.pair_files])
+        files.append(rank[first_file + part.pair_files.astype(np.int64)])
         first_file += len(part.names)
     pair_keys = np.concatenate([np.zeros(0, np.int64), *keys]).astype(np.int64)
     pair_files = np.concatenate([np.zeros(0, np.int64), *files]).astype(np.int64)
@@ -238,6 +258,6 @@ def merged(parts: Iterable[tuple[str, HourSummary]]) -> HourSummary:
         ports,
         cids,
         protos,
-        pairs[:, 0].copy(),
-        pairs[:, 1].copy(),
+        key_starts(pairs[:, 0], int(offsets[-1])),
+        compact_files(pairs[:, 1], len(names)),
     )
