@@ -128,10 +128,14 @@ class SeekableZstd:
     """A zstd seekable capture read at offsets of the decompressed capture (a ``ByteSource``).
 
     ``head``: the capture's first bytes when known already (an archive record keeps them), read
-    without fetching the first frame.
+    without fetching the first frame. ``shared``: the frames it decompresses are kept for the
+    process as well (up to ``SHARED_BYTES``, the least recently used dropped first), so the next
+    answer needing them fetches nothing (an archived object, where each fetch is a request).
     """
 
-    def __init__(self, inner: ByteSource, table: SeekTable | None = None, head: bytes = b""):
+    def __init__(
+        self, inner: ByteSource, table: SeekTable | None = None, head: bytes = b"", shared: bool = False
+    ):
         import zstandard
 
         self.inner = inner
@@ -148,6 +152,7 @@ class SeekableZstd:
         self._error = zstandard.ZstdError
         self._frames: OrderedDict[int, bytes] = OrderedDict()
         self._planned: list[int] = []  # frames an answer will read, ascending
+        self._shared = shared  # frames are kept for the process too (SHARED_BYTES; an archived object's)
         self.frames_read = 0  # frames fetched from the source below and decompressed
         self.bytes_fetched = 0
 
@@ -222,6 +227,11 @@ class SeekableZstd:
         if data is not None:
             self._frames.move_to_end(i)
             return data
+        if self._shared:
+            data = _shared_frame((self._key, i))
+            if data is not None:
+                self._keep(i, data)
+                return data
         for group in self._fetch_groups(i):
             self._fetch(group)
         return self._frames[i]
@@ -234,7 +244,7 @@ class SeekableZstd:
         groups, budget = [[i]], int(c_size[i])
         limit = max(FRAMES_KEPT - 1, 1)
         for frame in planned[k : k + limit]:
-            if frame in self._frames:
+            if frame in self._frames or (self._shared and (self._key, frame) in _SHARED):
                 continue
             budget += int(c_size[frame])
             if budget > FETCH_BYTES:
@@ -271,15 +281,53 @@ class SeekableZstd:
                     self.name, offset, f"compressed frame {i} holds other than its table says"
                 )
             self.frames_read += 1
-            self._frames[i] = data
+            self._keep(i, data)
+            if self._shared:
+                _share_frame((self._key, i), data)
             if i == 0 and not self.head:
                 self.head = data[:HEAD_BYTES]
                 with _TABLES_LOCK:
                     _HEADS[self._key] = self.head
                     while len(_HEADS) > TABLES_KEPT:
                         _HEADS.popitem(last=False)
-            while len(self._frames) > FRAMES_KEPT:
-                self._frames.popitem(last=False)
+
+    def _keep(self, i: int, data: bytes) -> None:
+        self._frames[i] = data
+        while len(self._frames) > FRAMES_KEPT:
+            self._frames.popitem(last=False)
+
+
+SHARED_BYTES = 64 << 20  # decompressed frames of archived objects a process keeps across answers
+_SHARED: OrderedDict[tuple, bytes] = OrderedDict()
+_shared_size = 0
+
+
+def _shared_frame(key: tuple) -> bytes | None:
+    with _TABLES_LOCK:
+        data = _SHARED.get(key)
+        if data is not None:
+            _SHARED.move_to_end(key)
+        return data
+
+
+def _share_frame(key: tuple, data: bytes) -> None:
+    global _shared_size
+    with _TABLES_LOCK:
+        if key in _SHARED or len(data) > SHARED_BYTES // 4:
+            return
+        _SHARED[key] = data
+        _shared_size += len(data)
+        while _shared_size > SHARED_BYTES:
+            _, dropped = _SHARED.popitem(last=False)
+            _shared_size -= len(dropped)
+
+
+def forget_shared_frames() -> None:
+    """Drop the frames kept for the process (tests and benchmarks measuring a first fetch)."""
+    global _shared_size
+    with _TABLES_LOCK:
+        _SHARED.clear()
+        _shared_size = 0
 
 
 # ---------------------------------------------------------------- writing
