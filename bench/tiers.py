@@ -46,11 +46,11 @@ from engine.compress import compress_capture  # noqa: E402
 from engine.flow import FlowQuery, Selection  # noqa: E402
 from engine.flows import list_flows  # noqa: E402
 from engine.formats import archived  # noqa: E402
-from engine.formats.seekable import FRAME_BYTES, LEVEL, forget_shared_frames  # noqa: E402
+from engine.formats.seekable import FRAME_BYTES, LEVEL, SMALL_FRAME_BYTES, forget_shared_frames  # noqa: E402
 from engine.index import build_index, forget_open_indexes  # noqa: E402
 from engine.query import CaptureFile, query_captures  # noqa: E402
 
-FRAMES = (1 << 16, 1 << 18, 1 << 20)
+FRAMES = (1 << 18, 1 << 19, 1 << 20)  # frames of compressible traffic (incompressible: SMALL_FRAME_BYTES)
 TLS_FLOW = g.Flow(6, "10.1.0.7", 50123, "203.0.113.9", 443)
 SMALL_FLOW = g.Flow(17, "10.9.9.9", 5353, "10.8.8.8", 53)
 WORDS = [
@@ -263,7 +263,10 @@ def main() -> None:
             if not args.only_tls or name == "tls":
                 ratios(name, path, work)
 
-        print(f"## the TLS-heavy mix, frames of {FRAME_BYTES >> 10} KiB at level {LEVEL}")
+        print(
+            f"## the TLS-heavy mix, frames of {FRAME_BYTES >> 10} KiB at level {LEVEL} "
+            f"({SMALL_FRAME_BYTES >> 10} KiB at the fast level where the traffic does not compress)"
+        )
         raw = work / f"pcap.{T0}"
         shutil.copyfile(found["tls"], raw)
         start = cpu()

@@ -3,7 +3,8 @@
 ``compress_capture(src, dest)`` writes ``dest`` (``<capture>.zst``) atomically: the records' starts
 are found by the same walk the index build does (compiled for classic pcap, block by block for
 pcapng; a damaged capture's bytes after its damage go into frames cut by size alone), the frames
-cut about ``FRAME_BYTES`` apart at record starts, each compressed on its own
+cut at record starts (``FRAME_BYTES`` apart, or ``SMALL_FRAME_BYTES`` where the traffic does not
+compress), each compressed on its own
 (``engine.formats.seekable``). The compressed file decompresses to ``src`` byte for byte, so the
 capture's index answers for both.
 """
@@ -19,7 +20,7 @@ import numpy as np
 
 from .durable import atomic_write
 from .formats import CaptureError, LocalFile, PcapCapture, PcapngCapture, open_capture
-from .formats.seekable import FRAME_BYTES, LEVEL, record_cuts, write_seekable
+from .formats.seekable import FRAME_BYTES, LEVEL, write_seekable
 from .formats.source import ZSTD_SUFFIX
 
 
@@ -72,9 +73,9 @@ def compress_capture(
     source = LocalFile(src)
     try:
         size = source.size()
-        cuts = record_cuts(record_offsets(src), size, frame_bytes)
+        starts = record_offsets(src)
         with atomic_write(dest, temp=temp) as out:
-            written = write_seekable(source, out, cuts, level)
+            written, frames = write_seekable(source, out, starts, level, frame_bytes)
     finally:
         source.close()
-    return Compressed(size, written, len(cuts) - 1)
+    return Compressed(size, written, frames)

@@ -4,7 +4,7 @@ The layout is zstd's seekable format (zstd's ``contrib/seekable_format``), so ``
 capture back byte for byte: frames one after another, then a skippable frame (magic 0x184D2A5E)
 holding one entry per frame (its compressed and decompressed size, u32 little-endian) and a footer
 (the number of frames u32, a descriptor byte, the seekable magic 0x8F92EAB1 u32). Each frame holds
-whole records (``record_cuts``) and its own content checksum, so a damaged frame is found when read.
+whole records (cut at record starts, ``write_seekable``) and its own content checksum, so a damaged frame is found when read.
 
 ``SeekableZstd`` is a ``ByteSource`` over another (a local file, an archived object): its offsets
 are the decompressed capture's, so an index's offsets are unchanged. The seek table is read once
@@ -38,9 +38,19 @@ CHECKSUM_FLAG = 0x80
 MAX_FRAME = 1 << 30  # a decompressed frame larger than this is damage, not ours
 
 FRAME_BYTES = (
-    1 << 18
-)  # decompressed bytes a frame holds (whole records: a little more), chosen by bench/compression.py
-LEVEL = 3  # zstd level, chosen by bench/compression.py
+    1 << 19
+)  # decompressed bytes a frame of compressible traffic holds (whole records: a little more)
+SMALL_FRAME_BYTES = 1 << 16  # a frame of incompressible traffic (after a frame that did not compress)
+LEVEL = 3  # zstd level, chosen by bench/tiers.py
+# A frame after one that compressed less than INCOMPRESSIBLE (decompressed / compressed: encrypted
+# payloads) holds SMALL_FRAME_BYTES at FAST_LEVEL: on such traffic that keeps all but ~1% of what
+# the level and larger frames save, 3-4x faster (bench/tiers.py: TLS-heavy 1.064x at -1 vs 1.071x at
+# 3, 770 vs 180 MB/s a core), and a small query decompresses 64 KiB, not 512. A frame that
+# compresses better than that sends the next back to FRAME_BYTES at the level asked for
+# (plain text: 512 KiB frames at level 3 are within 2.4% of the whole file through zstd -3, 256 KiB
+# within 4.6%, level 1 within 7.6-9.8%; DNS-like 3.1%).
+INCOMPRESSIBLE = 1.15
+FAST_LEVEL = -1
 FRAMES_KEPT = 16  # frames an open source keeps decompressed
 FETCH_BYTES = 8 << 20  # compressed bytes one planned fetch brings, at most
 MERGE_GAP = 1 << 16  # planned frames this near (compressed bytes between them) are fetched in one read
@@ -124,6 +134,19 @@ def cached_seek_table(source: ByteSource) -> SeekTable:
     return table
 
 
+_LOCAL = threading.local()
+
+
+def _decompressor():
+    """The thread's zstd decompressor: making one costs ~30 us, a small query's decompression ~25."""
+    dctx = getattr(_LOCAL, "dctx", None)
+    if dctx is None:
+        import zstandard
+
+        dctx = _LOCAL.dctx = zstandard.ZstdDecompressor()
+    return dctx
+
+
 class SeekableZstd:
     """A zstd seekable capture read at offsets of the decompressed capture (a ``ByteSource``).
 
@@ -148,7 +171,7 @@ class SeekableZstd:
         # the capture's first bytes (its file header), kept by the process: reading the header of a
         # file opened again decompresses nothing
         self.head = head or _HEADS.get(self._key, b"")
-        self._dctx = zstandard.ZstdDecompressor()
+        self._dctx = _decompressor()
         self._error = zstandard.ZstdError
         self._frames: OrderedDict[int, bytes] = OrderedDict()
         self._planned: list[int] = []  # frames an answer will read, ascending
@@ -183,7 +206,10 @@ class SeekableZstd:
         if not len(at):
             return
         frames = np.searchsorted(self.table.d_start, at, side="right") - 1
-        self._planned = planned = np.unique(frames[frames >= 0]).tolist()
+        frames = frames[frames >= 0]
+        if len(frames) > 1:  # ascending: each frame once
+            frames = frames[np.concatenate(([True], frames[1:] != frames[:-1]))]
+        self._planned = planned = frames.tolist()
         # The first frames now, as many as are kept: a damaged one is met before the answer begins.
         for frame in planned[:FRAMES_KEPT]:
             self._frame(frame)
@@ -333,42 +359,65 @@ def forget_shared_frames() -> None:
 # ---------------------------------------------------------------- writing
 
 
-def record_cuts(record_offsets: np.ndarray, size: int, frame_bytes: int = FRAME_BYTES) -> list[int]:
-    """Frame boundaries (ascending, 0 first, ``size`` last): at record starts, about ``frame_bytes`` apart."""
-    starts = np.asarray(record_offsets, dtype=np.int64)
-    cuts = [0]
-    if len(starts):
-        marks = np.arange(frame_bytes, size, frame_bytes, dtype=np.int64)
-        found = np.searchsorted(starts, marks)
-        at = starts[np.minimum(found, len(starts) - 1)]
-        # past the last record (a damaged tail): cut by size alone
-        past = (found == len(starts)) & (marks > starts[-1] + frame_bytes)
-        at = np.unique(np.where(past, marks, at))
-        cuts += [int(c) for c in at.tolist() if 0 < c < size]
-    else:
-        cuts += list(range(frame_bytes, size, frame_bytes))
-    cuts = sorted(set(cuts))
-    cuts.append(size)
-    return [c for n, c in enumerate(cuts) if n == 0 or c > cuts[n - 1]]
+def next_cut(starts: np.ndarray, at: int, size: int, want: int) -> int:
+    """Where the frame starting at ``at`` ends: the first record start ``want`` bytes on (``size`` at
+    most); past the last record (a damaged tail, or the last record's end) by size alone."""
+    target = at + want
+    if target >= size:
+        return size
+    k = int(np.searchsorted(starts, target))
+    if k < len(starts):
+        return int(starts[k])
+    if not len(starts) or target > int(starts[-1]) + want:
+        return target
+    return min(size, int(starts[-1]) + want)
 
 
-def write_seekable(read: ByteSource, out: BinaryIO, cuts: list[int], level: int = LEVEL) -> int:
-    """Write the capture ``read`` (frames between ``cuts``) to ``out`` in the seekable format; bytes written."""
+def write_seekable(
+    read: ByteSource,
+    out: BinaryIO,
+    starts: np.ndarray,
+    level: int = LEVEL,
+    frame_bytes: int = FRAME_BYTES,
+) -> tuple[int, int]:
+    """Write the capture ``read`` to ``out`` in the seekable format, frames cut at record ``starts``
+    (ascending offsets); (bytes written, frames).
+
+    Each frame's size and level follow how well the frame before it compressed: after one that
+    compressed better than ``INCOMPRESSIBLE``, ``frame_bytes`` at ``level`` (compressible traffic
+    keeps its ratio within a few percent of the whole file's); after one that did not (encrypted
+    payloads), ``SMALL_FRAME_BYTES`` at ``FAST_LEVEL``: the ratio hardly moves, compression is 3-4x
+    faster, and a small query decompresses an eighth of the bytes.
+    """
     import zstandard
 
-    cctx = zstandard.ZstdCompressor(level=level, write_checksum=True, write_content_size=True)
+    size = read.size()
+    starts = np.asarray(starts, dtype=np.int64)
+    asked = zstandard.ZstdCompressor(level=level, write_checksum=True, write_content_size=True)
+    fast = asked
+    if level > FAST_LEVEL:
+        fast = zstandard.ZstdCompressor(level=FAST_LEVEL, write_checksum=True, write_content_size=True)
+    small = min(SMALL_FRAME_BYTES, frame_bytes)
+    cctx, want = asked, frame_bytes
     entries = bytearray()
-    written = 0
-    for a, b in zip(cuts, cuts[1:], strict=False):
+    written = frames = a = 0
+    while a < size:
+        b = next_cut(starts, a, size, want)
         data = read.read(a, b - a)
         if len(data) != b - a:
             raise CaptureError(read.name, a + len(data), "the capture shrank while it was compressed")
         frame = cctx.compress(data)
+        # the next frame's level and size, by how well this one compressed (a link's mix changes slowly)
+        if len(frame) * INCOMPRESSIBLE > len(data):
+            cctx, want = fast, small
+        else:
+            cctx, want = asked, frame_bytes
         out.write(frame)
         written += len(frame)
+        frames += 1
         entries += ENTRY.pack(len(frame), b - a)
-    frames = len(cuts) - 1
+        a = b
     table = struct.pack("<II", SKIPPABLE_MAGIC, len(entries) + FOOTER.size) + entries
     table += FOOTER.pack(frames, 0, SEEKABLE_MAGIC)
     out.write(table)
-    return written + len(table)
+    return written + len(table), frames

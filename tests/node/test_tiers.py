@@ -123,6 +123,32 @@ def test_zstd_gives_the_capture_back_byte_for_byte(tmp_path):
     assert set(table.d_start.tolist()) <= starts
 
 
+def test_frames_follow_the_traffic_small_where_it_does_not_compress(tmp_path):
+    """Encrypted payloads: small frames (a small query decompresses little); plain text: large frames
+    at the level asked for (the ratio near the whole file's). ``zstd -dc`` gives it all back."""
+    rng = random.Random(3)
+    words = b"GET /index.html HTTP/1.1 Host: example.org Accept: text/html Cookie: session user ".split()
+    records = []
+    for i in range(3000):
+        payload = rng.randbytes(1200) if i < 1500 else b" ".join(rng.choice(words) for _ in range(150))[:1200]
+        records.append((BASE * NS + i * 1000, ether(udp("10.0.0.1", 443, "10.0.0.2", 50000, payload))))
+    path = tmp_path / f"pcap.{BASE}"
+    write_pcap(path, records)
+    data = path.read_bytes()
+    compress_capture(path)
+    zst = Path(f"{path}.zst")
+    table = read_seek_table(LocalFile(zst), str(zst))
+    half = len(data) // 2
+    sizes = table.d_size[1:-1]  # the first frame is cut before anything is known, the last by the end
+    encrypted, plain = sizes[table.d_start[1:-1] < half - (1 << 19)], sizes[table.d_start[1:-1] > half]
+    assert len(encrypted) > 5 and encrypted.max() < (1 << 16) + 1500
+    assert len(plain) >= 2 and plain.min() >= 1 << 19
+    assert decompressed(zst) == data
+    if shutil.which("zstd") is not None:
+        out = subprocess.run(["zstd", "-dc", str(zst)], capture_output=True, check=True).stdout
+        assert out == data
+
+
 def test_a_compressed_capture_answers_what_the_raw_one_does(tmp_path):
     tree = make_tree(tmp_path, files=4, packets=2000)
     before = answers(tree)
