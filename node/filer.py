@@ -58,7 +58,7 @@ from engine.formats import CaptureError
 from engine.formats.seekable import LEVEL
 from engine.formats.source import ARCHIVED_SUFFIX, ZSTD_SUFFIX
 from engine.index import TEMP_INDEX_PATTERN, FlowIndex, IndexUnusable, build_index, index_path, open_index
-from engine.index.read import capture_fingerprint
+from engine.index.opening import capture_fingerprint
 from engine.index.summary import SUMMARY_SUFFIX
 from node import filerstats, retention, store, tiers
 from node.faults import crash_point

@@ -40,7 +40,7 @@ from engine.formats.archived import ArchiveRecord, ArchiveUnavailable, is_missin
 from engine.formats.seekable import LEVEL, SeekableZstd
 from engine.formats.source import ARCHIVED_SUFFIX, ZSTD_SUFFIX, LocalFile, capture_name, tier_of
 from engine.index import index_path
-from engine.index.read import capture_fingerprint
+from engine.index.opening import capture_fingerprint
 from engine.index.summary import SUMMARY_SUFFIX
 from node import retention, store
 from node.faults import crash_point

@@ -31,7 +31,7 @@ from .format import (
     index_path,
     temp_index_path,
 )
-from .read import FlowIndex, content_digest
+from .opening import FlowIndex, content_digest
 
 
 class CutShort(CaptureError):

@@ -31,7 +31,7 @@ Format, version 3 (all integers little-endian)::
 Checksums, per section: opening an index checks the header's (header and directory: 0.1 ms for a
 few thousand bytes), and a column's is checked the first time the column is read (``FlowIndex``),
 so a lookup pays for the columns it reads, once per open index. A mismatch is ``IndexDamaged``:
-the file is scanned instead, the damage reported (``engine.index.read.on_damaged_index``), and
+the file is scanned instead, the damage reported (``engine.index.opening.on_damaged_index``), and
 ``reindex`` rebuilds it (its check reads every column).
 
     columns (F = flows, F4 = v4_flows, F6 = F - F4; "u2|u4" = the narrowest that holds the file):

@@ -42,7 +42,7 @@ from ..communityid import parse_community_id
 from ..durable import atomic_write
 from ..flow import Selection
 from .flows import ICMP_PROTOCOLS
-from .read import FlowIndex
+from .opening import FlowIndex
 
 SUMMARY_VERSION = 1
 MAGIC = b"PARHOURS"
