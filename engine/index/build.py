@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -132,29 +134,59 @@ def _encoded(header: IndexHeader, columns: dict[str, np.ndarray]) -> Iterator[by
         yield data + b"\0" * (-len(data) % 8)
 
 
+STREAM_CHUNK = 8 << 20  # bytes of a non-local capture read at a time into its temporary copy
+
+
 class _mapped:
-    """The capture memory-mapped read-only (an empty mapping for an empty file; bytes read for another source)."""
+    """The capture memory-mapped read-only (an empty mapping for an empty file).
+
+    A capture that is not a local file (a compressed one, reindexed) is first copied, STREAM_CHUNK
+    bytes at a time, into an anonymous temporary file in its own directory (``O_TMPFILE``: gone
+    with the process, even a killed one), which is then mapped: the build's memory stays flat
+    whatever the capture's size, and the disk holds its decompressed bytes while it runs.
+    """
 
     def __init__(self, cap: Capture):
         self.cap = cap
+        self.copy: BinaryIO | None = None
 
     def __enter__(self) -> mmap.mmap | bytes:
         size = self.cap.size()
         self.mm: mmap.mmap | bytes = b""
         fd = self.cap.fileno()
         if size and fd is None:
-            # Not a local file (a compressed capture, reindexed): its bytes read whole.
-            self.mm = self.cap.read(0, size)
-        elif size and fd is not None:
+            fd, size = self._copied(size)
+        if size and fd is not None:
             self.mm = mapping = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
             mapping.madvise(mmap.MADV_SEQUENTIAL)
         return self.mm
+
+    def _copied(self, size: int) -> tuple[int, int]:
+        """A temporary local copy of the capture's ``size`` bytes, read in bounded chunks: (its
+        descriptor, the bytes copied)."""
+        directory = os.path.dirname(os.path.abspath(self.cap.path))
+        try:
+            copy = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 - closed by __exit__
+        except OSError:  # a directory this process may not write to: the system's temporary one
+            copy = tempfile.TemporaryFile()  # noqa: SIM115
+        self.copy = copy
+        at = 0
+        while at < size:
+            chunk = self.cap.read(at, min(STREAM_CHUNK, size - at))
+            if not chunk:
+                break
+            copy.write(chunk)
+            at += len(chunk)
+        copy.flush()
+        return copy.fileno(), at  # fewer than ``size`` when the source gave fewer: mapped as they are
 
     def __exit__(self, *exc) -> None:
         if isinstance(self.mm, mmap.mmap):
             # An exception's frames may still see the mapping; it is unmapped when they go.
             with contextlib.suppress(BufferError):
                 self.mm.close()
+        if self.copy is not None:
+            self.copy.close()
 
 
 def _dissect(mm, table: RecordTable) -> FlowColumns:

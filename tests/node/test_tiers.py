@@ -149,6 +149,53 @@ def test_frames_follow_the_traffic_small_where_it_does_not_compress(tmp_path):
         assert out == data
 
 
+def test_indexing_a_compressed_capture_streams_it(tmp_path, monkeypatch):
+    """Reindexing a ``.zst``: the same index as the raw capture's, its bytes read in bounded chunks
+    (peak memory far below the capture's size), nothing left beside it."""
+    import tracemalloc
+
+    from engine.index import build as index_build
+
+    rng = random.Random(5)
+    path = tmp_path / f"pcap.{BASE}"
+    write_pcap(
+        path,
+        [
+            (
+                BASE * NS + i * 1000,
+                ether(udp(f"10.0.{i % 7}.1", 1000 + i % 50, "10.0.0.2", 53, rng.randbytes(1400))),
+            )
+            for i in range(6000)
+        ],
+    )
+    build_index(path)  # once before measuring: what a first build loads
+    tracemalloc.start()
+    try:
+        build_index(path)
+        _, raw_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    expected = Path(f"{path}.idx").read_bytes()
+    compress_capture(path, frame_bytes=1 << 16)
+    size = path.stat().st_size
+    path.unlink()
+    Path(f"{path}.idx").unlink()
+    zst = Path(f"{path}.zst")
+    monkeypatch.setattr(index_build, "STREAM_CHUNK", 1 << 18)
+    assert size > 8 * index_build.STREAM_CHUNK
+    tracemalloc.start()
+    try:
+        build_index(zst)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert Path(f"{path}.idx").read_bytes() == expected
+    # what the raw capture's build holds (its records' columns, the index), a chunk and the frames
+    # kept: not the capture
+    assert peak < raw_peak + 2 * index_build.STREAM_CHUNK + (2 << 20) < size, (peak, raw_peak, size)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{path.name}.idx", zst.name]
+
+
 def test_a_compressed_capture_answers_what_the_raw_one_does(tmp_path):
     tree = make_tree(tmp_path, files=4, packets=2000)
     before = answers(tree)
