@@ -15,6 +15,7 @@ from typing import BinaryIO
 import numpy as np
 
 from ..durable import atomic_write
+from ..flow import PROTO_ICMP, PROTO_ICMPV6
 from ..flowfields import FlowColumns, compiled_flow_columns, fill_slow_rows
 from ..formats import Capture, CaptureError, PcapCapture, PcapngCapture, open_capture
 from ..recordtable import RecordTable, walk_pcap, walk_pcapng
@@ -33,6 +34,7 @@ from .format import (
     index_path,
     temp_index_path,
 )
+from .icmp import message_columns, message_flows
 from .opening import FlowIndex, content_digest
 
 
@@ -108,13 +110,15 @@ def _index_of(capture: Path) -> tuple[IndexHeader, dict[str, np.ndarray], Captur
             table = walk_pcapng(cap)
             with _mapped(cap) as mm:
                 columns, digest = _dissect(mm, table), content_digest(lambda o, n: mm[o : o + n], size)
+                messages = _icmp_messages(mm, table, columns)
         else:
             assert isinstance(cap, PcapCapture)
             with _mapped(cap) as mm:
                 table = walk_pcap(cap, mm, size)
                 columns = _dissect(mm, table)
                 digest = content_digest(lambda o, n: mm[o : o + n], size)
-        header, sections = _sections(table, columns, size, digest, cap)
+                messages = _icmp_messages(mm, table, columns)
+        header, sections = _sections(table, columns, size, digest, cap, messages)
         if table.damage is None and table.end < size:
             return header, sections, CutShort(capture, table.end, "the file ends inside a record")
         return header, sections, table.damage
@@ -195,10 +199,33 @@ def _dissect(mm, table: RecordTable) -> FlowColumns:
     return columns
 
 
+def _icmp_messages(mm, table: RecordTable, fields: FlowColumns) -> dict[tuple, list]:
+    """The ICMP message flows of the capture's ICMP records (``engine.index.icmp``)."""
+    proto = fields.proto
+    at = np.flatnonzero(fields.has_flow & ((proto == PROTO_ICMP) | (proto == PROTO_ICMPV6)))
+    if not len(at):
+        return {}
+    start, caplen = table.data[at].tolist(), table.caplen[at].tolist()
+    records = zip(
+        table.linktype[at].tolist(),
+        table.ts_ns[at].tolist(),
+        table.orig_len[at].tolist(),
+        (bytes(mm[a : a + n]) for a, n in zip(start, caplen, strict=True)),
+        strict=True,
+    )
+    return message_flows(list(records))
+
+
 def _sections(
-    table: RecordTable, fields: FlowColumns, size: int, digest: bytes, capture: Capture
+    table: RecordTable,
+    fields: FlowColumns,
+    size: int,
+    digest: bytes,
+    capture: Capture,
+    messages: dict[tuple, list],
 ) -> tuple[IndexHeader, dict[str, np.ndarray]]:
     columns, n_flows, n_v4 = flow_table(table, fields, capture.nanosecond)
+    columns |= message_columns(messages, columns, n_v4)
     flags = (FLAG_PCAPNG if isinstance(capture, PcapngCapture) else 0) | (
         FLAG_SIMPLE_BLOCKS if table.simple_blocks else 0
     )

@@ -37,6 +37,8 @@ from .format import (
     decode_header,
     header_checksum,
 )
+from .icmp import COLUMNS as ICMP_COLUMNS
+from .icmp import expected_lengths as expected_icmp
 from .lookup import FlowLookups
 from .offsets import PacketOffsets
 
@@ -203,6 +205,8 @@ class FlowIndex(FlowLookups, PacketOffsets):
             "metablk": None,
             "offsets": None,
         }
+        if self.header.version >= 4:  # the ICMP message flows (engine.index.icmp)
+            expected |= expected_icmp(columns) or {name: None for name in ICMP_COLUMNS}
         for name, count in expected.items():
             if name not in columns or (count is not None and len(columns[name]) != count):
                 raise IndexUnusable(f"{self.path}: column {name} is missing or of another length")

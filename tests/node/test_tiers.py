@@ -427,6 +427,58 @@ def test_archived_captures_answer_exactly_and_flows_touch_no_archive(tmp_path, a
         archived.configure(weed_s3.endpoint)
 
 
+def test_flows_over_an_archived_capture_with_icmp_ask_nothing_of_the_archive(tmp_path, archive):
+    """ICMP and ICMPv6 rows of /flows come from the index (version 4): an archived capture lists
+    them with its archive unreachable, the same rows as the capture gave on the local disk."""
+    import types
+
+    import pcapgen as g
+
+    bucket, options = archive
+    tree = types.SimpleNamespace(filer_dir=tmp_path / "filed", capture_dir=tmp_path / "pcap")
+    tree.capture_dir.mkdir()
+    directory = store.hour_dir(tree.filer_dir, BASE, utc=True)
+    directory.mkdir(parents=True)
+    messages = [
+        g.icmp_echo("10.1.0.1", "10.1.0.2", 5, 1),
+        g.icmp_echo("10.1.0.2", "10.1.0.1", 5, 1, reply=True),
+        g.icmp_echo("2001:db8::1", "2001:db8::2", 7, 1),
+        g.icmp_echo("2001:db8::2", "2001:db8::1", 7, 1, reply=True),
+        g.icmp_error("192.0.2.254", g.tcp("10.1.0.1", 40000, "10.9.0.9", 80, b"x")),
+        g.icmp_error("2001:db8::fe", g.tcp("2001:db8::1", 40001, "2001:db8::99", 443, b"y")),
+        g.udp("10.1.0.1", 5353, "10.1.0.2", 53, b"query"),
+    ]
+    path = directory / f"pcap.{BASE}"
+    write_pcap(path, [(BASE * NS + k * 1000, g.ether(m)) for k in range(40) for m in messages])
+    build_index(path)
+    params = [
+        {"start_time": str(BASE), "end_time": str(BASE + 60)},
+        {"start_time": str(BASE), "end_time": str(BASE + 60), "proto": "58"},
+        {"start_time": str(BASE), "end_time": str(BASE + 60), "proto": "1", "src_port": "8"},
+    ]
+
+    def flows() -> list[tuple[int, bytes, str | None]]:
+        with node_client(tree):
+            client = Client()
+            return [
+                (r.status_code, r.content, r.get("X-PAR-Damaged"))
+                for r in (client.get("/flows", p) for p in params)
+            ]
+
+    local = flows()
+    assert all(status == 200 and damaged is None for status, _, damaged in local)
+    listed = [json.loads(content)["flows"] for _, content, _ in local]
+    # echoes and errors of both families, one row per message flow (type and code as ports)
+    assert len(listed[1]) == 2 and len(listed[2]) == 1 and len(listed[0]) == 5
+    tiers.compress_tree(tree.filer_dir, "pcap")
+    assert tiers.archive_tree(tree.filer_dir, "pcap", options).archived == 1
+    archived.configure("http://127.0.0.1:9")  # nothing listens there
+    try:
+        assert flows() == local
+    finally:
+        archived.configure(options.endpoint)
+
+
 def test_a_record_left_half_written_by_a_killed_archiver_is_cleaned_by_the_rerun(tmp_path, archive):
     bucket, options = archive
     tree = make_tree(tmp_path, files=3, packets=200)
