@@ -30,6 +30,7 @@ from .format import (
     FLAG_SIMPLE_BLOCKS,
     HEADER_SIZE,
     INDEX_SUFFIX,
+    INDEX_VERSION,
     OFFSET_GROUP,
     IndexDamaged,
     IndexUnusable,
@@ -307,9 +308,11 @@ def forget_open_indexes() -> None:
 def index_is_current(capture: str | os.PathLike) -> bool:
     """True when ``capture`` has an undamaged index of this version built from it as it is now.
 
-    Every checksum is checked (``reindex`` asks this to find what to rebuild).
+    Every checksum is checked (``reindex`` asks this to find what to rebuild). An index of version
+    3 answers queries but is not current: ``reindex`` rebuilds it with the ICMP columns.
     """
-    return _current_index(os.fspath(capture), whole=True) is not None
+    index = _current_index(os.fspath(capture), whole=True)
+    return index is not None and index.header.version == INDEX_VERSION
 
 
 def capture_span(capture: str | os.PathLike) -> tuple[int, int] | None:

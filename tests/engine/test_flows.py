@@ -187,7 +187,7 @@ def test_icmp_rows_from_the_index_are_those_read_from_the_records(tmp_path, minu
     path of version 3, which reads the ICMP flows' records) for every selection; an index of
     version 3 is still read, its ICMP rows from the records."""
     import engine.flows
-    from engine.index import columns, open_index
+    from engine.index import columns, index_is_current, open_index
     from tests.engine.test_index_bytes import without_icmp_columns
     from tests.engine.test_select import CASES as SELECTIONS
     from tests.engine.test_select import selection_of
@@ -231,6 +231,7 @@ def test_icmp_rows_from_the_index_are_those_read_from_the_records(tmp_path, minu
         index_path(f).write_bytes(without_icmp_columns(index_path(f).read_bytes()))
     opened = open_index(files[0])
     assert opened is not None and opened.header.version == 3
+    assert not index_is_current(files[0])  # reindex rebuilds it, with the ICMP columns
     read.clear()
     assert listings() == new
     assert read
