@@ -11,6 +11,7 @@ capture's index answers for both.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 from dataclasses import dataclass
@@ -53,10 +54,16 @@ def record_offsets(capture: str | os.PathLike) -> np.ndarray:
             return np.zeros(0, dtype=np.int64)
         from . import native
 
-        with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as mm:
+        mm = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+        try:
             buf = np.frombuffer(mm, dtype=np.uint8, count=size)
             rec, _ = native.record_headers(buf, 24, cap.order == ">")
             del buf
+        finally:
+            # numba compiling the walk (its first run, no cache) may keep a view of the mapping a
+            # while: it is unmapped when that goes
+            with contextlib.suppress(BufferError):
+                mm.close()
         return rec[rec < size]
 
 
