@@ -269,15 +269,17 @@ def main() -> None:
         )
         raw = work / f"pcap.{T0}"
         shutil.copyfile(found["tls"], raw)
-        start = cpu()
-        build_index(raw)
-        index_s = cpu() - start
-        start = cpu()
-        compress_capture(raw, work / f"pcap.{T0}.zst.tmp")
-        compress_s = cpu() - start
+        index_s = compress_s = float("inf")
+        for _ in range(3):  # the best of three: the machine is shared
+            start = cpu()
+            build_index(raw)
+            index_s = min(index_s, cpu() - start)
+            start = cpu()
+            compress_capture(raw, work / f"pcap.{T0}.zst.tmp")
+            compress_s = min(compress_s, cpu() - start)
         mb = raw.stat().st_size / 2**20
         print(
-            f"filing rate (index {index_s:.2f} s + compression {compress_s:.2f} s CPU): "
+            f"filing rate (index {index_s:.2f} s + compression {compress_s:.2f} s CPU, best of 3): "
             f"{mb / (index_s + compress_s):.0f} MB/s a core (index alone {mb / index_s:.0f} MB/s)"
         )
         # the compressed twin: its own directory, the same index
