@@ -89,6 +89,7 @@ def message_columns(
     proto = table["proto"]
     rows: dict[tuple, int] = {}
     for i in np.flatnonzero((proto == PROTO_ICMP) | (proto == PROTO_ICMPV6)).tolist():
+        ends: tuple[int, ...]
         if i < n_v4:
             ends = (0, int(table["a4"][i]) | V4_LOW, 0, int(table["b4"][i]) | V4_LOW)
         else:

@@ -207,7 +207,8 @@ class FlowIndex(FlowLookups, PacketOffsets):
             "offsets": None,
         }
         if self.header.version >= 4:  # the ICMP message flows (engine.index.icmp)
-            expected |= expected_icmp(columns) or {name: None for name in ICMP_COLUMNS}
+            icmp: dict[str, int | None] = {name: None for name in ICMP_COLUMNS}
+            expected |= expected_icmp(columns) or icmp
         for name, count in expected.items():
             if name not in columns or (count is not None and len(columns[name]) != count):
                 raise IndexUnusable(f"{self.path}: column {name} is missing or of another length")
