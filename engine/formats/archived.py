@@ -296,6 +296,10 @@ def _ranged_get(client: Any, record: ArchiveRecord, start: int, end: int) -> byt
     except (urllib3.exceptions.ProtocolError, urllib3.exceptions.NewConnectionError):
         # a kept-alive connection the server had closed: once more on a new one
         answer = _pool().request("GET", url, headers=headers)
+    if answer.status == 403:
+        # credentials that changed (a rotated role's) since the URL was signed: signed again, once
+        _SIGNED.pop((id(client), record.bucket, record.key), None)
+        answer = _pool().request("GET", _signed_url(client, record), headers=headers)
     status = answer.status
     if status == 206:
         return answer.data
