@@ -75,11 +75,17 @@ class SeekTable:
 
     @property
     def _starts(self) -> list[int]:
-        starts = self.__dict__.get("_starts_list")
-        if starts is None:
-            starts = self.d_start.tolist()
-            object.__setattr__(self, "_starts_list", starts)
-        return starts
+        return self.lists[2]
+
+    @property
+    def lists(self) -> tuple[list[int], list[int], list[int], list[int]]:
+        """(c_start, c_size, d_start, d_size) as lists: read one frame at a time, a list's item costs
+        a tenth of a numpy scalar's."""
+        found = self.__dict__.get("_lists")
+        if found is None:
+            found = (self.c_start.tolist(), self.c_size.tolist(), self.d_start.tolist(), self.d_size.tolist())
+            object.__setattr__(self, "_lists", found)
+        return found
 
 
 def read_seek_table(source: ByteSource, name: str) -> SeekTable:
@@ -222,12 +228,13 @@ class SeekableZstd:
         if end <= len(self.head):
             return self.head[offset:end]
         first, last = table.frame_of(offset), table.frame_of(end - 1)
+        d_start = table.lists[2]
         if first == last:
-            start = int(table.d_start[first])
+            start = d_start[first]
             return self._frame(first)[offset - start : end - start]
         parts = []
         for i in range(first, last + 1):
-            start = int(table.d_start[i])
+            start = d_start[i]
             parts.append(memoryview(self._frame(i))[max(0, offset - start) : end - start])
         return b"".join(parts)
 
@@ -239,9 +246,10 @@ class SeekableZstd:
             view[: end - offset] = self.head[offset:end]
             return max(0, end - offset)
         at = offset
+        d_start = table.lists[2]
         while at < end:
-            i = table.frame_of(at)
-            start = int(table.d_start[i])
+            i = bisect_right(d_start, at) - 1
+            start = d_start[i]
             data = self._frame(i)
             stop = min(end, start + len(data))
             view[at - offset : stop - offset] = memoryview(data)[at - start : stop - start]
@@ -266,17 +274,17 @@ class SeekableZstd:
         """The frames to fetch with ``i``: the planned ones from it on, up to FETCH_BYTES, nearby ones grouped."""
         planned = self._planned
         k = bisect_right(planned, i) if planned else 0
-        c_start, c_size = self.table.c_start, self.table.c_size
-        groups, budget = [[i]], int(c_size[i])
+        c_start, c_size = self.table.lists[:2]
+        groups, budget = [[i]], c_size[i]
         limit = max(FRAMES_KEPT - 1, 1)
         for frame in planned[k : k + limit]:
             if frame in self._frames or (self._shared and (self._key, frame) in _SHARED):
                 continue
-            budget += int(c_size[frame])
+            budget += c_size[frame]
             if budget > FETCH_BYTES:
                 break
             last = groups[-1][-1]
-            if int(c_start[frame]) - int(c_start[last] + c_size[last]) <= MERGE_GAP:
+            if c_start[frame] - (c_start[last] + c_size[last]) <= MERGE_GAP:
                 groups[-1].append(frame)
             else:
                 groups.append([frame])
@@ -284,16 +292,16 @@ class SeekableZstd:
 
     def _fetch(self, frames: list[int]) -> None:
         """Read frames ``frames`` (ascending) from the source below, in one read, and decompress each."""
-        table = self.table
+        c_start, c_size, d_start, d_size = self.table.lists
         first, last = frames[0], frames[-1]
-        base = int(table.c_start[first])
-        length = int(table.c_start[last] + table.c_size[last]) - base
+        base = c_start[first]
+        length = c_start[last] + c_size[last] - base
         raw = memoryview(self.inner.read(base, length))  # frames sliced without copies
         self.bytes_fetched += len(raw)
         for i in frames:
-            at, size, want = int(table.c_start[i]) - base, int(table.c_size[i]), int(table.d_size[i])
+            at, size, want = c_start[i] - base, c_size[i], d_size[i]
             chunk = raw[at : at + size]
-            offset = int(table.d_start[i])
+            offset = d_start[i]
             if len(chunk) < size:
                 raise CompressedDamage(self.name, offset, f"compressed frame {i} is cut short")
             try:
