@@ -232,8 +232,8 @@ class ObjectSource:
 # ---------------------------------------------------------------- the ranged GET of a query
 #
 # A small query's whole cost beside its local work is one GET. boto3 spends 2-4 ms of CPU on each
-# (its event hooks, signing, parsing the answer's headers into a dict), as much as the loopback
-# server's own answer. A query's GET therefore goes out as a plain HTTP request on the process's
+# on a quiet machine, several times that on a busy one (its event hooks, signing, parsing the
+# answer's headers into a dict), as much as or more than a loopback server's own answer. A query's GET therefore goes out as a plain HTTP request on the process's
 # keep-alive pool (urllib3, which botocore itself sends with), to a URL boto3 signed for the object
 # (a presigned GET, kept for SIGNED_FOR seconds and signed again before it expires; the Range
 # header is not part of the signature). The URL carries the signature and the access key's id:
@@ -293,8 +293,9 @@ def _ranged_get(client: Any, record: ArchiveRecord, start: int, end: int) -> byt
     headers = {"Range": f"bytes={start}-{end - 1}"}
     try:
         answer = _pool().request("GET", url, headers=headers)
-    except (urllib3.exceptions.ProtocolError, urllib3.exceptions.NewConnectionError):
-        # a kept-alive connection the server had closed: once more on a new one
+    except urllib3.exceptions.ProtocolError:
+        # a kept-alive connection the server had closed: once more on a new one (a server out of
+        # reach is not asked twice)
         answer = _pool().request("GET", url, headers=headers)
     if answer.status == 403:
         # credentials that changed (a rotated role's) since the URL was signed: signed again, once
