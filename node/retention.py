@@ -4,10 +4,11 @@ Two rules, either or both: keep a percentage of the filer's file system free (``
 and keep nothing older than a number of hours (``--max-age``; an hour directory goes once its whole
 hour is that old). Local retention deletes local bytes only: an archived capture's record
 (``<name>.archived``), its index and the hour's summary stay, so the archive answers for the hour
-until its own retention (``PAR_ARCHIVE_MAX_AGE``, node/tiers.py) deletes the object and then them; an
-hour directory is removed once nothing is left in it. Symbolic links in the tree are neither followed nor deleted, as queries ignore
-them: each pass that meets one warns once. The newest hour directory is never deleted for free space: a disk filled by
-something else must not cost the sensor all its captures. Every deletion is logged.
+until its own retention (``PAR_ARCHIVE_MAX_AGE``, node/tiers.py) deletes the object and then them;
+an hour directory is removed once nothing is left in it. Symbolic links in the tree are neither
+followed nor deleted, as queries ignore them: each pass that meets one warns once. The newest hour
+directory is never deleted for free space: a disk filled by something else must not cost the
+sensor all its captures. Every deletion is logged.
 """
 
 from __future__ import annotations
@@ -99,17 +100,6 @@ def warn_links(links: list[Path], shown: int = 5) -> None:
         names,
         more,
     )
-
-
-def dir_size(path: Path) -> tuple[int, int]:
-    """(files, bytes) directly in ``path``."""
-    files = size = 0
-    with os.scandir(path) as entries:
-        for entry in entries:
-            if entry.is_file(follow_symlinks=False):
-                files += 1
-                size += entry.stat(follow_symlinks=False).st_size
-    return files, size
 
 
 def archived_kept(directory: Path) -> set[str]:
