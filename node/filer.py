@@ -43,8 +43,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import BrokenExecutor, Future
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -350,7 +349,7 @@ def _attempt(src: Path, summary: PassSummary, step: Callable[[], T]) -> T | None
             log.warning("%s disappeared before it was filed", src)
             return None
         log.error("Cannot file %s: a directory disappeared meanwhile", src)
-    except BrokenProcessPool:
+    except BrokenExecutor:  # a worker of the pool died (BrokenProcessPool)
         log.error("Cannot file %s: the worker process indexing it died; it is filed by the next pass", src)
     except (OSError, FilingConflict) as exc:
         log.error("Cannot file %s: %s", src, exc)
@@ -395,7 +394,9 @@ def file_pending(options: FilerOptions, stop: threading.Event | None = None) -> 
             touched.add(filed.dest.parent)
         _count(summary, filed, False)
 
-    with Workers(1 if options.simulate else options.jobs) as workers:
+    # No more workers than files: one new capture (a pass a minute's usual work) is indexed in this
+    # process, without forking a pool for it.
+    with Workers(1 if options.simulate else min(options.jobs, len(listed.pending))) as workers:
         for src in listed.pending:
             if stop is not None and stop.is_set():
                 log.info("Stopping before %s", src.name)
@@ -473,15 +474,25 @@ def tier_pass(options: FilerOptions, stop: threading.Event | None = None) -> tie
     return summary
 
 
+# A tier pass lists every hour directory of the tree (about 150 ms of CPU for a week of one-minute
+# captures, growing with retention), and what it does is not urgent: what the filer files is already
+# compressed, and ages for the archive count in hours. So it follows a filing pass at most this often.
+TIER_INTERVAL = 600.0
+
+
 def run_loop(options: FilerOptions, interval: float, stop: threading.Event) -> None:
     """Run passes ``interval`` seconds apart until ``stop`` is set; a failed pass is logged, not fatal.
 
-    Each filing pass is followed by a tier pass (``tier_pass``): compression and the archive.
+    The first filing pass, and then one every ``TIER_INTERVAL`` seconds (or ``interval``, if longer),
+    is followed by a tier pass (``tier_pass``): compression and the archive.
     """
+    tiers_due = time.monotonic()
     while not stop.is_set():
         try:
             log.info(run_pass(options, stop).line(options.simulate))
-            if not stop.is_set() and (options.compress == "zstd" or options.archive is not None):
+            tiered = options.compress == "zstd" or options.archive is not None
+            if not stop.is_set() and tiered and time.monotonic() >= tiers_due:
+                tiers_due = time.monotonic() + max(interval, TIER_INTERVAL)
                 log.info(tier_pass(options, stop).line())
         except Exception:
             log.exception("The filing pass failed; the next one starts in %g seconds", interval)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
 import secrets
@@ -170,11 +171,14 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 # pass) imports no collector code, no admin, sessions or users, no django-axes; a collector no node.
 # Both serve /schema and /docs (drf-spectacular). The test process runs both roles' views in
 # process: tests/settings.py adds the node's app to a collector's.
-_SHARED_APPS = [
-    "django.contrib.staticfiles",
-    "rest_framework",
-    "drf_spectacular",
-    "drf_spectacular_sidecar",
+_SHARED_APPS = ["django.contrib.staticfiles", "rest_framework"]
+# On a node drf-spectacular is not an installed app: its views import it when a route is loaded,
+# so the filer's processes (a cron pass pays its start-up every minute) never do. The docs page's
+# template is found in its folder (TEMPLATES below), its assets are served by api/docs.py.
+_SPECTACULAR_APPS = ["drf_spectacular", "drf_spectacular_sidecar"]
+_spectacular = importlib.util.find_spec("drf_spectacular")  # where it is, without importing it
+_SPECTACULAR_TEMPLATES = [
+    Path(folder) / "templates" for folder in (_spectacular and _spectacular.submodule_search_locations or [])
 ]
 if PAR_ROLE == "collector":
     INSTALLED_APPS = [
@@ -184,6 +188,7 @@ if PAR_ROLE == "collector":
         "django.contrib.sessions",
         "django.contrib.messages",
         *_SHARED_APPS,
+        *_SPECTACULAR_APPS,
         "collector.apps.CollectorConfig",
         *_TASK_APPS,  # the export jobs' task backend (above, "Exports")
         "axes",
@@ -231,7 +236,7 @@ APPEND_SLASH = False
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [] if PAR_ROLE == "collector" else _SPECTACULAR_TEMPLATES,
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
