@@ -17,7 +17,7 @@ from typing import Annotated, TypedDict, cast, get_args, get_type_hints
 
 from api.spreadsheet import safe_cell
 from api.times import format_iso, format_iso_many
-from engine.flows.listing import FlowColumns, FlowListing, FlowRow
+from engine.flows.rows import FlowColumns, FlowListing, FlowRow
 
 CSV_TYPE = "text/csv; charset=utf-8"
 

@@ -445,6 +445,7 @@ def _pass(options: FilerOptions, stop: threading.Event | None) -> PassSummary:
         keep_free=options.keep_free,
         max_age_hours=options.max_age_hours,
         simulate=options.simulate,
+        prefix=options.prefix,
     )
     summary = file_pending(options, stop)
     summary.deleted = deleted
@@ -466,6 +467,9 @@ def tier_pass(options: FilerOptions, stop: threading.Event | None = None) -> tie
             summary.expired, summary.backlog = archived.expired, archived.backlog
             summary.archive_pass = True
             summary.errors += archived.errors
+        if summary.compressed or summary.archived or summary.expired:
+            # captures changed names: listings kept in memory by the stamp must end
+            store.bump_tree_stamp(options.filer_dir)
         filerstats.record_tiers(options.data_dir, summary)
     return summary
 

@@ -15,15 +15,16 @@ text (addresses, ``engine.flows.text``) and their Community ID (``community_dige
 as columns (``FlowColumns``) that an answer is written from.
 
 ICMP and ICMPv6 rows of the flow table hold every message between two hosts (ports 0); they are
-split by message type and code as Community ID maps them (see ``engine.selection.match``) by reading those
-flows' records only, so each ICMP row has its ports and its Community ID.
+split by message type and code as Community ID maps them (see ``engine.selection.match``), so each ICMP row
+has its ports and its Community ID: from the index's ICMP columns (version 4,
+``engine.index.icmp``; no record is read, an archived capture asks nothing of the archive), or,
+for an index of version 3, by reading those flows' records.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -35,105 +36,11 @@ from ..index.build import index_in_memory
 from ..query.plan import CaptureFile
 from ..selection.match import SelectionMatcher, icmp_type_code, is_icmp
 from ..selection.selectors import Selection
+from .rows import KEY_FIELDS, ROW_DTYPE, FileDamage, FlowColumns, FlowListing, FlowRow
 from .text import address_texts
 
 SORTS = {"first": ("first_ns", False), "last": ("last_ns", False), "-bytes": ("bytes", True)}
 SORTS["-packets"] = ("packets", True)
-ROW_DTYPE = np.dtype(
-    [
-        ("a_hi", "<u8"),
-        ("a_lo", "<u8"),
-        ("b_hi", "<u8"),
-        ("b_lo", "<u8"),
-        ("a_port", "<u2"),
-        ("b_port", "<u2"),
-        ("proto", "u1"),
-        ("first_ns", "<i8"),
-        ("last_ns", "<i8"),
-        ("packets", "<u8"),
-        ("bytes", "<u8"),
-        ("approximate", "?"),
-        ("b_first", "?"),  # the b end sent the flow's first packet
-        ("community_id", "V20"),
-    ]
-)
-KEY_FIELDS = ["a_hi", "a_lo", "b_hi", "b_lo", "a_port", "b_port", "proto"]
-
-
-@dataclass(frozen=True)
-class FlowRow:
-    """One flow of a listing."""
-
-    proto: int
-    src_addr: str
-    src_port: int
-    dst_addr: str
-    dst_port: int
-    community_id: str
-    first_ns: int
-    last_ns: int
-    packets: int
-    bytes: int
-    approximate: bool
-
-
-@dataclass(frozen=True)
-class FlowColumns:
-    """The rows of a listing as columns, in the listing's order, their text already written."""
-
-    proto: list[int]
-    src_addr: list[str]
-    src_port: list[int]
-    dst_addr: list[str]
-    dst_port: list[int]
-    community_id: list[str]
-    first_ns: list[int]
-    last_ns: list[int]
-    packets: list[int]
-    bytes: list[int]
-    approximate: list[bool]
-
-    def __len__(self) -> int:
-        return len(self.proto)
-
-    def rows(self) -> list[FlowRow]:
-        return [
-            FlowRow(*values) for values in zip(*(getattr(self, f.name) for f in fields(self)), strict=True)
-        ]
-
-
-@dataclass(frozen=True)
-class FileDamage:
-    """A damaged file a listing met: read up to its damage (its index says where), or not at all."""
-
-    path: str
-    description: str  # for the log: the file and what is wrong with it
-
-    @property
-    def name(self) -> str:
-        return os.path.basename(self.path)
-
-    def __str__(self) -> str:
-        return self.description
-
-
-@dataclass(frozen=True)
-class FlowListing:
-    columns: FlowColumns
-    truncated: bool
-    damaged: list[FileDamage]  # in the order met
-    # Bytes over time of every flow matched, listed or not: HISTOGRAM_BINS equal slices of the window.
-    histogram: list[int] = field(default_factory=list)
-
-    @property
-    def damaged_names(self) -> list[str]:
-        """The damaged files' names, once each, as ``X-PAR-Damaged`` lists them (as for /data.pcap)."""
-        return list(dict.fromkeys(d.name for d in self.damaged))
-
-    @property
-    def rows(self) -> list[FlowRow]:
-        """The rows one by one (the columns are what an answer is written from)."""
-        return self.columns.rows()
 
 
 def list_flows(
@@ -250,11 +157,56 @@ def _rows(
     rows["packets"], rows["bytes"] = plain["packets"], plain["bytes"]
     rows["approximate"] = (plain["first_ns"] < m.start_ns) | (plain["last_ns"] > m.end_ns)
     icmp_ids = ids[icmp]
-    # the messages of every ICMP flow of the file, in one pass over their records
-    icmp_rows = list(_icmp_rows(file, index, index.packet_offsets(icmp_ids), m)) if len(icmp_ids) else []
-    if icmp_rows:
-        rows = np.concatenate([rows, np.array(icmp_rows, dtype=ROW_DTYPE)])
-    return rows
+    if not len(icmp_ids):
+        return rows
+    if "icmpflow" in index.columns:  # an index of version 4 keeps them: no record is read
+        found = _indexed_icmp_rows(index, icmp_ids, table[icmp], m)
+    else:  # the messages of every ICMP flow of the file, in one pass over their records
+        found = np.array(list(_icmp_rows(file, index, index.packet_offsets(icmp_ids), m)), dtype=ROW_DTYPE)
+    return np.concatenate([rows, found]) if len(found) else rows
+
+
+def _indexed_icmp_rows(
+    index: FlowIndex, ids: np.ndarray, parents: np.ndarray, m: SelectionMatcher
+) -> np.ndarray:
+    """The message flows of the ICMP flow-table rows ``ids`` (``parents``: those rows) from the
+    index's ICMP columns (``engine.index.icmp``), those the selection takes: what ``_icmp_rows``
+    finds in the records."""
+    from .index.icmp import DST_FIRST, SRC_IS_B
+
+    c = index.columns
+    flow = c["icmpflow"].astype(np.int64)
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order].astype(np.int64)
+    at = np.searchsorted(sorted_ids, flow)
+    taken = (at < len(sorted_ids)) & (sorted_ids[np.minimum(at, len(sorted_ids) - 1)] == flow)
+    pick = np.flatnonzero(taken)
+    if not len(pick):
+        return np.zeros(0, ROW_DTYPE)
+    p = parents[order[at[pick]]]
+    bits = c["icmpbits"][pick]
+    src_is_b = (bits & SRC_IS_B) != 0
+    rows = np.zeros(len(pick), ROW_DTYPE)
+    for end, this, other in (("a", "a", "b"), ("b", "b", "a")):
+        for half in ("_hi", "_lo"):
+            rows[end + half] = np.where(src_is_b, p[other + half], p[this + half])
+    rows["a_port"], rows["b_port"] = c["icmpsprt"][pick], c["icmpdprt"][pick]
+    rows["proto"] = p["proto"]
+    rows["first_ns"], rows["last_ns"] = c["icmpfrst"][pick], c["icmplast"][pick]
+    rows["packets"], rows["bytes"] = c["icmppkts"][pick], c["icmpbyts"][pick]
+    rows["b_first"] = (bits & DST_FIRST) != 0
+    rows["community_id"] = c["icmpcid"].reshape(-1, DIGEST_SIZE)[pick].copy().view(f"V{DIGEST_SIZE}").ravel()
+    rows["approximate"] = (rows["first_ns"] < m.start_ns) | (rows["last_ns"] > m.end_ns)
+    keep = (rows["last_ns"] >= m.start_ns) & (rows["first_ns"] <= m.end_ns)
+    for i in np.flatnonzero(keep).tolist():
+        r = rows[i]
+        src = int(r["a_hi"]).to_bytes(8, "big") + int(r["a_lo"]).to_bytes(8, "big")
+        dst = int(r["b_hi"]).to_bytes(8, "big") + int(r["b_lo"]).to_bytes(8, "big")
+        if not m.selection.matches(src, int(r["a_port"]), dst, int(r["b_port"]), int(r["proto"])) or (
+            m.digest not in (None, bytes(r["community_id"]))
+        ):
+            keep[i] = False
+    return rows[keep]
 
 
 def _icmp_rows(

@@ -30,6 +30,7 @@ from .format import (
     FLAG_SIMPLE_BLOCKS,
     HEADER_SIZE,
     INDEX_SUFFIX,
+    INDEX_VERSION,
     OFFSET_GROUP,
     IndexDamaged,
     IndexUnusable,
@@ -37,6 +38,8 @@ from .format import (
     decode_header,
     header_checksum,
 )
+from .icmp import COLUMNS as ICMP_COLUMNS
+from .icmp import expected_lengths as expected_icmp
 from .lookup import FlowLookups
 from .offsets import PacketOffsets
 
@@ -203,6 +206,9 @@ class FlowIndex(FlowLookups, PacketOffsets):
             "metablk": None,
             "offsets": None,
         }
+        if self.header.version >= 4:  # the ICMP message flows (engine.index.icmp)
+            icmp: dict[str, int | None] = {name: None for name in ICMP_COLUMNS}
+            expected |= expected_icmp(columns) or icmp
         for name, count in expected.items():
             if name not in columns or (count is not None and len(columns[name]) != count):
                 raise IndexUnusable(f"{self.path}: column {name} is missing or of another length")
@@ -303,9 +309,11 @@ def forget_open_indexes() -> None:
 def index_is_current(capture: str | os.PathLike) -> bool:
     """True when ``capture`` has an undamaged index of this version built from it as it is now.
 
-    Every checksum is checked (``reindex`` asks this to find what to rebuild).
+    Every checksum is checked (``reindex`` asks this to find what to rebuild). An index of version
+    3 answers queries but is not current: ``reindex`` rebuilds it with the ICMP columns.
     """
-    return _current_index(os.fspath(capture), whole=True) is not None
+    index = _current_index(os.fspath(capture), whole=True)
+    return index is not None and index.header.version == INDEX_VERSION
 
 
 def capture_span(capture: str | os.PathLike) -> tuple[int, int] | None:
