@@ -172,7 +172,7 @@ def _indexed_icmp_rows(
     """The message flows of the ICMP flow-table rows ``ids`` (``parents``: those rows) from the
     index's ICMP columns (``engine.index.icmp``), those the selection takes: what ``_icmp_rows``
     finds in the records."""
-    from .index.icmp import DST_FIRST, SRC_IS_B
+    from ..index.icmp import DST_FIRST, SRC_IS_B
 
     c = index.columns
     flow = c["icmpflow"].astype(np.int64)
