@@ -11,7 +11,9 @@ Where a catch-up is (``PAR_DATA_DIR/summaries.json``): the summary version it br
 and the hour below which it goes on, or that it is done. A done catch-up costs one small read a
 pass; a new summary version, or a summary the filer could not write, starts it again from the
 newest hour. The file is replaced atomically, each summary too (``store.refresh_summary``), so a
-kill at any moment leaves an hour's old summary or its new one, and the next pass goes on.
+kill at any moment leaves an hour's old summary or its new one (and maybe a temporary file, which
+the hour's next rewrite removes); the note is written at the end of a pass, so the next pass
+goes on from where the killed one started.
 ``manage.py reindex`` stays the way to do every hour at once.
 """
 
@@ -30,6 +32,7 @@ from engine.formats.source import capture_name
 from engine.index import index_path
 from engine.index.summary import SUMMARY_VERSION, read_summary, summary_path
 from node import retention, store
+from node.faults import crash_point
 
 log = logging.getLogger("node.filer")
 
@@ -109,6 +112,8 @@ def catch_up(
     stop: threading.Event | None = None,
 ) -> CatchUp:
     """Rewrite the out-of-date summaries of older hours, newest first, within the budget (hold the tree lock)."""
+    from node.filer import remove_stale_temps  # node.filer runs this module
+
     outcome = CatchUp()
     state = read_state(data_dir)
     if state.get("done"):
@@ -126,6 +131,7 @@ def catch_up(
         outcome.checked += 1
         if not is_current(hour.path, prefix):
             try:
+                remove_stale_temps(hour.path, prefix)  # a crash while rewriting it left its temporary file
                 store.refresh_summary(hour.path, prefix, rebuild=True)
             except OSError as exc:
                 log.warning(
@@ -136,6 +142,7 @@ def catch_up(
             else:
                 outcome.rewritten += 1
                 log.info("Rewrote the summary of %s", hour.path)
+                crash_point("summarised")
         below = hour.hour
     else:
         outcome.done = True

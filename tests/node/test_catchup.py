@@ -4,6 +4,7 @@ missing, damaged or older than its indexes), newest first, a budget a pass, afte
 from __future__ import annotations
 
 import os
+import signal
 
 from engine.index.summary import read_summary, summary_path
 from node import catchup, filer, filerstats, store
@@ -110,3 +111,22 @@ def test_a_cron_pass_after_an_upgrade_rewrites_version_1_summaries_and_logs_it(t
     assert "Summaries: 3 rewritten" in log and "every hour is up to date" in log, log
     again = manage(env, "runfiler")
     assert again.returncode == 0 and "Summaries:" not in again.stderr
+
+
+def test_a_filer_killed_while_rewriting_summaries_finishes_them_on_its_next_pass(tmp_path):
+    _, files = filed_hours(tmp_path, hours=4, per_hour=1)
+    hours = sorted({path.parent for path in files})
+    for hour in hours:
+        spoil(hour, "version 1")
+    # What a kill while writing a summary leaves beside the old one.
+    left = hours[1] / ".pcap.summary.4242.tmp"
+    left.write_bytes(b"half a summary")
+    (tmp_path / "data").mkdir()
+    env = filer_env(tmp_path, tmp_path / "pcap", tmp_path / "filed")
+    killed = manage({**env, "PAR_FILER_CRASH_AT": "summarised:2"}, "runfiler")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert [usable(hour) for hour in hours] == [False, False, True, True]  # newest first, two done
+    rerun = manage(env, "runfiler")
+    assert rerun.returncode == 0, rerun.stderr
+    assert all(usable(hour) for hour in hours) and not left.exists()
+    assert catchup.read_state(tmp_path / "data")["done"] is True
