@@ -150,6 +150,6 @@ def catch_up(
         _write_state(data_dir, {"version": SUMMARY_VERSION, "done": True})
     else:
         _write_state(data_dir, {"version": SUMMARY_VERSION, "below": list(below) if below else None})
-    if outcome.rewritten or not state or not outcome.done:
+    if outcome.rewritten or not outcome.done or state.get("below") is not None:  # silent when nothing was due
         log.info(outcome.line())
     return outcome
