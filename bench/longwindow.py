@@ -38,7 +38,8 @@ import harness  # noqa: E402
 
 import pcapgen  # noqa: E402
 from engine.index import FlowIndex, build_index, forget_open_indexes  # noqa: E402
-from engine.index import read as index_read  # noqa: E402
+from engine.index import columns as index_columns  # noqa: E402
+from engine.index import opening as index_read  # noqa: E402
 from engine.index.summary import SUMMARY_SUFFIX, read_summary, summary_path  # noqa: E402
 from node import store  # noqa: E402
 
@@ -294,7 +295,7 @@ def checksum_cost(root: Path) -> None:
         pcapgen.write_pcap(path, pcapgen.mixed_traffic(1700000000 * NS, 60, 4000, pps=5000, seed=3))
         build_index(path)
     size = os.path.getsize(str(path) + ".idx")
-    real = index_read._CheckedColumns.__getitem__
+    real = index_columns._CheckedColumns.__getitem__
 
     def unchecked(self, name):
         self._checked.add(name)
@@ -302,7 +303,7 @@ def checksum_cost(root: Path) -> None:
 
     results = {}
     for label, getter in (("checked", real), ("unchecked", unchecked)):
-        index_read._CheckedColumns.__getitem__ = getter
+        index_columns._CheckedColumns.__getitem__ = getter
         opens, looks, whole = [], [], []
         for _ in range(30):
             forget_open_indexes()
@@ -324,7 +325,7 @@ def checksum_cost(root: Path) -> None:
             statistics.median(looks) * 1000,
             statistics.median(whole) * 1000,
         )
-    index_read._CheckedColumns.__getitem__ = real
+    index_columns._CheckedColumns.__getitem__ = real
     (o1, l1, w1), (o0, l0, _) = results["checked"], results["unchecked"]
     print(
         f"index checksums ({size:,} byte index of {path.stat().st_size:,} bytes): open {o1:.3f} ms "

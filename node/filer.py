@@ -57,7 +57,7 @@ from engine.formats import CaptureError
 from engine.formats.seekable import LEVEL
 from engine.formats.source import ARCHIVED_SUFFIX, ZSTD_SUFFIX
 from engine.index import TEMP_INDEX_PATTERN, FlowIndex, IndexUnusable, build_index, index_path, open_index
-from engine.index.read import capture_fingerprint
+from engine.index.opening import capture_fingerprint
 from engine.index.summary import SUMMARY_SUFFIX
 from node import catchup, filerstats, retention, store, tiers
 from node.faults import crash_point
@@ -461,6 +461,7 @@ def _pass(options: FilerOptions, stop: threading.Event | None) -> PassSummary:
         keep_free=options.keep_free,
         max_age_hours=options.max_age_hours,
         simulate=options.simulate,
+        prefix=options.prefix,
     )
     summary = file_pending(options, stop)
     summary.deleted = deleted
@@ -482,6 +483,9 @@ def tier_pass(options: FilerOptions, stop: threading.Event | None = None) -> tie
             summary.expired, summary.backlog = archived.expired, archived.backlog
             summary.archive_pass = True
             summary.errors += archived.errors
+        if summary.compressed or summary.archived or summary.expired:
+            # captures changed names: listings kept in memory by the stamp must end
+            store.bump_tree_stamp(options.filer_dir)
         filerstats.record_tiers(options.data_dir, summary)
     return summary
 

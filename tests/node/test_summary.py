@@ -12,7 +12,7 @@ import requests
 import pcapgen
 from engine.flow import Selection
 from engine.index import build_index, forget_open_indexes
-from engine.index import read as index_read
+from engine.index import opening as index_read
 from engine.index.summary import decode, encode, read_summary, summary_path
 from node import filer, store
 from tests.node.filing import NS, filer_env, manage, write_capture

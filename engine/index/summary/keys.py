@@ -13,7 +13,7 @@ import numpy as np
 from ...communityid import parse_community_id
 from ...flow import Selection
 from ..flows import ICMP_PROTOCOLS
-from ..read import FlowIndex
+from ..opening import FlowIndex
 
 V4_LOW, V4_HIGH = (0xFFFF << 32), (0xFFFF << 32) | 0xFFFFFFFF  # ::ffff:0.0.0.0/96 as 128-bit ints
 # A summary keeps what it worked out for this many selections (a week's query asks each hour once).
