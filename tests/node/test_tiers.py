@@ -735,8 +735,12 @@ def test_with_the_archive_outside_the_filer_the_loop_only_compresses_and_manage_
     assert weed_s3.keys(bucket) == [] and not list(filer_dir.rglob("*.archived"))
     assert json.loads(stats.read_text())["archived"] == 0
 
+    stamp = filer_dir / store.TREE_STAMP
+    before = stamp.read_bytes() if stamp.exists() else b""
     run = manage({**env, "PYTHONPROFILEIMPORTTIME": "1"}, "archive")  # what par-archive.service runs
     assert run.returncode == 0, run.stderr
+    # The captures changed names: serving processes' listings kept by the tree's stamp end now.
+    assert stamp.read_bytes() != before
     # It loads no numba (par-archive.service sets MemoryDenyWriteExecute=true, which numba breaks).
     assert not re.search(r"\| +numba(\.|$)", run.stderr, re.M)
     assert len(weed_s3.keys(bucket)) == len(expected)
