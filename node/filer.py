@@ -59,7 +59,7 @@ from engine.formats.source import ARCHIVED_SUFFIX, ZSTD_SUFFIX
 from engine.index import TEMP_INDEX_PATTERN, FlowIndex, IndexUnusable, build_index, index_path, open_index
 from engine.index.opening import capture_fingerprint
 from engine.index.summary import SUMMARY_SUFFIX
-from node import filerstats, retention, store, tiers
+from node import catchup, filerstats, retention, store, tiers
 from node.faults import crash_point
 from node.jobs import Workers
 from node.move import COPY_SUFFIX, move_capture, same_content
@@ -94,6 +94,9 @@ class FilerOptions:
     compress: str = "none"  # "zstd": filed captures are stored compressed (<name>.zst; docs/storage.md)
     level: int = LEVEL  # the zstd level
     archive: ArchiveOptions | None = None  # archive aged captures in --loop passes (node/tiers.py)
+    # Older hours' summaries brought up to date after each pass, at most this much (node/catchup.py).
+    summary_hours: int = catchup.HOURS_PER_PASS
+    summary_cpu_s: float = catchup.CPU_PER_PASS
 
 
 @dataclass
@@ -105,6 +108,7 @@ class PassSummary:
     failed: list[str] = field(default_factory=list)
     seconds: float = 0.0
     deleted: retention.Deleted = field(default_factory=retention.Deleted)
+    summaries: catchup.CatchUp | None = None  # older hours' summaries brought up to date after filing
 
     def line(self, simulate: bool = False) -> str:
         verb = "Would file" if simulate else "Filed"
@@ -249,12 +253,14 @@ def damaged_index_logged(src: Path, index: Path) -> None:
         )
 
 
-def summarise(directory: Path, prefix: str, *, rebuild: bool = False) -> None:
+def summarise(directory: Path, prefix: str, *, rebuild: bool = False) -> bool:
     """Bring an hour directory's summary up to its indexes; a failure is logged (queries then open each index)."""
     try:
         store.refresh_summary(directory, prefix, rebuild=rebuild)
     except OSError as exc:
         log.warning("Cannot write the summary of %s: %s; its files are searched one by one", directory, exc)
+        return False
+    return True
 
 
 def plan_filing(src: Path, options: FilerOptions, cleaned: set[Path] | None = None) -> Planned | Filed:
@@ -419,7 +425,8 @@ def file_pending(options: FilerOptions, stop: threading.Event | None = None) -> 
         while building:
             finish_oldest()
     for directory in sorted(touched):
-        summarise(directory, options.prefix)
+        if not summarise(directory, options.prefix):
+            catchup.restart(options.data_dir)  # a later pass's catch-up writes it
     summary.seconds = time.monotonic() - started
     return summary
 
@@ -432,7 +439,16 @@ def run_pass(options: FilerOptions, stop: threading.Event | None = None) -> Pass
     with tree_lock(options.data_dir):
         crash_point("locked")
         summary = _pass(options, stop)
-        if summary.files or summary.deleted.dirs:
+        if not (stop is not None and stop.is_set()):
+            summary.summaries = catchup.catch_up(
+                options.filer_dir,
+                options.data_dir,
+                options.prefix,
+                hours=options.summary_hours,
+                cpu_s=options.summary_cpu_s,
+                stop=stop,
+            )
+        if summary.files or summary.deleted.dirs or (summary.summaries and summary.summaries.rewritten):
             store.bump_tree_stamp(options.filer_dir)
         filerstats.record_pass(options.data_dir, summary)
         return summary

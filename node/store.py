@@ -109,6 +109,11 @@ def _captures_in(directory: Path, prefix: str) -> list[tuple[int, Path]]:
     return found
 
 
+def captures_in(directory: Path, prefix: str) -> list[Path]:
+    """The capture files directly in the hour directory ``directory`` (each capture once, in any tier), sorted."""
+    return [path for _, path in _captures_in(directory, prefix)]
+
+
 class Hour(NamedTuple):
     """A filed hour directory as a window's listing sees it."""
 

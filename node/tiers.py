@@ -75,11 +75,15 @@ def parse_archive_url(url: str) -> tuple[str, str]:
     return bucket, prefix + "/" if prefix else ""
 
 
-def archive_options() -> ArchiveOptions | None:
-    """The archive of the settings (``PAR_ARCHIVE_*``); None when ``PAR_ARCHIVE_URL`` is empty."""
+def archive_options(*, in_filer: bool = False) -> ArchiveOptions | None:
+    """The archive of the settings (``PAR_ARCHIVE_*``); None when ``PAR_ARCHIVE_URL`` is empty.
+
+    ``in_filer``: for runfiler's passes, None too when ``PAR_ARCHIVE_IN_FILER`` is false (the
+    archive pass runs as its own service, ``manage.py archive``, with the network the filer lacks).
+    """
     from django.conf import settings
 
-    if not settings.PAR_ARCHIVE_URL:
+    if not settings.PAR_ARCHIVE_URL or (in_filer and not settings.PAR_ARCHIVE_IN_FILER):
         return None
     bucket, prefix = parse_archive_url(settings.PAR_ARCHIVE_URL)
     return ArchiveOptions(

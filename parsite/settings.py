@@ -85,6 +85,9 @@ if PAR_ARCHIVE_URL and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](
 PAR_ARCHIVE_ENDPOINT = env_str("PAR_ARCHIVE_ENDPOINT", "").strip()
 PAR_ARCHIVE_AFTER = env_float("PAR_ARCHIVE_AFTER", 24.0, minimum=0.0)
 PAR_ARCHIVE_MAX_AGE = env_float("PAR_ARCHIVE_MAX_AGE", 0.0, minimum=0.0)
+# Whether runfiler --loop runs the archive pass; false when par-archive.timer (deploy/systemd) runs
+# `manage.py archive` instead, so the filer itself keeps no network access (docs/storage.md).
+PAR_ARCHIVE_IN_FILER = env_bool("PAR_ARCHIVE_IN_FILER", True)
 # Plugins are enabled explicitly: a name is a folder under plugins/, a dotted
 # name a full module path. Each is imported and validated now, so a bad one
 # stops the start with its name (parsite/plugins.py); PAR_PLUGINS_CONFIG is

@@ -277,12 +277,26 @@ def _pool() -> Any:
         if _POOL is None:
             import urllib3
 
+            # the CA bundle boto3 would verify the endpoint with (AWS_CA_BUNDLE: a private S3's CA)
+            bundle = os.environ.get("AWS_CA_BUNDLE") or None
             _POOL = urllib3.PoolManager(
                 maxsize=32,
                 retries=False,
                 timeout=urllib3.Timeout(connect=5, read=30),
+                ca_certs=bundle,
             )
         return _POOL
+
+
+def forget_clients() -> None:
+    """Make the S3 client, the signed URLs and the connection pool anew on next use (the environment changed)."""
+    global _POOL
+    with _CLIENTS_LOCK:
+        _CLIENTS.clear()
+        _SIGNED.clear()
+        if _POOL is not None:
+            _POOL.clear()
+        _POOL = None
 
 
 def _ranged_get(client: Any, record: ArchiveRecord, start: int, end: int) -> bytes:

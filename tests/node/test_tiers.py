@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -702,3 +703,51 @@ def test_archive_killed_at_random_moments_leaves_each_capture_in_one_place(tmp_p
         with open_capture(path) as capture:
             assert capture.read(0, capture.size()) == expected[name]
     assert hidden_files(filer_dir) == []
+
+
+def test_with_the_archive_outside_the_filer_the_loop_only_compresses_and_manage_archive_archives(
+    tmp_path, archive, weed_s3, settings
+):
+    """PAR_ARCHIVE_IN_FILER=false: par-filer.service (no network) leaves the archive to par-archive.service."""
+    bucket, _ = archive
+    filer_dir, expected = raw_tree(tmp_path, files=3)
+    (tmp_path / "capture").mkdir()
+    (tmp_path / "data").mkdir()
+    env = {
+        **filer_env(tmp_path, tmp_path / "capture", filer_dir),
+        **{k: v for k, v in s3_env(weed_s3).items() if k.startswith(("AWS_", "PAR_ARCHIVE"))},
+        "PAR_ARCHIVE_URL": f"s3://{bucket}/sensor1",
+        "PAR_ARCHIVE_AFTER": "0",
+        "PAR_ARCHIVE_IN_FILER": "false",
+        "PAR_COMPRESS": "zstd",
+    }
+    filer = start_manage(env, "runfiler", "--loop", "0.2", "--jobs", "1", log=tmp_path / "filer.log")
+    try:
+        stats = tmp_path / "data" / "filer-stats.json"
+        deadline = time.monotonic() + 60
+        while not (stats.exists() and json.loads(stats.read_text()).get("compressed") == 3):
+            assert filer.poll() is None and time.monotonic() < deadline, (tmp_path / "filer.log").read_text()
+            time.sleep(0.1)  # polling a condition, not a fixed wait
+    finally:
+        filer.send_signal(signal.SIGTERM)
+        filer.wait(timeout=60)
+    # The tier pass compressed and did not archive: no request went to the archive.
+    assert weed_s3.keys(bucket) == [] and not list(filer_dir.rglob("*.archived"))
+    assert json.loads(stats.read_text())["archived"] == 0
+
+    stamp = filer_dir / store.TREE_STAMP
+    before = stamp.read_bytes() if stamp.exists() else b""
+    run = manage({**env, "PYTHONPROFILEIMPORTTIME": "1"}, "archive")  # what par-archive.service runs
+    assert run.returncode == 0, run.stderr
+    # The captures changed names: serving processes' listings kept by the tree's stamp end now.
+    assert stamp.read_bytes() != before
+    # It loads no numba (par-archive.service sets MemoryDenyWriteExecute=true, which numba breaks).
+    assert not re.search(r"\| +numba(\.|$)", run.stderr, re.M)
+    assert len(weed_s3.keys(bucket)) == len(expected)
+    assert all(p.name.endswith(".archived") for paths in filed_captures(filer_dir).values() for p in paths)
+
+    settings.PAR_ARCHIVE_URL = f"s3://{bucket}/sensor1"
+    settings.PAR_ARCHIVE_IN_FILER = False
+    assert tiers.archive_options(in_filer=True) is None and tiers.archive_options() is not None
+    settings.PAR_ARCHIVE_IN_FILER = True
+    assert tiers.archive_options(in_filer=True) is not None
