@@ -42,10 +42,15 @@ import zstandard  # noqa: E402
 
 import pcapgen as g  # noqa: E402
 from bench import T0, generate, generate_dns  # noqa: E402
-from engine.compress import compress_capture  # noqa: E402
+from engine.compress import (  # noqa: E402
+    FRAME_BYTES,
+    LEVEL,
+    SMALL_FRAME_BYTES,
+    compress_capture,  # noqa: E402
+)
 from engine.flows.listing import list_flows  # noqa: E402
 from engine.formats import archived  # noqa: E402
-from engine.formats.seekable import FRAME_BYTES, LEVEL, SMALL_FRAME_BYTES, forget_shared_frames  # noqa: E402
+from engine.formats.seekable import forget_shared_frames  # noqa: E402
 from engine.index import build_index, forget_open_indexes  # noqa: E402
 from engine.query.plan import CaptureFile, query_captures  # noqa: E402
 from engine.selection.selectors import FlowQuery, Selection  # noqa: E402

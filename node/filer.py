@@ -51,10 +51,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from engine import durable
-from engine.compress import compress_capture, compressed_path
+from engine.compress import LEVEL, compress_capture, compressed_path
 from engine.durable import fsync_dir, make_dirs
 from engine.formats import CaptureError
-from engine.formats.seekable import LEVEL
 from engine.formats.source import ARCHIVED_SUFFIX, ZSTD_SUFFIX
 from engine.index import TEMP_INDEX_PATTERN, FlowIndex, IndexUnusable, build_index, index_path, open_index
 from engine.index.opening import capture_fingerprint

@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from engine import durable
-from engine.compress import compress_capture, compressed_path
+from engine.compress import LEVEL, compress_capture, compressed_path
 from engine.durable import fsync_dir
 from engine.formats.archived import ArchiveRecord, ArchiveUnavailable, is_missing, s3_client, unavailable
-from engine.formats.seekable import LEVEL, SeekableZstd
+from engine.formats.seekable import SeekableZstd
 from engine.formats.source import ARCHIVED_SUFFIX, ZSTD_SUFFIX, LocalFile, capture_name, tier_of
 from engine.index import index_path
 from engine.index.opening import capture_fingerprint

@@ -4,7 +4,7 @@ The layout is zstd's seekable format (zstd's ``contrib/seekable_format``), so ``
 capture back byte for byte: frames one after another, then a skippable frame (magic 0x184D2A5E)
 holding one entry per frame (its compressed and decompressed size, u32 little-endian) and a footer
 (the number of frames u32, a descriptor byte, the seekable magic 0x8F92EAB1 u32). Each frame holds
-whole records (cut at record starts, ``write_seekable``) and its own content checksum, so a damaged frame is found when read.
+whole records (cut at record starts by ``engine.compress.write_seekable``, which also chooses frame sizes and levels) and its own content checksum, so a damaged frame is found when read.
 
 ``SeekableZstd`` is a ``ByteSource`` over another (a local file, an archived object): its offsets
 are the decompressed capture's, so an index's offsets are unchanged. The seek table is read once
@@ -23,7 +23,6 @@ from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import BinaryIO
 
 import numpy as np
 
@@ -37,20 +36,6 @@ ENTRY = struct.Struct("<II")  # compressed size, decompressed size
 CHECKSUM_FLAG = 0x80
 MAX_FRAME = 1 << 30  # a decompressed frame larger than this is damage, not ours
 
-FRAME_BYTES = (
-    1 << 19
-)  # decompressed bytes a frame of compressible traffic holds (whole records: a little more)
-SMALL_FRAME_BYTES = 1 << 16  # a frame of incompressible traffic (after a frame that did not compress)
-LEVEL = 3  # zstd level, chosen by bench/tiers.py
-# A frame after one that compressed less than INCOMPRESSIBLE (decompressed / compressed: encrypted
-# payloads) holds SMALL_FRAME_BYTES at FAST_LEVEL: on such traffic that keeps all but ~1% of what
-# the level and larger frames save, 3-4x faster (bench/tiers.py: TLS-heavy 1.064x at -1 vs 1.071x at
-# 3, 770 vs 180 MB/s a core), and a small query decompresses 64 KiB, not 512. A frame that
-# compresses better than that sends the next back to FRAME_BYTES at the level asked for
-# (plain text: 512 KiB frames at level 3 are within 2.4% of the whole file through zstd -3, 256 KiB
-# within 4.6%, level 1 within 7.6-9.8%; DNS-like 3.1%).
-INCOMPRESSIBLE = 1.15
-FAST_LEVEL = -1
 FRAMES_KEPT = 16  # frames an open source keeps decompressed
 FETCH_BYTES = 8 << 20  # compressed bytes one planned fetch brings, at most
 MERGE_GAP = 1 << 16  # planned frames this near (compressed bytes between them) are fetched in one read
@@ -362,70 +347,3 @@ def forget_shared_frames() -> None:
     with _TABLES_LOCK:
         _SHARED.clear()
         _shared_size = 0
-
-
-# ---------------------------------------------------------------- writing
-
-
-def next_cut(starts: np.ndarray, at: int, size: int, want: int) -> int:
-    """Where the frame starting at ``at`` ends: the first record start ``want`` bytes on (``size`` at
-    most); past the last record (a damaged tail, or the last record's end) by size alone."""
-    target = at + want
-    if target >= size:
-        return size
-    k = int(np.searchsorted(starts, target))
-    if k < len(starts):
-        return int(starts[k])
-    if not len(starts) or target > int(starts[-1]) + want:
-        return target
-    return min(size, int(starts[-1]) + want)
-
-
-def write_seekable(
-    read: ByteSource,
-    out: BinaryIO,
-    starts: np.ndarray,
-    level: int = LEVEL,
-    frame_bytes: int = FRAME_BYTES,
-) -> tuple[int, int]:
-    """Write the capture ``read`` to ``out`` in the seekable format, frames cut at record ``starts``
-    (ascending offsets); (bytes written, frames).
-
-    Each frame's size and level follow how well the frame before it compressed: after one that
-    compressed better than ``INCOMPRESSIBLE``, ``frame_bytes`` at ``level`` (compressible traffic
-    keeps its ratio within a few percent of the whole file's); after one that did not (encrypted
-    payloads), ``SMALL_FRAME_BYTES`` at ``FAST_LEVEL``: the ratio hardly moves, compression is 3-4x
-    faster, and a small query decompresses an eighth of the bytes.
-    """
-    import zstandard
-
-    size = read.size()
-    starts = np.asarray(starts, dtype=np.int64)
-    asked = zstandard.ZstdCompressor(level=level, write_checksum=True, write_content_size=True)
-    fast = asked
-    if level > FAST_LEVEL:
-        fast = zstandard.ZstdCompressor(level=FAST_LEVEL, write_checksum=True, write_content_size=True)
-    small = min(SMALL_FRAME_BYTES, frame_bytes)
-    cctx, want = asked, frame_bytes
-    entries = bytearray()
-    written = frames = a = 0
-    while a < size:
-        b = next_cut(starts, a, size, want)
-        data = read.read(a, b - a)
-        if len(data) != b - a:
-            raise CaptureError(read.name, a + len(data), "the capture shrank while it was compressed")
-        frame = cctx.compress(data)
-        # the next frame's level and size, by how well this one compressed (a link's mix changes slowly)
-        if len(frame) * INCOMPRESSIBLE > len(data):
-            cctx, want = fast, small
-        else:
-            cctx, want = asked, frame_bytes
-        out.write(frame)
-        written += len(frame)
-        frames += 1
-        entries += ENTRY.pack(len(frame), b - a)
-        a = b
-    table = struct.pack("<II", SKIPPABLE_MAGIC, len(entries) + FOOTER.size) + entries
-    table += FOOTER.pack(frames, 0, SEEKABLE_MAGIC)
-    out.write(table)
-    return written + len(table), frames
