@@ -172,6 +172,12 @@ def main() -> None:
     parser.add_argument("--in-process", action="store_true", help="the app of --roles (one) in this process")
     parser.add_argument("--profile", metavar="NAME", help="with --in-process: profile this call")
     parser.add_argument("--reuse", action="store_true", help="keep the previous run's capture")
+    parser.add_argument(
+        "--compress",
+        choices=("zstd", "none"),
+        default="zstd",
+        help="how the filer stores the captures (PAR_COMPRESS; zstd: the product's default)",
+    )
     args = parser.parse_args()
 
     out = ROOT / "bench" / "out" / "latency"
@@ -179,13 +185,14 @@ def main() -> None:
         "PAR_DATA_DIR": str(out / "node"),
         "PAR_CAPTURE_DIR": str(out / "capture"),
         "PAR_FILER_DIR": str(out / "filed"),
+        "PAR_COMPRESS": args.compress,
     }
     if not (args.reuse and (out / "filed").is_dir()):
         shutil.rmtree(out, ignore_errors=True)
         write_captures(out / "capture", args.files, args.small_packets, args.pps)
         (out / "filed").mkdir()
         manage(node_env, "runfiler", role="node")
-    filed = [p for p in (out / "filed").rglob("pcap.*") if p.suffix != ".idx"]
+    filed = [p for p in (out / "filed").rglob("pcap.*") if p.suffix not in (".idx", ".summary")]
     size = sum(p.stat().st_size for p in filed)
     window = {"start_time": str(T0), "end_time": str(T0 + 60 * len(filed) - 1)}
     calls = {
@@ -195,7 +202,7 @@ def main() -> None:
         "flows host": ("GET", "/flows", {"src_addr": CLIENT[0], **window}),
     }
     print(
-        f"{len(filed)} indexed one-minute files, {size / 1e6:.1f} MB; small flow {args.small_packets} "
+        f"{len(filed)} indexed one-minute files ({args.compress}), {size / 1e6:.1f} MB stored; small flow {args.small_packets} "
         f"packets; {args.calls} sequential calls each on one keep-alive connection"
     )
     print(f"before: {load_average()}")
