@@ -62,7 +62,8 @@ def listening_socket(port: int = 0) -> socket.socket:
     another test process (``pytest -n``, another checkout's suite) may have picked the same one.
     """
     sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds: a restart on the same port
+    # As gunicorn binds: a server restarted on the same port while old connections wait in TIME_WAIT.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     sock.listen(2048)
     sock.set_inheritable(True)
@@ -102,7 +103,9 @@ def gunicorn(
         "DJANGO_SETTINGS_MODULE": "parsite.settings",
         **env,
     }
-    with open(log_path, "wb") as log, listener:  # closed here once gunicorn has it: only gunicorn holds the port
+    # The tests' copy of the socket is closed once gunicorn has its own: only gunicorn holds the port
+    # (when it stops, the port refuses connections rather than leaving them unanswered).
+    with open(log_path, "wb") as log, listener:
         process = subprocess.Popen(
             [str(GUNICORN), "parsite.wsgi", "-c", str(ROOT / "gunicorn.conf.py")],
             cwd=ROOT,
