@@ -9,6 +9,12 @@ before summaries: every file's index opened). Then the summaries' size, the file
 new file against the index build alone, and an index's checksum cost on open.
 
     .venv/bin/python bench/longwindow.py [--root /tmp/par-longwindow] [--files 10080] [--runs 5]
+        [--skip-without] [--queries-only]
+
+A week already built under --root (by this script of any version) is reused, its summaries
+rewritten where the code running the script cannot read them. Each week query and its hour's are
+called in turn, so that both meet the same load on a shared machine. The summaries' size is also
+measured on one hour of a busier sensor.
 """
 
 from __future__ import annotations
@@ -32,8 +38,9 @@ import harness  # noqa: E402
 
 import pcapgen  # noqa: E402
 from engine.index import FlowIndex, build_index, forget_open_indexes  # noqa: E402
-from engine.index import read as index_read  # noqa: E402
-from engine.index.summary import SUMMARY_SUFFIX  # noqa: E402
+from engine.index import columns as index_columns  # noqa: E402
+from engine.index import opening as index_read  # noqa: E402
+from engine.index.summary import SUMMARY_SUFFIX, read_summary, summary_path  # noqa: E402
 from node import store  # noqa: E402
 
 NS = 1_000_000_000
@@ -54,7 +61,17 @@ def build(root: Path, files: int) -> tuple[int, int]:
     filer_dir, marker = root / "filed", root / "built"
     start = week_start(files)
     seen_minute = files * 5 // 7
-    if marker.exists() and marker.read_text() == f"{start} {files}":
+    if marker.exists() and marker.read_text().split()[1:] == [str(files)]:
+        # A week built earlier (by this script, this or another version) is reused as it is, its
+        # summaries rewritten where they are not of the current version (as reindex does).
+        start = int(marker.read_text().split()[0])
+        rewritten = 0
+        for hour in sorted(filer_dir.glob("*/*/*/*")):
+            if read_summary(summary_path(hour, "pcap")) is None:
+                store.refresh_summary(hour, "pcap", rebuild=True)
+                rewritten += 1
+        if rewritten:
+            print(f"  {rewritten} hours' summaries rewritten in the current version", flush=True)
         return start, seen_minute
     if marker.exists():
         marker.unlink()
@@ -105,6 +122,26 @@ def tree_bytes(filer_dir: Path) -> tuple[int, int, int]:
     return captures, indexes, summaries
 
 
+def busier_share(root: Path) -> None:
+    """The summary's share of the captures on a busier sensor: one hour of one-minute files, 100x the packets."""
+    hour = root / "busier"
+    subprocess.run(["rm", "-rf", str(hour)], check=True)
+    hour.mkdir()
+    rng, pool = random.Random(11), pcapgen.mixed_flows(2000, seed=11)
+    epoch = 1_700_000_000 // 3600 * 3600
+    for n in range(60):
+        path = hour / f"pcap.{epoch + 60 * n}"
+        flows = rng.sample(pool, 40)
+        pcapgen.write_pcap(path, pcapgen.mixed_traffic((epoch + 60 * n) * NS, 60, flows, pps=20, seed=n))
+        build_index(path)
+    size = store.refresh_summary(hour, "pcap") or 0
+    captures = sum(path.stat().st_size for path in hour.glob("pcap.*") if path.suffix != ".idx")
+    print(
+        f"busier sensor (60 one-minute files, 40 of 2,000 flows a minute, 20 packets/s): captures "
+        f"{captures:,} bytes an hour, summary {size:,} ({size / captures:.3%})"
+    )
+
+
 def set_summaries_aside(filer_dir: Path, aside: bool) -> None:
     """Summaries renamed out of their names (as before this change), or back; hour dirs then settle."""
     for dirpath, _, names in os.walk(filer_dir):
@@ -117,16 +154,6 @@ def set_summaries_aside(filer_dir: Path, aside: bool) -> None:
     settled = time.time() - 3600
     for dirpath, _, _ in os.walk(filer_dir):
         os.utime(dirpath, (settled, settled))
-
-
-def timed(call, runs: int) -> tuple[float, float]:
-    """(first, median of the rest) in ms."""
-    times = []
-    for _ in range(runs + 1):
-        began = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - began) * 1000)
-    return times[0], statistics.median(times[1:])
 
 
 def queries(url: str, start: int, seen: int, files: int, runs: int) -> dict[str, tuple[float, float]]:
@@ -153,16 +180,39 @@ def queries(url: str, start: int, seen: int, files: int, runs: int) -> dict[str,
     assert checks.status_code == 200 and len(checks.content) > 24 + 5 * 100, len(checks.content)
     daily = get("/flows", src_addr=DAILY, **week)().json()
     assert sum(row["packets"] for row in daily["flows"]) == -(-(files - 700) // 1440), daily
-    return {
-        "host seen once, week": timed(get("/data.pcap", src_addr=SEEN_ONCE, **week), runs),
-        "host seen once, its hour": timed(get("/data.pcap", src_addr=SEEN_ONCE, **its_hour), runs),
-        "host never seen, week": timed(get("/data.pcap", src_addr=NEVER, **week), runs),
-        "host never seen, an hour": timed(get("/data.pcap", src_addr=NEVER, **its_hour), runs),
-        "/flows daily host, week": timed(get("/flows", src_addr=DAILY, **week), runs),
-        "/flows daily host, one hour": timed(get("/flows", src_addr=DAILY, **day_hour), runs),
-        "HEAD host seen once, week": timed(head(src_addr=SEEN_ONCE, **week), runs),
-        "HEAD host seen once, its hour": timed(head(src_addr=SEEN_ONCE, **its_hour), runs),
+    pairs = {
+        ("host seen once, week", "host seen once, its hour"): (
+            get("/data.pcap", src_addr=SEEN_ONCE, **week),
+            get("/data.pcap", src_addr=SEEN_ONCE, **its_hour),
+        ),
+        ("host never seen, week", "host never seen, an hour"): (
+            get("/data.pcap", src_addr=NEVER, **week),
+            get("/data.pcap", src_addr=NEVER, **its_hour),
+        ),
+        ("/flows daily host, week", "/flows daily host, one hour"): (
+            get("/flows", src_addr=DAILY, **week),
+            get("/flows", src_addr=DAILY, **day_hour),
+        ),
+        ("HEAD host seen once, week", "HEAD host seen once, its hour"): (
+            head(src_addr=SEEN_ONCE, **week),
+            head(src_addr=SEEN_ONCE, **its_hour),
+        ),
     }
+    rows = {}
+    for (week_label, hour_label), (over_week, over_hour) in pairs.items():
+        rows[week_label], rows[hour_label] = timed_pair(over_week, over_hour, runs)
+    return rows
+
+
+def timed_pair(first, second, runs: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``timed`` of two calls made in turn, so that both meet the same load on a shared machine."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(runs + 1):
+        for call, kept in ((first, times[0]), (second, times[1])):
+            began = time.perf_counter()
+            call()
+            kept.append((time.perf_counter() - began) * 1000)
+    return (times[0][0], statistics.median(times[0][1:])), (times[1][0], statistics.median(times[1][1:]))
 
 
 def filer_cost(root: Path, start: int) -> None:
@@ -245,7 +295,7 @@ def checksum_cost(root: Path) -> None:
         pcapgen.write_pcap(path, pcapgen.mixed_traffic(1700000000 * NS, 60, 4000, pps=5000, seed=3))
         build_index(path)
     size = os.path.getsize(str(path) + ".idx")
-    real = index_read._CheckedColumns.__getitem__
+    real = index_columns._CheckedColumns.__getitem__
 
     def unchecked(self, name):
         self._checked.add(name)
@@ -253,7 +303,7 @@ def checksum_cost(root: Path) -> None:
 
     results = {}
     for label, getter in (("checked", real), ("unchecked", unchecked)):
-        index_read._CheckedColumns.__getitem__ = getter
+        index_columns._CheckedColumns.__getitem__ = getter
         opens, looks, whole = [], [], []
         for _ in range(30):
             forget_open_indexes()
@@ -275,7 +325,7 @@ def checksum_cost(root: Path) -> None:
             statistics.median(looks) * 1000,
             statistics.median(whole) * 1000,
         )
-    index_read._CheckedColumns.__getitem__ = real
+    index_columns._CheckedColumns.__getitem__ = real
     (o1, l1, w1), (o0, l0, _) = results["checked"], results["unchecked"]
     print(
         f"index checksums ({size:,} byte index of {path.stat().st_size:,} bytes): open {o1:.3f} ms "
@@ -290,6 +340,10 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=10_080)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--costs-only", action="store_true", help="the filer's and the checksums' costs only")
+    parser.add_argument("--queries-only", action="store_true", help="no filer's nor checksums' costs")
+    parser.add_argument(
+        "--skip-without", action="store_true", help="not the queries with the summaries set aside (slow)"
+    )
     args = parser.parse_args()
     args.root.mkdir(parents=True, exist_ok=True)
     if args.costs_only:
@@ -314,13 +368,21 @@ def main() -> None:
     }
     (args.root / "data").mkdir(exist_ok=True)
     rows = {}
-    for label, aside in (("without summaries", True), ("with summaries", False)):
+    busier_share(args.root)
+    labels = (("without summaries", True), ("with summaries", False))
+    for label, aside in labels[1:] if args.skip_without else labels:
         set_summaries_aside(args.root / "filed", aside)
         with harness.server("node", env, args.root / f"node-{label[:4]}.log") as url:
             rows[label] = queries(url, start, seen, args.files, args.runs)
-    print("query | without summaries: first, median ms | with summaries: first, median ms")
+    print(f"load after the queries {os.getloadavg()}")
+    print(
+        "query (week and hour called in turn) | without summaries: first, median ms | with summaries: first, median ms"
+    )
     for name in rows["with summaries"]:
-        (f0, m0), (f1, m1) = rows["without summaries"][name], rows["with summaries"][name]
+        (f0, m0), (f1, m1) = (
+            rows.get("without summaries", {}).get(name, (0.0, 0.0)),
+            rows["with summaries"][name],
+        )
         print(f"{name} | {f0:.1f}, {m0:.1f} | {f1:.1f}, {m1:.1f}")
     w = rows["with summaries"]
     print(
@@ -328,8 +390,9 @@ def main() -> None:
         f"never seen week/hour {w['host never seen, week'][1] / w['host never seen, an hour'][1]:.2f}x; "
         f"/flows week / one hour {w['/flows daily host, week'][1] / w['/flows daily host, one hour'][1]:.2f}x"
     )
-    filer_cost(args.root, start)
-    checksum_cost(args.root)
+    if not args.queries_only:
+        filer_cost(args.root, start)
+        checksum_cost(args.root)
 
 
 if __name__ == "__main__":

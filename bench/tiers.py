@@ -46,11 +46,11 @@ from engine.compress import compress_capture  # noqa: E402
 from engine.flow import FlowQuery, Selection  # noqa: E402
 from engine.flows import list_flows  # noqa: E402
 from engine.formats import archived  # noqa: E402
-from engine.formats.seekable import FRAME_BYTES, LEVEL  # noqa: E402
+from engine.formats.seekable import FRAME_BYTES, LEVEL, SMALL_FRAME_BYTES, forget_shared_frames  # noqa: E402
 from engine.index import build_index, forget_open_indexes  # noqa: E402
 from engine.query import CaptureFile, query_captures  # noqa: E402
 
-FRAMES = (1 << 16, 1 << 18, 1 << 20)
+FRAMES = (1 << 18, 1 << 19, 1 << 20)  # frames of compressible traffic (incompressible: SMALL_FRAME_BYTES)
 TLS_FLOW = g.Flow(6, "10.1.0.7", 50123, "203.0.113.9", 443)
 SMALL_FLOW = g.Flow(17, "10.9.9.9", 5353, "10.8.8.8", 53)
 WORDS = [
@@ -254,6 +254,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="tiers-", dir=args.out))
     try:
         compress_capture(found["demo"], work / "warm.zst")  # the record walk's compiled code, loaded once
+        shutil.copyfile(found["demo"], work / "warm")
+        build_index(work / "warm")  # and the index build's
         print(
             "## compressed size against the whole file through zstd -3, and compression rate (CPU, one core)"
         )
@@ -261,18 +263,23 @@ def main() -> None:
             if not args.only_tls or name == "tls":
                 ratios(name, path, work)
 
-        print(f"## the TLS-heavy mix, frames of {FRAME_BYTES >> 10} KiB at level {LEVEL}")
+        print(
+            f"## the TLS-heavy mix, frames of {FRAME_BYTES >> 10} KiB at level {LEVEL} "
+            f"({SMALL_FRAME_BYTES >> 10} KiB at the fast level where the traffic does not compress)"
+        )
         raw = work / f"pcap.{T0}"
         shutil.copyfile(found["tls"], raw)
-        start = cpu()
-        build_index(raw)
-        index_s = cpu() - start
-        start = cpu()
-        compress_capture(raw, work / f"pcap.{T0}.zst.tmp")
-        compress_s = cpu() - start
+        index_s = compress_s = float("inf")
+        for _ in range(3):  # the best of three: the machine is shared
+            start = cpu()
+            build_index(raw)
+            index_s = min(index_s, cpu() - start)
+            start = cpu()
+            compress_capture(raw, work / f"pcap.{T0}.zst.tmp")
+            compress_s = min(compress_s, cpu() - start)
         mb = raw.stat().st_size / 2**20
         print(
-            f"filing rate (index {index_s:.2f} s + compression {compress_s:.2f} s CPU): "
+            f"filing rate (index {index_s:.2f} s + compression {compress_s:.2f} s CPU, best of 3): "
             f"{mb / (index_s + compress_s):.0f} MB/s a core (index alone {mb / index_s:.0f} MB/s)"
         )
         # the compressed twin: its own directory, the same index
@@ -334,16 +341,30 @@ def archive_with(server, raw: Path, zst: Path, small: FlowQuery, repeat: int) ->
 
     archived.register_opener(".archived", watched)
     forget_open_indexes()
+
+    def cold() -> bytes:
+        forget_shared_frames()  # the frame is fetched from the archive each time
+        return answer(record, small)
+
     t_raw, a_raw = timed(lambda: answer(raw, small), repeat)
-    t_arc, a_arc = timed(lambda: answer(record, small), repeat)
+    t_arc, a_arc = timed(cold, repeat)
     assert a_raw == a_arc, "the archived answer differs"
     last = sources[-1]
     fetched, requests = last.inner.bytes_fetched, last.inner.requests
     frame = int(last.table.c_size.max())
+    t_warm, a_warm = timed(lambda: answer(record, small), repeat)
+    assert a_warm == a_raw and sources[-1].inner.requests == 0
+    rec = archived.ArchiveRecord.load(record)
+    client = archived.s3_client()
+    t_boto, _ = timed(
+        lambda: client.get_object(Bucket=rec.bucket, Key=rec.key, Range="bytes=0-99")["Body"].read(), repeat
+    )
     print(
         f"small flow from the archive: {t_arc * 1000:.1f} ms vs raw local {t_raw * 1000:.2f} ms "
         f"({t_arc / t_raw:.1f}x); fetched {fetched} bytes in {requests} requests for a {len(a_raw)}-byte "
-        f"answer (tail {archived.TAIL_BYTES}, largest frame {frame})"
+        f"answer (tail {archived.TAIL_BYTES}, largest frame {frame}); its frame kept by the process: "
+        f"{t_warm * 1000:.2f} ms ({t_warm / t_raw:.1f}x, no request); "
+        f"one 100-byte boto3 get_object for reference: {t_boto * 1000:.1f} ms"
     )
     selection = Selection(start_ns=0, end_ns=2**62)
     archived.configure("http://127.0.0.1:9")  # unreachable: /flows must not need it

@@ -3,13 +3,15 @@
 ``compress_capture(src, dest)`` writes ``dest`` (``<capture>.zst``) atomically: the records' starts
 are found by the same walk the index build does (compiled for classic pcap, block by block for
 pcapng; a damaged capture's bytes after its damage go into frames cut by size alone), the frames
-cut about ``FRAME_BYTES`` apart at record starts, each compressed on its own
+cut at record starts (``FRAME_BYTES`` apart, or ``SMALL_FRAME_BYTES`` where the traffic does not
+compress), each compressed on its own
 (``engine.formats.seekable``). The compressed file decompresses to ``src`` byte for byte, so the
 capture's index answers for both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ import numpy as np
 
 from .durable import atomic_write
 from .formats import CaptureError, LocalFile, PcapCapture, PcapngCapture, open_capture
-from .formats.seekable import FRAME_BYTES, LEVEL, record_cuts, write_seekable
+from .formats.seekable import FRAME_BYTES, LEVEL, write_seekable
 from .formats.source import ZSTD_SUFFIX
 
 
@@ -52,10 +54,16 @@ def record_offsets(capture: str | os.PathLike) -> np.ndarray:
             return np.zeros(0, dtype=np.int64)
         from . import native
 
-        with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as mm:
+        mm = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+        try:
             buf = np.frombuffer(mm, dtype=np.uint8, count=size)
             rec, _ = native.record_headers(buf, 24, cap.order == ">")
             del buf
+        finally:
+            # numba compiling the walk (its first run, no cache) may keep a view of the mapping a
+            # while: it is unmapped when that goes
+            with contextlib.suppress(BufferError):
+                mm.close()
         return rec[rec < size]
 
 
@@ -72,9 +80,9 @@ def compress_capture(
     source = LocalFile(src)
     try:
         size = source.size()
-        cuts = record_cuts(record_offsets(src), size, frame_bytes)
+        starts = record_offsets(src)
         with atomic_write(dest, temp=temp) as out:
-            written = write_seekable(source, out, cuts, level)
+            written, frames = write_seekable(source, out, starts, level, frame_bytes)
     finally:
         source.close()
-    return Compressed(size, written, len(cuts) - 1)
+    return Compressed(size, written, frames)

@@ -15,8 +15,10 @@ text (addresses, ``engine.flowtext``) and their Community ID (``community_digest
 as columns (``FlowColumns``) that an answer is written from.
 
 ICMP and ICMPv6 rows of the flow table hold every message between two hosts (ports 0); they are
-split by message type and code as Community ID maps them (see ``engine.select``) by reading those
-flows' records only, so each ICMP row has its ports and its Community ID.
+split by message type and code as Community ID maps them (see ``engine.select``), so each ICMP row
+has its ports and its Community ID: from the index's ICMP columns (version 4,
+``engine.index.icmp``; no record is read, an archived capture asks nothing of the archive), or,
+for an index of version 3, by reading those flows' records.
 """
 
 from __future__ import annotations
@@ -250,11 +252,56 @@ def _rows(
     rows["packets"], rows["bytes"] = plain["packets"], plain["bytes"]
     rows["approximate"] = (plain["first_ns"] < m.start_ns) | (plain["last_ns"] > m.end_ns)
     icmp_ids = ids[icmp]
-    # the messages of every ICMP flow of the file, in one pass over their records
-    icmp_rows = list(_icmp_rows(file, index, index.packet_offsets(icmp_ids), m)) if len(icmp_ids) else []
-    if icmp_rows:
-        rows = np.concatenate([rows, np.array(icmp_rows, dtype=ROW_DTYPE)])
-    return rows
+    if not len(icmp_ids):
+        return rows
+    if "icmpflow" in index.columns:  # an index of version 4 keeps them: no record is read
+        found = _indexed_icmp_rows(index, icmp_ids, table[icmp], m)
+    else:  # the messages of every ICMP flow of the file, in one pass over their records
+        found = np.array(list(_icmp_rows(file, index, index.packet_offsets(icmp_ids), m)), dtype=ROW_DTYPE)
+    return np.concatenate([rows, found]) if len(found) else rows
+
+
+def _indexed_icmp_rows(
+    index: FlowIndex, ids: np.ndarray, parents: np.ndarray, m: SelectionMatcher
+) -> np.ndarray:
+    """The message flows of the ICMP flow-table rows ``ids`` (``parents``: those rows) from the
+    index's ICMP columns (``engine.index.icmp``), those the selection takes: what ``_icmp_rows``
+    finds in the records."""
+    from .index.icmp import DST_FIRST, SRC_IS_B
+
+    c = index.columns
+    flow = c["icmpflow"].astype(np.int64)
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order].astype(np.int64)
+    at = np.searchsorted(sorted_ids, flow)
+    taken = (at < len(sorted_ids)) & (sorted_ids[np.minimum(at, len(sorted_ids) - 1)] == flow)
+    pick = np.flatnonzero(taken)
+    if not len(pick):
+        return np.zeros(0, ROW_DTYPE)
+    p = parents[order[at[pick]]]
+    bits = c["icmpbits"][pick]
+    src_is_b = (bits & SRC_IS_B) != 0
+    rows = np.zeros(len(pick), ROW_DTYPE)
+    for end, this, other in (("a", "a", "b"), ("b", "b", "a")):
+        for half in ("_hi", "_lo"):
+            rows[end + half] = np.where(src_is_b, p[other + half], p[this + half])
+    rows["a_port"], rows["b_port"] = c["icmpsprt"][pick], c["icmpdprt"][pick]
+    rows["proto"] = p["proto"]
+    rows["first_ns"], rows["last_ns"] = c["icmpfrst"][pick], c["icmplast"][pick]
+    rows["packets"], rows["bytes"] = c["icmppkts"][pick], c["icmpbyts"][pick]
+    rows["b_first"] = (bits & DST_FIRST) != 0
+    rows["community_id"] = c["icmpcid"].reshape(-1, DIGEST_SIZE)[pick].copy().view(f"V{DIGEST_SIZE}").ravel()
+    rows["approximate"] = (rows["first_ns"] < m.start_ns) | (rows["last_ns"] > m.end_ns)
+    keep = (rows["last_ns"] >= m.start_ns) & (rows["first_ns"] <= m.end_ns)
+    for i in np.flatnonzero(keep).tolist():
+        r = rows[i]
+        src = int(r["a_hi"]).to_bytes(8, "big") + int(r["a_lo"]).to_bytes(8, "big")
+        dst = int(r["b_hi"]).to_bytes(8, "big") + int(r["b_lo"]).to_bytes(8, "big")
+        if not m.selection.matches(src, int(r["a_port"]), dst, int(r["b_port"]), int(r["proto"])) or (
+            m.digest not in (None, bytes(r["community_id"]))
+        ):
+            keep[i] = False
+    return rows[keep]
 
 
 def _icmp_rows(

@@ -210,7 +210,7 @@ class SelectionMatcher:
         return self.digest is None or per_packet or community_id == self.digest
 
 
-# The fields of a flow-table row as an index gives it (``engine.index.read.ROW_DTYPE``), in order.
+# The fields of a flow-table row as an index gives it (``engine.index.lookup.ROW_DTYPE``), in order.
 ROW_FIELDS = (
     "a_hi",
     "a_lo",

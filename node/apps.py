@@ -14,7 +14,6 @@ class NodeConfig(AppConfig):
     def ready(self) -> None:
         checks.register(check_node_directories, "node")
         from engine.index import on_damaged_index
-        from node.indexdamage import index_damaged
 
         on_damaged_index(index_damaged)
 
@@ -22,6 +21,14 @@ class NodeConfig(AppConfig):
 
         # Archived captures (<name>.archived) are read from this endpoint, whatever PAR_ARCHIVE_URL.
         archived.configure(settings.PAR_ARCHIVE_ENDPOINT, on_fetch=count_archive_fetch)
+
+
+def index_damaged(path: str, problem: str) -> None:
+    """A damaged index found (node/indexdamage.py): prometheus is loaded by the first one only,
+    not by every process that sets up a node (a filer's cron pass among them)."""
+    from node.indexdamage import index_damaged as report
+
+    report(path, problem)
 
 
 def count_archive_fetch(size: int, ok: bool) -> None:

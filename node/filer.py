@@ -43,8 +43,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import BrokenExecutor, Future
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -58,9 +57,9 @@ from engine.formats import CaptureError
 from engine.formats.seekable import LEVEL
 from engine.formats.source import ARCHIVED_SUFFIX, ZSTD_SUFFIX
 from engine.index import TEMP_INDEX_PATTERN, FlowIndex, IndexUnusable, build_index, index_path, open_index
-from engine.index.read import capture_fingerprint
+from engine.index.opening import capture_fingerprint
 from engine.index.summary import SUMMARY_SUFFIX
-from node import filerstats, retention, store, tiers
+from node import catchup, filerstats, retention, store, tiers
 from node.faults import crash_point
 from node.jobs import Workers
 from node.move import COPY_SUFFIX, move_capture, same_content
@@ -95,6 +94,9 @@ class FilerOptions:
     compress: str = "none"  # "zstd": filed captures are stored compressed (<name>.zst; docs/storage.md)
     level: int = LEVEL  # the zstd level
     archive: ArchiveOptions | None = None  # archive aged captures in --loop passes (node/tiers.py)
+    # Older hours' summaries brought up to date after each pass, at most this much (node/catchup.py).
+    summary_hours: int = catchup.HOURS_PER_PASS
+    summary_cpu_s: float = catchup.CPU_PER_PASS
 
 
 @dataclass
@@ -106,6 +108,7 @@ class PassSummary:
     failed: list[str] = field(default_factory=list)
     seconds: float = 0.0
     deleted: retention.Deleted = field(default_factory=retention.Deleted)
+    summaries: catchup.CatchUp | None = None  # older hours' summaries brought up to date after filing
 
     def line(self, simulate: bool = False) -> str:
         verb = "Would file" if simulate else "Filed"
@@ -250,12 +253,14 @@ def damaged_index_logged(src: Path, index: Path) -> None:
         )
 
 
-def summarise(directory: Path, prefix: str, *, rebuild: bool = False) -> None:
+def summarise(directory: Path, prefix: str, *, rebuild: bool = False) -> bool:
     """Bring an hour directory's summary up to its indexes; a failure is logged (queries then open each index)."""
     try:
         store.refresh_summary(directory, prefix, rebuild=rebuild)
     except OSError as exc:
         log.warning("Cannot write the summary of %s: %s; its files are searched one by one", directory, exc)
+        return False
+    return True
 
 
 def plan_filing(src: Path, options: FilerOptions, cleaned: set[Path] | None = None) -> Planned | Filed:
@@ -350,7 +355,7 @@ def _attempt(src: Path, summary: PassSummary, step: Callable[[], T]) -> T | None
             log.warning("%s disappeared before it was filed", src)
             return None
         log.error("Cannot file %s: a directory disappeared meanwhile", src)
-    except BrokenProcessPool:
+    except BrokenExecutor:  # a worker of the pool died (BrokenProcessPool)
         log.error("Cannot file %s: the worker process indexing it died; it is filed by the next pass", src)
     except (OSError, FilingConflict) as exc:
         log.error("Cannot file %s: %s", src, exc)
@@ -395,7 +400,9 @@ def file_pending(options: FilerOptions, stop: threading.Event | None = None) -> 
             touched.add(filed.dest.parent)
         _count(summary, filed, False)
 
-    with Workers(1 if options.simulate else options.jobs) as workers:
+    # No more workers than files: one new capture (a pass a minute's usual work) is indexed in this
+    # process, without forking a pool for it.
+    with Workers(1 if options.simulate else min(options.jobs, len(listed.pending))) as workers:
         for src in listed.pending:
             if stop is not None and stop.is_set():
                 log.info("Stopping before %s", src.name)
@@ -418,7 +425,8 @@ def file_pending(options: FilerOptions, stop: threading.Event | None = None) -> 
         while building:
             finish_oldest()
     for directory in sorted(touched):
-        summarise(directory, options.prefix)
+        if not summarise(directory, options.prefix):
+            catchup.restart(options.data_dir)  # a later pass's catch-up writes it
     summary.seconds = time.monotonic() - started
     return summary
 
@@ -431,7 +439,16 @@ def run_pass(options: FilerOptions, stop: threading.Event | None = None) -> Pass
     with tree_lock(options.data_dir):
         crash_point("locked")
         summary = _pass(options, stop)
-        if summary.files or summary.deleted.dirs:
+        if not (stop is not None and stop.is_set()):
+            summary.summaries = catchup.catch_up(
+                options.filer_dir,
+                options.data_dir,
+                options.prefix,
+                hours=options.summary_hours,
+                cpu_s=options.summary_cpu_s,
+                stop=stop,
+            )
+        if summary.files or summary.deleted.dirs or (summary.summaries and summary.summaries.rewritten):
             store.bump_tree_stamp(options.filer_dir)
         filerstats.record_pass(options.data_dir, summary)
         return summary
@@ -444,6 +461,7 @@ def _pass(options: FilerOptions, stop: threading.Event | None) -> PassSummary:
         keep_free=options.keep_free,
         max_age_hours=options.max_age_hours,
         simulate=options.simulate,
+        prefix=options.prefix,
     )
     summary = file_pending(options, stop)
     summary.deleted = deleted
@@ -465,19 +483,32 @@ def tier_pass(options: FilerOptions, stop: threading.Event | None = None) -> tie
             summary.expired, summary.backlog = archived.expired, archived.backlog
             summary.archive_pass = True
             summary.errors += archived.errors
+        if summary.compressed or summary.archived or summary.expired:
+            # captures changed names: listings kept in memory by the stamp must end
+            store.bump_tree_stamp(options.filer_dir)
         filerstats.record_tiers(options.data_dir, summary)
     return summary
+
+
+# A tier pass lists every hour directory of the tree (about 150 ms of CPU for a week of one-minute
+# captures, growing with retention), and what it does is not urgent: what the filer files is already
+# compressed, and ages for the archive count in hours. So it follows a filing pass at most this often.
+TIER_INTERVAL = 600.0
 
 
 def run_loop(options: FilerOptions, interval: float, stop: threading.Event) -> None:
     """Run passes ``interval`` seconds apart until ``stop`` is set; a failed pass is logged, not fatal.
 
-    Each filing pass is followed by a tier pass (``tier_pass``): compression and the archive.
+    The first filing pass, and then one every ``TIER_INTERVAL`` seconds (or ``interval``, if longer),
+    is followed by a tier pass (``tier_pass``): compression and the archive.
     """
+    tiers_due = time.monotonic()
     while not stop.is_set():
         try:
             log.info(run_pass(options, stop).line(options.simulate))
-            if not stop.is_set() and (options.compress == "zstd" or options.archive is not None):
+            tiered = options.compress == "zstd" or options.archive is not None
+            if not stop.is_set() and tiered and time.monotonic() >= tiers_due:
+                tiers_due = time.monotonic() + max(interval, TIER_INTERVAL)
                 log.info(tier_pass(options, stop).line())
         except Exception:
             log.exception("The filing pass failed; the next one starts in %g seconds", interval)

@@ -39,6 +39,8 @@ class FilerStats:
     archive_expired: int = 0  # archived captures deleted past PAR_ARCHIVE_MAX_AGE
     archive_errors: int = 0  # captures that could not be archived (retried by the next pass)
     archive_backlog: int = 0  # captures old enough to archive still local, after the last tier pass
+    summaries_rewritten: int = 0  # older hours' summaries brought up to date (node/catchup.py)
+    summaries_catching_up: int = 0  # 1 while older hours' summaries are still being looked at
 
 
 def read_stats(data_dir: Path) -> FilerStats:
@@ -65,6 +67,10 @@ def record_pass(data_dir: Path, summary) -> FilerStats:
     stats.last_pass = time.time()
     stats.last_pass_seconds = summary.seconds
     stats.last_pass_packets = summary.packets
+    caught = getattr(summary, "summaries", None)
+    if caught is not None:
+        stats.summaries_rewritten += caught.rewritten
+        stats.summaries_catching_up = int(not caught.done)
     _write(data_dir, stats)
     return stats
 

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import multiprocessing
 import os
 import signal
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import BrokenExecutor, Executor, Future
 from typing import Any, TypeVar
 
 log = logging.getLogger("node.filer")
@@ -91,6 +89,10 @@ def worker_pool(jobs: int) -> Executor:
     """An executor of ``jobs`` worker processes (forked, so tests' patches reach them), or inline."""
     if jobs <= 1:
         return InlineExecutor()
+    # Loaded by processes that start workers only (a cron pass with one capture to file starts none).
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     from engine import native  # numba: loaded by processes that build indexes only
 
     native.load()  # the build's compiled code made ready once here, not once in every worker
@@ -119,7 +121,7 @@ class Workers:
             self._pool = worker_pool(self.size)
         try:
             return self._pool.submit(fn, *args)
-        except BrokenProcessPool:
+        except BrokenExecutor:  # BrokenProcessPool
             log.warning("A worker process died; starting new ones")
             self._pool.shutdown(wait=True)
             self._pool = worker_pool(self.size)

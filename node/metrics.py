@@ -84,6 +84,11 @@ class NodeCollector:
             ("par_filer_deleted_hours", "Hour directories deleted by retention", stats.deleted_dirs),
             ("par_tier_compressed_files", "Filed captures compressed by tier passes", stats.compressed),
             (
+                "par_filer_summaries_rewritten",
+                "Older hours' summaries the filer brought up to date (after an upgrade, or found stale)",
+                stats.summaries_rewritten,
+            ),
+            (
                 "par_archive_uploaded_files",
                 "Captures archived (uploaded, verified, removed locally)",
                 stats.archived,
@@ -110,6 +115,11 @@ class NodeCollector:
             "par_archive_backlog_files",
             "Captures old enough to archive still local, after the last archive pass",
             value=stats.archive_backlog,
+        )
+        yield GaugeMetricFamily(
+            "par_filer_summaries_catching_up",
+            "1 while the filer is still bringing older hours' summaries up to date, a budget a pass",
+            value=stats.summaries_catching_up,
         )
         rate = stats.last_pass_packets / stats.last_pass_seconds if stats.last_pass_seconds > 0 else 0.0
         yield GaugeMetricFamily(

@@ -13,8 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from concurrent.futures import Future
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import BrokenExecutor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,7 +114,7 @@ def _reindex_dir(captures: list[Path], summary: ReindexSummary, force: bool, wor
 def _count(capture: Path, outcome: Future[int | str], summary: ReindexSummary) -> None:
     try:
         indexed, _ = index_into(capture, capture, outcome.result())
-    except (OSError, BrokenProcessPool) as exc:
+    except (OSError, BrokenExecutor) as exc:  # BrokenExecutor: a worker died (BrokenProcessPool)
         _failed(capture, exc, summary)
         return
     if indexed:
@@ -125,6 +124,6 @@ def _count(capture: Path, outcome: Future[int | str], summary: ReindexSummary) -
 
 
 def _failed(capture: Path, exc: BaseException, summary: ReindexSummary) -> None:
-    reason = "the worker process indexing it died" if isinstance(exc, BrokenProcessPool) else exc
+    reason = "the worker process indexing it died" if isinstance(exc, BrokenExecutor) else exc
     log.error("Cannot index %s: %s", capture, reason)
     summary.failed.append(str(capture))

@@ -41,7 +41,15 @@ from engine.flow import LATEST_EPOCH, Selection
 from engine.formats import PCAP_HEADER_SIZE, CaptureError, PcapCapture, open_capture
 from engine.formats.source import TIER_SUFFIXES, capture_name, tier_of
 from engine.index import IndexUnusable, open_index
-from engine.index.summary import HourSummary, index_keys, merged, read_summary, summary_path, write_summary
+from engine.index.summary import (
+    HourSummary,
+    index_keys,
+    merged,
+    probe_of,
+    read_summary,
+    summary_path,
+    write_summary,
+)
 from engine.query import CaptureFile
 
 MAX_ROTATION_S = 3600
@@ -101,15 +109,21 @@ def _captures_in(directory: Path, prefix: str) -> list[tuple[int, Path]]:
     return found
 
 
+def captures_in(directory: Path, prefix: str) -> list[Path]:
+    """The capture files directly in the hour directory ``directory`` (each capture once, in any tier), sorted."""
+    return [path for _, path in _captures_in(directory, prefix)]
+
+
 class Hour(NamedTuple):
     """A filed hour directory as a window's listing sees it."""
 
     files: list[tuple[int, Path]]  # (epoch, path) of its captures, sorted
     summary: HourSummary | None  # its current summary, if any
     whole: bool  # the summary names every one of its files
+    by_name: dict[str, tuple[int, Path]]  # its files by capture name (``capture_name``)
 
 
-NO_HOUR = Hour([], None, False)
+NO_HOUR = Hour([], None, False, {})
 
 
 def _one_per_capture(found: list[tuple[int, Path]]) -> list[tuple[int, Path]]:
@@ -160,10 +174,9 @@ def _hour_captures(directory: Path, prefix: str, mtime_ns: int | None = None) ->
         return kept[1]
     found = _captures_in(directory, prefix)
     summary = read_summary(summary_path(directory, prefix)) if found else None
-    named = set(summary.names) if summary is not None else set()
-    hour = Hour(
-        found, summary, summary is not None and all(capture_name(path.name) in named for _, path in found)
-    )
+    by_name = {capture_name(path.name): (epoch, path) for epoch, path in found}
+    whole = summary is not None and by_name.keys() <= set(summary.names)
+    hour = Hour(found, summary, whole, by_name)
     if time.time_ns() - mtime_ns >= RACY_NS:
         with _LISTINGS_LOCK:
             if len(_LISTINGS) >= LISTINGS_KEPT:
@@ -323,9 +336,22 @@ def hours_between(first_s: int, last_s: int, utc: bool) -> list[tuple[str, str, 
     zone = None if utc else (os.environ.get("TZ"), time.tzname, time.timezone)  # the process's zone now
     probe = first_s - first_s % _HOUR_PROBE_S
     while probe <= last_s:
+        if probe % _DAY_S == 0 and probe + _DAY_S - 1 <= last_s:  # a whole day's blocks at once
+            hours.update(_day_hours(probe, utc, zone))
+            probe += _DAY_S
+            continue
         hours[_block_hour(probe, utc, zone)] = None
         probe += _HOUR_PROBE_S
     return list(hours)
+
+
+_DAY_S = 86400
+
+
+@functools.lru_cache(maxsize=1024)
+def _day_hours(day: int, utc: bool, zone: tuple | None) -> dict[tuple[str, str, str, str], None]:
+    """``hours_between`` of the UTC day starting at ``day`` (its blocks' hours, in order)."""
+    return {_block_hour(probe, utc, zone): None for probe in range(day, day + _DAY_S, _HOUR_PROBE_S)}
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -387,7 +413,8 @@ def captures_for_window(
     directories are listed once per change of their mtime (``_hour_captures``); the capture
     directory, where the live file is, every time. With a ``selection``, a filed file its hour's
     summary names is passed over without opening its index when its span (kept in the summary)
-    misses the window or when no flow of the hour can be selected; if that leaves no file, one
+    misses the window or when the summary says it holds no key the selection needs (an hour none
+    of whose files can match is passed over at once); if that leaves no file, one
     such file is returned marked ``excluded`` (the window holds data, none of it selected). The hour
     directories of both clocks are looked at (``utc`` first), so files filed before PAR_UTC changed,
     or by a filer run with the other of --utc/--localtime, are found too.
@@ -404,17 +431,28 @@ def captures_for_window(
     root, links = os.fspath(filer_dir), dict[str, bool]()
     stamp = _tree_stamp(root)
     narrow = selection is not None and not selection.any_flow
+    probe = probe_of(selection) if selection is not None and narrow else None
     excluded: list[CaptureFile] = []
+    live_names = list(candidates)
     for parts in dict.fromkeys(hours):
-        listed, summary, whole = _kept_hour(root, parts, links, prefix, stamp)
-        if narrow and whole and not summary.may_match(selection):  # type: ignore[arg-type,union-attr]
-            # The whole hour passed over at once; one of its files stands for it if none is found.
-            if not excluded:
-                excluded += _standing_in(listed, summary, start_ns, end_ns, last_s)  # type: ignore[arg-type]
-            for name in [name for name in candidates if summary.span_of(name) is not None]:  # type: ignore[union-attr]
+        listed, summary, whole, by_name = _kept_hour(root, parts, links, prefix, stamp)
+        # The files of the hour its summary says may hold a selected flow (the rest are passed over).
+        matching = summary.matching_names(probe) if probe is not None and summary is not None else None
+        if matching is not None and whole:
+            # Every file of the hour is named: only the matching ones are looked at. A live file
+            # the summary names was filed since it was listed: its filed place decides.
+            for name in [name for name in live_names if name in candidates and name in by_name]:
                 del candidates[name]
+            added = False
+            for name in matching:
+                epoch, path = by_name.get(name, (last_s + 1, Path()))
+                span = summary.span_of(name)  # type: ignore[union-attr]
+                if epoch <= last_s and span is not None and span[1] >= start_ns and span[0] <= end_ns:
+                    candidates[name] = (epoch, path)
+                    added = True
+            if not added and not excluded:  # one of its files stands for it if none is found
+                excluded += _standing_in(listed, summary, start_ns, end_ns, last_s)  # type: ignore[arg-type]
             continue
-        matches: bool | None = None
         for epoch, path in listed:
             name = capture_name(path.name)
             if epoch > last_s:
@@ -424,14 +462,11 @@ def captures_for_window(
                 if span[1] < start_ns or span[0] > end_ns:
                     candidates.pop(name, None)
                     continue
-                if narrow:
-                    if matches is None:
-                        matches = summary.may_match(selection)  # type: ignore[arg-type,union-attr]
-                    if not matches:
-                        candidates.pop(name, None)
-                        if not excluded:
-                            excluded.append(CaptureFile(path, epoch, span, None, excluded=True))
-                        continue
+                if matching is not None and name not in matching:
+                    candidates.pop(name, None)
+                    if not excluded:
+                        excluded.append(CaptureFile(path, epoch, span, None, excluded=True))
+                    continue
             candidates[name] = (epoch, path)
     found = []
     for epoch, path in candidates.values():

@@ -40,7 +40,8 @@ from engine.formats.archived import ArchiveRecord, ArchiveUnavailable, is_missin
 from engine.formats.seekable import LEVEL, SeekableZstd
 from engine.formats.source import ARCHIVED_SUFFIX, ZSTD_SUFFIX, LocalFile, capture_name, tier_of
 from engine.index import index_path
-from engine.index.read import capture_fingerprint
+from engine.index.opening import capture_fingerprint
+from engine.index.summary import SUMMARY_SUFFIX
 from node import retention, store
 from node.faults import crash_point
 
@@ -74,11 +75,15 @@ def parse_archive_url(url: str) -> tuple[str, str]:
     return bucket, prefix + "/" if prefix else ""
 
 
-def archive_options() -> ArchiveOptions | None:
-    """The archive of the settings (``PAR_ARCHIVE_*``); None when ``PAR_ARCHIVE_URL`` is empty."""
+def archive_options(*, in_filer: bool = False) -> ArchiveOptions | None:
+    """The archive of the settings (``PAR_ARCHIVE_*``); None when ``PAR_ARCHIVE_URL`` is empty.
+
+    ``in_filer``: for runfiler's passes, None too when ``PAR_ARCHIVE_IN_FILER`` is false (the
+    archive pass runs as its own service, ``manage.py archive``, with the network the filer lacks).
+    """
     from django.conf import settings
 
-    if not settings.PAR_ARCHIVE_URL:
+    if not settings.PAR_ARCHIVE_URL or (in_filer and not settings.PAR_ARCHIVE_IN_FILER):
         return None
     bucket, prefix = parse_archive_url(settings.PAR_ARCHIVE_URL)
     return ArchiveOptions(
@@ -385,20 +390,42 @@ def _expire(
 ) -> None:
     """Delete archived captures older than ``options.max_age_hours``: the object, then record and index."""
     cutoff = _cutoff(options.max_age_hours, now)
-    for epoch, path in _filed_captures(filer_dir, prefix):
-        if tier_of(path) != "archived" or epoch > cutoff:
-            continue
-        record = ArchiveRecord.load(path)
-        try:
-            client.delete_object(Bucket=record.bucket, Key=record.key)
-        except Exception as exc:
-            raise unavailable(exc, record.url) from None
-        crash_point("expiring")
-        path.unlink()
-        index_path(path).unlink(missing_ok=True)
-        fsync_dir(path.parent)
-        summary.expired += 1
-        log.info("Deleted archived %s (%s): older than %g hours", path, record.url, options.max_age_hours)
+    touched: set[Path] = set()
+    try:
+        for epoch, path in _filed_captures(filer_dir, prefix):
+            if tier_of(path) != "archived" or epoch > cutoff:
+                continue
+            record = ArchiveRecord.load(path)
+            try:
+                client.delete_object(Bucket=record.bucket, Key=record.key)
+            except Exception as exc:
+                raise unavailable(exc, record.url) from None
+            crash_point("expiring")
+            path.unlink()
+            index_path(path).unlink(missing_ok=True)
+            fsync_dir(path.parent)
+            touched.add(path.parent)
+            summary.expired += 1
+            log.info("Deleted archived %s (%s): older than %g hours", path, record.url, options.max_age_hours)
+    finally:
+        # An hour local retention left for its archived captures goes with the last of them.
+        for directory in sorted(touched):
+            retention.refresh_hour_summary(directory, prefix)
+            _remove_if_done(directory, filer_dir, prefix)
+
+
+def _remove_if_done(directory: Path, filer_dir: Path, prefix: str) -> None:
+    """Remove the hour directory ``directory`` when no capture is left in it (a summary of none goes too)."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    if any(store.name_epoch(capture_name(name), prefix) is not None for name in names):
+        return
+    summary = f"{prefix}{SUMMARY_SUFFIX}"
+    if names == [summary]:
+        (directory / summary).unlink()
+    retention.remove_empty_dirs(directory, filer_dir)
 
 
 def archive_backlog(filer_dir: Path, prefix: str, options: ArchiveOptions, now: float | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
 import secrets
@@ -84,6 +85,9 @@ if PAR_ARCHIVE_URL and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](
 PAR_ARCHIVE_ENDPOINT = env_str("PAR_ARCHIVE_ENDPOINT", "").strip()
 PAR_ARCHIVE_AFTER = env_float("PAR_ARCHIVE_AFTER", 24.0, minimum=0.0)
 PAR_ARCHIVE_MAX_AGE = env_float("PAR_ARCHIVE_MAX_AGE", 0.0, minimum=0.0)
+# Whether runfiler --loop runs the archive pass; false when par-archive.timer (deploy/systemd) runs
+# `manage.py archive` instead, so the filer itself keeps no network access (docs/storage.md).
+PAR_ARCHIVE_IN_FILER = env_bool("PAR_ARCHIVE_IN_FILER", True)
 # Plugins are enabled explicitly: a name is a folder under plugins/, a dotted
 # name a full module path. Each is imported and validated now, so a bad one
 # stops the start with its name (parsite/plugins.py); PAR_PLUGINS_CONFIG is
@@ -170,11 +174,14 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 # pass) imports no collector code, no admin, sessions or users, no django-axes; a collector no node.
 # Both serve /schema and /docs (drf-spectacular). The test process runs both roles' views in
 # process: tests/settings.py adds the node's app to a collector's.
-_SHARED_APPS = [
-    "django.contrib.staticfiles",
-    "rest_framework",
-    "drf_spectacular",
-    "drf_spectacular_sidecar",
+_SHARED_APPS = ["django.contrib.staticfiles", "rest_framework"]
+# On a node drf-spectacular is not an installed app: its views import it when a route is loaded,
+# so the filer's processes (a cron pass pays its start-up every minute) never do. The docs page's
+# template is found in its folder (TEMPLATES below), its assets are served by api/docs.py.
+_SPECTACULAR_APPS = ["drf_spectacular", "drf_spectacular_sidecar"]
+_spectacular = importlib.util.find_spec("drf_spectacular")  # where it is, without importing it
+_SPECTACULAR_TEMPLATES = [
+    Path(folder) / "templates" for folder in (_spectacular and _spectacular.submodule_search_locations or [])
 ]
 if PAR_ROLE == "collector":
     INSTALLED_APPS = [
@@ -184,6 +191,7 @@ if PAR_ROLE == "collector":
         "django.contrib.sessions",
         "django.contrib.messages",
         *_SHARED_APPS,
+        *_SPECTACULAR_APPS,
         "collector.apps.CollectorConfig",
         *_TASK_APPS,  # the export jobs' task backend (above, "Exports")
         "axes",
@@ -231,7 +239,7 @@ APPEND_SLASH = False
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [] if PAR_ROLE == "collector" else _SPECTACULAR_TEMPLATES,
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from tests.node.filing import write_capture
 from tests.servers import run
 
 # Set up Django as the role's process does; with ``web``, load every route it serves (views,
@@ -28,10 +29,15 @@ print(json.dumps(sorted(name for name, module in sys.modules.items() if module i
 """
 
 
-def loaded_modules(role: str, tmp_path: Path, web: bool = True, filer: bool = False) -> set[str]:
+def loaded_modules(
+    role: str, tmp_path: Path, web: bool = True, filer: bool = False, to_file: int = 0
+) -> set[str]:
+    """The modules a process of ``role`` loads; ``to_file``: finished captures its filing pass files."""
     capture, filed = tmp_path / "pcap", tmp_path / "filed"
     capture.mkdir(exist_ok=True)
     filed.mkdir(exist_ok=True)
+    for minute in range(to_file + 1):  # and the live file, never filed
+        write_capture(capture, 1_700_000_000 + 60 * minute)
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "parsite.settings",
@@ -68,12 +74,35 @@ def test_a_node_process_imports_nothing_of_the_collector(tmp_path):
     assert of(modules, *COLLECTOR_ONLY) == []
 
 
+# What a filer's process never needs, though a node's server may: every cron pass pays its start-up.
+# No REST framework views, no OpenAPI (drf-spectacular is no installed app of a node), no HTTP
+# client, no object-store client while no archive is configured, no metrics library (the filer's
+# counts are a file), and no compiler while there is nothing to index.
+NOT_THE_FILERS = (
+    "rest_framework.views",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "requests",
+    "urllib3",
+    "boto3",
+    "botocore",
+    "prometheus_client",
+)
+
+
 def test_the_filer_loads_no_web_framework(tmp_path):
-    # Every cron pass of the filer pays its start-up: no REST framework views, no OpenAPI, no HTTP client.
     modules = loaded_modules("node", tmp_path, web=False, filer=True)
     assert "node.filer" in modules
     assert of(modules, *COLLECTOR_ONLY) == []
-    assert of(modules, "rest_framework.views", "drf_spectacular.openapi", "requests", "urllib3") == []
+    assert of(modules, *NOT_THE_FILERS, "numba", "llvmlite", "multiprocessing") == []  # no worker pool
+
+
+def test_a_filer_filing_a_capture_loads_only_the_index_build_besides(tmp_path):
+    modules = loaded_modules("node", tmp_path, web=False, filer=True, to_file=1)
+    assert "numba" in modules  # the index build's loops (engine/native.py): the file was indexed
+    assert list((tmp_path / "filed").rglob("pcap.1700000000.idx"))
+    assert of(modules, *COLLECTOR_ONLY) == []
+    assert of(modules, *NOT_THE_FILERS) == []
 
 
 def test_a_collector_process_imports_nothing_of_the_node(tmp_path):

@@ -117,8 +117,10 @@ def s3_client(config: ArchiveConfig | None = None) -> Any:
 
             # botocore's and urllib3's debug lines carry request headers (the access key's id):
             # never more than warnings from them, whatever the root logger's level.
-            for name in ("boto3", "botocore", "s3transfer", "urllib3.connectionpool"):
+            # urllib3's warnings may name the (signed) URL of a query's GET: errors only from it.
+            for name in ("boto3", "botocore", "s3transfer"):
                 logging.getLogger(name).setLevel(logging.WARNING)
+            logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
             client = boto3.session.Session().client(
                 "s3",
@@ -155,6 +157,8 @@ class ObjectSource:
 
     def __init__(self, record: ArchiveRecord, name: str, client: Any = None):
         self.record, self.path = record, name
+        # a client of the caller's is asked through boto3; the process's own through _ranged_get
+        self._lean = client is None
         self.client = client if client is not None else s3_client()
         self._tail: bytes | None = None
         self._tail_start = max(0, record.size - TAIL_BYTES)
@@ -202,10 +206,13 @@ class ObjectSource:
         record = self.record
         self.requests += 1
         try:
-            answer = self.client.get_object(
-                Bucket=record.bucket, Key=record.key, Range=f"bytes={start}-{end - 1}"
-            )
-            data = answer["Body"].read()
+            if self._lean:
+                data = _ranged_get(self.client, record, start, end)
+            else:
+                answer = self.client.get_object(
+                    Bucket=record.bucket, Key=record.key, Range=f"bytes={start}-{end - 1}"
+                )
+                data = answer["Body"].read()
         except Exception as exc:
             if _ON_FETCH is not None:
                 _ON_FETCH(0, False)
@@ -222,6 +229,100 @@ class ObjectSource:
         return data
 
 
+# ---------------------------------------------------------------- the ranged GET of a query
+#
+# A small query's whole cost beside its local work is one GET. boto3 spends 2-4 ms of CPU on each
+# on a quiet machine, several times that on a busy one (its event hooks, signing, parsing the
+# answer's headers into a dict), as much as or more than a loopback server's own answer. A query's GET therefore goes out as a plain HTTP request on the process's
+# keep-alive pool (urllib3, which botocore itself sends with), to a URL boto3 signed for the object
+# (a presigned GET, kept for SIGNED_FOR seconds and signed again before it expires; the Range
+# header is not part of the signature). The URL carries the signature and the access key's id:
+# it is never logged, and an error names the archive's s3:// URL and the error's class only.
+
+SIGNED_FOR = 3600  # seconds a signed URL is valid
+SIGNED_REUSE = SIGNED_FOR - 600  # signed again this long after it was made
+_SIGNED: dict[tuple[int, str, str], tuple[float, str]] = {}
+_POOL: Any = None
+
+
+class _HTTPStatus(Exception):
+    """An S3 answer other than the bytes asked for (its ``response`` as botocore's errors carry it)."""
+
+    def __init__(self, status: int):
+        super().__init__(status)
+        self.response = {"Error": {"Code": str(status)}}
+
+
+def _signed_url(client: Any, record: ArchiveRecord) -> str:
+    import time
+
+    key = (id(client), record.bucket, record.key)
+    now = time.monotonic()
+    found = _SIGNED.get(key)
+    if found is not None and now - found[0] < SIGNED_REUSE:
+        return found[1]
+    url = client.generate_presigned_url(
+        "get_object", Params={"Bucket": record.bucket, "Key": record.key}, ExpiresIn=SIGNED_FOR
+    )
+    with _CLIENTS_LOCK:
+        if len(_SIGNED) > 4096:
+            _SIGNED.clear()
+        _SIGNED[key] = (now, url)
+    return url
+
+
+def _pool() -> Any:
+    global _POOL
+    with _CLIENTS_LOCK:
+        if _POOL is None:
+            import urllib3
+
+            # the CA bundle boto3 would verify the endpoint with (AWS_CA_BUNDLE: a private S3's CA)
+            bundle = os.environ.get("AWS_CA_BUNDLE") or None
+            _POOL = urllib3.PoolManager(
+                maxsize=32,
+                retries=False,
+                timeout=urllib3.Timeout(connect=5, read=30),
+                ca_certs=bundle,
+            )
+        return _POOL
+
+
+def forget_clients() -> None:
+    """Make the S3 client, the signed URLs and the connection pool anew on next use (the environment changed)."""
+    global _POOL
+    with _CLIENTS_LOCK:
+        _CLIENTS.clear()
+        _SIGNED.clear()
+        if _POOL is not None:
+            _POOL.clear()
+        _POOL = None
+
+
+def _ranged_get(client: Any, record: ArchiveRecord, start: int, end: int) -> bytes:
+    """Bytes [start, end) of ``record``'s object, one signed GET on a kept-alive connection."""
+    import urllib3
+
+    url = _signed_url(client, record)
+    headers = {"Range": f"bytes={start}-{end - 1}"}
+    try:
+        answer = _pool().request("GET", url, headers=headers)
+    except urllib3.exceptions.ProtocolError:
+        # a kept-alive connection the server had closed: once more on a new one (a server out of
+        # reach is not asked twice)
+        answer = _pool().request("GET", url, headers=headers)
+    if answer.status == 403:
+        # credentials that changed (a rotated role's) since the URL was signed: signed again, once
+        _SIGNED.pop((id(client), record.bucket, record.key), None)
+        answer = _pool().request("GET", _signed_url(client, record), headers=headers)
+    status = answer.status
+    if status == 206:
+        return answer.data
+    if status == 200 and start == 0:
+        return answer.data[: end - start]  # a server that ignored the range: the whole object
+    raise _HTTPStatus(status)  # 404 and 416: the object is missing or shorter (damage); else unreachable
+
+
 def open_archived(path: str) -> ByteSource:
     """The byte source of the archived capture whose record is at ``path``."""
     record = ArchiveRecord.load(path)
@@ -230,4 +331,5 @@ def open_archived(path: str) -> ByteSource:
         return source
     from .seekable import SeekableZstd
 
-    return SeekableZstd(source, head=base64.b64decode(record.head))
+    # frames fetched from the archive stay in the process's cache for the next query of the object
+    return SeekableZstd(source, head=base64.b64decode(record.head), shared=True)

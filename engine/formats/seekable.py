@@ -4,7 +4,7 @@ The layout is zstd's seekable format (zstd's ``contrib/seekable_format``), so ``
 capture back byte for byte: frames one after another, then a skippable frame (magic 0x184D2A5E)
 holding one entry per frame (its compressed and decompressed size, u32 little-endian) and a footer
 (the number of frames u32, a descriptor byte, the seekable magic 0x8F92EAB1 u32). Each frame holds
-whole records (``record_cuts``) and its own content checksum, so a damaged frame is found when read.
+whole records (cut at record starts, ``write_seekable``) and its own content checksum, so a damaged frame is found when read.
 
 ``SeekableZstd`` is a ``ByteSource`` over another (a local file, an archived object): its offsets
 are the decompressed capture's, so an index's offsets are unchanged. The seek table is read once
@@ -38,9 +38,19 @@ CHECKSUM_FLAG = 0x80
 MAX_FRAME = 1 << 30  # a decompressed frame larger than this is damage, not ours
 
 FRAME_BYTES = (
-    1 << 18
-)  # decompressed bytes a frame holds (whole records: a little more), chosen by bench/compression.py
-LEVEL = 3  # zstd level, chosen by bench/compression.py
+    1 << 19
+)  # decompressed bytes a frame of compressible traffic holds (whole records: a little more)
+SMALL_FRAME_BYTES = 1 << 16  # a frame of incompressible traffic (after a frame that did not compress)
+LEVEL = 3  # zstd level, chosen by bench/tiers.py
+# A frame after one that compressed less than INCOMPRESSIBLE (decompressed / compressed: encrypted
+# payloads) holds SMALL_FRAME_BYTES at FAST_LEVEL: on such traffic that keeps all but ~1% of what
+# the level and larger frames save, 3-4x faster (bench/tiers.py: TLS-heavy 1.064x at -1 vs 1.071x at
+# 3, 770 vs 180 MB/s a core), and a small query decompresses 64 KiB, not 512. A frame that
+# compresses better than that sends the next back to FRAME_BYTES at the level asked for
+# (plain text: 512 KiB frames at level 3 are within 2.4% of the whole file through zstd -3, 256 KiB
+# within 4.6%, level 1 within 7.6-9.8%; DNS-like 3.1%).
+INCOMPRESSIBLE = 1.15
+FAST_LEVEL = -1
 FRAMES_KEPT = 16  # frames an open source keeps decompressed
 FETCH_BYTES = 8 << 20  # compressed bytes one planned fetch brings, at most
 MERGE_GAP = 1 << 16  # planned frames this near (compressed bytes between them) are fetched in one read
@@ -65,11 +75,17 @@ class SeekTable:
 
     @property
     def _starts(self) -> list[int]:
-        starts = self.__dict__.get("_starts_list")
-        if starts is None:
-            starts = self.d_start.tolist()
-            object.__setattr__(self, "_starts_list", starts)
-        return starts
+        return self.lists[2]
+
+    @property
+    def lists(self) -> tuple[list[int], list[int], list[int], list[int]]:
+        """(c_start, c_size, d_start, d_size) as lists: read one frame at a time, a list's item costs
+        a tenth of a numpy scalar's."""
+        found = self.__dict__.get("_lists")
+        if found is None:
+            found = (self.c_start.tolist(), self.c_size.tolist(), self.d_start.tolist(), self.d_size.tolist())
+            object.__setattr__(self, "_lists", found)
+        return found
 
 
 def read_seek_table(source: ByteSource, name: str) -> SeekTable:
@@ -124,14 +140,31 @@ def cached_seek_table(source: ByteSource) -> SeekTable:
     return table
 
 
+_LOCAL = threading.local()
+
+
+def _decompressor():
+    """The thread's zstd decompressor: making one costs ~30 us, a small query's decompression ~25."""
+    dctx = getattr(_LOCAL, "dctx", None)
+    if dctx is None:
+        import zstandard
+
+        dctx = _LOCAL.dctx = zstandard.ZstdDecompressor()
+    return dctx
+
+
 class SeekableZstd:
     """A zstd seekable capture read at offsets of the decompressed capture (a ``ByteSource``).
 
     ``head``: the capture's first bytes when known already (an archive record keeps them), read
-    without fetching the first frame.
+    without fetching the first frame. ``shared``: the frames it decompresses are kept for the
+    process as well (up to ``SHARED_BYTES``, the least recently used dropped first), so the next
+    answer needing them fetches nothing (an archived object, where each fetch is a request).
     """
 
-    def __init__(self, inner: ByteSource, table: SeekTable | None = None, head: bytes = b""):
+    def __init__(
+        self, inner: ByteSource, table: SeekTable | None = None, head: bytes = b"", shared: bool = False
+    ):
         import zstandard
 
         self.inner = inner
@@ -144,10 +177,11 @@ class SeekableZstd:
         # the capture's first bytes (its file header), kept by the process: reading the header of a
         # file opened again decompresses nothing
         self.head = head or _HEADS.get(self._key, b"")
-        self._dctx = zstandard.ZstdDecompressor()
+        self._dctx = _decompressor()
         self._error = zstandard.ZstdError
         self._frames: OrderedDict[int, bytes] = OrderedDict()
         self._planned: list[int] = []  # frames an answer will read, ascending
+        self._shared = shared  # frames are kept for the process too (SHARED_BYTES; an archived object's)
         self.frames_read = 0  # frames fetched from the source below and decompressed
         self.bytes_fetched = 0
 
@@ -178,7 +212,10 @@ class SeekableZstd:
         if not len(at):
             return
         frames = np.searchsorted(self.table.d_start, at, side="right") - 1
-        self._planned = planned = np.unique(frames[frames >= 0]).tolist()
+        frames = frames[frames >= 0]
+        if len(frames) > 1:  # ascending: each frame once
+            frames = frames[np.concatenate(([True], frames[1:] != frames[:-1]))]
+        self._planned = planned = frames.tolist()
         # The first frames now, as many as are kept: a damaged one is met before the answer begins.
         for frame in planned[:FRAMES_KEPT]:
             self._frame(frame)
@@ -191,12 +228,13 @@ class SeekableZstd:
         if end <= len(self.head):
             return self.head[offset:end]
         first, last = table.frame_of(offset), table.frame_of(end - 1)
+        d_start = table.lists[2]
         if first == last:
-            start = int(table.d_start[first])
+            start = d_start[first]
             return self._frame(first)[offset - start : end - start]
         parts = []
         for i in range(first, last + 1):
-            start = int(table.d_start[i])
+            start = d_start[i]
             parts.append(memoryview(self._frame(i))[max(0, offset - start) : end - start])
         return b"".join(parts)
 
@@ -208,9 +246,10 @@ class SeekableZstd:
             view[: end - offset] = self.head[offset:end]
             return max(0, end - offset)
         at = offset
+        d_start = table.lists[2]
         while at < end:
-            i = table.frame_of(at)
-            start = int(table.d_start[i])
+            i = bisect_right(d_start, at) - 1
+            start = d_start[i]
             data = self._frame(i)
             stop = min(end, start + len(data))
             view[at - offset : stop - offset] = memoryview(data)[at - start : stop - start]
@@ -222,6 +261,11 @@ class SeekableZstd:
         if data is not None:
             self._frames.move_to_end(i)
             return data
+        if self._shared:
+            data = _shared_frame((self._key, i))
+            if data is not None:
+                self._keep(i, data)
+                return data
         for group in self._fetch_groups(i):
             self._fetch(group)
         return self._frames[i]
@@ -230,17 +274,17 @@ class SeekableZstd:
         """The frames to fetch with ``i``: the planned ones from it on, up to FETCH_BYTES, nearby ones grouped."""
         planned = self._planned
         k = bisect_right(planned, i) if planned else 0
-        c_start, c_size = self.table.c_start, self.table.c_size
-        groups, budget = [[i]], int(c_size[i])
+        c_start, c_size = self.table.lists[:2]
+        groups, budget = [[i]], c_size[i]
         limit = max(FRAMES_KEPT - 1, 1)
         for frame in planned[k : k + limit]:
-            if frame in self._frames:
+            if frame in self._frames or (self._shared and (self._key, frame) in _SHARED):
                 continue
-            budget += int(c_size[frame])
+            budget += c_size[frame]
             if budget > FETCH_BYTES:
                 break
             last = groups[-1][-1]
-            if int(c_start[frame]) - int(c_start[last] + c_size[last]) <= MERGE_GAP:
+            if c_start[frame] - (c_start[last] + c_size[last]) <= MERGE_GAP:
                 groups[-1].append(frame)
             else:
                 groups.append([frame])
@@ -248,16 +292,16 @@ class SeekableZstd:
 
     def _fetch(self, frames: list[int]) -> None:
         """Read frames ``frames`` (ascending) from the source below, in one read, and decompress each."""
-        table = self.table
+        c_start, c_size, d_start, d_size = self.table.lists
         first, last = frames[0], frames[-1]
-        base = int(table.c_start[first])
-        length = int(table.c_start[last] + table.c_size[last]) - base
+        base = c_start[first]
+        length = c_start[last] + c_size[last] - base
         raw = memoryview(self.inner.read(base, length))  # frames sliced without copies
         self.bytes_fetched += len(raw)
         for i in frames:
-            at, size, want = int(table.c_start[i]) - base, int(table.c_size[i]), int(table.d_size[i])
+            at, size, want = c_start[i] - base, c_size[i], d_size[i]
             chunk = raw[at : at + size]
-            offset = int(table.d_start[i])
+            offset = d_start[i]
             if len(chunk) < size:
                 raise CompressedDamage(self.name, offset, f"compressed frame {i} is cut short")
             try:
@@ -271,56 +315,117 @@ class SeekableZstd:
                     self.name, offset, f"compressed frame {i} holds other than its table says"
                 )
             self.frames_read += 1
-            self._frames[i] = data
+            self._keep(i, data)
+            if self._shared:
+                _share_frame((self._key, i), data)
             if i == 0 and not self.head:
                 self.head = data[:HEAD_BYTES]
                 with _TABLES_LOCK:
                     _HEADS[self._key] = self.head
                     while len(_HEADS) > TABLES_KEPT:
                         _HEADS.popitem(last=False)
-            while len(self._frames) > FRAMES_KEPT:
-                self._frames.popitem(last=False)
+
+    def _keep(self, i: int, data: bytes) -> None:
+        self._frames[i] = data
+        while len(self._frames) > FRAMES_KEPT:
+            self._frames.popitem(last=False)
+
+
+SHARED_BYTES = 64 << 20  # decompressed frames of archived objects a process keeps across answers
+_SHARED: OrderedDict[tuple, bytes] = OrderedDict()
+_shared_size = 0
+
+
+def _shared_frame(key: tuple) -> bytes | None:
+    with _TABLES_LOCK:
+        data = _SHARED.get(key)
+        if data is not None:
+            _SHARED.move_to_end(key)
+        return data
+
+
+def _share_frame(key: tuple, data: bytes) -> None:
+    global _shared_size
+    with _TABLES_LOCK:
+        if key in _SHARED or len(data) > SHARED_BYTES // 4:
+            return
+        _SHARED[key] = data
+        _shared_size += len(data)
+        while _shared_size > SHARED_BYTES:
+            _, dropped = _SHARED.popitem(last=False)
+            _shared_size -= len(dropped)
+
+
+def forget_shared_frames() -> None:
+    """Drop the frames kept for the process (tests and benchmarks measuring a first fetch)."""
+    global _shared_size
+    with _TABLES_LOCK:
+        _SHARED.clear()
+        _shared_size = 0
 
 
 # ---------------------------------------------------------------- writing
 
 
-def record_cuts(record_offsets: np.ndarray, size: int, frame_bytes: int = FRAME_BYTES) -> list[int]:
-    """Frame boundaries (ascending, 0 first, ``size`` last): at record starts, about ``frame_bytes`` apart."""
-    starts = np.asarray(record_offsets, dtype=np.int64)
-    cuts = [0]
-    if len(starts):
-        marks = np.arange(frame_bytes, size, frame_bytes, dtype=np.int64)
-        found = np.searchsorted(starts, marks)
-        at = starts[np.minimum(found, len(starts) - 1)]
-        # past the last record (a damaged tail): cut by size alone
-        past = (found == len(starts)) & (marks > starts[-1] + frame_bytes)
-        at = np.unique(np.where(past, marks, at))
-        cuts += [int(c) for c in at.tolist() if 0 < c < size]
-    else:
-        cuts += list(range(frame_bytes, size, frame_bytes))
-    cuts = sorted(set(cuts))
-    cuts.append(size)
-    return [c for n, c in enumerate(cuts) if n == 0 or c > cuts[n - 1]]
+def next_cut(starts: np.ndarray, at: int, size: int, want: int) -> int:
+    """Where the frame starting at ``at`` ends: the first record start ``want`` bytes on (``size`` at
+    most); past the last record (a damaged tail, or the last record's end) by size alone."""
+    target = at + want
+    if target >= size:
+        return size
+    k = int(np.searchsorted(starts, target))
+    if k < len(starts):
+        return int(starts[k])
+    if not len(starts) or target > int(starts[-1]) + want:
+        return target
+    return min(size, int(starts[-1]) + want)
 
 
-def write_seekable(read: ByteSource, out: BinaryIO, cuts: list[int], level: int = LEVEL) -> int:
-    """Write the capture ``read`` (frames between ``cuts``) to ``out`` in the seekable format; bytes written."""
+def write_seekable(
+    read: ByteSource,
+    out: BinaryIO,
+    starts: np.ndarray,
+    level: int = LEVEL,
+    frame_bytes: int = FRAME_BYTES,
+) -> tuple[int, int]:
+    """Write the capture ``read`` to ``out`` in the seekable format, frames cut at record ``starts``
+    (ascending offsets); (bytes written, frames).
+
+    Each frame's size and level follow how well the frame before it compressed: after one that
+    compressed better than ``INCOMPRESSIBLE``, ``frame_bytes`` at ``level`` (compressible traffic
+    keeps its ratio within a few percent of the whole file's); after one that did not (encrypted
+    payloads), ``SMALL_FRAME_BYTES`` at ``FAST_LEVEL``: the ratio hardly moves, compression is 3-4x
+    faster, and a small query decompresses an eighth of the bytes.
+    """
     import zstandard
 
-    cctx = zstandard.ZstdCompressor(level=level, write_checksum=True, write_content_size=True)
+    size = read.size()
+    starts = np.asarray(starts, dtype=np.int64)
+    asked = zstandard.ZstdCompressor(level=level, write_checksum=True, write_content_size=True)
+    fast = asked
+    if level > FAST_LEVEL:
+        fast = zstandard.ZstdCompressor(level=FAST_LEVEL, write_checksum=True, write_content_size=True)
+    small = min(SMALL_FRAME_BYTES, frame_bytes)
+    cctx, want = asked, frame_bytes
     entries = bytearray()
-    written = 0
-    for a, b in zip(cuts, cuts[1:], strict=False):
+    written = frames = a = 0
+    while a < size:
+        b = next_cut(starts, a, size, want)
         data = read.read(a, b - a)
         if len(data) != b - a:
             raise CaptureError(read.name, a + len(data), "the capture shrank while it was compressed")
         frame = cctx.compress(data)
+        # the next frame's level and size, by how well this one compressed (a link's mix changes slowly)
+        if len(frame) * INCOMPRESSIBLE > len(data):
+            cctx, want = fast, small
+        else:
+            cctx, want = asked, frame_bytes
         out.write(frame)
         written += len(frame)
+        frames += 1
         entries += ENTRY.pack(len(frame), b - a)
-    frames = len(cuts) - 1
+        a = b
     table = struct.pack("<II", SKIPPABLE_MAGIC, len(entries) + FOOTER.size) + entries
     table += FOOTER.pack(frames, 0, SEEKABLE_MAGIC)
     out.write(table)
-    return written + len(table)
+    return written + len(table), frames

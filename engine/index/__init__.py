@@ -1,7 +1,11 @@
-"""A capture file's flow index: built in one pass (``build``), read with binary searches (``read``).
+"""A capture file's flow index: what it holds, how it is built, opened and looked up.
 
-The format, and when an index answers for its capture, are described once, in
-``engine.index.format``; the flow table and lookup columns are made in ``engine.index.flows``.
+Owns the index file from end to end: ``format`` (the layout and the one rule for when an index
+answers for its capture), ``flows`` (the flow table and lookup columns made from dissected records),
+``build`` (one pass over a capture), ``opening`` (``FlowIndex``: header and checksums checked, the
+capture's fingerprint, open indexes kept), ``columns`` (the columns as the lookups read them),
+``lookup`` (flow rows; flows by address, port, Community ID, time), ``offsets`` (a flow's packet
+offsets decoded), ``summary`` (an hour's indexes in one file).
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from .format import (
     index_path,
     temp_index_path,
 )
-from .read import (
-    ROW_DTYPE,
+from .lookup import ROW_DTYPE
+from .opening import (
     FlowIndex,
     capture_digest,
     capture_span,

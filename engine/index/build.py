@@ -5,14 +5,17 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from ..durable import atomic_write
+from ..flow import PROTO_ICMP, PROTO_ICMPV6
 from ..flowfields import FlowColumns, compiled_flow_columns, fill_slow_rows
 from ..formats import Capture, CaptureError, PcapCapture, PcapngCapture, open_capture
 from ..recordtable import RecordTable, walk_pcap, walk_pcapng
@@ -31,7 +34,8 @@ from .format import (
     index_path,
     temp_index_path,
 )
-from .read import FlowIndex, content_digest
+from .icmp import message_columns, message_flows
+from .opening import FlowIndex, content_digest
 
 
 class CutShort(CaptureError):
@@ -106,13 +110,15 @@ def _index_of(capture: Path) -> tuple[IndexHeader, dict[str, np.ndarray], Captur
             table = walk_pcapng(cap)
             with _mapped(cap) as mm:
                 columns, digest = _dissect(mm, table), content_digest(lambda o, n: mm[o : o + n], size)
+                messages = _icmp_messages(mm, table, columns)
         else:
             assert isinstance(cap, PcapCapture)
             with _mapped(cap) as mm:
                 table = walk_pcap(cap, mm, size)
                 columns = _dissect(mm, table)
                 digest = content_digest(lambda o, n: mm[o : o + n], size)
-        header, sections = _sections(table, columns, size, digest, cap)
+                messages = _icmp_messages(mm, table, columns)
+        header, sections = _sections(table, columns, size, digest, cap, messages)
         if table.damage is None and table.end < size:
             return header, sections, CutShort(capture, table.end, "the file ends inside a record")
         return header, sections, table.damage
@@ -132,29 +138,59 @@ def _encoded(header: IndexHeader, columns: dict[str, np.ndarray]) -> Iterator[by
         yield data + b"\0" * (-len(data) % 8)
 
 
+STREAM_CHUNK = 8 << 20  # bytes of a non-local capture read at a time into its temporary copy
+
+
 class _mapped:
-    """The capture memory-mapped read-only (an empty mapping for an empty file; bytes read for another source)."""
+    """The capture memory-mapped read-only (an empty mapping for an empty file).
+
+    A capture that is not a local file (a compressed one, reindexed) is first copied, STREAM_CHUNK
+    bytes at a time, into an anonymous temporary file in its own directory (``O_TMPFILE``: gone
+    with the process, even a killed one), which is then mapped: the build's memory stays flat
+    whatever the capture's size, and the disk holds its decompressed bytes while it runs.
+    """
 
     def __init__(self, cap: Capture):
         self.cap = cap
+        self.copy: BinaryIO | None = None
 
     def __enter__(self) -> mmap.mmap | bytes:
         size = self.cap.size()
         self.mm: mmap.mmap | bytes = b""
         fd = self.cap.fileno()
         if size and fd is None:
-            # Not a local file (a compressed capture, reindexed): its bytes read whole.
-            self.mm = self.cap.read(0, size)
-        elif size and fd is not None:
+            fd, size = self._copied(size)
+        if size and fd is not None:
             self.mm = mapping = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
             mapping.madvise(mmap.MADV_SEQUENTIAL)
         return self.mm
+
+    def _copied(self, size: int) -> tuple[int, int]:
+        """A temporary local copy of the capture's ``size`` bytes, read in bounded chunks: (its
+        descriptor, the bytes copied)."""
+        directory = os.path.dirname(os.path.abspath(self.cap.path))
+        try:
+            copy = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 - closed by __exit__
+        except OSError:  # a directory this process may not write to: the system's temporary one
+            copy = tempfile.TemporaryFile()  # noqa: SIM115
+        self.copy = copy
+        at = 0
+        while at < size:
+            chunk = self.cap.read(at, min(STREAM_CHUNK, size - at))
+            if not chunk:
+                break
+            copy.write(chunk)
+            at += len(chunk)
+        copy.flush()
+        return copy.fileno(), at  # fewer than ``size`` when the source gave fewer: mapped as they are
 
     def __exit__(self, *exc) -> None:
         if isinstance(self.mm, mmap.mmap):
             # An exception's frames may still see the mapping; it is unmapped when they go.
             with contextlib.suppress(BufferError):
                 self.mm.close()
+        if self.copy is not None:
+            self.copy.close()
 
 
 def _dissect(mm, table: RecordTable) -> FlowColumns:
@@ -163,10 +199,33 @@ def _dissect(mm, table: RecordTable) -> FlowColumns:
     return columns
 
 
+def _icmp_messages(mm, table: RecordTable, fields: FlowColumns) -> dict[tuple, list]:
+    """The ICMP message flows of the capture's ICMP records (``engine.index.icmp``)."""
+    proto = fields.proto
+    at = np.flatnonzero(fields.has_flow & ((proto == PROTO_ICMP) | (proto == PROTO_ICMPV6)))
+    if not len(at):
+        return {}
+    start, caplen = table.data[at].tolist(), table.caplen[at].tolist()
+    records = zip(
+        table.linktype[at].tolist(),
+        table.ts_ns[at].tolist(),
+        table.orig_len[at].tolist(),
+        (bytes(mm[a : a + n]) for a, n in zip(start, caplen, strict=True)),
+        strict=True,
+    )
+    return message_flows(list(records))
+
+
 def _sections(
-    table: RecordTable, fields: FlowColumns, size: int, digest: bytes, capture: Capture
+    table: RecordTable,
+    fields: FlowColumns,
+    size: int,
+    digest: bytes,
+    capture: Capture,
+    messages: dict[tuple, list],
 ) -> tuple[IndexHeader, dict[str, np.ndarray]]:
     columns, n_flows, n_v4 = flow_table(table, fields, capture.nanosecond)
+    columns |= message_columns(messages, columns, n_v4)
     flags = (FLAG_PCAPNG if isinstance(capture, PcapngCapture) else 0) | (
         FLAG_SIMPLE_BLOCKS if table.simple_blocks else 0
     )

@@ -3,11 +3,11 @@
 It names its capture by content (size and a digest of the first and last 4 KiB), not by path or
 time, so it can be built in one directory and the capture moved next to it afterwards.
 
-Format, version 3 (all integers little-endian)::
+Format, version 4 (all integers little-endian)::
 
     header, 128 bytes (IndexHeader, HEADER)
       magic          8s   b"PARINDEX"
-      version        u32  3
+      version        u32  4 (3 is read too: the same without the ICMP columns)
       flags          u32  2 = pcapng capture, 4 = pcapng Simple Packet Blocks present (queries scan
                           such a file instead), 8 = the capture is damaged at damaged_at
       capture_size   u64  bytes of the capture when indexed
@@ -31,7 +31,7 @@ Format, version 3 (all integers little-endian)::
 Checksums, per section: opening an index checks the header's (header and directory: 0.1 ms for a
 few thousand bytes), and a column's is checked the first time the column is read (``FlowIndex``),
 so a lookup pays for the columns it reads, once per open index. A mismatch is ``IndexDamaged``:
-the file is scanned instead, the damage reported (``engine.index.read.on_damaged_index``), and
+the file is scanned instead, the damage reported (``engine.index.opening.on_damaged_index``), and
 ``reindex`` rebuilds it (its check reads every column).
 
     columns (F = flows, F4 = v4_flows, F6 = F - F4; "u2|u4" = the narrowest that holds the file):
@@ -62,6 +62,9 @@ the file is scanned instead, the damage reported (``engine.index.read.on_damaged
                                  the previous one of the flow (the first: its offset)
         offsetat      u4|u8[F/16+1]  where the varints of flows 0, 16, 32, ... start in ``offsets``
                                  (the last entry: its length)
+      ICMP message flows (version 4; ``engine.index.icmp``): icmpflow, icmpbits, icmpsprt, icmpdprt,
+        icmpfrst, icmplast, icmppkts, icmpbyts, icmpcid: the ICMP and ICMPv6 rows split by message
+        type and code, as ``/flows`` lists them, so it reads no record of them
 
 A flow is folded so that (a, a_port) <= (b, b_port), addresses compared as 16 bytes (IPv4 as
 ``::ffff:a.b.c.d``); a flow is IPv4 when both ends are. Later fragments are in the flow the
@@ -81,7 +84,8 @@ of 6 packets of 207 bytes), against 1.2% and 13.8% for version 1.
 
 One rule decides whether an index answers for its capture (``decode_header`` and
 ``FlowIndex.describes``): its magic and version, its checksums, columns that fit the file, and the
-capture's size and digest. A reader meeting any other index (versions 1 and 2 included) gets None from
+capture's size and digest. A reader meeting any other index (versions 1 and 2 included; 3 is read,
+its ICMP rows split from the records) gets None from
 ``open_index`` and scans the capture instead; ``reindex`` and the filer rebuild it. The index is
 written with ``engine.durable.atomic_write`` (``temp_index_path``; ``TEMP_INDEX_PATTERN`` matches
 what follows the capture's dot-name) and renamed into place.
@@ -102,7 +106,8 @@ import numpy as np
 from .. import durable
 from ..formats.source import capture_name
 
-INDEX_VERSION = 3
+INDEX_VERSION = 4
+READ_VERSIONS = (3, 4)  # version 3: no ICMP message columns (/flows then reads those flows' records)
 MAGIC = b"PARINDEX"
 INDEX_SUFFIX = ".idx"
 HEADER_SIZE = 128
@@ -168,7 +173,7 @@ def decode_header(data: bytes, path: str = "index") -> IndexHeader:
     if len(data) < HEADER_SIZE or data[:8] != MAGIC:
         raise IndexUnusable(f"{path}: not an index")
     header = IndexHeader._make(HEADER.unpack_from(data))
-    if header.version != INDEX_VERSION:
+    if header.version not in READ_VERSIONS:
         raise IndexUnusable(f"{path}: index version {header.version}, expected {INDEX_VERSION}")
     return header
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import CommandError, CommandParser, OutputWrapper
 
-from node import filerstats
+from node import filerstats, store
 from node.filer import tree_lock
 from node.tiers import TierSummary
 
@@ -37,12 +37,18 @@ def filer_dir(opts: dict) -> Path:
     return path
 
 
-def run_pass(stdout: OutputWrapper, verb: str, move: Callable[[], TierSummary]) -> None:
+def run_pass(stdout: OutputWrapper, verb: str, move: Callable[[], TierSummary], tree: Path) -> None:
     """``move()`` under the filer tree lock, its summary recorded for status and written out;
-    CommandError when it fails or some captures could not be ``verb`` (compressed, archived)."""
+    CommandError when it fails or some captures could not be ``verb`` (compressed, archived).
+
+    As after the filer's tier pass, the tree's stamp is rewritten when captures changed names, so
+    the listings serving processes keep by it (node/store.py) end now, not TREE_KEPT_S later.
+    """
     try:
         with tree_lock(settings.PAR_DATA_DIR):
             summary = move()
+            if summary.compressed or summary.archived or summary.expired:
+                store.bump_tree_stamp(tree)
             filerstats.record_tiers(settings.PAR_DATA_DIR, summary)
     except OSError as exc:
         raise CommandError(str(exc))

@@ -19,7 +19,13 @@ UNITS = ROOT / "deploy" / "systemd"
 pytestmark = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed (Debian: systemd)")
 
 # The exposure each unit must stay under (0 safe .. 10 unsafe); measured 1.4, 0.4 and 1.3.
-GOALS = {"par-node.service": 2.0, "par-filer.service": 1.0, "par-collector.service": 2.0}
+# par-archive.service (1.3) is the filer's sandbox with the network allowed.
+GOALS = {
+    "par-node.service": 2.0,
+    "par-filer.service": 1.0,
+    "par-collector.service": 2.0,
+    "par-archive.service": 1.5,
+}
 
 
 def here(unit: str, where: Path) -> Path:
@@ -68,4 +74,43 @@ def test_the_services_write_only_where_they_must():
     for unit in GOALS:
         text = (UNITS / unit).read_text()
         assert "SystemCallFilter=@system-service" in text and "UMask=0077" in text
-        assert not re.search(r"^MemoryDenyWriteExecute=true", text, re.M)  # numba compiles at run time
+        # numba compiles at run time in the processes that index (the archive pass loads none of it)
+        denied = bool(re.search(r"^MemoryDenyWriteExecute=true", text, re.M))
+        assert denied == (unit == "par-archive.service"), unit
+
+
+def test_the_archive_timer_verifies_with_its_service(tmp_path):
+    units = [here("par-archive.service", tmp_path), here("par-archive.timer", tmp_path)]
+    result = subprocess.run([ANALYZE, "verify", *map(str, units)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "par-archive" not in result.stderr, result.stderr
+
+
+def settings_of(unit: str) -> list[str]:
+    return [
+        line
+        for line in (UNITS / unit).read_text().splitlines()
+        if line and not line.startswith(("#", "[")) and "=" in line
+    ]
+
+
+NETWORK = ("PrivateNetwork=", "IPAddressDeny=", "RestrictAddressFamilies=")
+
+
+def test_only_the_archive_unit_reaches_the_network_and_is_otherwise_sandboxed_as_the_filer():
+    filer, archive = settings_of("par-filer.service"), settings_of("par-archive.service")
+    assert "PrivateNetwork=true" in filer and "IPAddressDeny=any" in filer
+    assert "RestrictAddressFamilies=AF_UNIX" in filer
+    assert "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6" in archive
+    assert not any(line.startswith(("PrivateNetwork=", "IPAddressDeny=")) for line in archive)
+    assert "ExecStart=/opt/packets-at-rest/.venv/bin/python manage.py archive" in archive
+    assert "Type=oneshot" in archive
+    # Every other restriction of the filer holds for the archive pass too.
+    skip = (*NETWORK, "ExecStart=", "Restart", "ReadWritePaths=", "Description=", "After=", "WantedBy=")
+    assert "MemoryDenyWriteExecute=true" in archive  # it runs no numba: tests/node/test_tiers.py
+    missing = [line for line in filer if not line.startswith(skip) and line not in archive]
+    assert missing == []
+    # It writes only in the filer tree and PAR_DATA_DIR, never in the capture directory.
+    assert "ReadWritePaths=/var/lib/packets-at-rest /data/filed" in archive
+    timer = (UNITS / "par-archive.timer").read_text()
+    assert "OnCalendar=hourly" in timer and "Persistent=true" in timer

@@ -180,3 +180,58 @@ def test_each_icmp_row_names_the_end_that_sent_its_own_first_message(tmp_path, i
         (3, 1, "10.2.0.1", "10.2.0.2"),
         (3, 1, "10.1.0.2", "10.1.0.1"),
     }
+
+
+def test_icmp_rows_from_the_index_are_those_read_from_the_records(tmp_path, minutes, monkeypatch):
+    """Version 4 indexes keep ICMP rows split by message: the same rows as the records give (the
+    path of version 3, which reads the ICMP flows' records) for every selection; an index of
+    version 3 is still read, its ICMP rows from the records."""
+    import engine.flows
+    from engine.index import columns, index_is_current, open_index
+    from tests.engine.test_index_bytes import without_icmp_columns
+    from tests.engine.test_select import CASES as SELECTIONS
+    from tests.engine.test_select import selection_of
+
+    files = []
+    for path in minutes[0]:
+        copy = tmp_path / path.name
+        copy.write_bytes(path.read_bytes())
+        build_index(copy)
+        files.append(copy)
+
+    def listings() -> dict[str, list]:
+        found = {}
+        for name, given in SELECTIONS.items():
+            rows = list_flows(files, selection_of(given, T0, T0 + 5 * 60 * S), limit=100000).rows
+            found[name] = sorted(
+                (row_key(r), r.packets, r.bytes, r.first_ns, r.last_ns, r.approximate, r.community_id)
+                for r in rows
+            )
+        return found
+
+    read: list[str] = []
+    from_records = engine.flows._icmp_rows
+
+    def reading(file, *args):
+        read.append(file.path)
+        return from_records(file, *args)
+
+    monkeypatch.setattr(engine.flows, "_icmp_rows", reading)
+    new = listings()
+    assert read == []  # no record read
+    assert sum(row[0][0] in (1, 58) for row in new["nothing"]) >= 4
+    assert new["community id of an icmp error"] and new["icmp echo type"]
+    hidden = lambda self, name: name in self._columns and not str(name).startswith("icmp")  # noqa: E731
+    monkeypatch.setattr(columns._CheckedColumns, "__contains__", hidden)
+    assert listings() == new
+    assert read  # the records were read
+    monkeypatch.setattr(columns._CheckedColumns, "__contains__", lambda self, name: name in self._columns)
+    # the same files with indexes of version 3: read, their ICMP rows from the records
+    for f in files:
+        index_path(f).write_bytes(without_icmp_columns(index_path(f).read_bytes()))
+    opened = open_index(files[0])
+    assert opened is not None and opened.header.version == 3
+    assert not index_is_current(files[0])  # reindex rebuilds it, with the ICMP columns
+    read.clear()
+    assert listings() == new
+    assert read

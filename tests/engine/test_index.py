@@ -350,14 +350,14 @@ def test_a_few_flow_rows_read_one_by_one_are_the_rows_read_as_a_table(capture):
 
 
 def test_a_flow_s_offsets_decoded_in_python_are_those_numpy_decodes(capture, monkeypatch):
-    from engine.index import read
+    from engine.index import offsets
 
     build_index(capture)
     index = FlowIndex(index_path(capture))
     flows = range(index.n_flows)
-    monkeypatch.setattr(read, "FEW_OFFSET_BYTES", 0)
+    monkeypatch.setattr(offsets, "FEW_OFFSET_BYTES", 0)
     by_numpy = [index.packet_offsets(np.array([f])).tolist() for f in flows]
-    monkeypatch.setattr(read, "FEW_OFFSET_BYTES", 1 << 30)
+    monkeypatch.setattr(offsets, "FEW_OFFSET_BYTES", 1 << 30)
     by_python = [index.packet_offsets(np.array([f])).tolist() for f in flows]
     assert by_python == by_numpy
     assert sorted(sum(by_python, [])) == index.packet_offsets(np.arange(index.n_flows)).tolist()
@@ -376,7 +376,7 @@ def test_several_flows_offsets_decoded_by_their_groups_are_each_flow_s(capture):
 def test_a_few_candidates_checked_one_by_one_find_and_estimate_what_the_table_check_does(
     capture, monkeypatch
 ):
-    from engine.index import read
+    from engine.index import lookup
 
     build_index(capture)
     index = FlowIndex(index_path(capture))
@@ -400,7 +400,7 @@ def test_a_few_candidates_checked_one_by_one_find_and_estimate_what_the_table_ch
 
     one_by_one = found()
     few_estimates = estimates(one_by_one)
-    monkeypatch.setattr(read, "FEW_ROWS", 0)
+    monkeypatch.setattr(lookup, "FEW_ROWS", 0)
     assert one_by_one == found()
     assert few_estimates == estimates(one_by_one)
     assert any(one_by_one) and not all(one_by_one)

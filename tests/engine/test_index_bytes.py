@@ -21,6 +21,7 @@ import pytest
 import pcapgen as g
 from engine.index import build_index, index_path
 from engine.index.format import COLUMN, HEADER, HEADER_SIZE, header_checksum
+from engine.index.icmp import COLUMNS as ICMP_COLUMNS
 from tests.engine.conftest import T0, fragment6
 
 V4 = ("10.1.2.3", 40000, "192.0.2.9", 443)
@@ -200,11 +201,39 @@ DIGESTS = {
 }
 
 
+def without_icmp_columns(data: bytes) -> bytes:
+    """Version 4's bytes as version 3 wrote them: its ICMP message columns (the last ones) left out,
+    the header's column count and checksum made for what is left."""
+    header = HEADER.unpack_from(data)
+    if header[1] < 4:
+        return data
+    columns, directory_end = header[11], HEADER_SIZE + COLUMN.size * header[11]
+    names = [COLUMN.unpack_from(data, HEADER_SIZE + COLUMN.size * i)[0].rstrip(b"\0") for i in range(columns)]
+    kept = columns - len(ICMP_COLUMNS)
+    assert [n.decode() for n in names[kept:]] == list(ICMP_COLUMNS)
+    at = directory_end + (-directory_end % 8)
+    for i in range(kept):
+        _, dtype, _, count = COLUMN.unpack_from(data, HEADER_SIZE + COLUMN.size * i)
+        length = np.dtype(dtype.rstrip(b"\0").decode()).itemsize * count
+        at += length + (-length % 8)
+    directory = data[HEADER_SIZE : HEADER_SIZE + COLUMN.size * kept]
+    head = bytearray(data[:HEADER_SIZE])
+    fields = list(header)
+    fields[1], fields[11], fields[-1] = 3, kept, 0
+    head = bytearray(HEADER.pack(*fields)) + head[HEADER.size :]
+    struct.pack_into("<I", head, HEADER.size - 4, header_checksum(bytes(head), directory))
+    end = HEADER_SIZE + len(directory)
+    start = directory_end + (-directory_end % 8)
+    return bytes(head) + directory + b"\0" * (-end % 8) + data[start:at]
+
+
 def as_version_2(data: bytes) -> bytes:
-    """Version 3's bytes with its checksums zeroed and its version 2: the bytes version 2 wrote.
+    """Version 3's bytes (version 4's without its ICMP columns) with its checksums zeroed and its
+    version 2: the bytes version 2 wrote.
 
     The checksums are checked too: the header's over the header and directory, each column's.
     """
+    data = without_icmp_columns(data)
     out = bytearray(data)
     header = HEADER.unpack_from(data)
     columns, directory_end = header[11], HEADER_SIZE + COLUMN.size * header[11]

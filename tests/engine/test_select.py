@@ -21,7 +21,7 @@ import pcapgen as g
 from engine.communityid import community_digest, community_id
 from engine.flow import Selection, address16
 from engine.index import build_index, index_path
-from engine.index.read import ROW_DTYPE
+from engine.index.lookup import ROW_DTYPE
 from engine.query import estimate, query_captures
 from engine.select import FEW_ROWS, SelectionMatcher
 from tests.engine.conftest import T0, fragment6, pcap_records

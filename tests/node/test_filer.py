@@ -15,7 +15,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from engine.index import index_is_current, index_path
-from node import filer, store
+from node import filer, filerstats, store
 from node.filer import FilerOptions, runner_lock
 from tests.node.filing import (
     SEED_FIRST,
@@ -567,6 +567,33 @@ def test_loop_survives_a_failed_pass(dirs, monkeypatch, caplog):
     assert len(calls) == 2
     assert "The filing pass failed; the next one starts in 0.01 seconds" in caplog.messages
     assert list(filed_files(filer_dir)) == [f"pcap.{BASE}"]
+
+
+def test_loop_follows_its_first_pass_with_a_tier_pass_and_not_every_one(dirs):
+    # A tier pass lists the whole tree: a resident filer runs one every TIER_INTERVAL, not every minute.
+    capture_dir, filer_dir = dirs
+    raw = []
+    for epoch in (BASE, BASE + 60):  # filed raw, as by a filer with PAR_COMPRESS=none
+        hour = store.hour_dir(filer_dir, epoch, utc=True)
+        hour.mkdir(parents=True, exist_ok=True)
+        write_captures(hour, [epoch])
+        raw.append(hour / f"pcap.{epoch}")
+    second = filer_dir.parent / "second"
+    os.replace(raw[1], second)
+    opts = options(capture_dir, filer_dir, compress="zstd")
+    stop = threading.Event()
+    looping = threading.Thread(target=filer.run_loop, args=(opts, 0.01, stop))
+    looping.start()
+    try:
+        wait_for(lambda: filerstats.read_stats(opts.data_dir).compressed == 1, what="the first tier pass")
+        os.replace(second, raw[1])
+        passes = filerstats.read_stats(opts.data_dir).passes
+        wait_for(lambda: filerstats.read_stats(opts.data_dir).passes >= passes + 3, what="three more passes")
+    finally:
+        stop.set()
+        looping.join()
+    assert not raw[0].exists() and raw[1].exists()  # the first compressed, the second not yet
+    assert filer.TIER_INTERVAL >= 600
 
 
 def test_stray_names_past_the_year_9998_do_not_fail_a_localtime_pass_east_of_utc(dirs, monkeypatch):

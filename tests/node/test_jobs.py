@@ -59,6 +59,24 @@ def test_jobs_2_builds_two_indexes_at_once_in_worker_processes(dirs, monkeypatch
     assert len(builders) == 2 and str(os.getpid()) not in builders
 
 
+def test_one_file_to_file_is_indexed_in_the_filer_itself_whatever_jobs_says(dirs, monkeypatch):
+    # A cron pass a minute finds one new capture: no worker pool is forked for it.
+    capture_dir, filer_dir = dirs
+    expected = captures(capture_dir, 2)
+    builders = []
+    real_build = filer.build_index
+
+    def build_noting_the_process(capture, out=None):
+        builders.append(os.getpid())  # a worker's list is its own: only the filer's own builds land here
+        return real_build(capture, out)
+
+    monkeypatch.setattr(filer, "build_index", build_noting_the_process)
+    runfiler(capture_dir, filer_dir, "--jobs", "2")
+
+    assert_filed_once(filer_dir, expected)
+    assert builders == [os.getpid()]
+
+
 def log_lines(messages: list[str], *dirs: Path) -> list[str]:
     """The filer's log lines with its directories and timings taken out, to compare two runs."""
     lines = []

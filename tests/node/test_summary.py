@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import time
 
+import numpy as np
 import pytest
 import requests
 
+import pcapgen
 from engine.flow import Selection
 from engine.index import build_index, forget_open_indexes
-from engine.index import read as index_read
-from engine.index.summary import read_summary, summary_path
+from engine.index import opening as index_read
+from engine.index.summary import decode, encode, read_summary, summary_path
 from node import filer, store
 from tests.node.filing import NS, filer_env, manage, write_capture
 from tests.node.test_api_http import env_for
@@ -43,6 +45,15 @@ def filed_hours(root, hours: int = 3, per_hour: int = 4) -> tuple[dict, list]:
         os.utime(path.parent, (settled, settled))  # listings and summaries kept
     tree = {"filer_dir": filer_dir, "capture_dir": capture_dir, "prefix": "pcap", "utc": True}
     return tree, files
+
+
+def host_capture(directory, epoch: int, host: str = HOST):
+    """A filed, indexed capture of one flow from ``host`` (five packets from ``epoch``)."""
+    path = directory / f"pcap.{epoch}"
+    frame = pcapgen.ether(pcapgen.tcp(host, 40000, "192.0.2.80", 443, b"x" * 100))
+    pcapgen.write_pcap(path, [(epoch * NS + k * NS, frame) for k in range(5)])
+    build_index(path)
+    return path
 
 
 def opened_indexes(monkeypatch) -> list[str]:
@@ -87,20 +98,97 @@ def test_without_a_summary_every_file_is_searched(tmp_path):
     assert [f.path for f in found] == files and not any(f.excluded for f in found)
 
 
-@pytest.mark.parametrize("damage", ["flip", "version"])
+def test_inside_a_matching_hour_only_the_files_holding_the_host_have_their_index_opened(
+    tmp_path, monkeypatch
+):
+    tree, files = filed_hours(tmp_path, hours=2, per_hour=6)
+    hour = files[0].parent
+    held = host_capture(hour, T + 30 * 60)
+    filer.summarise(hour, "pcap")
+    os.utime(hour, (time.time() - 3600,) * 2)
+    opened = opened_indexes(monkeypatch)
+    window = (T * NS, (T + 2 * 3600) * NS)
+
+    found = store.captures_for_window(*window, selection=Selection(*window, src=HOST), **tree)
+    assert [f.path for f in found] == [held] and not found[0].excluded
+    assert opened == [f"{held}.idx"]  # not the 11 other files' (6 of them in the same hour)
+
+    # The same for the ports only that file holds, and for the host asked as the other end.
+    opened.clear()
+    forget_open_indexes()
+    found = store.captures_for_window(
+        *window, selection=Selection(*window, src_port=40000, dst_port=443), **tree
+    )
+    assert held in [f.path for f in found] and len(opened) < len(files)
+    opened.clear()
+    forget_open_indexes()
+    found = store.captures_for_window(*window, selection=Selection(*window, dst=HOST + "/32"), **tree)
+    assert [f.path for f in found] == [held] and opened == [f"{held}.idx"]
+
+
+def test_a_file_added_to_an_hour_after_its_summary_is_searched_until_reindex_names_it(tmp_path, monkeypatch):
+    tree, files = filed_hours(tmp_path, hours=1, per_hour=4)
+    hour = files[0].parent
+    before = read_summary(summary_path(hour, "pcap"))
+    added = host_capture(hour, T + 50 * 60)  # filed by hand, or by a filer stopped before its summary
+    window = (T * NS, (T + 3600) * NS)
+    found = store.captures_for_window(*window, selection=Selection(*window, src=HOST), **tree)
+    assert [f.path for f in found] == [added]
+    assert read_summary(summary_path(hour, "pcap")).names == before.names
+
+    env = filer_env(tmp_path, tree["capture_dir"], tree["filer_dir"])
+    run = manage(env, "reindex", str(tree["filer_dir"]))
+    assert run.returncode == 0, run.stderr
+    assert added.name in read_summary(summary_path(hour, "pcap")).names
+    opened = opened_indexes(monkeypatch)
+    found = store.captures_for_window(*window, selection=Selection(*window, src=HOST), **tree)
+    assert [f.path for f in found] == [added] and opened == [f"{added}.idx"]
+
+
+def test_a_summary_added_to_pass_by_pass_is_the_one_made_at_once(tmp_path):
+    tree, files = filed_hours(tmp_path, hours=1, per_hour=1)
+    hour = files[0].parent
+    for n in range(1, 5):  # a filer pass per new file, each adding it to the summary
+        write_capture(hour, T + n * 60, seconds=2, pps=20)
+        build_index(hour / f"pcap.{T + n * 60}")
+        store.refresh_summary(hour, "pcap")
+    passes = summary_path(hour, "pcap").read_bytes()
+    store.refresh_summary(hour, "pcap", rebuild=True)
+    assert summary_path(hour, "pcap").read_bytes() == passes
+    summary = decode(passes)
+    assert encode(summary) == passes and len(summary.names) == 5
+    window = (T * NS, (T + 3600) * NS)
+    for n, name in enumerate(summary.names):  # each file's own first address leads to it
+        own = Selection(*window, src=address_of(hour / name))
+        assert hour / name in [f.path for f in store.captures_for_window(*window, selection=own, **tree)]
+        assert summary.matching(own)[n]
+
+
+def address_of(capture) -> str:
+    from engine.index import open_index
+
+    a4 = open_index(capture).columns["a4"]
+    return ".".join(str(b) for b in int(np.asarray(a4)[0]).to_bytes(4, "big"))
+
+
+@pytest.mark.parametrize("damage", ["flip", "version 1", "cut"])
 def test_a_damaged_or_other_version_summary_is_not_used(tmp_path, damage):
     tree, files = filed_hours(tmp_path, hours=1)
     where = summary_path(files[0].parent, "pcap")
     data = bytearray(where.read_bytes())
     if damage == "flip":
         data[-3] ^= 0xFF
-    else:
-        data[8] = 99
+    elif damage == "cut":
+        del data[-5:]
+    else:  # a summary written before per-file keys: not used until rewritten
+        data[8:12] = (1).to_bytes(4, "little")
     where.write_bytes(bytes(data))
     assert read_summary(where) is None
     window = (T * NS, (T + 3600) * NS)
     found = store.captures_for_window(*window, selection=Selection(*window, src=HOST), **tree)
     assert [f.path for f in found] == files
+    filer.summarise(files[0].parent, "pcap")  # the filer's next pass into the hour makes it anew
+    assert read_summary(where) is not None
 
 
 def test_the_filer_and_reindex_keep_the_summary_current(tmp_path):

@@ -30,4 +30,5 @@ class Command(BaseCommand):
             self.stdout,
             "archived",
             lambda: archive_tree(tree, opts["prefix"], options, older_than_hours=opts["older_than"]),
+            tree,
         )

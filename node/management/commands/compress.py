@@ -30,4 +30,5 @@ class Command(BaseCommand):
             lambda: compress_tree(
                 tree, opts["prefix"], older_than_hours=opts["older_than"], level=opts["level"]
             ),
+            tree,
         )

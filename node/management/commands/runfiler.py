@@ -90,7 +90,7 @@ class Command(BaseCommand):
             jobs=opts["jobs"],
             compress=opts["compress"],
             level=settings.PAR_COMPRESS_LEVEL,
-            archive=archive_options(),
+            archive=archive_options(in_filer=True),
         )
         try:
             check_dirs(options)
