@@ -47,9 +47,27 @@ def run(
 
 
 def free_port() -> int:
+    """A loopback port nothing listens on now (for a server that binds it itself, or an address with
+    nobody there). A server of the tests' own gets its socket from ``listening_socket`` instead."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def listening_socket(port: int = 0) -> socket.socket:
+    """A socket listening on 127.0.0.1:``port`` (0: a free one the kernel picks), inheritable, for a
+    server process to take over (gunicorn's ``fd://``).
+
+    Race-free, unlike a port picked by ``free_port`` and bound by the server later: between the two,
+    another test process (``pytest -n``, another checkout's suite) may have picked the same one.
+    """
+    sock = socket.socket()
+    # As gunicorn binds: a server restarted on the same port while old connections wait in TIME_WAIT.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 @dataclass
@@ -67,26 +85,34 @@ class Server:
 def gunicorn(
     role: str, env: dict[str, str], *, port: int | None = None, workers: int = 1
 ) -> Iterator[Server]:
-    """Start ``gunicorn parsite.wsgi`` for ``role`` and wait until /ping answers (any status)."""
-    port = port or free_port()
+    """Start ``gunicorn parsite.wsgi`` for ``role`` and wait until /ping answers (any status).
+
+    gunicorn is handed a socket already listening (``PAR_BIND=fd://N``): no other process can take
+    its port between choosing and binding it.
+    """
+    listener = listening_socket(port or 0)
+    port = listener.getsockname()[1]
     data_dir = Path(env.get("PAR_DATA_DIR") or os.environ.get("PAR_DATA_DIR") or ROOT / "var")
     log_path = data_dir / f"gunicorn-{role}-{port}.log"
     data_dir.mkdir(parents=True, exist_ok=True)
     full_env = {
         **os.environ,
         "PAR_ROLE": role,
-        "PAR_BIND": f"127.0.0.1:{port}",
+        "PAR_BIND": f"fd://{listener.fileno()}",
         "PAR_WORKERS": str(workers),
         "DJANGO_SETTINGS_MODULE": "parsite.settings",
         **env,
     }
-    with open(log_path, "wb") as log:
+    # The tests' copy of the socket is closed once gunicorn has its own: only gunicorn holds the port
+    # (when it stops, the port refuses connections rather than leaving them unanswered).
+    with open(log_path, "wb") as log, listener:
         process = subprocess.Popen(
             [str(GUNICORN), "parsite.wsgi", "-c", str(ROOT / "gunicorn.conf.py")],
             cwd=ROOT,
             env=full_env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            pass_fds=(listener.fileno(),),
         )
     server = Server(role=role, url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
     try:
