@@ -28,13 +28,12 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from ..dissection import packet as d
-from ..dissection.communityid import DIGEST_SIZE, community_digest, community_digests, flow_ports, render_many
+from ..dissection.communityid import DIGEST_SIZE, community_digests, render_many
 from ..formats import CaptureError, IncompleteHeader, PcapngCapture, open_capture
 from ..index import FlowIndex, IndexUnusable
 from ..index.build import index_in_memory
 from ..query.plan import CaptureFile
-from ..selection.match import SelectionMatcher, icmp_type_code, is_icmp
+from ..selection.match import SelectionMatcher, is_icmp
 from ..selection.selectors import Selection
 from .rows import KEY_FIELDS, ROW_DTYPE, FileDamage, FlowColumns, FlowListing, FlowRow
 from .text import address_texts
@@ -213,35 +212,15 @@ def _icmp_rows(
     file: CaptureFile, index: FlowIndex, offsets: np.ndarray, m: SelectionMatcher
 ) -> Iterator[tuple]:
     """The ICMP flows (by type/code ports) of the records at ``offsets``, those the selection takes."""
-    found: dict[tuple, list] = {}
-    sender: dict[tuple, bytes] = {}  # who sent each ICMP flow's first message
+    from ..index.icmp import message_flows
+
     wanted = sorted(int(o) for o in offsets)
     with open_capture(file.path) as capture:
         if isinstance(capture, PcapngCapture):
             capture.learn_blocks(index.meta_offsets)
         records = capture.records_at(wanted)
-        for record in records:
-            f = d.dissect(record.linktype, record.data)
-            if f is None or f.later_fragment:
-                continue  # a later fragment of an ICMP message: no type to file it by
-            message = icmp_type_code(record.linktype, record.data)
-            if message is None:
-                continue
-            sport, dport, one_way = flow_ports(f.proto, *message)
-            src, dst = f.src, f.dst
-            if not one_way and (dst < src or (dst == src and dport < sport)):
-                src, sport, dst, dport = dst, dport, src, sport
-            key = (src, sport, dst, dport, f.proto)
-            entry = found.get(key)
-            if entry is None:
-                sender[key] = f.src
-                digest = community_digest(f.src, message[0], f.dst, message[1], f.proto)
-                found[key] = [record.ts_ns, record.ts_ns, 1, record.orig_len, digest]
-            else:
-                entry[0], entry[1] = min(entry[0], record.ts_ns), max(entry[1], record.ts_ns)
-                entry[2] += 1
-                entry[3] += record.orig_len
-    for key, (first, last, packets, size, digest) in found.items():
+        found = message_flows((r.linktype, r.ts_ns, r.orig_len, r.data) for r in records)
+    for key, (first, last, packets, size, digest, first_sender) in found.items():
         src, sport, dst, dport, proto = key
         if last < m.start_ns or first > m.end_ns:
             continue
@@ -251,7 +230,7 @@ def _icmp_rows(
         b_hi, b_lo = _halves(dst)
         approximate = first < m.start_ns or last > m.end_ns
         # the lower end first, as the table folds flows; b_first says who sent first
-        b_first = sender[key] != src
+        b_first = first_sender != src
         yield (
             a_hi,
             a_lo,

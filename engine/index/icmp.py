@@ -17,13 +17,14 @@ flow-table row they split (then by their first time):
     icmpbyts  u8[M]
     icmpcid   u1[20*M] its Community ID v1 (seed 0) sha1 digest, from its first sender's side
 
-The rows are exactly what ``engine.flows.listing`` built from the records (``message_flows`` is the same
-walk, run once at build time over the ICMP records the build has mapped anyway).
+The rows are exactly what ``engine.flows.listing`` builds from the records of a capture whose index
+has no ICMP columns (an older version): both run ``message_flows``, here once at build time over
+the ICMP records the build has mapped anyway.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -45,7 +46,7 @@ SRC_IS_B, DST_FIRST = 1, 2
 V4_LOW = 0xFFFF << 32  # an IPv4 address's low half, ::ffff:a.b.c.d
 
 
-def message_flows(records: Sequence[tuple[int, int, int, bytes]]) -> dict[tuple, list]:
+def message_flows(records: Iterable[tuple[int, int, int, bytes]]) -> dict[tuple, list]:
     """ICMP message flows of ``records`` (linktype, ts_ns, orig_len, frame bytes), in record order:
     (src, sport, dst, dport, proto) -> [first, last, packets, bytes, digest, sender] (addresses of
     16 bytes, folded as Community ID folds them unless one-way; ``sender``: who sent the first)."""

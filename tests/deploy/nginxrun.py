@@ -43,11 +43,22 @@ def shipped_nginx(
     text = re.sub(r"ssl_certificate_key\s+\S+;", f"ssl_certificate_key {key};", text)
     text = text.replace("/var/log/nginx/", f"{where}/")
     (where / "site.conf").write_text(text)
+    with nginx_serving(
+        where, f"include {where}/site.conf;", f"https://127.0.0.1:{listen[tls]}/", cert
+    ) as process:
+        yield process
+
+
+@contextmanager
+def nginx_serving(where: Path, site: str, ready: str, cert: Path) -> Iterator[subprocess.Popen]:
+    """nginx in ``where`` with ``site`` (server blocks, or an include of them) as its http
+    configuration; yielded once ``ready`` (an https URL checked against ``cert``) answers, stopped on
+    leaving."""
     user = "user root;\n" if os.geteuid() == 0 else ""  # the workers read what the test wrote
     (where / "nginx.conf").write_text(
         f"{user}worker_processes 1;\npid {where}/nginx.pid;\nerror_log {where}/error.log;\nevents {{}}\n"
         f"http {{\n  access_log {where}/access.log;\n  client_body_temp_path {where}/body;\n"
-        f"  proxy_temp_path {where}/proxy;\n  include {where}/site.conf;\n}}\n"
+        f"  proxy_temp_path {where}/proxy;\n  {site}\n}}\n"
     )
     argv = [NGINX, "-p", str(where), "-e", str(where / "error.log"), "-c", str(where / "nginx.conf")]
     process = subprocess.Popen(
@@ -59,7 +70,7 @@ def shipped_nginx(
             if process.poll() is not None:
                 raise RuntimeError(f"nginx exited: {process.stderr.read().decode()}")  # type: ignore[union-attr]
             try:
-                requests.get(f"https://127.0.0.1:{listen[tls]}/", verify=str(cert), timeout=2)
+                requests.get(ready, verify=str(cert), timeout=2)
                 break
             except requests.ConnectionError:
                 if time.monotonic() > deadline:

@@ -7,20 +7,16 @@ Real processes: nginx (the oracle for the sample), the node and the collector un
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
-import subprocess
-import time
-from pathlib import Path
 
 import pytest
 import requests
 
 from pcapgen import ether, pcap_bytes, tcp, write_pcap
 from tests.collector.live import live_database, manage
+from tests.deploy.nginxrun import certificate, shipped_nginx
 from tests.deploy.test_nginx import NGINX
-from tests.servers import ROOT, free_port, gunicorn
+from tests.servers import free_port, gunicorn
 
 pytestmark = [
     pytest.mark.slow,
@@ -42,63 +38,8 @@ def _records() -> list[tuple[int, bytes]]:
     ]
 
 
-def _certificate(where: Path) -> tuple[Path, Path]:
-    cert, key = where / "node.pem", where / "node.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
-        + ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
-
-
-def _start_nginx(where: Path, cert: Path, key: Path, listen: int, node_port: int) -> subprocess.Popen:
-    text = (ROOT / "deploy" / "nginx-par-node.conf").read_text()
-    text = text.replace("listen 9443 ssl;", f"listen 127.0.0.1:{listen} ssl;").replace(
-        "listen [::]:9443 ssl;", ""
-    )
-    text = text.replace("server 127.0.0.1:9002;", f"server 127.0.0.1:{node_port};")
-    text = re.sub(r"ssl_certificate\s+\S+;", f"ssl_certificate {cert};", text)
-    text = re.sub(r"ssl_certificate_key\s+\S+;", f"ssl_certificate_key {key};", text)
-    text = text.replace("/var/log/nginx/", f"{where}/")
-    (where / "node-site.conf").write_text(text)
-    user = "user root;\n" if os.geteuid() == 0 else ""  # the workers read what the test wrote
-    (where / "nginx.conf").write_text(
-        f"{user}worker_processes 1;\npid {where}/nginx.pid;\nerror_log {where}/error.log;\nevents {{}}\n"
-        f"http {{\n  access_log {where}/access.log;\n  client_body_temp_path {where}/body;\n"
-        f"  proxy_temp_path {where}/proxy;\n  include {where}/node-site.conf;\n}}\n"
-    )
-    process = subprocess.Popen(
-        [
-            NGINX,
-            "-p",
-            str(where),
-            "-e",
-            str(where / "error.log"),
-            "-c",
-            str(where / "nginx.conf"),
-            "-g",
-            "daemon off;",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"nginx exited: {process.stderr.read().decode()}")
-        try:
-            requests.get(f"https://127.0.0.1:{listen}/ping", verify=str(cert), timeout=2)
-            return process
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("nginx did not answer")
-
-
 def test_a_collector_fetches_from_a_node_behind_tls_and_checks_its_certificate(tmp_path):
-    cert, key = _certificate(tmp_path)
+    cert, key = certificate(tmp_path)
     node_dir = tmp_path / "node"
     (node_dir / "capture").mkdir(parents=True)
     (node_dir / "filed").mkdir()
@@ -114,8 +55,9 @@ def test_a_collector_fetches_from_a_node_behind_tls_and_checks_its_certificate(t
     }
     tls_port = free_port()
     with gunicorn("node", node_env) as node:
-        nginx = _start_nginx(tmp_path, cert, key, tls_port, int(node.url.rsplit(":", 1)[1]))
-        try:
+        node_port = int(node.url.rsplit(":", 1)[1])
+        sample = {"listen": {"9443": tls_port}, "upstream": node_port, "tls": "9443"}
+        with shipped_nginx("nginx-par-node.conf", tmp_path, cert, key, **sample):
             collector_dir = tmp_path / "collector"
             collector_dir.mkdir()
             (collector_dir / "nodes.conf").write_text(json.dumps({"1": f"127.0.0.1:{tls_port}"}))
@@ -142,9 +84,6 @@ def test_a_collector_fetches_from_a_node_behind_tls_and_checks_its_certificate(t
                 with gunicorn("collector", {**env, "REQUESTS_CA_BUNDLE": ""}) as untrusting:
                     refused = requests.get(f"{untrusting.url}/data.pcap", params=QUERY, timeout=60)
             access = (tmp_path / "par-node.access.log").read_text()
-        finally:
-            nginx.terminate()
-            nginx.wait(timeout=20)
     assert through.status_code == 200, through.text
     assert through.content[24:] == pcap_bytes(_records())[24:]
     # A certificate the collector cannot check is no node: the system's CAs do not know this one.
