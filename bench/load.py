@@ -197,6 +197,12 @@ def main() -> None:
         help="each download's rate, as curl's --limit-rate takes it (e.g. 10M: clients behind a network); "
         "default: as fast as loopback goes",
     )
+    parser.add_argument(
+        "--compress",
+        choices=("zstd", "none"),
+        default=os.environ.get("PAR_COMPRESS", "zstd"),
+        help="how the filer stores the capture (PAR_COMPRESS; zstd: the product's default)",
+    )
     args = parser.parse_args()
 
     out = ROOT / "bench" / "out" / "load"
@@ -210,6 +216,7 @@ def main() -> None:
         "PAR_CAPTURE_DIR": str(out / "capture"),
         "PAR_FILER_DIR": str(out / "filed"),
         "PAR_MAX_WINDOW": "3600",
+        "PAR_COMPRESS": args.compress,
     }
     (out / "node").mkdir()
     base = collector_env(out / "collector", PAR_KEY_STREAMS="64")
@@ -218,12 +225,12 @@ def main() -> None:
         out / "capture" / f"pcap.{T0 + 60}",
         [((T0 + 60) * 10**9, g.ether(g.udp("10.9.9.9", 1, "10.9.9.8", 2, b"")))],
     )
+    ceiling = cat_rate(capture)  # of the capture's own bytes, before the filer may compress them
     manage(node_env, "runfiler", role="node")
-    capture = next((out / "filed").rglob(f"pcap.{T0}"))
     threads = os.environ.get("PAR_THREADS", "default")
     extra = os.environ.get("GUNICORN_CMD_ARGS", "")
     print(
-        f"capture: {size / 1e6:.0f} MB (filed, indexed), {args.big_packets} packets in the large flow; "
+        f"capture: {size / 1e6:.0f} MB (filed, indexed, compression {args.compress}), {args.big_packets} packets in the large flow; "
         f"gunicorn.conf.py, 2 workers, threads {threads} {extra}; {load_average()}"
     )
     with ExitStack() as stack:
@@ -261,7 +268,6 @@ def main() -> None:
                 print(f"{role:9} {situation:22} /ping       {summary(pings)}")
                 print(f"{role:9} {situation:22} small pcap  {summary(queries)}{rate}")
         print("\n## one large stream")
-        ceiling = cat_rate(capture)
         for role, (url, extra) in roles.items():
             before = {name: server_cpu(u) for name, (u, _) in roles.items()}
             rate, nbytes = stream_rate(f"{url}/data.pcap", {**big, **extra})
