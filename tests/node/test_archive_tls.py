@@ -5,6 +5,7 @@ A real nginx terminates TLS in front of the real SeaweedFS server; the certifica
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,8 @@ def _tls_proxy(where: Path, upstream: str, cert: Path, key: Path, port: int):
     return nginx_serving(where, site, f"https://127.0.0.1:{port}/", cert)
 
 
-@pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
+@pytest.mark.skipif(NGINX is None, reason="nginx is not installed (Debian: apt-get install nginx-light)")
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed for the test certificate")
 def test_a_query_verifies_a_private_ca_archive_with_aws_ca_bundle(
     tmp_path,
     archive,  # noqa: F811  (the fixture)
