@@ -43,6 +43,7 @@ PROTO_TCP = 6
 PROTO_UDP = 17
 PROTO_ICMPV6 = 58
 PROTO_SCTP = 132
+ICMP_PROTOCOLS = (PROTO_ICMP, PROTO_ICMPV6)  # their Community ID needs each packet's type and code
 # Protocols whose packets carry ports, matched when a query names a port and no protocol.
 PORT_PROTOCOLS = (PROTO_TCP, PROTO_UDP, PROTO_SCTP)
 IPV6_EXTENSIONS = (0, 43, 60)  # hop-by-hop, routing, destination options: (len + 1) * 8 bytes

@@ -14,7 +14,6 @@ from ..dissection.fields import FlowColumns
 from ..dissection.recordtable import RecordTable
 from .format import OFFSET_GROUP, narrowest
 
-ICMP_PROTOCOLS = (1, 58)  # their Community ID needs each packet's type and code
 V4_MAPPED = np.uint64(0xFFFF)
 
 

@@ -11,9 +11,9 @@ import numpy as np
 
 from ..dissection.communityid import community_digests, parse_community_id
 from ..dissection.fields import address_halves
+from ..dissection.packet import ICMP_PROTOCOLS
 from ..selection.match import is_icmp
 from .columns import FEW_ROWS, IndexColumns, IntColumn
-from .flows import ICMP_PROTOCOLS
 from .format import IndexUnusable
 
 # A flow row as the readers see it (the table's columns widened, addresses as 16 bytes in halves).

@@ -13,7 +13,7 @@ import numpy as np
 from ..dissection import native as records
 from ..dissection import packet as d
 from ..dissection.native import MASK32, U8, U16, U64, jit
-from .flows import ICMP_PROTOCOLS
+from ..dissection.packet import ICMP_PROTOCOLS
 
 # ---------------------------------------------------------------- flows
 

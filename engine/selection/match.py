@@ -19,10 +19,8 @@ import numpy as np
 
 from ..dissection import packet as d
 from ..dissection.communityid import community_digest, flow_ports, parse_community_id
-from ..dissection.packet import PROTO_ICMP, PROTO_ICMPV6
+from ..dissection.packet import ICMP_PROTOCOLS, PROTO_ICMP, PROTO_ICMPV6
 from .selectors import Selection
-
-ICMP_PROTOCOLS = (PROTO_ICMP, PROTO_ICMPV6)
 
 
 def is_icmp(protocols: np.ndarray) -> np.ndarray:

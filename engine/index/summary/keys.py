@@ -11,8 +11,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ...dissection.communityid import parse_community_id
+from ...dissection.packet import ICMP_PROTOCOLS
 from ...selection.selectors import Selection
-from ..flows import ICMP_PROTOCOLS
 from ..opening import FlowIndex
 
 V4_LOW, V4_HIGH = (0xFFFF << 32), (0xFFFF << 32) | 0xFFFFFFFF  # ::ffff:0.0.0.0/96 as 128-bit ints
