@@ -9,6 +9,8 @@ import pytest
 
 from api.times import format_iso
 from tests.collector.test_page_browser import (  # noqa: F401  (fixtures)
+    CHROMEDRIVER,
+    CHROMIUM,
     WANTED,
     browser,
     downloads,
@@ -22,7 +24,13 @@ from tests.collector.test_page_browser import (  # noqa: F401  (fixtures)
 selenium = pytest.importorskip("selenium", reason="selenium is not installed")
 from selenium.webdriver.common.by import By  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (CHROMIUM and CHROMEDRIVER),
+        reason="chromium and chromedriver are not installed (Debian: chromium chromium-driver)",
+    ),
+]
 
 
 def suricata_alert(site) -> dict:
