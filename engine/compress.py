@@ -26,9 +26,8 @@ from .formats import CaptureError, LocalFile, PcapCapture, PcapngCapture, open_c
 from .formats.seekable import ENTRY, FOOTER, SEEKABLE_MAGIC, SKIPPABLE_MAGIC
 from .formats.source import ZSTD_SUFFIX, ByteSource
 
-FRAME_BYTES = (
-    1 << 19
-)  # decompressed bytes a frame of compressible traffic holds (whole records: a little more)
+# decompressed bytes a frame of compressible traffic holds (whole records: a little more)
+FRAME_BYTES = 1 << 19
 SMALL_FRAME_BYTES = 1 << 16  # a frame of incompressible traffic (after a frame that did not compress)
 LEVEL = 3  # zstd level, chosen by bench/tiers.py
 # A frame after one that compressed less than INCOMPRESSIBLE (decompressed / compressed: encrypted

@@ -97,10 +97,13 @@ def configure(
 ) -> None:
     """Read archived captures from the S3 endpoint ``endpoint`` (and register their opener).
 
-    ``on_fetch(bytes, ok)`` is called after each request a read makes (the node's metrics).
+    ``on_fetch(bytes, ok)`` is called after each request a read makes (the node's metrics). The
+    clients and the connection pool are made anew on next use, so they take the environment as it
+    is now (credentials, ``AWS_CA_BUNDLE``).
     """
     global _CONFIG, _ON_FETCH
     _CONFIG = ArchiveConfig(endpoint, region)
+    _forget_clients()
     if on_fetch is not None:
         _ON_FETCH = on_fetch
     register_opener(ARCHIVED_SUFFIX, open_archived)
@@ -288,8 +291,8 @@ def _pool() -> Any:
         return _POOL
 
 
-def forget_clients() -> None:
-    """Make the S3 client, the signed URLs and the connection pool anew on next use (the environment changed)."""
+def _forget_clients() -> None:
+    """Make the S3 clients, the signed URLs and the connection pool anew on next use."""
     global _POOL
     with _CLIENTS_LOCK:
         _CLIENTS.clear()

@@ -54,14 +54,13 @@ def test_a_query_verifies_a_private_ca_archive_with_aws_ca_bundle(
         try:
             monkeypatch.setenv("AWS_CA_BUNDLE", str(cert))
             archived.configure(f"https://127.0.0.1:{port}")
-            archived.forget_clients()
             with node_client(tree):
                 response = Client().get("/data.pcap", window(T0, T0 + 200))
                 assert response.status_code == 200, response.content
                 assert body(response) == body(before)
             # without the bundle the private CA is not trusted: a 503 naming the archive, never bytes
             monkeypatch.delenv("AWS_CA_BUNDLE")
-            archived.forget_clients()
+            archived.configure(f"https://127.0.0.1:{port}")
             from engine.formats.seekable import forget_shared_frames
 
             forget_shared_frames()
@@ -70,4 +69,3 @@ def test_a_query_verifies_a_private_ca_archive_with_aws_ca_bundle(
                 assert refused.status_code == 503 and f"s3://{bucket}/" in refused.json()["error"]
         finally:
             archived.configure(options.endpoint)
-            archived.forget_clients()
