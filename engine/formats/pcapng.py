@@ -92,6 +92,21 @@ def options(data: bytes, order: str) -> Iterator[tuple[int, bytes]]:
         i += 4 + length + (-length % 4)
 
 
+def interface_fields(body: bytes, order: str) -> tuple[int, int, int, int] | None:
+    """An interface block's (link type, snap length, timestamp units per second, offset in
+    seconds) from its body; None when the body is too short to be one."""
+    if len(body) < 8:
+        return None
+    linktype, _, snaplen = struct.unpack_from(order + IDB_FIELDS, body)
+    units, shift = 1_000_000, 0
+    for code, value in options(body[8:], order):
+        if code == OPTION_TSRESOL and value:
+            units = tsresol_units(value[0])
+        elif code == OPTION_TSOFFSET and len(value) == 8:
+            (shift,) = struct.unpack(order + "q", value)
+    return linktype, snaplen, units, shift
+
+
 class PcapngCapture(Capture):
     """A pcapng file: sections of interfaces and packet blocks."""
 
@@ -205,17 +220,10 @@ class PcapngCapture(Capture):
         if offset in self._seen_idbs:
             return section
         self._seen_idbs.add(offset)
-        body, order = block.body, section.order
-        if len(body) < 8:
+        fields = interface_fields(block.body, section.order)
+        if fields is None:
             raise CaptureError(self.path, offset, "pcapng interface block too short")
-        linktype, _, snaplen = struct.unpack_from(order + IDB_FIELDS, body)
-        units, shift = 1_000_000, 0
-        for code, value in options(body[8:], order):
-            if code == OPTION_TSRESOL and value:
-                units = tsresol_units(value[0])
-            elif code == OPTION_TSOFFSET and len(value) == 8:
-                (shift,) = struct.unpack(order + "q", value)
-        section.interfaces.append(Interface(linktype, snaplen, units, shift))
+        section.interfaces.append(Interface(*fields))
         return section
 
     def _packet(self, offset: int, block: Block, section: Section) -> Record:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from . import pcap, pcapng
 from .capture import MAX_CAPLEN
-from .pcapng import BYTE_ORDERS, MAX_BLOCK, OPTION_TSOFFSET, OPTION_TSRESOL, options, tsresol_units
+from .pcapng import BYTE_ORDERS, MAX_BLOCK
 
 NS = 1_000_000_000
 US = 1_000_000
@@ -206,16 +206,10 @@ class StreamReader:
         return self._packet(kind, body, order)
 
     def _interface(self, body: bytes, order: str) -> None:
-        if len(body) < 8:
+        fields = pcapng.interface_fields(body, order)
+        if fields is None:
             raise StreamError(f"{self.name}: pcapng interface block too short")
-        linktype, _, snaplen = struct.unpack_from(order + pcapng.IDB_FIELDS, body)
-        units, shift = US, 0
-        for code, value in options(body[8:], order):
-            if code == OPTION_TSRESOL and value:
-                units = tsresol_units(value[0])
-            elif code == OPTION_TSOFFSET and len(value) == 8:
-                (shift,) = struct.unpack(order + "q", value)
-        self.interfaces.append(StreamInterface(linktype, snaplen, units, shift))
+        self.interfaces.append(StreamInterface(*fields))
 
     def _packet(self, kind: int, body: bytes, order: str) -> tuple[int, tuple[int, int, bytes, int]]:
         count = len(self.interfaces) - self._section_base
